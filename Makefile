@@ -1,0 +1,32 @@
+# The two README commands: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing scribbles into $(VENV) (log: $(VENV)/install.log) ..."
+	@$(BIN)/pip install -e '.[dev]' > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@$(BIN)/scribbles data build
+	@$(BIN)/scribbles run configs/activity.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/training.py
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache

@@ -1,0 +1,75 @@
+"""scribbles.core: the kernel that plugins and flows build on. Imports no prefect, mlflow or dvc."""
+
+from __future__ import annotations
+
+from .config import ExperimentConfig, TrainConfig, load_config
+from .context import (
+    EpochContext,
+    FoldContext,
+    FoldEndContext,
+    RunContext,
+    RunEndContext,
+    RunErrorContext,
+)
+from .contracts import (
+    FAMILIES,
+    Dataset,
+    DataSource,
+    Fold,
+    Loss,
+    Metric,
+    Model,
+    ModelSpec,
+    Splitter,
+    Strategy,
+    Technique,
+    Tracker,
+    TrainResult,
+    TTATransform,
+    View,
+)
+from .errors import BadInput, ConfigError, LeakageError, PluginError, ScribblesError
+from .markers import HOOK_API_VERSION, hookimpl, hookspec
+from .plan import Plan, resolve
+from .registry import Registry, create, default_registry, load_registry
+
+__all__ = [
+    "FAMILIES",
+    "HOOK_API_VERSION",
+    "BadInput",
+    "ConfigError",
+    "DataSource",
+    "Dataset",
+    "EpochContext",
+    "ExperimentConfig",
+    "Fold",
+    "FoldContext",
+    "FoldEndContext",
+    "LeakageError",
+    "Loss",
+    "Metric",
+    "Model",
+    "ModelSpec",
+    "Plan",
+    "PluginError",
+    "Registry",
+    "RunContext",
+    "RunEndContext",
+    "RunErrorContext",
+    "ScribblesError",
+    "Splitter",
+    "Strategy",
+    "TTATransform",
+    "Technique",
+    "Tracker",
+    "TrainConfig",
+    "TrainResult",
+    "View",
+    "create",
+    "default_registry",
+    "hookimpl",
+    "hookspec",
+    "load_config",
+    "load_registry",
+    "resolve",
+]

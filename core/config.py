@@ -1,0 +1,171 @@
+"""The experiment config: YAML in, validated pydantic models out, every mistake a ConfigError.
+
+Only ``data`` and ``split`` are required; everything else has a default that works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(_Strict):
+    """How to train: the strategy and the options every torch strategy honours."""
+
+    strategy: str | None = Field(None, description="single, ddp, zero, fsdp, sklearn; default by model")
+    workers: int = Field(1, ge=1)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1, description="global batch: W workers take batch_size / W each")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    activation_checkpointing: bool = False
+    grad_accumulation: int = Field(1, ge=1)
+    seed: int = 0
+    timeout: float = Field(1800.0, gt=0, description="seconds before a stalled worker fails the run")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads per worker; default 1 (see core.training.cpu_threads)"
+    )
+
+
+class TTAConfig(_Strict):
+    """Test-time augmentation: transforms (each expands into views) and how views merge."""
+
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    merge: Literal["mean", "gmean", "max"] = "mean"
+
+
+class EvaluateConfig(_Strict):
+    """Evaluation: optional TTA and the metrics to report."""
+
+    tta: TTAConfig | None = None
+    metrics: list[str | dict[str, Any]] = Field(default_factory=lambda: ["accuracy"])
+
+
+class PluginsConfig(_Strict):
+    """Which installed plugin distributions to keep out of this run."""
+
+    deny: list[str] = Field(default_factory=list)
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment. Technique sections are ``{name: ..., <its own fields>}``."""
+
+    experiment: str | None = None
+    data: dict[str, Any]
+    split: dict[str, Any]
+    model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
+    loss: dict[str, Any] = Field(default_factory=lambda: {"name": "cross_entropy"})
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "mlflow"}])
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+
+    @field_validator("data", "split", "model", "loss")
+    @classmethod
+    def _has_name(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "name" not in value:
+            raise ValueError("needs a 'name' (the technique to use)")
+        return value
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, or a ConfigError naming the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; pass the path to a YAML config")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; pass the path to a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping (data:, split:, ...), not {type(raw).__name__}"
+        )
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides; values are parsed as YAML (``3``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} must look like key.path=value, e.g. train.epochs=3")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.strip().split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {key}: {where} is {child!r}, not a section", where)
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a raw mapping; the error names every bad field by its dotted path."""
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+    return config
+
+
+def _describe(err: Any) -> str:
+    path = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        section = path.rsplit(".", 1)[0] if "." in path else "the top level"
+        fields = _known_fields(path)
+        return f"{path}: unknown field in {section}; known fields: {fields}"
+    if err["type"] == "missing":
+        return f"{path}: required"
+    return f"{path}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _known_fields(path: str) -> str:
+    model: type[BaseModel] = ExperimentConfig
+    for part in path.split(".")[:-1]:
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
+    return ", ".join(model.model_fields)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment config; ``experiment`` defaults to the file's stem."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    config = parse_config(raw, str(path))
+    if not config.experiment:
+        config.experiment = Path(path).stem
+    return config

@@ -1,0 +1,272 @@
+"""Technique contracts: the classes every plugin subclasses, and the data they exchange.
+
+``Technique``, ``Dataset`` and ``Fold`` are public API that plugins outside this repository use.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILIES: tuple[str, ...] = ("data", "splitter", "model", "loss", "strategy", "tta", "metric", "tracker")
+DataKind = Literal["tabular", "sequence", "image"]
+
+
+class NoParams(BaseModel):
+    """Parameters of a technique that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Technique:
+    """Base of every technique: a family, a unique name, validated ``Params`` and a docstring."""
+
+    family: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: BaseModel | None = None) -> None:
+        self.params = params if params is not None else type(self).Params()
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring, shown by ``scribbles plugins``."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: a frame plus the roles of its columns and the version it was read at.
+
+    ``kind`` and ``shape`` tell models how to view one row's features: ``tabular`` (n_features,),
+    ``sequence`` (steps, channels) or ``image`` (channels, height, width), in feature-column order.
+    """
+
+    frame: pd.DataFrame
+    target: str
+    features: list[str]
+    group: str | None = None
+    time: str | None = None
+    version: str = ""
+    kind: DataKind = "tabular"
+    shape: tuple[int, ...] = ()
+    source: str = ""
+    rev: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.shape:
+            self.shape = (len(self.features),)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The sorted distinct target values; models predict positions in this array."""
+        return np.sort(self.frame[self.target].unique())
+
+    def inputs(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Feature values as float32 of shape (rows, *shape)."""
+        values = self.frame[self.features].to_numpy(dtype=np.float32)
+        if rows is not None:
+            values = values[rows]
+        return values.reshape((len(values), *self.shape))
+
+    def labels(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Targets as int64 class positions (see ``classes``)."""
+        codes = np.searchsorted(self.classes, self.frame[self.target].to_numpy())
+        return codes.astype(np.int64) if rows is None else codes[rows].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One validation fold: sorted int64 row positions for training and for validation."""
+
+    index: int
+    train: np.ndarray
+    valid: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", np.sort(np.asarray(self.train, dtype=np.int64)))
+        object.__setattr__(self, "valid", np.sort(np.asarray(self.valid, dtype=np.int64)))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model builder needs to know about the data: kind, input shape, classes."""
+
+    kind: DataKind
+    input_shape: tuple[int, ...]
+    n_classes: int
+
+
+@dataclass
+class TrainResult:
+    """What a strategy returns: the trained model and its per-epoch history."""
+
+    model: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    world_size: int = 1
+
+
+# ---------------------------------------------------------------- family bases
+
+
+class DataSource(Technique, abc.ABC):
+    """Base of the ``data`` family: ``load()`` returns a ``Dataset``."""
+
+    family = "data"
+
+    @abc.abstractmethod
+    def load(self) -> Dataset:
+        """Read the data and return it with its version."""
+
+
+class Splitter(Technique, abc.ABC):
+    """Base of the ``splitter`` family: ``split(dataset)`` yields ``Fold`` objects."""
+
+    family = "splitter"
+    #: Which leakage checks apply beyond "no row on both sides": "group", "time" or both.
+    guards: ClassVar[frozenset[str]] = frozenset()
+    #: Rows or duration that must separate train from valid in time ("7D", 3), if any.
+    gap: ClassVar[int | str] = 0
+
+    @abc.abstractmethod
+    def split(self, dataset: Dataset) -> Iterator[Fold]:
+        """Yield the folds of ``dataset``."""
+
+    def as_sklearn(self) -> SklearnSplitter:
+        """This splitter behind scikit-learn's ``split(X, y, groups)`` / ``get_n_splits()`` protocol."""
+        return SklearnSplitter(self)
+
+    def time_gap(self) -> int | str:
+        """The gap the leakage guard enforces between train and valid times."""
+        return getattr(self.params, "gap", 0) or 0
+
+
+class SklearnSplitter:
+    """A scribbles splitter seen through scikit-learn's splitter protocol (for ``cross_val_score``)."""
+
+    def __init__(self, splitter: Splitter) -> None:
+        self.splitter = splitter
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        """The number of folds."""
+        return int(getattr(self.splitter.params, "n_splits", 0))
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Train and test positions of each fold, as scikit-learn expects."""
+        frame = pd.DataFrame({"_y": np.zeros(len(X)) if y is None else np.asarray(y)})
+        if groups is not None:
+            frame["_g"] = np.asarray(groups)
+        dataset = Dataset(frame=frame, target="_y", features=[], group="_g" if groups is not None else None)
+        for fold in self.splitter.split(dataset):
+            yield fold.train, fold.valid
+
+
+class Model(Technique, abc.ABC):
+    """Base of the ``model`` family: ``build(spec)`` returns a ``torch.nn.Module``."""
+
+    family = "model"
+    kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "sequence", "image"})
+
+    @abc.abstractmethod
+    def build(self, spec: ModelSpec) -> torch.nn.Module:
+        """A fresh, untrained module for data described by ``spec``."""
+
+
+class Loss(Technique, abc.ABC):
+    """Base of the ``loss`` family: ``build(spec)`` returns a module called as ``loss(outputs, batch)``."""
+
+    family = "loss"
+
+    @abc.abstractmethod
+    def build(self, spec: ModelSpec) -> torch.nn.Module:
+        """A loss module; ``batch`` is the ``(inputs, targets)`` pair the outputs came from."""
+
+
+class Strategy(Technique, abc.ABC):
+    """Base of the ``strategy`` family: how a model is trained (one process, DDP, ...)."""
+
+    family = "strategy"
+
+    @abc.abstractmethod
+    def fit(
+        self,
+        model_builder: Callable[[], torch.nn.Module],
+        loss: torch.nn.Module,
+        train_data: torch.utils.data.Dataset,
+        valid_data: torch.utils.data.Dataset,
+        train_config: Any,
+        callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
+    ) -> TrainResult:
+        """Train a model built by ``model_builder``; call each callback as ``cb(epoch, metrics)``."""
+
+
+class View:
+    """One augmented view of a batch: ``apply`` to inputs, ``invert`` on dense outputs."""
+
+    def __init__(self, name: str, apply: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.name = name
+        self._apply = apply
+
+    def apply(self, batch: torch.Tensor) -> torch.Tensor:
+        """The augmented inputs."""
+        return self._apply(batch)
+
+    def invert(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Map outputs aligned with the augmented input back; class scores need no inverse."""
+        return outputs
+
+
+class TTATransform(Technique, abc.ABC):
+    """Base of the ``tta`` family: a transform that expands into one or more views."""
+
+    family = "tta"
+    kinds: ClassVar[frozenset[str]] = frozenset()
+
+    @abc.abstractmethod
+    def views(self) -> list[View]:
+        """Every view this transform contributes (its parameters expanded)."""
+
+
+class Metric(Technique, abc.ABC):
+    """Base of the ``metric`` family: a score from true labels and predicted probabilities."""
+
+    family = "metric"
+    greater_is_better: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        """The score; ``proba`` has one column per class."""
+
+
+class Tracker(Technique):
+    """Base of the ``tracker`` family: an instance is registered for the run's lifecycle hooks."""
+
+    family = "tracker"
+
+
+FAMILY_BASES: Mapping[str, type[Technique]] = {
+    "data": DataSource,
+    "splitter": Splitter,
+    "model": Model,
+    "loss": Loss,
+    "strategy": Strategy,
+    "tta": TTATransform,
+    "metric": Metric,
+    "tracker": Tracker,
+}

@@ -1,0 +1,12 @@
+"""The pluggy markers of the ``scribbles`` project."""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "scribbles"
+#: The hook API version that this release implements; plugins may declare the one they need.
+HOOK_API_VERSION = 1
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -1,0 +1,238 @@
+"""The experiment flow: data -> folds (leakage guard) -> train -> evaluate with and without TTA -> aggregate.
+
+Trackers and the progress display see every step through the lifecycle hooks; the sequencing lives
+here, never in hook order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from scribbles.core import (
+    Dataset,
+    EpochContext,
+    Fold,
+    FoldContext,
+    FoldEndContext,
+    ModelSpec,
+    Plan,
+    Registry,
+    RunContext,
+    RunEndContext,
+    RunErrorContext,
+    default_registry,
+    load_registry,
+    resolve,
+)
+from scribbles.core.config import parse_config
+from scribbles.core.evaluation import evaluate
+from scribbles.core.guard import check_fold, fold_report
+from scribbles.core.plan import flatten
+
+from .lineage import git_commit, plugin_versions
+from .prefect_env import configure_prefect
+
+configure_prefect()
+
+from prefect import flow, task  # noqa: E402  (configure_prefect must run first)
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+configure_prefect()  # prefect's own logging setup resets logger levels on import
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C."""
+
+
+@dataclass
+class FoldOutcome:
+    """What one fold produced: final metrics (plain and ``_tta``) and its per-epoch history."""
+
+    index: int
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def registry_for(plan_config: Any) -> Registry:
+    """The default registry, or a fresh one when the config denies some plugin distributions."""
+    deny = plan_config.plugins.deny
+    return load_registry(deny=deny) if deny else default_registry()
+
+
+@task(name="load-data", cache_policy=NO_CACHE)
+def load_data(plan: Plan) -> Dataset:
+    """Read the data through its source; the dataset carries its version."""
+    return plan.data.load()
+
+
+@task(name="make-folds", cache_policy=NO_CACHE)
+def make_folds(plan: Plan, dataset: Dataset) -> list[Fold]:
+    """Every fold of the splitter, each passed through the leakage guard before any training."""
+    folds = list(plan.splitter.split(dataset))
+    for fold in folds:
+        check_fold(dataset, fold, plan.splitter)
+    return folds
+
+
+def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised inputs and integer targets of ``rows``."""
+    x = (dataset.inputs(rows) - mean) / std
+    return torch.from_numpy(x), torch.from_numpy(dataset.labels(rows))
+
+
+@task(name="train-fold", cache_policy=NO_CACHE)
+def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, fold: Fold) -> FoldOutcome:
+    """Train on the fold's train rows, then evaluate its valid rows with and without TTA."""
+    # Standardise with statistics of the training rows only: the valid rows must not leak into them.
+    train_x = dataset.inputs(fold.train)
+    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
+    train, valid = tensors(dataset, fold.train, mean, std), tensors(dataset, fold.valid, mean, std)
+    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes))
+
+    def on_epoch(epoch: int, metrics: Any) -> None:
+        registry.hook.scribbles_epoch_end(ctx=EpochContext(run, fold.index, epoch, dict(metrics)))
+
+    result = plan.strategy.fit(
+        lambda: plan.model.build(spec),
+        plan.loss.build(spec),
+        torch.utils.data.TensorDataset(*train),
+        torch.utils.data.TensorDataset(*valid),
+        plan.config.train,
+        [on_epoch],
+    )
+    views = [view for transform in plan.tta for view in transform.views()]
+    plain, tta = evaluate(result.model, valid[0], views, plan.merge, plan.config.train.batch_size * 4)
+    y_true = valid[1].numpy()
+    metrics: dict[str, float] = {}
+    for metric in plan.metrics:
+        metrics[metric.name] = metric.compute(y_true, plain)
+        metrics[f"{metric.name}_tta"] = metric.compute(y_true, tta)
+    return FoldOutcome(fold.index, metrics, result.history)
+
+
+def summarise(outcomes: list[FoldOutcome]) -> dict[str, float]:
+    """Mean and standard deviation across folds of every final metric."""
+    summary: dict[str, float] = {}
+    for name in outcomes[0].metrics:
+        values = np.array([o.metrics[name] for o in outcomes])
+        summary[f"{name}_mean"] = float(values.mean())
+        summary[f"{name}_std"] = float(values.std())
+    return summary
+
+
+def run_context(plan: Plan, dataset: Dataset, n_folds: int, workdir: Path) -> RunContext:
+    """Params, lineage tags and artifacts of a run."""
+    config_path = workdir / "resolved_config.yaml"
+    config_path.write_text(yaml.safe_dump(plan.resolved, sort_keys=False))
+    tags = {
+        "scribbles.data_version": dataset.version,
+        "scribbles.data_source": plan.data.name,
+        "scribbles.data_path": dataset.source,
+        "scribbles.git_commit": git_commit(),
+        "scribbles.splitter": plan.splitter.name,
+        "scribbles.strategy": plan.strategy.name,
+        "scribbles.plugins": plugin_versions(),
+        "scribbles.seed": str(plan.config.train.seed),
+        "scribbles.world_size": str(plan.config.train.workers),
+    }
+    return RunContext(
+        experiment=plan.experiment,
+        config=plan.resolved,
+        params=flatten(plan.resolved),
+        tags=tags,
+        data_version=dataset.version,
+        data_source=dataset.source,
+        data_rev=dataset.rev,
+        n_folds=n_folds,
+        artifacts={"config": config_path},
+    )
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("stopped by SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: Plugins (a progress display, say) that the caller wants to see this process's runs.
+_OBSERVERS: list[Any] = []
+
+
+@contextlib.contextmanager
+def observing(*plugins: Any) -> Iterator[None]:
+    """Register ``plugins`` for the lifecycle hooks of every run started inside the block."""
+    _OBSERVERS.extend(plugins)
+    try:
+        yield
+    finally:
+        for plugin in plugins:
+            _OBSERVERS.remove(plugin)
+
+
+@flow(name="scribbles-experiment", validate_parameters=False)
+def experiment(config: dict[str, Any]) -> dict[str, Any]:
+    """Run one experiment from a config mapping; return per-fold metrics and their summary."""
+    parsed = parse_config(config)
+    registry = registry_for(parsed)
+    plan = resolve(parsed, registry)
+    dataset = load_data(plan)
+    folds = make_folds(plan, dataset)
+    plugins = [*plan.trackers, *_OBSERVERS]
+    for plugin in plugins:
+        registry.pm.register(plugin)
+    try:
+        with tempfile.TemporaryDirectory(prefix="scribbles-") as tmp:
+            run = run_context(plan, dataset, len(folds), Path(tmp))
+            return _run_folds(plan, registry, run, dataset, folds)
+    finally:
+        for plugin in plugins:
+            registry.pm.unregister(plugin)
+
+
+def _run_folds(
+    plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, folds: list[Fold]
+) -> dict[str, Any]:
+    hook = registry.hook
+    hook.scribbles_run_start(ctx=run)
+    try:
+        with sigterm_as_interrupt():
+            outcomes = []
+            for fold in folds:
+                hook.scribbles_fold_start(ctx=FoldContext(run, fold, fold_report(dataset, fold)))
+                outcome = train_fold(plan, registry, run, dataset, fold)
+                hook.scribbles_fold_end(ctx=FoldEndContext(run, fold.index, outcome.metrics))
+                outcomes.append(outcome)
+            summary = summarise(outcomes)
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
+        raise
+    hook.scribbles_run_end(ctx=RunEndContext(run, summary))
+    return {
+        "experiment": run.experiment,
+        "links": dict(run.links),
+        "data_version": run.data_version,
+        "metrics": [m.name for m in plan.metrics],
+        "folds": [{"fold": o.index, **o.metrics} for o in outcomes],
+        "summary": summary,
+    }

@@ -1,0 +1,159 @@
+"""Data sources: ``file`` (a local CSV or Parquet file) and ``dvc`` (a path in a DVC repo)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scribbles.core import BadInput, Dataset, DataSource, Technique, hookimpl
+from scribbles.core.contracts import DataKind
+
+
+class ColumnParams(BaseModel):
+    """The column roles and the per-row shape shared by every data source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    features: list[str] | None = Field(None, description="default: every column but target, group, time")
+    group: str | None = None
+    time: str | None = None
+    kind: DataKind = "tabular"
+    shape: list[int] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+
+    @model_validator(mode="after")
+    def _shape_fits_kind(self) -> ColumnParams:
+        wanted = {"sequence": 2, "image": 3}.get(self.kind)
+        if wanted and (self.shape is None or len(self.shape) != wanted):
+            hint = "[steps, channels]" if self.kind == "sequence" else "[channels, height, width]"
+            raise ValueError(f"{self.kind} data needs shape: {hint}")
+        return self
+
+
+def read_table(raw: bytes, name: str) -> pd.DataFrame:
+    """A DataFrame from CSV or Parquet bytes, chosen by the file name's suffix."""
+    suffix = Path(name).suffix.lower()
+    buffer = io.BytesIO(raw)
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(buffer)
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(buffer)
+    except Exception as exc:
+        raise BadInput(f"cannot read {name} as {suffix[1:]}: {exc}") from None
+    raise BadInput(f"{name}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source: str, rev: Any) -> Dataset:
+    """Check the column roles against ``frame`` and wrap it as a Dataset."""
+    roles = {"target": params.target, "group": params.group, "time": params.time}
+    for role, column in roles.items():
+        if column is not None and column not in frame.columns:
+            raise BadInput(
+                f"data.{role}: column {column!r} is not in {source}; columns: "
+                f"{', '.join(map(str, frame.columns[:12]))}{' ...' if len(frame.columns) > 12 else ''}"
+            )
+    taken = {c for c in roles.values() if c}
+    features = params.features or [c for c in frame.columns if c not in taken]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise BadInput(f"data.features: {', '.join(missing[:5])} not in {source}")
+    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise BadInput(
+            f"data.features: {', '.join(non_numeric[:5])} in {source} are not numeric; "
+            "list the numeric columns in data.features"
+        )
+    shape = tuple(params.shape) if params.shape else (len(features),)
+    size = 1
+    for dim in shape:
+        size *= dim
+    if size != len(features):
+        raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features")
+    return Dataset(
+        frame=frame.reset_index(drop=True),
+        target=params.target,
+        features=list(features),
+        group=params.group,
+        time=params.time,
+        version=version,
+        kind=params.kind,
+        shape=shape,
+        source=source,
+        rev=rev,
+    )
+
+
+class FileSource(DataSource):
+    """A local CSV or Parquet file; its version is the md5 of its bytes."""
+
+    name = "file"
+
+    class Params(ColumnParams):
+        path: str
+
+    def load(self) -> Dataset:
+        path = Path(self.params.path)
+        if not path.is_file():
+            raise BadInput(f"data.path: {path} does not exist (paths resolve against {Path.cwd()})")
+        raw = path.read_bytes()
+        version = hashlib.md5(raw).hexdigest()
+        return make_dataset(read_table(raw, path.name), self.params, version, str(path), None)
+
+
+class DvcSource(DataSource):
+    """A file in a DVC repo, optionally at a git rev, read through DVC; its version is DVC's md5."""
+
+    name = "dvc"
+
+    class Params(ColumnParams):
+        path: str
+        rev: str | None = None
+        repo: str | None = Field(None, description="repo path or URL; default: the working directory")
+
+    def load(self) -> Dataset:
+        from dvc.api import DVCFileSystem  # imported here: the training core runs without dvc
+
+        repo = self.params.repo or str(Path.cwd())
+        path = self.params.path
+        try:
+            fs = DVCFileSystem(repo, rev=self.params.rev)
+        except Exception as exc:
+            raise BadInput(f"data.repo: {repo} is not a DVC repository ({exc}); run `dvc init`") from None
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            raise BadInput(
+                f"data.path: {path} is not in the DVC repo at {repo}"
+                + (f" at rev {self.params.rev}" if self.params.rev else "")
+                + "; build it (`scribbles data build`) or `dvc pull`"
+            ) from None
+        version = dvc_md5(info)
+        if not version:
+            raise BadInput(f"data.path: {path} is not tracked by DVC; `dvc add` it, or use data name 'file'")
+        with fs.open(path, "rb") as handle:
+            raw = handle.read()
+        return make_dataset(read_table(raw, path), self.params, version, path, self.params.rev)
+
+
+def dvc_md5(info: dict[str, Any]) -> str:
+    """The md5 DVC records for an entry of ``DVCFileSystem.info``, or '' when DVC does not track it."""
+    dvc_info = info.get("dvc_info") or {}
+    meta_md5 = dvc_info.get("md5")
+    if meta_md5:
+        return str(meta_md5)
+    entry = dvc_info.get("entry")
+    hash_info = getattr(entry, "hash_info", None)
+    if hash_info is not None and hash_info.value:
+        return str(hash_info.value)
+    return str(info.get("md5") or "")
+
+
+@hookimpl
+def scribbles_techniques() -> Iterable[type[Technique]]:
+    return [FileSource, DvcSource]
