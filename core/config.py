@@ -164,7 +164,12 @@ def _known_fields(path: str) -> str:
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment config; ``experiment`` defaults to the file's stem."""
-    raw = apply_overrides(read_yaml(path), overrides)
+    raw = read_yaml(path)
+    for section in ("model", "loss"):
+        # `--set model.hidden=[8]` refines the default model instead of replacing it with a nameless one.
+        if section not in raw:
+            raw[section] = ExperimentConfig.model_fields[section].default_factory()  # type: ignore[misc]
+    raw = apply_overrides(raw, overrides)
     config = parse_config(raw, str(path))
     if not config.experiment:
         config.experiment = Path(path).stem

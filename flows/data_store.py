@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from scribbles.core import BadInput
+from scribbles.core import BadInput, ScribblesError
 
 from .demo_data import DATASETS, write_csv
 
@@ -51,11 +51,21 @@ def build(root: Path, force: bool = False) -> list[str]:
             write_csv(builder(), path)
             written.append(name)
     repo = _repo(root)
+    pointer = root / POINTER
     with _quiet():
-        if (root / POINTER).exists():
-            repo.commit(str(root / POINTER), force=True)
-        else:
+        if not pointer.exists():
             repo.add([str(data_dir)])
+            return written
+        differences = [line for line in describe_status(repo.status(targets=[str(pointer)]))
+                       if not line.endswith("not in cache")]
+        if differences:
+            # Committing now would rewrite data.dvc and silently change the data version.
+            raise ScribblesError(
+                "the data in data/ differ from what data.dvc records: " + "; ".join(differences)
+                + ". Restore the recorded files with `scribbles data build --force` (demo data) or "
+                "`dvc checkout`; to record the new files instead, run `dvc add data` and commit data.dvc"
+            )
+        repo.commit(str(pointer), force=True)
     return written
 
 

@@ -30,6 +30,27 @@ SHUTDOWN_NOISE = (
 CHATTY = ("mlflow", "alembic", "dvc")
 
 
+class HideUserErrors(logging.Filter):
+    """Drop Prefect's task/flow failure records caused by a ScribblesError.
+
+    The command line reports those in one line (exit 2 for bad input); Prefect would print the
+    same error again with a traceback. Other exceptions keep their tracebacks: those are bugs.
+    """
+
+    NAMES = ("ScribblesError(", "BadInput(", "ConfigError(", "PluginError(", "LeakageError(")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from scribbles.core import ScribblesError
+
+        if record.exc_info and isinstance(record.exc_info[1], ScribblesError):
+            return False
+        message = record.getMessage()
+        return not any(name in message for name in self.NAMES)
+
+
+RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine")
+
+
 def configure_prefect() -> None:
     """Set Prefect's environment defaults (a user's own settings win) and mute shutdown noise."""
     for key, value in DEFAULTS.items():
@@ -38,3 +59,7 @@ def configure_prefect() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideUserErrors) for f in logger.filters):
+            logger.addFilter(HideUserErrors())

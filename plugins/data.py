@@ -138,6 +138,15 @@ class DvcSource(DataSource):
             raise BadInput(f"data.path: {path} is not tracked by DVC; `dvc add` it, or use data name 'file'")
         with fs.open(path, "rb") as handle:
             raw = handle.read()
+        actual = hashlib.md5(raw).hexdigest()
+        if actual != version:
+            # The workspace file changed since DVC recorded it: tagging the run with the recorded md5
+            # would misstate which data trained it.
+            raise BadInput(
+                f"data.path: {path} (md5 {actual}) differs from what DVC records ({version}); "
+                "restore it with `dvc checkout`, record it with `dvc add`, or rebuild the demo data "
+                "with `scribbles data build --force`"
+            )
         return make_dataset(read_table(raw, path), self.params, version, path, self.params.rev)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,6 @@ for key, value in {
     os.environ.setdefault(key, value)
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIBBLES = str(Path(sys.executable).with_name("scribbles"))
 
 
 @pytest.fixture(scope="session")
@@ -36,36 +33,6 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``scribbles`` command in ``cwd`` and capture its output."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([SCRIBBLES, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def git(*args: str, cwd: Path) -> str:
-    """Run git in ``cwd``; fail the test on error."""
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def make_dvc_project(root: Path, files: dict[str, object]) -> Path:
-    """A git + DVC repo in ``root`` whose data/ holds ``files`` (name -> DataFrame), tracked by data.dvc."""
-    from scribbles.flows.demo_data import write_csv
-
-    root.mkdir(parents=True, exist_ok=True)
-    git("init", "-q", cwd=root)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], cwd=root, check=True)
-    (root / "data").mkdir()
-    for name, frame in files.items():
-        write_csv(frame, root / "data" / name)  # type: ignore[arg-type]
-    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=root, check=True)
-    git("add", "-A", cwd=root)
-    git("commit", "-q", "-m", "data", cwd=root)
-    return root
 
 
 @pytest.fixture(scope="session")

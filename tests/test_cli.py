@@ -1,0 +1,103 @@
+"""The command line as a user meets it: exit codes, messages without tracebacks, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import git, make_dvc_project, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path, activity_small, digits_small) -> Path:
+    """A git + DVC project with the small demo slices and the shipped configs."""
+    root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small, "digits.csv": digits_small})
+    shutil.copytree(REPO / "configs", root / "configs")
+    return root
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit code 2, an 'error:' line with every fragment, and no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_run_prints_results_table(project: Path, prefect_api: str) -> None:
+    """`scribbles run` trains, prints the table with TTA columns and where the MLflow run is."""
+    result = run_cli("run", "configs/activity.yaml", "--set", "train.epochs=1", "--set", "split.n_splits=2",
+                     "--set", "model.hidden=8", cwd=project, env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 0, result.stderr
+    assert "accuracy (TTA)" in result.stdout and "mean ± std" in result.stdout
+    assert "scribbles ui" in result.stdout
+    assert (project / "mlflow.db").exists()
+    assert "Traceback" not in result.stderr and "CancelledError" not in result.stderr
+
+
+def test_bad_input_exits_2_without_traceback(project: Path, tmp_path: Path) -> None:
+    """Missing files, unknown names, bad values and missing data columns: exit 2, field named."""
+    assert_user_error(run_cli("run", "nope.yaml", cwd=project), "nope.yaml does not exist")
+    assert_user_error(run_cli("run", "configs/activity.yaml", "--set", "model.name=gruu", cwd=project),
+                      "model: unknown model 'gruu'; did you mean 'gru'?")
+    assert_user_error(run_cli("run", "configs/activity.yaml", "--set", "train.epochs=0", cwd=project),
+                      "train.epochs")
+    (project / "notyaml.yaml").write_text("data: [\n")
+    assert_user_error(run_cli("run", "notyaml.yaml", cwd=project), "not valid YAML")
+    (project / "list.yaml").write_text("- 1\n")
+    assert_user_error(run_cli("run", "list.yaml", cwd=project), "must hold a mapping")
+
+
+def test_missing_data_column_is_bad_input(project: Path, prefect_api: str) -> None:
+    """A target column that the data lacks is exit 2, naming the field and the columns."""
+    result = run_cli("run", "configs/activity.yaml", "--set", "data.target=label", cwd=project,
+                     env={"PREFECT_API_URL": prefect_api})
+    assert_user_error(result, "data.target: column 'label' is not in data/activity.csv")
+
+
+def test_plugins_lists_builtins(project: Path) -> None:
+    """`scribbles plugins --json` lists every built-in with family, name, provider, summary."""
+    result = run_cli("plugins", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    names = {(r["family"], r["name"]) for r in rows}
+    assert {("splitter", "group_kfold"), ("model", "gru"), ("tracker", "mlflow"), ("tta", "hflip")} <= names
+    assert all(r["summary"] and r["provider"] for r in rows)
+    table = run_cli("plugins", "--family", "splitter", cwd=project)
+    assert "time_series" in table.stdout and "gru" not in table.stdout
+    assert_user_error(run_cli("plugins", "--family", "optimiser", cwd=project), "unknown family")
+
+
+def test_data_build_reproduces_committed_data_dvc(tmp_path: Path) -> None:
+    """A fresh clone's `data build` rebuilds data/ byte for byte: data.dvc unchanged, dvc status clean."""
+    root = tmp_path / "clone"
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    shutil.copy(REPO / "data.dvc", root / "data.dvc")
+    before = (root / "data.dvc").read_text()
+    status = run_cli("data", "status", cwd=root)
+    assert status.returncode == 1 and "does not match" in status.stdout
+
+    built = run_cli("data", "build", cwd=root)
+    assert built.returncode == 0, built.stderr
+    assert (root / "data.dvc").read_text() == before
+    assert run_cli("data", "status", cwd=root).returncode == 0
+    dvc = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
+    assert "up to date" in dvc.stdout, dvc.stdout
+
+    (root / "data" / "digits.csv").write_text("label\n1\n")
+    changed = run_cli("data", "status", cwd=root)
+    assert changed.returncode == 1
+    assert "modified" in changed.stdout and "scribbles data build" in changed.stdout
+    refused = run_cli("data", "build", cwd=root)
+    assert refused.returncode == 1 and "differ from what data.dvc records" in refused.stderr
+    assert (root / "data.dvc").read_text() == before
+    assert run_cli("data", "build", "--force", cwd=root).returncode == 0
+    assert run_cli("data", "status", cwd=root).returncode == 0

@@ -1,0 +1,100 @@
+"""The experiment config: defaults, overrides, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from scribbles.core import ConfigError, load_config, load_registry, resolve
+
+MINIMAL = "data: {name: file, path: x.csv, target: y}\nsplit: {name: kfold}\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    """Only data and split are required; the rest default as DESIGN.md says."""
+    config = load_config(write(tmp_path, MINIMAL, "my-exp.yaml"))
+    assert config.experiment == "my-exp"
+    assert config.model == {"name": "mlp"}
+    assert config.loss == {"name": "cross_entropy"}
+    assert config.evaluate.metrics == ["accuracy"]
+    assert config.tracking == [{"name": "mlflow"}]
+    plan = resolve(config, load_registry(autoload=False))
+    assert plan.strategy.name == "single"
+    assert plan.resolved["split"] == {"name": "kfold", "n_splits": 5, "shuffle": False, "seed": 0}
+
+
+def test_set_overrides_parse_yaml_values(tmp_path: Path) -> None:
+    """--set key.path=value overrides nested fields with YAML-typed values."""
+    config = load_config(
+        write(tmp_path, MINIMAL),
+        ["train.epochs=3", "split.n_splits=4", "model.hidden=[8, 4]", "experiment=other"],
+    )
+    assert config.train.epochs == 3
+    assert config.split["n_splits"] == 4
+    assert config.model["hidden"] == [8, 4]
+    assert config.experiment == "other"
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        (MINIMAL + "trian: {epochs: 2}\n", [], "trian: unknown field in the top level"),
+        (MINIMAL + "train: {epoch: 2}\n", [], "train.epoch: unknown field in train; known fields: strategy"),
+        (MINIMAL, ["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
+        (MINIMAL, ["train.lr=-1"], "train.lr: Input should be greater than 0"),
+        (MINIMAL, ["train.precision=fp8"], "train.precision"),
+        ("split: {name: kfold}\n", [], "data: required"),
+        (MINIMAL, ["train.epochs"], "must look like key.path=value"),
+        ("data: {path: x.csv}\nsplit: {name: kfold}\n", [], "data: Value error, needs a 'name'"),
+    ],
+)
+def test_bad_fields_are_named(tmp_path: Path, text: str, overrides: list[str], expected: str) -> None:
+    """Each mistake is a ConfigError whose message names the dotted field."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), overrides)
+    assert expected in str(err.value)
+
+
+def test_file_problems_name_the_file(tmp_path: Path) -> None:
+    """Missing, non-YAML and non-mapping files are errors that name the file."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 2"):
+        load_config(write(tmp_path, "data: [unclosed\n"))
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_resolve_checks_techniques_and_their_fields(tmp_path: Path) -> None:
+    """resolve() finds unknown names, unknown technique fields and unfitting transforms."""
+    registry = load_registry(autoload=False)
+    cases = [
+        (["model.name=mlpp"], "model: unknown model 'mlpp'; did you mean 'mlp'?"),
+        (["model.width=3"], "model.width: unknown field for model 'mlp'"),
+        (["split.n_splits=1"], "split.n_splits: Input should be greater than or equal to 2"),
+        (["evaluate.tta={transforms: [{name: hflip}]}"], "transform 'hflip' does not fit tabular data"),
+        (["model.name=gru"], "model 'gru' does not take tabular data"),
+        (["train.workers=2"], "train.workers: strategy 'single' runs one process"),
+        (["evaluate.metrics=[acuracy]"], "did you mean 'accuracy'"),
+    ]
+    for overrides, expected in cases:
+        config = load_config(write(tmp_path, MINIMAL), overrides)
+        with pytest.raises(ConfigError) as err:
+            resolve(config, registry)
+        assert expected in str(err.value), overrides
+
+
+def test_shipped_configs_resolve() -> None:
+    """Every config in configs/ resolves against the built-ins."""
+    registry = load_registry(autoload=False)
+    paths = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:
+        plan = resolve(load_config(path), registry)
+        assert plan.trackers[0].name == "mlflow"
