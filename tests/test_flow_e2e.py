@@ -84,7 +84,8 @@ def test_activity_flow_records_everything_in_mlflow(project: Path) -> None:
 
 def test_digits_flow_with_image_tta(project: Path) -> None:
     """The image config trains an MLP on 8x8 digits and reports with and without hflip TTA."""
-    result = experiment(config_for("digits", "train.epochs=8", "train.batch_size=32", "train.lr=3e-3", "split.n_splits=2"))
+    overrides = ("train.epochs=8", "train.batch_size=32", "train.lr=3e-3", "split.n_splits=2")
+    result = experiment(config_for("digits", *overrides))
     assert len(result["folds"]) == 2
     assert result["summary"]["accuracy_mean"] > 0.5  # ten classes: chance is 0.1
     assert "accuracy_tta_mean" in result["summary"]
