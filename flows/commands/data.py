@@ -1,0 +1,38 @@
+"""`scribbles data build | status`: the demo datasets against data.dvc."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .common import EXIT_FAILED, EXIT_OK
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Build the demo datasets, or say whether data/ matches data.dvc."""
+    from ..data_store import build, describe_status, status
+
+    root = Path.cwd()
+    if args.action == "build":
+        written = build(root, force=args.force)
+        print(f"built {', '.join(written)}" if written else "data/ already built")
+        print("data/ is in DVC's cache; `scribbles data status` checks it against data.dvc")
+        return EXIT_OK
+    changes = status(root)
+    if not changes:
+        print("data/ matches data.dvc: up to date")
+        return EXIT_OK
+    print("data/ does not match data.dvc:")
+    for line in describe_status(changes):
+        print(f"  {line}")
+    print("fix: `scribbles data build` (demo data), `dvc checkout` (tracked version) or `dvc add data`")
+    return EXIT_FAILED
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles data`."""
+    data = verbs.add_parser("data", help="demo datasets, and whether data/ matches data.dvc")
+    data.add_argument("action", choices=["build", "status"])
+    data.add_argument("--force", action="store_true", help="rebuild every dataset, not just missing ones")
+    data.set_defaults(func=cmd_data)

@@ -1,0 +1,29 @@
+"""`scribbles ui`: the MLflow UI on this project's store, bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .common import EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the MLflow UI for this project's store on 127.0.0.1."""
+    from scribbles.plugins.trackers import tracking_uri
+
+    uri = tracking_uri()
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    os.execv(sys.executable, command)
+    return EXIT_OK  # not reached: execv replaces this process
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles ui`."""
+    ui = verbs.add_parser("ui", help="MLflow UI on the project's store, on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
