@@ -21,8 +21,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolve(config, registry)  # every config error before Prefect starts or any work is done
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
-    from .experiment import experiment, observing
-    from .progress import ConsoleProgress
+    from ..experiment import experiment, observing
+    from ..progress import ConsoleProgress
 
     with observing(ConsoleProgress()):
         result = experiment(config.model_dump(mode="json"))
