@@ -1,0 +1,141 @@
+"""Deterministic, offline builders of the two demo datasets.
+
+``digits.csv`` is scikit-learn's bundled 8x8 digits, kept as images (``label``, ``p0_0`` .. ``p7_7``).
+``activity.csv`` is a seeded, synthetic wearable set: 3-axis accelerometer windows (32 steps) from 30
+subjects doing 5 activities over 60 days. Every subject has a signature (gain, sensor mounting
+orientation, offset, tempo, noise) and the sensors drift slowly over the 60 days, so a shuffled split
+scores clearly higher than a split grouped by subject or by time: the leakage the notes warn about.
+
+Only the legacy ``numpy.random.RandomState`` is used (NumPy freezes its stream) and every float is
+rounded to 4 decimals, so :func:`write_csv` gives the same bytes on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+
+N_SUBJECTS, N_DAYS, N_STEPS = 30, 60, 32
+START = datetime(2026, 1, 1)
+ACTIVITIES = ("walking", "running", "cycling", "sitting", "standing")
+# Per activity: cycles per window, dynamic amplitude per axis, second-harmonic share, gravity direction.
+_CYCLES = np.array([3.0, 5.0, 2.2, 0.6, 0.9])
+_AMP = np.array(
+    [[0.35, 0.20, 0.45], [0.80, 0.45, 1.00], [0.30, 0.35, 0.15], [0.03, 0.03, 0.02], [0.04, 0.03, 0.03]]
+)
+_HARM = np.array([0.45, 0.35, 0.10, 0.0, 0.0])
+_GRAVITY = np.array([[0.1, 0.0, 1.0], [0.25, 0.0, 1.0], [0.5, 0.35, 0.8], [0.8, 0.0, 0.6], [0.0, 0.05, 1.0]])
+SIGNAL_COLUMNS = [f"t{t:02d}_{axis}" for t in range(N_STEPS) for axis in "xyz"]
+
+
+def build_digits() -> pd.DataFrame:
+    """Return scikit-learn's bundled digits as ``label`` plus row-major pixels ``p{r}_{c}`` (0..16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = digits.images.reshape(len(digits.images), 64).astype(np.int64)
+    frame = pd.DataFrame(pixels, columns=[f"p{r}_{c}" for r in range(8) for c in range(8)])
+    frame.insert(0, "label", digits.target.astype(np.int64))
+    return frame
+
+
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    """Return the rotation matrix for Euler angles ``(a, b, c)`` in radians (x, then y, then z)."""
+    a, b, c = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _window(rng: np.random.RandomState, act: int, subj: dict, sess: dict) -> np.ndarray:
+    """Return one (32, 3) accelerometer window for activity ``act`` of a subject in one session."""
+    t = np.arange(N_STEPS) / N_STEPS
+    cycles = _CYCLES[act] * sess["tempo"] * rng.lognormal(0.0, 0.03)
+    phase = rng.uniform(0.0, 2 * np.pi, size=3)
+    angle = 2 * np.pi * cycles * t[:, None]
+    wave = np.sin(angle + phase) + _HARM[act] * np.sin(2 * angle + 2 * phase)
+    dynamic = _AMP[act] * subj["style"] * rng.lognormal(0.0, 0.05) * wave
+    gravity = _GRAVITY[act] / np.linalg.norm(_GRAVITY[act])
+    body = gravity + dynamic
+    mounting = _rotation(sess["mount"] + rng.normal(0.0, 0.02, size=3))
+    noise = rng.normal(0.0, subj["noise"], size=(N_STEPS, 3))
+    return sess["gain"] * body @ mounting.T + sess["offset"] + noise
+
+
+def _session(rng: np.random.RandomState, subj: dict, drift: float) -> dict:
+    """Return a session's sensor state: the subject's signature drifted by ``drift`` (0..1), re-mounted."""
+    return {
+        "tempo": subj["tempo"] * (1.0 + subj["tempo_drift"] * drift) * rng.lognormal(0.0, 0.04),
+        "mount": subj["mount"] + subj["mount_drift"] * drift + rng.normal(0.0, 0.1, size=3),
+        "gain": subj["gain"] * (1.0 + subj["gain_drift"] * drift),
+        "offset": subj["offset"] + subj["offset_drift"] * drift,
+    }
+
+
+def _subject(rng: np.random.RandomState) -> dict:
+    """Draw one subject's signature: gain, mounting, offset, tempo, style, noise and their drifts."""
+    return {
+        "gain": rng.lognormal(0.0, 0.25),
+        "mount": rng.normal(0.0, 0.5, size=3),
+        "offset": rng.normal(0.0, 0.3, size=3),
+        "tempo": rng.lognormal(0.0, 0.22),
+        "style": rng.lognormal(0.0, 0.3, size=3),
+        "noise": rng.uniform(0.02, 0.15),
+        "gain_drift": rng.normal(0.0, 0.15),
+        "mount_drift": rng.normal(0.0, 0.25, size=3),
+        "offset_drift": rng.normal(0.0, 0.2, size=3),
+        "tempo_drift": rng.normal(0.1, 0.1),
+    }
+
+
+def build_activity(seed: int = 0) -> pd.DataFrame:
+    """Return the seeded wearable set: ``subject``, ``activity``, ``timestamp``, ``t00_x`` .. ``t31_z``.
+
+    Each subject records on 4-5 days spread evenly over 60 days from 2026-01-01; a session has a block of
+    4-5 consecutive 10-second windows per activity. Rows are sorted by (timestamp, subject).
+    """
+    rng = np.random.RandomState(seed)
+    rows: list[tuple[str, str, str]] = []
+    signals: list[np.ndarray] = []
+    for s in range(N_SUBJECTS):
+        subj = _subject(rng)
+        n_sessions = rng.randint(4, 6)
+        edges = np.linspace(0, N_DAYS, n_sessions + 1).astype(int)
+        for day in (rng.randint(lo, hi) for lo, hi in pairwise(edges)):
+            hour, minute = rng.randint(7, 19), rng.randint(60)
+            clock = START + timedelta(days=int(day), hours=int(hour), minutes=int(minute))
+            sess = _session(rng, subj, day / (N_DAYS - 1))
+            for act in rng.permutation(len(ACTIVITIES)):
+                for _ in range(rng.randint(4, 6)):
+                    signals.append(_window(rng, int(act), subj, sess))
+                    rows.append((f"s{s + 1:02d}", ACTIVITIES[act], clock.strftime("%Y-%m-%dT%H:%M:%S")))
+                    clock += timedelta(seconds=10)
+                clock += timedelta(minutes=int(rng.randint(2, 6)))
+    frame = pd.DataFrame(rows, columns=["subject", "activity", "timestamp"])
+    values = np.round(np.stack(signals).reshape(len(signals), -1), 4)
+    frame = pd.concat([frame, pd.DataFrame(values, columns=SIGNAL_COLUMNS)], axis=1)
+    return frame.sort_values(["timestamp", "subject"], kind="mergesort").reset_index(drop=True)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write ``frame`` to ``path`` byte-deterministically, atomically via a temporary file and os.replace."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=directory)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+DATASETS: dict[str, Callable[[], pd.DataFrame]] = {"digits.csv": build_digits, "activity.csv": build_activity}
