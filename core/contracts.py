@@ -111,6 +111,16 @@ class ModelSpec:
     kind: DataKind
     input_shape: tuple[int, ...]
     n_classes: int
+    #: The class labels as text, in class-position order; a label written as space-separated tokens
+    #: ("walking running") is a token sequence for sequence-labelling heads and the ``ctc`` loss.
+    classes: tuple[str, ...] = ()
+
+    def token_sequences(self) -> tuple[list[str], list[list[int]]]:
+        """The sorted token vocabulary of ``classes`` and each class as a list of token positions."""
+        split = [label.split() for label in self.classes]
+        vocabulary = sorted({token for tokens in split for token in tokens})
+        position = {token: i for i, token in enumerate(vocabulary)}
+        return vocabulary, [[position[token] for token in tokens] for tokens in split]
 
 
 @dataclass
@@ -182,16 +192,25 @@ class Model(Technique, abc.ABC):
 
     family = "model"
     kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "sequence", "image"})
+    #: Named outputs of the built module (see ``scribbles.core.outputs``); a plain tensor is "logits".
+    outputs: ClassVar[frozenset[str]] = frozenset({"logits"})
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
         """A fresh, untrained module for data described by ``spec``."""
+
+    def pretrain(self, module: torch.nn.Module, inputs: torch.Tensor, config: Any) -> bool:
+        """Fit ``module`` without labels on a fold's standardised training inputs, before the strategy
+        trains it; return whether anything was done. The default does nothing (see core.pretraining)."""
+        return False
 
 
 class Loss(Technique, abc.ABC):
     """Base of the ``loss`` family: ``build(spec)`` returns a module called as ``loss(outputs, batch)``."""
 
     family = "loss"
+    #: Model outputs this loss reads; a model that lacks one is refused when the config is resolved.
+    needs: ClassVar[frozenset[str]] = frozenset({"logits"})
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -244,10 +263,16 @@ class TTATransform(Technique, abc.ABC):
 
 
 class Metric(Technique, abc.ABC):
-    """Base of the ``metric`` family: a score from true labels and predicted probabilities."""
+    """Base of the ``metric`` family: a score from true labels and predicted probabilities.
+
+    A metric with ``needs = "reconstruction"`` scores a model output instead: ``compute`` then gets
+    the flattened standardised inputs as ``y_true`` and the model's reconstruction as ``proba``.
+    """
 
     family = "metric"
     greater_is_better: ClassVar[bool] = True
+    #: "proba" (class probabilities), or the name of a model output this metric scores.
+    needs: ClassVar[str] = "proba"
 
     @abc.abstractmethod
     def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .contracts import View
+from .contracts import Metric, View
+from .outputs import logits_of, output_of
 
 IDENTITY = View("identity", lambda x: x)
 
@@ -40,7 +41,7 @@ def predict_views(
     for start in range(0, len(inputs), batch_size):
         x = inputs[start : start + batch_size].to(device)
         stacked = torch.cat([view.apply(x) for view in views])
-        logits = model(stacked).float().reshape(len(views), len(x), -1)
+        logits = logits_of(model(stacked)).float().reshape(len(views), len(x), -1)
         restored = torch.stack([view.invert(logits[i]) for i, view in enumerate(views)])
         out.append(restored.softmax(-1).cpu())
     return torch.cat(out, dim=1)
@@ -62,3 +63,42 @@ def evaluate(
     plain = probs[0]
     tta = merge_probabilities(probs, merge) if views else plain
     return plain.numpy(), tta.numpy()
+
+
+@torch.no_grad()
+def collect_output(model: nn.Module, inputs: torch.Tensor, key: str, batch_size: int = 256) -> np.ndarray:
+    """One named model output (``reconstruction``, ``embedding``...) over every row, flattened per row."""
+    model.eval()
+    device = next(model.parameters()).device
+    parts = []
+    for start in range(0, len(inputs), batch_size):
+        x = inputs[start : start + batch_size].to(device)
+        value = output_of(model(x), key, f"the evaluation of '{key}'")
+        parts.append(value.float().reshape(len(x), -1).cpu())
+    return torch.cat(parts).numpy()
+
+
+def score(
+    metrics: Sequence[Metric],
+    model: nn.Module,
+    inputs: torch.Tensor,
+    y_true: np.ndarray,
+    plain: np.ndarray,
+    tta: np.ndarray,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """``{metric}`` and ``{metric}_tta`` for every metric.
+
+    A metric on a model output other than probabilities (``reconstruction_mse``) scores the plain
+    inputs; TTA views have no single reconstruction to compare, so its ``_tta`` value is the plain one.
+    """
+    scores: dict[str, float] = {}
+    for metric in metrics:
+        if metric.needs == "proba":
+            scores[metric.name] = metric.compute(y_true, plain)
+            scores[f"{metric.name}_tta"] = metric.compute(y_true, tta)
+        else:
+            output = collect_output(model, inputs, metric.needs, batch_size)
+            value = metric.compute(inputs.reshape(len(inputs), -1).numpy(), output)
+            scores[metric.name] = scores[f"{metric.name}_tta"] = value
+    return scores

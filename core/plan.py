@@ -57,6 +57,20 @@ def _dump(technique: Technique) -> dict[str, Any]:
     return {"name": technique.name, **technique.params.model_dump(mode="json")}
 
 
+def _check_outputs(model: Model, user: Technique, where: str) -> None:
+    """Refuse a loss or metric that reads a model output the model does not produce."""
+    needs = getattr(user, "needs", frozenset())
+    needs = {needs} if isinstance(needs, str) else set(needs)
+    missing = sorted(needs - set(model.outputs))
+    if missing:
+        raise ConfigError(
+            f"{user.family} '{user.name}' reads the model output {', '.join(repr(m) for m in missing)}, "
+            f"which model '{model.name}' does not produce (it gives {', '.join(sorted(model.outputs))}); "
+            f"pick a model that does or another {user.family}",
+            where,
+        )
+
+
 def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     """Every technique of ``config`` built from the registry; a ConfigError names the first bad field."""
     data = _build(registry, "data", config.data, "data")
@@ -71,6 +85,14 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         )
     strategy_name = config.train.strategy or getattr(model, "default_strategy", "single")
     strategy = registry.create("strategy", strategy_name, field="train.strategy")
+    _check_outputs(model, loss, "loss.name")
+    allowed = getattr(model, "strategies", None)
+    if allowed is not None and strategy.name not in allowed:
+        raise ConfigError(
+            f"model '{model.name}' is trained by strategy {' or '.join(sorted(allowed))}, not "
+            f"'{strategy.name}'; remove train.strategy to use the model's default",
+            "train.strategy",
+        )
     tta: list[TTATransform] = []
     merge = "mean"
     if config.evaluate.tta is not None:
@@ -91,6 +113,8 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     for i, item in enumerate(config.evaluate.metrics):
         section = {"name": item} if isinstance(item, str) else item
         metrics.append(_build(registry, "metric", section, f"evaluate.metrics.{i}"))
+        if metrics[-1].needs != "proba":
+            _check_outputs(model, metrics[-1], f"evaluate.metrics.{i}")
     trackers = [
         _build(registry, "tracker", section, f"tracking.{i}") for i, section in enumerate(config.tracking)
     ]

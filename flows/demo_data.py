@@ -124,6 +124,42 @@ def build_activity(seed: int = 0) -> pd.DataFrame:
     return frame.sort_values(["timestamp", "subject"], kind="mergesort").reset_index(drop=True)
 
 
+SEQUENCE_WINDOWS, SEQUENCE_STRIDE, SEQUENCE_EVERY = 4, 2, 2
+
+
+def build_activity_sequences(activity: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return the sequence-labelling variant of the activity set, for the ``ctc`` demo.
+
+    Each row joins ``SEQUENCE_WINDOWS`` consecutive windows of one subject's session (every
+    ``SEQUENCE_STRIDE``-th start; every ``SEQUENCE_EVERY``-th step kept, so 4 x 16 = 64 steps) and its
+    target ``activities`` is the sequence of activities in them, repeats collapsed ("walking running").
+    Columns: ``subject``, ``activities``, ``timestamp`` (of the first window), ``t00_x`` .. ``t63_z``.
+    Derived from :func:`build_activity` only, so it is as deterministic as that set.
+    """
+    frame = build_activity() if activity is None else activity
+    ordered = frame.sort_values(["subject", "timestamp"], kind="mergesort").reset_index(drop=True)
+    signals = ordered[SIGNAL_COLUMNS].to_numpy().reshape(len(ordered), N_STEPS, 3)[:, ::SEQUENCE_EVERY]
+    times = pd.to_datetime(ordered["timestamp"])
+    # A new session starts with a new subject or after an hour without windows.
+    new_session = (ordered["subject"] != ordered["subject"].shift()) | (times.diff() > pd.Timedelta(hours=1))
+    session = new_session.cumsum().to_numpy()
+    activity_of = ordered["activity"].to_numpy()
+    rows, values = [], []
+    for sid in np.unique(session):
+        members = np.flatnonzero(session == sid)
+        for start in range(0, len(members) - SEQUENCE_WINDOWS + 1, SEQUENCE_STRIDE):
+            chunk = members[start : start + SEQUENCE_WINDOWS]
+            labels = activity_of[chunk]
+            acts = [a for i, a in enumerate(labels) if i == 0 or a != labels[i - 1]]
+            rows.append((ordered["subject"].iat[chunk[0]], " ".join(acts), ordered["timestamp"].iat[chunk[0]]))
+            values.append(signals[chunk].reshape(-1))
+    steps = SEQUENCE_WINDOWS * N_STEPS // SEQUENCE_EVERY
+    columns = [f"t{t:02d}_{axis}" for t in range(steps) for axis in "xyz"]
+    out = pd.DataFrame(rows, columns=["subject", "activities", "timestamp"])
+    out = pd.concat([out, pd.DataFrame(np.stack(values), columns=columns)], axis=1)
+    return out.sort_values(["timestamp", "subject"], kind="mergesort").reset_index(drop=True)
+
+
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write ``frame`` to ``path`` byte-deterministically, atomically via a temporary file and os.replace."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -138,4 +174,8 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         raise
 
 
-DATASETS: dict[str, Callable[[], pd.DataFrame]] = {"digits.csv": build_digits, "activity.csv": build_activity}
+DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
+    "digits.csv": build_digits,
+    "activity.csv": build_activity,
+    "activity_sequences.csv": build_activity_sequences,
+}

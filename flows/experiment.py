@@ -34,9 +34,10 @@ from scribbles.core import (
     resolve,
 )
 from scribbles.core.config import parse_config
-from scribbles.core.evaluation import evaluate
+from scribbles.core.evaluation import evaluate, score
 from scribbles.core.guard import check_fold, fold_report
 from scribbles.core.plan import flatten
+from scribbles.core.pretraining import model_builder
 
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
@@ -96,13 +97,13 @@ def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
     train_x = dataset.inputs(fold.train)
     mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
     train, valid = tensors(dataset, fold.train, mean, std), tensors(dataset, fold.valid, mean, std)
-    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes))
+    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
 
     def on_epoch(epoch: int, metrics: Any) -> None:
         registry.hook.scribbles_epoch_end(ctx=EpochContext(run, fold.index, epoch, dict(metrics)))
 
     result = plan.strategy.fit(
-        lambda: plan.model.build(spec),
+        model_builder(plan.model, spec, train[0], plan.config.train),
         plan.loss.build(spec),
         torch.utils.data.TensorDataset(*train),
         torch.utils.data.TensorDataset(*valid),
@@ -111,11 +112,8 @@ def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
     )
     views = [view for transform in plan.tta for view in transform.views()]
     plain, tta = evaluate(result.model, valid[0], views, plan.merge, plan.config.train.batch_size * 4)
-    y_true = valid[1].numpy()
-    metrics: dict[str, float] = {}
-    for metric in plan.metrics:
-        metrics[metric.name] = metric.compute(y_true, plain)
-        metrics[f"{metric.name}_tta"] = metric.compute(y_true, tta)
+    metrics = score(plan.metrics, result.model, valid[0], valid[1].numpy(), plain, tta,
+                    plan.config.train.batch_size * 4)
     return FoldOutcome(fold.index, metrics, result.history)
 
 

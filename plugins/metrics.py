@@ -1,4 +1,5 @@
-"""Metrics on predicted probabilities: ``accuracy`` and ``f1_macro``."""
+"""Metrics: ``accuracy``, ``f1_macro`` and ``log_loss`` on predicted probabilities, and
+``reconstruction_mse`` on a representation model's reconstruction of its inputs."""
 
 from __future__ import annotations
 
@@ -34,6 +35,29 @@ class F1Macro(Metric):
         return float(np.mean(scores))
 
 
+class LogLoss(Metric):
+    """Mean negative log-probability of the true class (probabilities clipped at 1e-15, as scikit-learn)."""
+
+    name = "log_loss"
+    greater_is_better = False
+
+    def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        proba = np.clip(proba / proba.sum(1, keepdims=True), 1e-15, 1.0)
+        return float(-np.mean(np.log(proba[np.arange(len(y_true)), y_true])))
+
+
+class ReconstructionMSE(Metric):
+    """Mean squared error between the standardised inputs and the model's reconstruction of them."""
+
+    name = "reconstruction_mse"
+    greater_is_better = False
+    needs = "reconstruction"
+
+    def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        """``y_true``: the inputs, (rows, values); ``proba``: their reconstruction, the same shape."""
+        return float(np.mean((np.asarray(proba, dtype=np.float64) - y_true) ** 2))
+
+
 @hookimpl
 def scribbles_techniques() -> Iterable[type[Technique]]:
-    return [Accuracy, F1Macro]
+    return [Accuracy, F1Macro, LogLoss, ReconstructionMSE]
