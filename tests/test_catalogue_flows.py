@@ -37,15 +37,20 @@ def sequences_small():
     return build_activity_sequences().iloc[::4].reset_index(drop=True)
 
 
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory: pytest.TempPathFactory, activity_small, digits_small, sequences_small) -> Path:
+    """One git + DVC project with small slices of the demo sets, shared by this module's tests."""
+    return make_dvc_project(tmp_path_factory.mktemp("catalogue") / "proj", {
+        "activity.csv": activity_small, "digits.csv": digits_small, "activity_sequences.csv": sequences_small,
+    })
+
+
 @pytest.fixture
-def project(tmp_path: Path, activity_small, digits_small, sequences_small, monkeypatch: pytest.MonkeyPatch,
-            prefect_api: str) -> Path:
-    """A git + DVC project with small slices of the demo sets, as the working directory."""
-    root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small, "digits.csv": digits_small,
-                                                "activity_sequences.csv": sequences_small})
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    return root
+def project(dvc_project: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
+    """The shared project as the working directory, with its own MLflow store."""
+    monkeypatch.chdir(dvc_project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{dvc_project / 'mlflow.db'}")
+    return dvc_project
 
 
 def config_for(name: str, *overrides: str) -> dict:
@@ -76,17 +81,17 @@ def test_each_model_trains_one_epoch_on_its_demo_config(project: Path, model: st
 def test_flattening_models_take_every_kind(project: Path, model: str, config: str) -> None:
     """Models that flatten their inputs work with defaults on tabular, sequence and image data."""
     result = experiment(config_for(config, *FAST, f"model={{name: {model}}}", "loss={name: cross_entropy}",
-                                   "evaluate.tta=null"))
+                                   "evaluate.tta=null", "train.strategy=null"))
     assert result["summary"]["accuracy_mean"] > 0.1
 
 
-def test_ctc_labels_activity_sequences(project: Path) -> None:
+def test_ctc_labels_activity_sequences(project: Path, sequences_small) -> None:
     """CTC on windows whose target is their sequence of activities; accuracy is exact-sequence accuracy."""
-    result = experiment(config_for("activity-ctc", "train.epochs=6", "split.n_splits=2", "tracking=[]"))
-    classes = load_config(CONFIGS / "activity-ctc.yaml").data["target"]
-    assert classes == "activities"
-    # About 25 candidate sequences (5 single activities and their ordered pairs): chance is ~0.04.
-    assert result["summary"]["accuracy_mean"] > 0.3, result["summary"]
+    result = experiment(config_for("activity-ctc", "train.epochs=10", "split.n_splits=2", "tracking=[]"))
+    counts = sequences_small["activities"].value_counts()
+    assert len(counts) == 25  # 5 single activities and their 20 ordered pairs
+    # Well above always answering the most frequent sequence.
+    assert result["summary"]["accuracy_mean"] > 2 * counts.iloc[0] / counts.sum(), result["summary"]
 
 
 def test_supcon_transformer_and_vae_demos(project: Path) -> None:
@@ -94,7 +99,8 @@ def test_supcon_transformer_and_vae_demos(project: Path) -> None:
     transformer = experiment(config_for("activity-transformer", "train.epochs=2", "split.n_splits=2",
                                         "tracking=[]"))
     assert transformer["summary"]["accuracy_mean"] > 0.3
-    vae = experiment(config_for("digits-vae", "train.epochs=3", "split.n_splits=2", "tracking=[]"))
+    vae = experiment(config_for("digits-vae", "train.epochs=10", "train.batch_size=32", "split.n_splits=2",
+                                "tracking=[]"))
     summary = vae["summary"]
     assert summary["accuracy_mean"] > 0.5
     # Standardised inputs have unit variance: a reconstruction that learned nothing scores about 1.

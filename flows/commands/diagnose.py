@@ -12,26 +12,28 @@ from .common import EXIT_OK, console
 
 def parse_fractions(text: str) -> list[float]:
     """``"0.1,0.2,1"`` -> ``[0.1, 0.2, 1.0]``; a BadInput naming the option otherwise."""
+    problem = BadInput(f"--fractions {text!r}: use comma-separated numbers in (0, 1], e.g. 0.1,0.2,0.5,1")
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        fractions = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise BadInput(f"--fractions {text!r}: use comma-separated numbers in (0, 1], e.g. 0.1,0.2,0.5,1") from None
+        raise problem from None
+    if not fractions or any(not 0 < f <= 1 for f in fractions):
+        raise problem
+    return fractions
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Run the learning curves, print them with the verdict and where the plot is."""
     from scribbles.core import default_registry, load_config, load_registry, resolve
 
-    config = load_config(args.config, args.set or [])
     fractions = parse_fractions(args.fractions) if args.fractions else None
+    config = load_config(args.config, args.set or [])
     registry = load_registry(deny=config.plugins.deny) if config.plugins.deny else default_registry()
     resolve(config, registry)  # every config error before Prefect starts or any work is done
     if args.folds is not None and args.folds < 1:
         raise BadInput("--folds must be at least 1")
-    from ..learning_curve import check_fractions, diagnose
+    from ..learning_curve import diagnose
 
-    if fractions is not None:
-        check_fractions(fractions)
     out = console()
     out.print(f"[bold]scribbles[/] diagnosing [cyan]{config.experiment}[/] from {args.config}")
     result = diagnose(config.model_dump(mode="json"), fractions, args.folds)

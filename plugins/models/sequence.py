@@ -26,6 +26,7 @@ class _Params(BaseModel):
 
     dropout: float = Field(0.1, ge=0, lt=1)
     head: Head = Field("classify", description="classify: one class per row; ctc: a label per step")
+    ctc_pool: int = Field(4, ge=1, description="head ctc: steps averaged into one output step")
 
 
 # ---------------------------------------------------------------- heads
@@ -59,8 +60,9 @@ class StepLabeller(nn.Module):
     the evaluator's softmax is p(sequence | x) renormalised over the candidate sequences.
     """
 
-    def __init__(self, width: int, spec: ModelSpec) -> None:
+    def __init__(self, width: int, spec: ModelSpec, pool: int) -> None:
         super().__init__()
+        self.pool = pool
         if not spec.classes:
             raise BadInput("model.head: ctc needs the class labels (token sequences) in the model spec")
         vocabulary, self.sequences = spec.token_sequences()
@@ -69,6 +71,8 @@ class StepLabeller(nn.Module):
         self.project = nn.Linear(width, len(vocabulary) + 1)
 
     def forward(self, states: torch.Tensor, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.pool > 1:  # fewer, coarser output steps: far fewer blank paths to rule out
+            states = F.avg_pool1d(states.transpose(1, 2), self.pool, ceil_mode=True).transpose(1, 2)
         steps = self.project(states).float().log_softmax(-1)
         logits = sequence_log_likelihood(steps, self.sequences)
         return {"logits": logits, "embedding": embedding, "steps": steps}
@@ -85,9 +89,9 @@ class Classifier(nn.Module):
         return {"logits": self.head(embedding), "embedding": embedding}
 
 
-def make_head(head: Head, width: int, spec: ModelSpec, dropout: float) -> nn.Module:
+def make_head(p: _Params, width: int, spec: ModelSpec) -> nn.Module:
     """The head a sequence model ends with."""
-    return StepLabeller(width, spec) if head == "ctc" else Classifier(width, spec.n_classes, dropout)
+    return StepLabeller(width, spec, p.ctc_pool) if p.head == "ctc" else Classifier(width, spec.n_classes, p.dropout)
 
 
 class _SequenceModel(Model):
@@ -138,7 +142,7 @@ class Cnn1d(_SequenceModel):
     def build(self, spec: ModelSpec) -> nn.Module:
         _, channels = spec.input_shape
         p = self.params
-        return Conv1dNet(channels, p.channels, p.kernel, p.dropout, make_head(p.head, p.channels[-1], spec, p.dropout))
+        return Conv1dNet(channels, p.channels, p.kernel, p.dropout, make_head(p, p.channels[-1], spec))
 
 
 # ---------------------------------------------------------------- gru_attention
@@ -189,7 +193,7 @@ class GRUAttention(_SequenceModel):
         p = self.params
         width = p.hidden * (2 if p.bidirectional else 1)
         return GRUAttentionNet(channels, p.hidden, p.layers, p.bidirectional, p.dropout,
-                               make_head(p.head, width, spec, p.dropout))
+                               make_head(p, width, spec))
 
 
 # ---------------------------------------------------------------- transformer_encoder
@@ -350,7 +354,7 @@ class TransformerEncoder(_SequenceModel):
     def build(self, spec: ModelSpec) -> nn.Module:
         steps, channels = spec.input_shape
         p = self.params
-        return TransformerNet(steps, channels, p, make_head(p.head, p.d_model, spec, p.dropout))
+        return TransformerNet(steps, channels, p, make_head(p, p.d_model, spec))
 
 
 @hookimpl
