@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import make_dvc_project, run_cli
 from mlflow.tracking import MlflowClient
-from scribbles.core import ConfigError, default_registry, load_config, resolve
+from scribbles.core import BadInput, ConfigError, default_registry, load_config, resolve
 from scribbles.flows.experiment import experiment
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -146,11 +146,15 @@ def test_diagnose_high_variance_then_high_bias(project: Path) -> None:
 
 
 def test_diagnose_cli_bad_input_exits_2(project: Path) -> None:
+    """Bad fractions are refused before any work: exit 2, one line naming the option."""
+    from scribbles.flows.commands.diagnose import parse_fractions
+
     result = run_cli("diagnose", str(CONFIGS / "activity-mlp.yaml"), "--fractions", "0,2", cwd=project)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--fractions" in result.stderr
-    result = run_cli("diagnose", str(CONFIGS / "activity-mlp.yaml"), "--fractions", "a,b", cwd=project)
-    assert result.returncode == 2 and "--fractions" in result.stderr
+    with pytest.raises(BadInput, match="--fractions"):
+        parse_fractions("a,b")
+    assert parse_fractions("0.5,0.1,1") == [0.5, 0.1, 1.0]
 
 
 def test_plugins_json_lists_the_catalogue(project: Path) -> None:
