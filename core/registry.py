@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "scribbles.plugins.data",
     "scribbles.plugins.splitters",
     "scribbles.plugins.models",
+    "scribbles.plugins.image_models",
     "scribbles.plugins.losses",
     "scribbles.plugins.strategies",
     "scribbles.plugins.tta",

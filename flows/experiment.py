@@ -34,7 +34,7 @@ from scribbles.core import (
     resolve,
 )
 from scribbles.core.config import parse_config
-from scribbles.core.evaluation import evaluate
+from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
 from scribbles.core.guard import check_fold, fold_report
 from scribbles.core.plan import flatten
 
@@ -109,13 +109,17 @@ def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         plan.config.train,
         [on_epoch],
     )
-    views = [view for transform in plan.tta for view in transform.views()]
-    plain, tta = evaluate(result.model, valid[0], views, plan.merge, plan.config.train.batch_size * 4)
-    y_true = valid[1].numpy()
-    metrics: dict[str, float] = {}
-    for metric in plan.metrics:
-        metrics[metric.name] = metric.compute(y_true, plain)
-        metrics[f"{metric.name}_tta"] = metric.compute(y_true, tta)
+    tta = plan.config.evaluate.tta
+    probs = evaluate_groups(
+        result.model,
+        valid[0],
+        tta_groups(plan.tta),
+        plan.merge,
+        (tta.chunk if tta else None) or plan.config.train.batch_size * 4,
+        beta=tta.beta if tta else 0.25,
+        mode=tta.mode if tta else "auto",
+    )
+    metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs)
     return FoldOutcome(fold.index, metrics, result.history)
 
 
@@ -233,6 +237,7 @@ def _run_folds(
         "links": dict(run.links),
         "data_version": run.data_version,
         "metrics": [m.name for m in plan.metrics],
+        "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": o.index, **o.metrics} for o in outcomes],
         "summary": summary,
     }
