@@ -23,8 +23,9 @@ MERGES: tuple[str, ...] = ("mean", "gmean", "max", "beta")
 MODES: tuple[str, ...] = ("auto", "batched", "loop")
 #: Blocks that ``auto`` needs before it probes: below this, probing would cost more than it saves.
 PROBE_MIN_BLOCKS = 8
-#: Blocks timed in each mode after one warm-up block (first calls allocate and pick kernels).
-PROBE_BLOCKS = 2
+#: At most this many blocks timed in each mode, after one warm-up block (first calls allocate and pick
+#: kernels); one per ``PROBE_MIN_BLOCKS`` blocks.
+PROBE_BLOCKS = 4
 
 # ``auto``'s choice per (model type, parameter count, block shape, views, device): folds of one run
 # share an architecture, so only the first evaluation pays for the probe.
@@ -124,7 +125,8 @@ def predict_views(
     ``batched`` sends ``chunk x len(views)`` samples through one forward pass per block; ``loop``
     sends ``len(views)`` passes of ``chunk`` samples. Both see the same blocks, so a view that draws
     seeded noise per block draws the same noise in either mode. ``auto`` runs the first block in both
-    modes (warm-up), times both on the next ``PROBE_BLOCKS`` blocks and keeps the faster for the rest;
+    modes (warm-up), times both on the next blocks (one per ``PROBE_MIN_BLOCKS``, at most ``PROBE_BLOCKS``)
+    and keeps the faster for the rest;
     with fewer than ``PROBE_MIN_BLOCKS`` blocks (or one view) it uses ``batched`` without probing.
     The model is put in ``eval()`` mode and given back in the mode it came in.
     """
@@ -163,10 +165,15 @@ def predict_views(
 def _probe(
     model: nn.Module, blocks: list[torch.Tensor], views: Sequence[View], device: torch.device, class_dim: int
 ) -> tuple[str, dict[str, float], list[torch.Tensor]]:
-    """Time both modes on the first blocks; return the faster, the seconds of each, and the outputs."""
+    """Time both modes on the first blocks; return the faster, each mode's best seconds, and the outputs.
+
+    The best (minimum) time per block is compared, not the sum: on a shared machine one preempted block
+    would otherwise decide. One timed block per 8 blocks, at most ``PROBE_BLOCKS``, bounds the cost.
+    """
     out: list[torch.Tensor] = []
-    spent = {"batched": 0.0, "loop": 0.0}
-    for index in range(1 + PROBE_BLOCKS):
+    best = {"batched": float("inf"), "loop": float("inf")}
+    timed_blocks = max(1, min(PROBE_BLOCKS, len(blocks) // PROBE_MIN_BLOCKS))
+    for index in range(1 + timed_blocks):
         x = blocks[index].to(device)
         # Alternate which mode goes first, so neither always runs on a cache the other warmed.
         order = ("batched", "loop") if index % 2 else ("loop", "batched")
@@ -177,10 +184,10 @@ def _probe(
             results[name] = _RUNNERS[name](model, x, views, class_dim)
             _sync(device)
             if index:  # block 0 is the warm-up
-                spent[name] += time.perf_counter() - start
+                best[name] = min(best[name], time.perf_counter() - start)
         out.append(results["batched"].cpu())
-    chosen = min(spent, key=spent.__getitem__)
-    return chosen, spent, out
+    chosen = min(best, key=best.__getitem__)
+    return chosen, best, out
 
 
 @dataclass
