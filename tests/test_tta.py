@@ -137,6 +137,7 @@ def test_auto_probes_both_modes_and_keeps_its_choice() -> None:
     assert again.mode == first.mode and again.timings == {}  # cached: no second probe
     reference = predict_views(model, x, views, chunk=4, mode="loop").probs
     np.testing.assert_allclose(first.probs.numpy(), reference.numpy(), rtol=0, atol=1e-6)
+    clear_mode_cache()
     few = predict_views(model, x[:8], views, chunk=4, mode="auto")
     assert few.mode == "batched" and few.timings == {}  # too few blocks to be worth probing
     clear_mode_cache()
