@@ -40,27 +40,27 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
 
     metrics = result["metrics"]
     folds = result["folds"]
-    table = Table(title=f"{result['experiment']}  (data {result['data_version'][:12]})")
-    table.add_column("fold", justify="right")
+    labels = result.get("transforms", [])
+    out.print(f"[bold]{result['experiment']}[/]  (data {result['data_version'][:12]})")
+    # One table per metric keeps each within an 80-column terminal.
     for name in metrics:
-        table.add_column(name, justify="right")
-        table.add_column(f"{name} (TTA)", justify="right")
-        table.add_column("TTA gain", justify="right")
-    for fold in folds:
-        cells = []
-        for name in metrics:
-            cells += [f"{fold[name]:.4f}", f"{fold[f'{name}_tta']:.4f}", f"{_gain(fold, name, 'tta'):+.4f}"]
-        table.add_row(str(fold["fold"]), *cells)
-    cells = []
-    for name in metrics:
-        cells += [_spread([f[name] for f in folds]), _spread([f[f"{name}_tta"] for f in folds])]
-        cells.append(_spread([_gain(f, name, "tta") for f in folds], signed=True))
-    table.add_row("mean ± std", *cells, style="bold")
-    out.print(table)
-    for name in metrics:
+        table = Table()
+        for header in ("fold", name, f"{name} (TTA)", "TTA gain"):
+            table.add_column(header, justify="right", no_wrap=True)
+        for fold in folds:
+            table.add_row(str(fold["fold"]), f"{fold[name]:.4f}", f"{fold[f'{name}_tta']:.4f}",
+                          f"{_gain(fold, name, 'tta'):+.4f}")
+        table.add_row(
+            "mean ± std",
+            _spread([f[name] for f in folds]),
+            _spread([f[f"{name}_tta"] for f in folds]),
+            _spread([_gain(f, name, "tta") for f in folds], signed=True),
+            style="bold",
+        )
+        out.print(table)
         gains = [_gain(f, name, "tta") for f in folds]
         out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds")
-        for label in result.get("transforms", []) if len(result.get("transforms", [])) > 1 else []:
+        for label in labels if len(labels) > 1 else []:
             key = f"tta_{label}"
             out.print(
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
