@@ -40,10 +40,15 @@ class TrainConfig(_Strict):
 
 
 class TTAConfig(_Strict):
-    """Test-time augmentation: transforms (each expands into views) and how views merge."""
+    """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
     transforms: list[dict[str, Any]] = Field(default_factory=list)
-    merge: Literal["mean", "gmean", "max"] = "mean"
+    merge: Literal["mean", "gmean", "max", "beta"] = "mean"
+    beta: float = Field(0.25, ge=0, le=1, description="merge beta: weight of the plain view (fastai's)")
+    mode: Literal["auto", "batched", "loop"] = Field(
+        "auto", description="views stacked in one forward pass, one pass per view, or the faster measured"
+    )
+    chunk: int | None = Field(None, ge=1, description="rows per block; default 4 x train.batch_size")
 
 
 class EvaluateConfig(_Strict):

@@ -236,19 +236,34 @@ class Strategy(Technique, abc.ABC):
 
 
 class View:
-    """One augmented view of a batch: ``apply`` to inputs, ``invert`` on dense outputs."""
+    """One augmented view of a batch: ``apply`` to inputs, ``invert`` on dense outputs.
 
-    def __init__(self, name: str, apply: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    ``invert`` is given for transforms that move positions (flips, shifts, rotations): it maps outputs
+    aligned with the augmented input (per time step or per pixel, laid out like the input with classes
+    in place of channels) back to the original positions. The evaluator calls it only on dense outputs
+    (more than two dimensions); class scores of shape (rows, classes) need no inverse.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        apply: Callable[[torch.Tensor], torch.Tensor],
+        invert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.name = name
         self._apply = apply
+        self._invert = invert
 
     def apply(self, batch: torch.Tensor) -> torch.Tensor:
         """The augmented inputs."""
         return self._apply(batch)
 
     def invert(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Map outputs aligned with the augmented input back; class scores need no inverse."""
-        return outputs
+        """Map dense outputs aligned with the augmented input back; identity when no inverse is given."""
+        return outputs if self._invert is None else self._invert(outputs)
+
+    def __repr__(self) -> str:
+        return f"View({self.name!r})"
 
 
 class TTATransform(Technique, abc.ABC):
@@ -260,6 +275,10 @@ class TTATransform(Technique, abc.ABC):
     @abc.abstractmethod
     def views(self) -> list[View]:
         """Every view this transform contributes (its parameters expanded)."""
+
+    def check(self, shape: tuple[int, ...]) -> str | None:
+        """Why this transform cannot apply to rows of ``shape`` (a config error), or None when it can."""
+        return None
 
 
 class Metric(Technique, abc.ABC):

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compose import Compose
 from .config import ExperimentConfig
 from .contracts import (
     DataSource,
@@ -71,6 +72,35 @@ def _check_outputs(model: Model, user: Technique, where: str) -> None:
         )
 
 
+def _build_transform(
+    registry: Registry, section: dict[str, Any], where: str, kind: str, shape: tuple[int, ...]
+) -> TTATransform:
+    """A TTA transform checked against the data kind and row shape; a compose gets its parts built."""
+    if not isinstance(section, dict) or "name" not in section:
+        raise ConfigError("needs a 'name' (the transform to use)", where)
+    transform = _build(registry, "tta", section, where)
+    if isinstance(transform, Compose):
+        parts = transform.params.transforms
+        return transform.bind(
+            [_build_transform(registry, part, f"{where}.transforms.{j}", kind, shape) for j, part in enumerate(parts)]
+        )
+    if kind not in transform.kinds:
+        raise ConfigError(
+            f"transform '{transform.name}' does not fit {kind} data; it fits {', '.join(sorted(transform.kinds))}",
+            f"{where}.name",
+        )
+    problem = transform.check(shape) if shape else None
+    if problem:
+        raise ConfigError(f"transform '{transform.name}': {problem}", where)
+    return transform
+
+
+def _dump_transform(transform: TTATransform) -> dict[str, Any]:
+    if isinstance(transform, Compose):
+        return {"name": transform.name, "transforms": [_dump_transform(part) for part in transform.parts]}
+    return _dump(transform)
+
+
 def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     """Every technique of ``config`` built from the registry; a ConfigError names the first bad field."""
     data = _build(registry, "data", config.data, "data")
@@ -97,18 +127,9 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     merge = "mean"
     if config.evaluate.tta is not None:
         merge = config.evaluate.tta.merge
+        shape = tuple(getattr(data.params, "shape", None) or ())
         for i, section in enumerate(config.evaluate.tta.transforms):
-            where = f"evaluate.tta.transforms.{i}"
-            if "name" not in section:
-                raise ConfigError("needs a 'name' (the transform to use)", where)
-            transform = _build(registry, "tta", section, where)
-            if kind not in transform.kinds:
-                raise ConfigError(
-                    f"transform '{transform.name}' does not fit {kind} data; it fits "
-                    f"{', '.join(sorted(transform.kinds))}",
-                    f"{where}.name",
-                )
-            tta.append(transform)
+            tta.append(_build_transform(registry, section, f"evaluate.tta.transforms.{i}", kind, shape))
     metrics = []
     for i, item in enumerate(config.evaluate.metrics):
         section = {"name": item} if isinstance(item, str) else item
@@ -129,7 +150,12 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         "loss": _dump(loss),
         "train": {**config.train.model_dump(mode="json"), "strategy": strategy.name},
         "evaluate": {
-            "tta": {"transforms": [_dump(t) for t in tta], "merge": merge} if tta else None,
+            "tta": {
+                **config.evaluate.tta.model_dump(mode="json"),
+                "transforms": [_dump_transform(t) for t in tta],
+            }
+            if config.evaluate.tta is not None and tta
+            else None,
             "metrics": [m.name for m in metrics],
         },
         "tracking": [_dump(t) for t in trackers],

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "scribbles.plugins.models.sequence",
     "scribbles.plugins.models.representation",
     "scribbles.plugins.models.classic",
+    "scribbles.plugins.image_models",
     "scribbles.plugins.losses",
     "scribbles.plugins.strategies",
     "scribbles.plugins.strategy_sklearn",

@@ -34,7 +34,7 @@ from scribbles.core import (
     resolve,
 )
 from scribbles.core.config import parse_config
-from scribbles.core.evaluation import evaluate, score
+from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
 from scribbles.core.guard import check_fold, fold_report
 from scribbles.core.plan import flatten
 from scribbles.core.pretraining import model_builder
@@ -110,10 +110,17 @@ def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         plan.config.train,
         [on_epoch],
     )
-    views = [view for transform in plan.tta for view in transform.views()]
-    plain, tta = evaluate(result.model, valid[0], views, plan.merge, plan.config.train.batch_size * 4)
-    metrics = score(plan.metrics, result.model, valid[0], valid[1].numpy(), plain, tta,
-                    plan.config.train.batch_size * 4)
+    tta = plan.config.evaluate.tta
+    probs = evaluate_groups(
+        result.model,
+        valid[0],
+        tta_groups(plan.tta),
+        plan.merge,
+        (tta.chunk if tta else None) or plan.config.train.batch_size * 4,
+        beta=tta.beta if tta else 0.25,
+        mode=tta.mode if tta else "auto",
+    )
+    metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
     return FoldOutcome(fold.index, metrics, result.history)
 
 
@@ -231,6 +238,7 @@ def _run_folds(
         "links": dict(run.links),
         "data_version": run.data_version,
         "metrics": [m.name for m in plan.metrics],
+        "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": o.index, **o.metrics} for o in outcomes],
         "summary": summary,
     }

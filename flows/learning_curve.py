@@ -100,7 +100,7 @@ def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.
     )
     scores = []
     for x, y in (train, valid):
-        proba, _ = evaluate(result.model, x, batch_size=config.batch_size * 4)
+        proba, _ = evaluate(result.model, x, chunk=config.batch_size * 4)
         scores.append(float(np.mean(proba.argmax(1) != y.numpy())))
     return scores[0], scores[1]
 

@@ -145,7 +145,7 @@ def test_tta_views_stack_into_one_pass_and_merge_probabilities() -> None:
     model = create("model", "gru", hidden=8).build(ModelSpec("sequence", (12, 3), 4))
     x = torch.randn(10, 12, 3)
     views = create("tta", "time_shift", shifts=[-1, 2]).views()
-    plain, tta = evaluate(model, x, views, "mean", batch_size=4)
+    plain, tta = evaluate(model, x, views, "mean", chunk=4)
     with torch.no_grad():
         model.eval()
         per_view = torch.stack([model(v.apply(x)).softmax(-1) for v in [*views]])

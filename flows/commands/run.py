@@ -31,29 +31,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def print_results(out: Any, result: dict[str, Any]) -> None:
-    """The per-fold table with mean and std, plus where to find the run in MLflow."""
+    """The per-fold table (plain, TTA, TTA gain) with mean ± std, each transform alone, and the MLflow run.
+
+    The gain is TTA minus plain on each fold; its spread is the standard deviation of those per-fold
+    differences, tighter than the two columns' spreads because folds vary together.
+    """
     from rich.table import Table
 
     metrics = result["metrics"]
-    table = Table(title=f"{result['experiment']}  (data {result['data_version'][:12]})")
-    table.add_column("fold", justify="right")
+    folds = result["folds"]
+    labels = result.get("transforms", [])
+    out.print(f"[bold]{result['experiment']}[/]  (data {result['data_version'][:12]})")
+    # One table per metric keeps each within an 80-column terminal.
     for name in metrics:
-        table.add_column(name, justify="right")
-        table.add_column(f"{name} (TTA)", justify="right")
-    for fold in result["folds"]:
-        cells = [f"{fold[n]:.4f}" for name in metrics for n in (name, f"{name}_tta")]
-        table.add_row(str(fold["fold"]), *cells)
-    summary = result["summary"]
-    cells = [
-        f"{summary[f'{n}_mean']:.4f} ± {summary[f'{n}_std']:.4f}"
-        for name in metrics
-        for n in (name, f"{name}_tta")
-    ]
-    table.add_row("mean ± std", *cells, style="bold")
-    out.print(table)
-    for name in metrics:
-        gain = summary[f"{name}_tta_mean"] - summary[f"{name}_mean"]
-        out.print(f"TTA gain on {name}: {gain:+.4f}")
+        table = Table()
+        for header in ("fold", name, f"{name} (TTA)", "TTA gain"):
+            table.add_column(header, justify="right", no_wrap=True)
+        for fold in folds:
+            table.add_row(str(fold["fold"]), f"{fold[name]:.4f}", f"{fold[f'{name}_tta']:.4f}",
+                          f"{_gain(fold, name, 'tta'):+.4f}")
+        table.add_row(
+            "mean ± std",
+            _spread([f[name] for f in folds]),
+            _spread([f[f"{name}_tta"] for f in folds]),
+            _spread([_gain(f, name, "tta") for f in folds], signed=True),
+            style="bold",
+        )
+        out.print(table)
+        gains = [_gain(f, name, "tta") for f in folds]
+        out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds")
+        for label in labels if len(labels) > 1 else []:
+            key = f"tta_{label}"
+            out.print(
+                f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
+                f"(gain {_spread([_gain(f, name, key) for f in folds], signed=True)})"
+            )
     links = result.get("links", {})
     if "mlflow_run_id" in links:
         out.print(
@@ -61,6 +73,19 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
             f"Open the MLflow UI with [bold]scribbles ui[/] (or `.venv/bin/scribbles ui`), "
             f"then browse to http://127.0.0.1:5000"
         )
+
+
+def _gain(fold: dict[str, float], name: str, key: str) -> float:
+    """``{name}_{key}`` minus plain ``{name}`` on one fold."""
+    return fold[f"{name}_{key}"] - fold[name]
+
+
+def _spread(values: list[float], signed: bool = False) -> str:
+    """``mean ± std`` (population std, as the parent run's ``_std`` metrics)."""
+    import numpy as np
+
+    mean, std = float(np.mean(values)), float(np.std(values))
+    return f"{mean:+.4f} ± {std:.4f}" if signed else f"{mean:.4f} ± {std:.4f}"
 
 
 def add_parser(verbs: Any) -> None:
