@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,13 @@ class FileSource(DataSource):
         version = hashlib.md5(raw).hexdigest()
         return make_dataset(read_table(raw, path.name), self.params, version, str(path), None)
 
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
+        """Fields for a dry run (``scribbles plugins check``): ``dataset`` written as a CSV in ``workdir``."""
+        path = workdir / "example.csv"
+        dataset.frame.to_csv(path, index=False)
+        return {"path": str(path), "target": dataset.target, "group": dataset.group, "time": dataset.time}
+
 
 class DvcSource(DataSource):
     """A file in a DVC repo, optionally at a git rev, read through DVC; its version is DVC's md5."""
@@ -148,6 +156,26 @@ class DvcSource(DataSource):
                 "with `scribbles data build --force`"
             )
         return make_dataset(read_table(raw, path), self.params, version, path, self.params.rev)
+
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
+        """Fields for a dry run: ``dataset`` as a CSV tracked by a fresh DVC repo (no git) in ``workdir``."""
+        from dvc.repo import Repo
+
+        dataset.frame.to_csv(workdir / "example.csv", index=False)
+        logger = logging.getLogger("dvc")
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # DVC logs "Initialized DVC repository." at INFO
+        try:
+            repo = Repo.init(str(workdir), no_scm=True)
+            try:
+                repo.add("example.csv")
+            finally:
+                repo.close()
+        finally:
+            logger.setLevel(level)
+        return {"path": "example.csv", "repo": str(workdir), "target": dataset.target,
+                "group": dataset.group, "time": dataset.time}
 
 
 def dvc_md5(info: dict[str, Any]) -> str:
