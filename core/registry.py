@@ -185,7 +185,9 @@ def _describe_validation(exc: ValidationError, cls: type[Technique], where: str)
     for err in exc.errors():
         path = ".".join([where, *(str(p) for p in err["loc"])])
         if err["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'; known fields: {known}")
+            close = difflib.get_close_matches(str(err["loc"][-1]), list(cls.Params.model_fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ";"
+            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'{hint} known fields: {known}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required by {cls.family} '{cls.name}'")
         else:
