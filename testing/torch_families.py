@@ -56,8 +56,10 @@ def check_model(model: Any, workdir: Path, registry: Registry | None) -> list[st
             if not torch.isfinite(out).all():
                 problems.append(f"{kind}: output holds NaN or inf")
                 continue
-            out.float().logsumexp(-1).mean().backward()
-            if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()):
+            if out.requires_grad:
+                out.float().logsumexp(-1).mean().backward()
+            learns = any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+            if not out.requires_grad or not learns:
                 problems.append(f"{kind}: no parameter gets a gradient; the model cannot be trained")
         elif hasattr(module, "fit") and hasattr(module, "predict_proba"):
             flat = x.reshape(len(x), -1).numpy()
