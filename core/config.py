@@ -150,17 +150,17 @@ def _describe(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         section = path.rsplit(".", 1)[0] if "." in path else "the top level"
         fields = _known_fields(path)
-        return f"{path}: unknown field in {section}{closest(path.rsplit('.', 1)[-1], fields)} known fields: {fields}"
+        return f"{path}: unknown field in {section}; known fields: {fields}{closest(path.rsplit('.', 1)[-1], fields)}"
     if err["type"] == "missing":
         return f"{path}: required"
     return f"{path}: {err['msg']} (got {err.get('input')!r})"
 
 
 def closest(name: str, known: str | list[str]) -> str:
-    """"; did you mean 'model'?" for the known name closest to ``name``, or ';'."""
+    """"; did you mean 'model'?" for the known name closest to ``name``, or ''."""
     options = known.split(", ") if isinstance(known, str) else known
     match = difflib.get_close_matches(name, options, n=1)
-    return f"; did you mean '{match[0]}'?" if match else ";"
+    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def _known_fields(path: str) -> str:

@@ -186,8 +186,8 @@ def _describe_validation(exc: ValidationError, cls: type[Technique], where: str)
         path = ".".join([where, *(str(p) for p in err["loc"])])
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(err["loc"][-1]), list(cls.Params.model_fields), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ";"
-            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'{hint} known fields: {known}")
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'; known fields: {known}{hint}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required by {cls.family} '{cls.name}'")
         else:
@@ -363,7 +363,9 @@ def _register(
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {provider}: {exc}") from None
+        # pluggy's message spans lines (definition, then the reason); a problem is one line.
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise PluginError(f"plugin {provider}: {reason}; every hook takes only the spec's arguments (ctx)") from None
     except ValueError as exc:  # already registered under that name
         raise PluginError(f"plugin {provider}: {exc}") from None
     if provider != BUILTIN_PROVIDER:
