@@ -12,14 +12,17 @@ from scribbles.core import BadInput
 from .common import EXIT_OK, console
 
 
-def registry_for_args(args: argparse.Namespace, strict: bool | None = None) -> Any:
+def registry_for_args(args: argparse.Namespace) -> Any:
     """The registry this command should show: default discovery, less a config's denied distributions."""
     from scribbles.core import default_registry, load_config, load_registry
 
     deny = load_config(args.config).plugins.deny if args.config else []
-    if deny or strict is not None:
-        return load_registry(deny=deny, strict=strict)
-    return default_registry()
+    if not deny:
+        return default_registry()  # prints its own warnings
+    registry = load_registry(deny=deny)
+    for line in registry.problems:
+        print(f"warning: {line}", file=sys.stderr)
+    return registry
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -33,9 +36,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
         return check_plugins(args)
     registry = registry_for_args(args)
-    if args.config:
-        for line in registry.problems:
-            print(f"warning: {line}", file=sys.stderr)
     infos = registry.techniques(args.family)
     if args.json:
         rows = [
