@@ -5,6 +5,7 @@ Only ``data`` and ``split`` are required; everything else has a default that wor
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +108,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty; a config needs at least data: and split: sections")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path} must hold a mapping (data:, split:, ...), not {type(raw).__name__}"
@@ -152,10 +155,17 @@ def _describe(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         section = path.rsplit(".", 1)[0] if "." in path else "the top level"
         fields = _known_fields(path)
-        return f"{path}: unknown field in {section}; known fields: {fields}"
+        return f"{path}: unknown field in {section}; known fields: {fields}{closest(path.rsplit('.', 1)[-1], fields)}"
     if err["type"] == "missing":
         return f"{path}: required"
     return f"{path}: {err['msg']} (got {err.get('input')!r})"
+
+
+def closest(name: str, known: str | list[str]) -> str:
+    """"; did you mean 'model'?" for the known name closest to ``name``, or ''."""
+    options = known.split(", ") if isinstance(known, str) else known
+    match = difflib.get_close_matches(name, options, n=1)
+    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def _known_fields(path: str) -> str:

@@ -50,6 +50,8 @@ def _split_ref(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _build(registry: Registry, family: str, section: dict[str, Any], where: str) -> Technique:
+    if "name" not in section:
+        raise ConfigError(f"needs a 'name' (the {family} to use); names: {', '.join(registry.names(family))}", where)
     name, fields = _split_ref(section)
     return registry.create(family, name, field=where, **fields)
 

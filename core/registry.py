@@ -22,12 +22,14 @@ from pydantic import BaseModel, ValidationError
 from . import hookspecs
 from .contracts import FAMILIES, Technique
 from .errors import ConfigError, PluginError
-from .markers import PROJECT
+from .markers import HOOK_API_VERSION, PROJECT
 
 ENTRY_POINT_GROUP = "scribbles.plugins"
 AUTOLOAD_OFF_ENV = "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD"
 STRICT_ENV = "SCRIBBLES_STRICT_PLUGINS"
 BUILTIN_PROVIDER = "scribbles (built-in)"
+#: The module (or plugin object) attribute where a plugin declares the plugin API version it needs.
+API_VERSION_ATTRIBUTE = "SCRIBBLES_API_VERSION"
 
 #: The built-in plugin modules, registered in this order (order carries no meaning).
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -79,11 +81,22 @@ class TechniqueInfo:
 class Registry:
     """Every technique known to this process, by family and name, plus the hook caller."""
 
-    def __init__(self, pm: pluggy.PluginManager, problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        problems: Sequence[str] = (),
+        isolated: Iterable[Any] = (),
+        strict: bool = False,
+    ) -> None:
         self.pm = pm
         #: One line per plugin that failed to load and was left out (non-strict mode).
         self.problems: list[str] = list(problems)
         self._techniques: dict[tuple[str, str], TechniqueInfo] = {}
+        # Installed (entry-point) plugins are isolated: one that contributes a broken technique is
+        # reported and left out instead of breaking every run (pytest#3784). Built-ins and plugins
+        # passed in by the caller still fail loudly.
+        self._isolated = {id(plugin) for plugin in isolated}
+        self._strict = strict
         self._collect()
 
     @property
@@ -95,16 +108,32 @@ class Registry:
         for impl in self.pm.hook.scribbles_techniques.get_hookimpls():
             provider = _provider_of(self.pm, impl.plugin)
             try:
-                contributed = impl.function()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {provider}: scribbles_techniques() raised {type(exc).__name__}: {exc}; "
-                    f"fix the plugin or block it with `plugins: {{deny: [{_dist_name(provider)}]}}`"
-                ) from exc
-            for cls in contributed or ():
-                self._add(cls, provider)
+                self._collect_one(impl, provider)
+            except PluginError as exc:
+                if self._strict or id(impl.plugin) not in self._isolated:
+                    raise
+                self.problems.append(f"{exc}; left out")
+                self.pm.unregister(impl.plugin)
 
-    def _add(self, cls: Any, provider: str) -> None:
+    def _collect_one(self, impl: Any, provider: str) -> None:
+        try:
+            contributed = list(impl.function() or ())
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {provider}: scribbles_techniques() raised {type(exc).__name__}: {exc}; "
+                f"fix the plugin or block it with `plugins: {{deny: [{_dist_name(provider)}]}}`"
+            ) from exc
+        # Check every class first so that a plugin contributes all of its techniques or none.
+        seen: set[tuple[str, str]] = set()
+        for cls in contributed:
+            self._check(cls, provider)
+            if (cls.family, cls.name) in seen:
+                raise PluginError(f"plugin {provider}: contributes {cls.family} '{cls.name}' twice")
+            seen.add((cls.family, cls.name))
+        for cls in contributed:
+            self._techniques[(cls.family, cls.name)] = TechniqueInfo(cls, provider)
+
+    def _check(self, cls: Any, provider: str) -> None:
         problem = technique_problem(cls)
         if problem:
             raise PluginError(f"plugin {provider}: {problem}")
@@ -115,7 +144,6 @@ class Registry:
                 f"{cls.family} '{cls.name}' is provided twice: by {other} and by {provider}; "
                 f"uninstall one, or block one with `plugins: {{deny: [{_dist_name(provider)}]}}`"
             )
-        self._techniques[key] = TechniqueInfo(cls, provider)
 
     def techniques(self, family: str | None = None) -> list[TechniqueInfo]:
         """Registered techniques, sorted by family then name, optionally of one family."""
@@ -162,7 +190,9 @@ def _describe_validation(exc: ValidationError, cls: type[Technique], where: str)
     for err in exc.errors():
         path = ".".join([where, *(str(p) for p in err["loc"])])
         if err["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'; known fields: {known}")
+            close = difflib.get_close_matches(str(err["loc"][-1]), list(cls.Params.model_fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'; known fields: {known}{hint}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required by {cls.family} '{cls.name}'")
         else:
@@ -217,44 +247,114 @@ def load_registry(
     for module_name in BUILTIN_PLUGINS:
         _register(pm, importlib.import_module(module_name), module_name, BUILTIN_PROVIDER)
     problems: list[str] = []
+    isolated: list[Any] = []
     if autoload:
-        problems = _load_entry_points(pm, {d.lower() for d in deny}, strict)
+        problems, isolated = _load_entry_points(pm, {d.lower() for d in deny}, strict)
     for plugin in extra_plugins:
-        _register(pm, plugin, None, getattr(plugin, "__name__", repr(plugin)))
+        provider = getattr(plugin, "__name__", repr(plugin))
+        mismatch = _api_version_problem(plugin, provider)
+        if mismatch:
+            raise PluginError(mismatch)
+        _register(pm, plugin, None, provider)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        provider = _provider_of(pm, exc.plugin)
-        raise PluginError(
-            f"plugin {provider}: {exc}; hook names must match a spec "
-            f"(scribbles_techniques, scribbles_run_start, scribbles_fold_start, scribbles_epoch_end, "
-            f"scribbles_fold_end, scribbles_run_end, scribbles_run_error)"
-        ) from None
-    return Registry(pm, problems)
+        raise PluginError("; ".join(hook_problems(pm, exc.plugin)) or str(exc)) from None
+    return Registry(pm, problems, isolated, strict)
 
 
-def _load_entry_points(pm: pluggy.PluginManager, deny: set[str], strict: bool) -> list[str]:
-    problems = []
+def _load_entry_points(
+    pm: pluggy.PluginManager, deny: set[str], strict: bool
+) -> tuple[list[str], list[Any]]:
+    """Register every allowed entry-point plugin; one that fails is a problem line (an error if strict)."""
+    problems: list[str] = []
+    loaded: list[Any] = []
+    denied = {_normalise(d) for d in deny}
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else ep.value
-        if dist_name.lower() in deny or _normalise(dist_name) in {_normalise(d) for d in deny}:
+        if _normalise(dist_name) in denied:
             continue
         provider = f"{dist_name} {dist.version}" if dist is not None else dist_name
+        block = f"fix or uninstall it, or block it with `plugins: {{deny: [{dist_name}]}}`"
+        message = ""
         try:
             plugin = ep.load()
-            _register(pm, plugin, ep.name, provider)
         except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else ""
             message = (
                 f"plugin {provider} (entry point '{ep.name} = {ep.value}') could not be loaded: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                f"{type(exc).__name__}: {reason}; {block}"
             )
-            if not isinstance(exc, PluginError):
-                message += f"; fix or uninstall it, or block it with `plugins: {{deny: [{dist_name}]}}`"
+        else:
+            message = _api_version_problem(plugin, provider)
+            if not message:
+                try:
+                    _register(pm, plugin, ep.name, provider)
+                except PluginError as exc:
+                    message = f"{exc}; {block}"
+                else:
+                    unknown = hook_problems(pm, plugin)
+                    if unknown:
+                        pm.unregister(plugin)
+                        message = "; ".join(unknown)
+                    else:
+                        loaded.append(plugin)
+        if message:
             if strict:
-                raise PluginError(message) from None
+                raise PluginError(message)
             problems.append(message)
-    return problems
+    return problems, loaded
+
+
+def declared_api_version(plugin: Any) -> Any:
+    """What ``plugin`` declares as ``SCRIBBLES_API_VERSION`` (None when it declares nothing)."""
+    return getattr(plugin, API_VERSION_ATTRIBUTE, None)
+
+
+def _api_version_problem(plugin: Any, provider: str) -> str:
+    """'' when ``plugin`` fits this release's plugin API, else one line saying what to do."""
+    wanted = declared_api_version(plugin)
+    if wanted is None:
+        return ""
+    versions = list(wanted) if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
+    if not versions or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions):
+        return (
+            f"plugin {provider}: {API_VERSION_ATTRIBUTE} is {wanted!r}; it must be an int "
+            f"(or a list of ints) naming the plugin API versions it supports, e.g. {HOOK_API_VERSION}"
+        )
+    if HOOK_API_VERSION in versions:
+        return ""
+    needs = " or ".join(str(v) for v in sorted(versions))
+    return (
+        f"plugin {provider} needs scribbles plugin API {needs}, but scribbles {_version('scribbles')} "
+        f"provides API {HOOK_API_VERSION}; install a release of the plugin made for API "
+        f"{HOOK_API_VERSION}, or a scribbles that provides API {needs}"
+    )
+
+
+#: Every hook name a plugin may implement (the specs in hookspecs.py).
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name in dir(hookspecs) if name.startswith(f"{PROJECT}_") and callable(getattr(hookspecs, name))
+)
+
+
+def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """One line per hookimpl of ``plugin`` whose name matches no hook spec (a misspelt hook)."""
+    provider = _provider_of(pm, plugin)
+    lines = []
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.has_spec():
+            continue
+        if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+            continue
+        close = difflib.get_close_matches(caller.name, HOOK_NAMES, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        lines.append(
+            f"plugin {provider}: hook {caller.name} matches no hook spec; {hint}"
+            f"hooks: {', '.join(HOOK_NAMES)}"
+        )
+    return lines
 
 
 def _register(
@@ -268,7 +368,9 @@ def _register(
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {provider}: {exc}") from None
+        # pluggy's message spans lines (definition, then the reason); a problem is one line.
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise PluginError(f"plugin {provider}: {reason}; every hook takes only the spec's arguments (ctx)") from None
     except ValueError as exc:  # already registered under that name
         raise PluginError(f"plugin {provider}: {exc}") from None
     if provider != BUILTIN_PROVIDER:

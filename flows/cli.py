@@ -11,35 +11,58 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from scribbles.core import BadInput, ScribblesError
+from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
 from .prefect_env import configure_prefect
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see `{self.prog} --help`\n")
+
+
+STRICT_HELP = "a plugin that fails to load is an error, not a warning (or SCRIBBLES_STRICT_PLUGINS=1)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
-    parser = argparse.ArgumentParser(prog="scribbles", description=__doc__.splitlines()[0])
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = Parser(prog="scribbles", description=__doc__.splitlines()[0])
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.commands.{name}").add_parser(verbs)
+    for verb in verbs.choices.values():
+        # `scribbles run X --strict` as well as `scribbles --strict run X`; SUPPRESS keeps the global value.
+        verb.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help=STRICT_HELP)
     return parser
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (a library's multi-line reason included)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages."""
     configure_prefect()
     args = build_parser().parse_args(argv)
+    if args.strict:
+        os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ScribblesError as exc:
-        print(f"failed: {exc}", file=sys.stderr)
+        print(f"failed: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)

@@ -45,7 +45,8 @@ class HideUserErrors(logging.Filter):
         if record.exc_info and isinstance(record.exc_info[1], ScribblesError):
             return False
         message = record.getMessage()
-        return not any(name in message for name in self.NAMES)
+        # Prefect words it "...Failed('Task run encountered an exception BadInput: ...')".
+        return not any(name in message or f"exception {name[:-1]}:" in message for name in self.NAMES)
 
 
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine")

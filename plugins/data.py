@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -38,15 +39,21 @@ class ColumnParams(BaseModel):
 def read_table(raw: bytes, name: str) -> pd.DataFrame:
     """A DataFrame from CSV or Parquet bytes, chosen by the file name's suffix."""
     suffix = Path(name).suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt"):
+        raise BadInput(f"data.path: {name} has the unsupported file type {suffix or '(none)'!r}; "
+                       "use a .csv or .parquet file")
+    if not raw:
+        raise BadInput(f"data.path: {name} is empty; point data.path at a file with a header and rows")
     buffer = io.BytesIO(raw)
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(buffer)
-        if suffix in (".csv", ".txt"):
-            return pd.read_csv(buffer)
+        return pd.read_csv(buffer)
     except Exception as exc:
-        raise BadInput(f"cannot read {name} as {suffix[1:]}: {exc}") from None
-    raise BadInput(f"{name}: unsupported file type {suffix!r}; use .csv or .parquet")
+        reason = " ".join(str(exc).split())[:200]
+        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+        raise BadInput(f"data.path: cannot read {name} as {kind} ({type(exc).__name__}: {reason}); "
+                       f"check that it is a valid {kind} file") from None
 
 
 def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source: str, rev: Any) -> Dataset:
@@ -58,6 +65,9 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
                 f"data.{role}: column {column!r} is not in {source}; columns: "
                 f"{', '.join(map(str, frame.columns[:12]))}{' ...' if len(frame.columns) > 12 else ''}"
             )
+    if frame.empty:
+        raise BadInput(f"data.path: {source} has a header but no rows; point data.path at a file with data")
+    _check_roles(frame, params, source)
     taken = {c for c in roles.values() if c}
     features = params.features or [c for c in frame.columns if c not in taken]
     missing = [c for c in features if c not in frame.columns]
@@ -68,6 +78,14 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
         raise BadInput(
             f"data.features: {', '.join(non_numeric[:5])} in {source} are not numeric; "
             "list the numeric columns in data.features"
+        )
+    if not features:
+        raise BadInput(f"data.features: {source} has no feature columns besides target, group and time")
+    holes = [c for c in features if frame[c].isna().any()]
+    if holes:
+        raise BadInput(
+            f"data.features: {', '.join(holes[:5])} in {source} hold missing values "
+            f"(e.g. row {int(frame[holes[0]].isna().to_numpy().argmax())}); fill or drop them first"
         )
     shape = tuple(params.shape) if params.shape else (len(features),)
     size = 1
@@ -89,6 +107,31 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     )
 
 
+def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None:
+    """Targets without gaps and time stamps that parse; each problem names the field and a row."""
+    missing = frame[params.target].isna().to_numpy()
+    if missing.any():
+        raise BadInput(
+            f"data.target: column {params.target!r} in {source} has {int(missing.sum())} missing values "
+            f"(e.g. row {int(missing.argmax())}); drop those rows or fill them"
+        )
+    if params.time is not None:
+        column = frame[params.time]
+        try:
+            parsed = pd.to_datetime(column)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise BadInput(
+                f"data.time: column {params.time!r} in {source} holds values that are not timestamps "
+                f"({' '.join(str(exc).split())[:120]}); use ISO dates like 2024-01-31T12:00:00"
+            ) from None
+        gaps = parsed.isna().to_numpy()
+        if gaps.any():
+            raise BadInput(
+                f"data.time: column {params.time!r} in {source} has {int(gaps.sum())} missing timestamps "
+                f"(e.g. row {int(gaps.argmax())}); drop those rows or fill them"
+            )
+
+
 class FileSource(DataSource):
     """A local CSV or Parquet file; its version is the md5 of its bytes."""
 
@@ -99,11 +142,23 @@ class FileSource(DataSource):
 
     def load(self) -> Dataset:
         path = Path(self.params.path)
+        if path.is_dir():
+            raise BadInput(f"data.path: {path} is a folder; point data.path at a .csv or .parquet file")
         if not path.is_file():
             raise BadInput(f"data.path: {path} does not exist (paths resolve against {Path.cwd()})")
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"data.path: cannot read {path}: {exc.strerror or exc}") from None
         version = hashlib.md5(raw).hexdigest()
         return make_dataset(read_table(raw, path.name), self.params, version, str(path), None)
+
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
+        """Fields for a dry run (``scribbles plugins check``): ``dataset`` written as a CSV in ``workdir``."""
+        path = workdir / "example.csv"
+        dataset.frame.to_csv(path, index=False)
+        return {"path": str(path), "target": dataset.target, "group": dataset.group, "time": dataset.time}
 
 
 class DvcSource(DataSource):
@@ -133,6 +188,8 @@ class DvcSource(DataSource):
                 + (f" at rev {self.params.rev}" if self.params.rev else "")
                 + "; build it (`scribbles data build`) or `dvc pull`"
             ) from None
+        if info.get("type") == "directory":
+            raise BadInput(f"data.path: {path} is a folder in the DVC repo; point data.path at a file in it")
         version = dvc_md5(info)
         if not version:
             raise BadInput(f"data.path: {path} is not tracked by DVC; `dvc add` it, or use data name 'file'")
@@ -148,6 +205,26 @@ class DvcSource(DataSource):
                 "with `scribbles data build --force`"
             )
         return make_dataset(read_table(raw, path), self.params, version, path, self.params.rev)
+
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
+        """Fields for a dry run: ``dataset`` as a CSV tracked by a fresh DVC repo (no git) in ``workdir``."""
+        from dvc.repo import Repo
+
+        dataset.frame.to_csv(workdir / "example.csv", index=False)
+        logger = logging.getLogger("dvc")
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # DVC logs "Initialized DVC repository." at INFO
+        try:
+            repo = Repo.init(str(workdir), no_scm=True)
+            try:
+                repo.add("example.csv")
+            finally:
+                repo.close()
+        finally:
+            logger.setLevel(level)
+        return {"path": "example.csv", "repo": str(workdir), "target": dataset.target,
+                "group": dataset.group, "time": dataset.time}
 
 
 def dvc_md5(info: dict[str, Any]) -> str:

@@ -18,7 +18,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scribbles.core import load_registry
 
         registry = load_registry(deny=config.plugins.deny)
-    resolve(config, registry)  # every config error before Prefect starts or any work is done
+    plan = resolve(config, registry)  # every config error before Prefect starts or any work is done
+    from ..preflight import preflight
+
+    preflight(plan)  # and every data or fold error: bad input is reported in seconds
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
     from ..experiment import experiment, observing

@@ -1,0 +1,280 @@
+"""Bad input across the whole CLI: every case exits 2 with one line naming the field or file and the fix.
+
+Every case is found before Prefect starts (flows/preflight.py), so none needs a Prefect server.
+The table runs each case through the CLI's own entry point in this process (fd-level capture, so
+Prefect's and every library's output is seen too); a sample also runs the installed `scribbles`
+binary. Every case also checks that no MLflow run was created and that nothing in the project changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import make_dvc_project, run_cli
+from scribbles.flows.cli import run_cli as cli_main
+from scribbles.testing import synthetic_frame
+
+#: A valid config over files/good.csv; each case changes one thing.
+BASE: dict[str, Any] = {
+    "experiment": "bad-input",
+    "data": {"name": "file", "path": "files/good.csv", "target": "y", "group": "g", "time": "t"},
+    "split": {"name": "kfold", "n_splits": 2},
+    "model": {"name": "mlp", "hidden": [4]},
+    "train": {"epochs": 1, "batch_size": 16},
+    "evaluate": {"metrics": ["accuracy"]},
+    "tracking": {"name": "mlflow"},
+}
+
+
+@dataclass
+class Case:
+    """One bad input: how to build the config (or raw text), extra argv, and what the message says."""
+
+    id: str
+    expect: list[str]
+    change: Callable[[dict[str, Any]], Any] | None = None
+    text: str | bytes | None = None
+    argv: list[str] | None = None
+    sets: list[str] = field(default_factory=list)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(config: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return change
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def change(config: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        del node[last]
+    return change
+
+
+def _data(path: str, **fields: Any) -> Callable[[dict[str, Any]], None]:
+    def change(config: dict[str, Any]) -> None:
+        config["data"].update(path=path, **fields)
+    return change
+
+
+CASES = [
+    # -- the config file itself
+    Case("config-missing", ["nope.yaml does not exist"], argv=["run", "nope.yaml"]),
+    Case("config-is-folder", ["files is a directory", "YAML config file"], argv=["run", "files"]),
+    Case("config-unreadable", ["cannot read config file", "utf-8"], text=b"data: \xff\xfe\x00\n"),
+    Case("config-not-yaml", ["not valid YAML at line 2"], text="data: [\n"),
+    Case("config-not-mapping", ["must hold a mapping", "not list"], text="- data\n- split\n"),
+    Case("config-empty", ["is empty", "data: and split:"], text=""),
+    # -- sections and fields
+    Case("unknown-section", ["modle: unknown field in the top level; known fields: ", "did you mean 'model'?"],
+         change=lambda c: c.update(modle=c.pop("model"))),
+    Case("missing-data", ["data: required"], change=_drop("data")),
+    Case("missing-split", ["split: required"], change=_drop("split")),
+    Case("data-without-name", ["data: ", "needs a 'name'"], change=_drop("data.name")),
+    Case("unknown-train-field", ["train.epoch: unknown field in train; known fields: ", "did you mean 'epochs'?"],
+         change=_set("train.epoch", 3)),
+    Case("unknown-technique-field", ["split.n_split: unknown field for splitter 'kfold'; known fields: n_splits",
+                                     "did you mean 'n_splits'?"],
+         change=_set("split.n_split", 3)),
+    Case("metric-without-name", ["evaluate.metrics.0: needs a 'name'", "accuracy"],
+         change=_set("evaluate.metrics", [{"k": 2}])),
+    # -- technique names
+    Case("unknown-model", ["model: unknown model 'mlpp'; did you mean 'mlp'?"], change=_set("model.name", "mlpp")),
+    Case("unknown-splitter", ["split: unknown splitter 'group_kfld'; did you mean 'group_kfold'?"],
+         change=_set("split.name", "group_kfld")),
+    Case("unknown-strategy", ["train.strategy: unknown strategy 'singel'; did you mean 'single'?"],
+         change=_set("train.strategy", "singel")),
+    Case("unknown-metric", ["evaluate.metrics.0: unknown metric 'acuracy'; did you mean 'accuracy'?"],
+         change=_set("evaluate.metrics", ["acuracy"])),
+    Case("unknown-tta", ["evaluate.tta.transforms.0: unknown tta 'hflp'; did you mean 'hflip'?"],
+         change=_set("evaluate.tta", {"transforms": [{"name": "hflp"}]})),
+    Case("unknown-tracker", ["tracking.0: unknown tracker 'mlflw'; did you mean 'mlflow'?"],
+         change=_set("tracking", {"name": "mlflw"})),
+    Case("unknown-data-source", ["data: unknown data 'fiel'; did you mean 'file'?"], change=_set("data.name", "fiel")),
+    Case("model-kind-mismatch", ["model.name: model 'gru' does not take tabular data"],
+         change=_set("model", {"name": "gru"})),
+    # -- types and ranges
+    Case("epochs-wrong-type", ["train.epochs: ", "'three'"], change=_set("train.epochs", "three")),
+    Case("folds-below-2", ["split.n_splits: ", "greater than or equal to 2"], change=_set("split.n_splits", 1)),
+    Case("epochs-below-1", ["train.epochs: ", "greater than or equal to 1"], change=_set("train.epochs", 0)),
+    Case("lr-zero", ["train.lr: ", "greater than 0"], change=_set("train.lr", 0)),
+    Case("lr-negative", ["train.lr: ", "greater than 0"], change=_set("train.lr", -0.1)),
+    Case("batch-zero", ["train.batch_size: ", "greater than or equal to 1"], change=_set("train.batch_size", 0)),
+    Case("workers-zero", ["train.workers: ", "greater than or equal to 1"], change=_set("train.workers", 0)),
+    Case("unknown-precision", ["train.precision: ", "'fp32', 'bf16' or 'fp16'", "'fp8'"],
+         change=_set("train.precision", "fp8")),
+    Case("dropout-out-of-range", ["model.dropout: ", "less than 1"], change=_set("model.dropout", 1.5)),
+    Case("unknown-merge", ["evaluate.tta.merge: ", "'median'"],
+         change=_set("evaluate.tta", {"transforms": [], "merge": "median"})),
+    # -- --set
+    Case("set-without-equals", ["--set 'train.epochs' must look like key.path=value"], sets=["train.epochs"]),
+    Case("set-without-key", ["must look like key.path=value"], sets=["=3"]),
+    Case("set-unknown-key", ["train.epochz: unknown field in train", "did you mean 'epochs'?"],
+         sets=["train.epochz=3"]),
+    Case("set-below-a-value", ["--set data.path.x: data.path is 'files/good.csv', not a section"],
+         sets=["data.path.x=1"]),
+    Case("set-wrong-type", ["train.lr: ", "'abc'"], sets=["train.lr=abc"]),
+    # -- data files
+    Case("data-missing", ["data.path: files/nope.csv does not exist"], change=_data("files/nope.csv")),
+    Case("data-empty", ["data.path: empty.csv is empty"], change=_data("files/empty.csv")),
+    Case("data-header-only", ["data.path: files/header.csv has a header but no rows"],
+         change=_data("files/header.csv")),
+    Case("data-corrupt-parquet", ["data.path: cannot read corrupt.parquet as Parquet", "valid Parquet file"],
+         change=_data("files/corrupt.parquet")),
+    Case("data-corrupt-csv", ["data.path: cannot read binary.csv as CSV"], change=_data("files/binary.csv")),
+    Case("data-wrong-format", ["data.path: good.json has the unsupported file type '.json'", ".csv or .parquet"],
+         change=_data("files/good.json")),
+    Case("data-folder", ["data.path: files/folder.csv is a folder"], change=_data("files/folder.csv")),
+    Case("data-missing-target", ["data.target: column 'label' is not in files/good.csv; columns: y, g, t"],
+         change=_set("data.target", "label")),
+    Case("data-missing-group", ["data.group: column 'subject' is not in files/good.csv"],
+         change=_set("data.group", "subject")),
+    Case("data-missing-time", ["data.time: column 'when' is not in files/good.csv"], change=_set("data.time", "when")),
+    Case("data-bad-timestamps", ["data.time: column 't' in files/badtime.csv holds values that are not timestamps"],
+         change=_data("files/badtime.csv")),
+    Case("data-nan-target", ["data.target: column 'y' in files/nantarget.csv has 2 missing values (e.g. row 3)"],
+         change=_data("files/nantarget.csv")),
+    Case("data-text-feature", ["data.features: colour in files/text.csv are not numeric"],
+         change=_data("files/text.csv")),
+    Case("data-nan-feature", ["data.features: f1 in files/nanfeature.csv hold missing values (e.g. row 5)"],
+         change=_data("files/nanfeature.csv")),
+    Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features"],
+         change=_data("files/good.csv", kind="sequence", shape=[3, 3])),
+    Case("split-needs-group", ["split.name: group_kfold needs data.group"],
+         change=lambda c: (c["data"].pop("group"), c["data"].update(features=["f0", "f1", "f2", "f3"]),
+                           c.update(split={"name": "group_kfold", "n_splits": 2}))),
+    Case("split-more-folds-than-groups", ["split.n_splits: group_kfold asks for 20 folds but the data has 8 groups"],
+         change=_set("split", {"name": "group_kfold", "n_splits": 20})),
+    Case("dvc-path-not-tracked", ["data.path: data/nope.csv is not in the DVC repo"],
+         change=lambda c: c["data"].update(name="dvc", path="data/nope.csv")),
+    Case("dvc-folder", ["data.path: data is a folder in the DVC repo"],
+         change=lambda c: c["data"].update(name="dvc", path="data")),
+    # -- other verbs and the command line itself
+    Case("plugins-unknown-family", ["--family: unknown family 'optimiser'"], argv=["plugins", "--family", "optimiser"]),
+    Case("unknown-verb", ["invalid choice: 'rnu'", "scribbles --help"], argv=["rnu"]),
+    Case("run-without-config", ["the following arguments are required: config"], argv=["run"]),
+    Case("new-plugin-bad-name", ["'my plugin' is not a valid package name"], argv=["new-plugin", "my plugin"]),
+    Case("new-plugin-exists", ["files already exists and is not empty"], argv=["new-plugin", "files"]),
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
+    """A git + DVC project (data/activity.csv tracked) with good and broken plain files under files/."""
+    root = make_dvc_project(tmp_path_factory.mktemp("bad") / "proj", {"activity.csv": activity_small.iloc[:60]})
+    files = root / "files"
+    files.mkdir()
+    good = synthetic_frame(rows=48)
+    good.to_csv(files / "good.csv", index=False)
+    good.to_json(files / "good.json")
+    (files / "empty.csv").write_bytes(b"")
+    good.iloc[:0].to_csv(files / "header.csv", index=False)
+    (files / "corrupt.parquet").write_bytes(b"PAR1 this is not really parquet")
+    (files / "binary.csv").write_bytes(b"\x00\xff\xfe\x01garbage\x9c\n\x00")
+    (files / "folder.csv").mkdir()
+    (files / "folder.csv" / "part.csv").write_text("y\n1\n")
+    broken = good.astype({"t": str})
+    broken.loc[7, "t"] = "not a date"
+    broken.to_csv(files / "badtime.csv", index=False)
+    nan_target = good.astype({"y": float})
+    nan_target.loc[[3, 9], "y"] = None
+    nan_target.to_csv(files / "nantarget.csv", index=False)
+    good.assign(colour=["red", "green"] * 24).to_csv(files / "text.csv", index=False)
+    nan_feature = good.copy()
+    nan_feature.loc[5, "f1"] = None
+    nan_feature.to_csv(files / "nanfeature.csv", index=False)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` (path -> size, mtime), to prove a case wrote nothing."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        # DVC keeps its own lock and index state under .dvc/tmp whenever it reads the repo.
+        if p.is_file() and ".git" not in p.parts and "tmp" not in p.relative_to(root).parts[:2]
+    }
+
+
+def argv_of(case: Case, cases_dir: Path) -> list[str]:
+    """The command line of ``case``; its config (if any) is written outside the project."""
+    if case.argv is not None:
+        return case.argv
+    path = cases_dir / f"{case.id}.yaml"
+    if case.text is not None:
+        path.write_bytes(case.text if isinstance(case.text, bytes) else case.text.encode())
+    else:
+        config = yaml.safe_load(yaml.safe_dump(BASE))
+        if case.change is not None:
+            case.change(config)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return ["run", str(path), *[arg for item in case.sets for arg in ("--set", item)]]
+
+
+def test_the_table_has_at_least_30_cases() -> None:
+    """The issue asks for a table of at least 30 bad inputs; ids are unique."""
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 2, one 'error:' line with the field or file and the fix, no traceback, nothing written."""
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    argv = argv_of(case, tmp_path)
+    before = snapshot(project)
+    capfd.readouterr()
+    try:
+        code = cli_main(argv)
+    except SystemExit as exc:  # argparse's usage errors exit from inside the parser
+        code = exc.code
+    out, err = capfd.readouterr()
+    assert code == 2, out + err
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in case.expect:
+        assert fragment in lines[0], lines[0]
+    assert not (project / "mlflow.db").exists()
+    assert snapshot(project) == before
+
+
+SUBPROCESS_SAMPLE = ["unknown-section", "data-nan-target", "set-without-equals", "unknown-verb"]
+
+
+@pytest.mark.parametrize("case_id", SUBPROCESS_SAMPLE)
+def test_bad_input_through_the_installed_binary(case_id: str, project: Path, tmp_path: Path) -> None:
+    """The same cases through the real `scribbles` process: exit 2, one line, no traceback.
+
+    No Prefect server is given: bad input is found before Prefect starts, so none is needed.
+    """
+    case = next(c for c in CASES if c.id == case_id)
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # so that mlflow.db in the project is where a run would go
+    result = run_cli(*argv_of(case, tmp_path), cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and all(f in lines[0] for f in case.expect), result.stderr
+    assert not (project / "mlflow.db").exists()
+
+
+def test_broken_file_frames_are_what_the_cases_say(project: Path) -> None:
+    """The broken files hold exactly the defect their case names (so a pass means the check works)."""
+    assert pd.read_csv(project / "files/nantarget.csv")["y"].isna().sum() == 2
+    assert pd.read_csv(project / "files/header.csv").empty
+    assert (project / "files/empty.csv").stat().st_size == 0

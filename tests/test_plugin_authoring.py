@@ -1,0 +1,299 @@
+"""Plugin authoring end to end: an installed third-party package, broken plugins, `plugins check`, `new-plugin`.
+
+The example plugin under examples/ and the `new-plugin` scaffold are installed with pip into
+temporary target folders that subprocesses see through PYTHONPATH (and this process through
+sys.path), so the dev venv never changes. A few checks run the real `scribbles` binary; the rest call
+the CLI's entry point in this process, because each fresh process spends seconds importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import SCRIBBLES, run_cli
+from scribbles.flows.cli import run_cli as cli_main
+from scribbles.testing import synthetic_frame
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "scribbles-every-other"
+
+
+def pip_install(source: Path, target: Path, workdir: Path) -> None:
+    """``pip install`` a copy of ``source`` into ``target`` (no network: no deps, no build isolation)."""
+    copy = workdir / source.name
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(copy)], check=True, capture_output=True)
+
+
+def fake_dist(site: Path, name: str, source: str, version: str = "0.1.0") -> None:
+    """A distribution in ``site`` with a scribbles.plugins entry point, laid out as pip installs one."""
+    module = name.replace("-", "_")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[scribbles.plugins]\n{module} = {module}\n")
+
+
+def plugin_env(*sites: Path, autoload: bool = True, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess that sees ``sites`` and loads entry points unless told not to."""
+    return {"PYTHONPATH": os.pathsep.join(map(str, sites)),
+            "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0" if autoload else "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin pip-installed into a temporary target folder."""
+    root = tmp_path_factory.mktemp("example")
+    pip_install(EXAMPLE, root / "site", root)
+    return root / "site"
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three broken plugins: one fails to import, one misspells a hook, one needs another plugin API."""
+    site = tmp_path_factory.mktemp("broken")
+    fake_dist(site, "scribbles-broken", "import not_a_module_anywhere\n")
+    fake_dist(site, "scribbles-misspelt", """
+        from scribbles.core import hookimpl
+
+        @hookimpl
+        def scribbles_fold_strat(ctx):
+            pass
+    """)
+    fake_dist(site, "scribbles-future", "SCRIBBLES_API_VERSION = 99\n", version="3.0.0")
+    fake_dist(site, "scribbles-leaky", LEAKY)
+    return site
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make ``sites`` importable in this process and the default registry rediscover plugins."""
+    added: list[str] = []
+    # `--strict` sets SCRIBBLES_STRICT_PLUGINS in os.environ (so a run's worker processes see it too);
+    # setting it here first makes monkeypatch remove it again after the test.
+    monkeypatch.setenv("SCRIBBLES_STRICT_PLUGINS", "0")
+
+    def see(*sites: Path, **env: str) -> None:
+        for site in sites:
+            monkeypatch.syspath_prepend(str(site))
+            added.append(str(site))
+        monkeypatch.setenv("SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD", "0")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr("scribbles.core.registry._DEFAULT", None)
+
+    yield see
+    for name in [m for m, mod in sys.modules.items() if any(str(getattr(mod, "__file__", "")).startswith(a)
+                                                            for a in added)]:
+        del sys.modules[name]
+
+
+def call(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The CLI's entry point in this process: exit code, stdout, stderr."""
+    capfd.readouterr()
+    try:
+        code = cli_main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+LEAKY = '''
+    import numpy as np
+    from pydantic import BaseModel
+    from scribbles.core import Fold, Splitter, hookimpl
+
+    SCRIBBLES_API_VERSION = 1
+
+    class LeakyGroups(Splitter):
+        """Claims to keep groups apart but deals rows in turn, so every group lands on both sides."""
+        name = "leaky_groups"
+        guards = frozenset({"group"})
+
+        class Params(BaseModel):
+            n_splits: int = 2
+
+        def split(self, dataset):
+            rows = np.arange(len(dataset))
+            for index in range(self.params.n_splits):
+                yield Fold(index, rows[rows % 2 != index], rows[rows % 2 == index])
+
+    @hookimpl
+    def scribbles_techniques():
+        return [LeakyGroups]
+'''
+
+
+def listed(stdout: str) -> dict[tuple[str, str], str]:
+    """(family, name) -> provider from `scribbles plugins --json`."""
+    return {(r["family"], r["name"]): r["provider"] for r in json.loads(stdout)}
+
+
+def test_installed_plugins_listed_with_provider_and_broken_ones_named_in_one_line(
+    example_site: Path, broken_site: Path, tmp_path: Path
+) -> None:
+    """The real binary: the example's techniques with distribution and version, the built-ins, and one
+    warning line per broken plugin (import error, misspelt hook, plugin API mismatch)."""
+    result = run_cli("plugins", "--json", cwd=tmp_path, env=plugin_env(broken_site, example_site))
+    assert result.returncode == 0, result.stderr
+    shown = listed(result.stdout)
+    assert shown[("splitter", "every_other")] == "scribbles-every-other 0.2.0"
+    assert shown[("metric", "top_k_accuracy")] == "scribbles-every-other 0.2.0"
+    assert shown[("splitter", "kfold")] == "scribbles (built-in)"
+    assert ("splitter", "leaky_groups") in shown  # registers fine: only its dry run shows the leak
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 3, result.stderr
+    broken = next(w for w in warnings if "scribbles-broken 0.1.0" in w)
+    assert "could not be loaded: ModuleNotFoundError: No module named 'not_a_module_anywhere'" in broken
+    misspelt = next(w for w in warnings if "scribbles-misspelt 0.1.0" in w)
+    assert "hook scribbles_fold_strat matches no hook spec; did you mean scribbles_fold_start?" in misspelt
+    future = next(w for w in warnings if "scribbles-future 3.0.0" in w)
+    assert "needs scribbles plugin API 99" in future and "provides API 1" in future
+
+
+def test_autoload_off_and_deny_list_hide_an_installed_plugin(
+    example_site: Path, tmp_path: Path, in_process: Any, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD=1 and `plugins: {deny: [...]}` keep the entry points out."""
+    in_process(example_site)
+    code, out, _ = call(["plugins", "--json"], capfd)
+    assert code == 0 and ("splitter", "every_other") in listed(out)
+
+    (tmp_path / "deny.yaml").write_text("data: {name: file, path: x.csv, target: y}\nsplit: {name: kfold}\n"
+                                        "plugins: {deny: [scribbles_every_other]}\n")
+    code, out, _ = call(["plugins", "--json", "--config", str(tmp_path / "deny.yaml")], capfd)
+    assert code == 0
+    assert ("splitter", "every_other") not in listed(out) and ("splitter", "kfold") in listed(out)
+
+    in_process(SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD="1")
+    code, out, _ = call(["plugins", "--json"], capfd)
+    assert code == 0
+    assert ("splitter", "every_other") not in listed(out) and ("splitter", "kfold") in listed(out)
+
+
+@pytest.mark.parametrize("how", ["--strict", "SCRIBBLES_STRICT_PLUGINS=1"])
+def test_strict_makes_a_broken_plugin_an_error(how: str, broken_site: Path, in_process: Any,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """In strict mode the first broken plugin is exit 2 with one line naming it."""
+    in_process(broken_site, **({"SCRIBBLES_STRICT_PLUGINS": "1"} if how.startswith("SCRIBBLES") else {}))
+    code, out, err = call(["plugins", *(["--strict"] if how == "--strict" else [])], capfd)
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: plugin scribbles-"), err
+
+
+def test_plugins_check_fails_on_a_misspelt_hook_and_a_leak_and_passes_on_a_good_plugin(
+    broken_site: Path, example_site: Path, tmp_path: Path, in_process: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The real binary: exit 1 with every problem listed; in process: exit 0 with only the good plugin."""
+    bad = run_cli("plugins", "check", "--family", "splitter", cwd=tmp_path, env=plugin_env(broken_site, example_site))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "5 problems:" in bad.stdout  # three plugins that fail to load, two leaking folds
+    assert "hook scribbles_fold_strat matches no hook spec" in bad.stdout
+    assert "splitter 'leaky_groups' (scribbles-leaky 0.1.0): leakage guard: splitter 'leaky_groups', fold 0:" \
+        in bad.stdout
+    assert "ok    splitter  every_other" in bad.stdout and "FAIL  splitter  leaky_groups" in bad.stdout
+
+    in_process(example_site)
+    code, out, err = call(["plugins", "check", "--family", "metric", "--json"], capfd)
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["ok"] and report["problems"] == [] and report["notes"] == []
+    assert {(t["name"], t["ok"]) for t in report["techniques"]} >= {("top_k_accuracy", True), ("accuracy", True)}
+
+
+def test_a_leaky_plugin_splitter_stops_a_run_before_any_work(
+    broken_site: Path, tmp_path: Path, in_process: Any, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run with the leaky splitter fails (exit 1) on the guard's message; no MLflow run, no traceback."""
+    in_process(broken_site)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    synthetic_frame().to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "leaky.yaml").write_text(
+        "data: {name: file, path: rows.csv, target: y, group: g, time: t}\nsplit: {name: leaky_groups}\n"
+    )
+    code, out, err = call(["run", "leaky.yaml"], capfd)
+    assert code == 1, out + err
+    assert "failed: splitter 'leaky_groups', fold 0: 8 groups of 'g' on both sides" in err
+    assert "Traceback" not in out + err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_installed_plugin_is_used_by_a_run(example_site: Path, tmp_path: Path, prefect_api: str,
+                                           in_process: Any, capfd: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real binary splits with the plugin's splitter and scores with its metric; MLflow records the plugin."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    synthetic_frame(rows=96).to_csv(project / "rows.csv", index=False)
+    (project / "plugged.yaml").write_text(
+        "data: {name: file, path: rows.csv, target: y, group: g, time: t}\n"
+        "split: {name: every_other, offset: 1}\n"
+        "model: {name: mlp, hidden: [8]}\n"
+        "train: {epochs: 2, batch_size: 16}\n"
+        "evaluate: {metrics: [accuracy, {name: top_k_accuracy, k: 2}]}\n"
+    )
+    args = ["run", "plugged.yaml"]
+    result = run_cli(*args, cwd=project, env=plugin_env(example_site, PREFECT_API_URL=prefect_api))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "top_k_accuracy" in result.stdout
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("plugged").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.tags["scribbles.splitter"] == "every_other"
+    assert json.loads(parent.data.tags["scribbles.plugins"])["scribbles-every-other"] == "0.2.0"
+    assert 0.0 <= parent.data.metrics["top_k_accuracy_mean"] <= 1.0
+    assert parent.data.metrics["top_k_accuracy_mean"] >= parent.data.metrics["accuracy_mean"]
+
+    in_process(example_site)
+    monkeypatch.chdir(project)
+    code, _, err = call([*args, "--set", "plugins.deny=[scribbles-every-other]"], capfd)
+    assert code == 2 and "split: unknown splitter 'every_other'" in err, err
+
+
+def test_new_plugin_scaffold_installs_and_its_tests_pass(
+    tmp_path: Path, in_process: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`new-plugin` writes a package that pip installs, that scribbles discovers and whose tests pass
+    (run in one pytest process with the example plugin's own tests)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = call(["new-plugin", "scribbles-round-robin", "--path", "plugins"], capfd)
+    assert code == 0, err
+    root = tmp_path / "plugins" / "scribbles-round-robin"
+    assert {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} == {
+        "pyproject.toml", "README.md", "scribbles_round_robin/__init__.py", "scribbles_round_robin/techniques.py",
+        "tests/test_techniques.py",
+    }
+    site = tmp_path / "site"
+    pip_install(root, site, tmp_path / "build")
+    pip_install(EXAMPLE, site, tmp_path / "build")
+    env = {**os.environ, **plugin_env(site)}
+    # The installed copies, not the source folders, are what the tests import: pytest runs from elsewhere.
+    tests = subprocess.run([str(Path(SCRIBBLES).with_name("pytest")), "-q", "-p", "no:cacheprovider",
+                            str(root / "tests"), str(EXAMPLE / "tests")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "10 passed" in tests.stdout
+
+    in_process(site)
+    code, out, _ = call(["plugins", "--json", "--family", "splitter"], capfd)
+    assert code == 0 and listed(out)[("splitter", "round_robin")] == "scribbles-round-robin 0.1.0"
+    code, _, err = call(["new-plugin", "scribbles-round-robin", "--path", "plugins"], capfd)
+    assert code == 2 and "already exists" in err
