@@ -2,9 +2,10 @@
 
 ``digits.csv`` is scikit-learn's bundled 8x8 digits, kept as images (``label``, ``p0_0`` .. ``p7_7``).
 ``activity.csv`` is a seeded, synthetic wearable set: 3-axis accelerometer windows (32 steps) from 30
-subjects doing 5 activities over 60 days. Every subject has a signature (gain, sensor mounting
-orientation, offset, tempo, noise) and the sensors drift slowly over the 60 days, so a shuffled split
-scores clearly higher than a split grouped by subject or by time: the leakage the notes warn about.
+subjects doing 5 activities over 60 days. Every subject has a signature (sensor gain, mounting
+orientation, offset, noise; their own tempo, gait and posture per activity) and gain, mounting, offset
+and tempo drift slowly over the 60 days, so a shuffled split scores clearly higher than a split grouped
+by subject or by time: the leakage the notes warn about.
 
 Only the legacy ``numpy.random.RandomState`` is used (NumPy freezes its stream) and every float is
 rounded to 4 decimals, so :func:`write_csv` gives the same bytes on every machine.
@@ -24,13 +25,14 @@ import pandas as pd
 N_SUBJECTS, N_DAYS, N_STEPS = 30, 60, 32
 START = datetime(2026, 1, 1)
 ACTIVITIES = ("walking", "running", "cycling", "sitting", "standing")
-# Per activity: cycles per window, dynamic amplitude per axis, second-harmonic share, gravity direction.
+# Thigh-worn sensor, per activity: cycles per window, dynamic amplitude per axis (g), second-harmonic
+# share, and the direction of gravity in the body frame (thigh vertical when upright, level when seated).
 _CYCLES = np.array([3.0, 5.0, 2.2, 0.6, 0.9])
-_AMP = np.array(
+_AMP = 1.5 * np.array(
     [[0.35, 0.20, 0.45], [0.80, 0.45, 1.00], [0.30, 0.35, 0.15], [0.03, 0.03, 0.02], [0.04, 0.03, 0.03]]
 )
 _HARM = np.array([0.45, 0.35, 0.10, 0.0, 0.0])
-_GRAVITY = np.array([[0.1, 0.0, 1.0], [0.25, 0.0, 1.0], [0.5, 0.35, 0.8], [0.8, 0.0, 0.6], [0.0, 0.05, 1.0]])
+_GRAVITY = np.array([[0.15, 0.0, 1.0], [0.35, 0.0, 1.0], [0.8, 0.1, 0.6], [1.0, 0.05, 0.15], [0.0, 0.0, 1.0]])
 SIGNAL_COLUMNS = [f"t{t:02d}_{axis}" for t in range(N_STEPS) for axis in "xyz"]
 
 
@@ -57,13 +59,13 @@ def _rotation(angles: np.ndarray) -> np.ndarray:
 def _window(rng: np.random.RandomState, act: int, subj: dict, sess: dict) -> np.ndarray:
     """Return one (32, 3) accelerometer window for activity ``act`` of a subject in one session."""
     t = np.arange(N_STEPS) / N_STEPS
-    cycles = _CYCLES[act] * sess["tempo"] * rng.lognormal(0.0, 0.03)
+    cycles = _CYCLES[act] * sess["tempo"] * subj["pace"][act] * rng.lognormal(0.0, 0.02)
     phase = rng.uniform(0.0, 2 * np.pi, size=3)
     angle = 2 * np.pi * cycles * t[:, None]
     wave = np.sin(angle + phase) + _HARM[act] * np.sin(2 * angle + 2 * phase)
-    dynamic = _AMP[act] * subj["style"] * rng.lognormal(0.0, 0.05) * wave
+    dynamic = _AMP[act] * subj["style"][act] * rng.lognormal(0.0, 0.03) * wave
     gravity = _GRAVITY[act] / np.linalg.norm(_GRAVITY[act])
-    body = gravity + dynamic
+    body = (gravity + dynamic) @ _rotation(subj["posture"][act]).T
     mounting = _rotation(sess["mount"] + rng.normal(0.0, 0.02, size=3))
     noise = rng.normal(0.0, subj["noise"], size=(N_STEPS, 3))
     return sess["gain"] * body @ mounting.T + sess["offset"] + noise
@@ -72,22 +74,24 @@ def _window(rng: np.random.RandomState, act: int, subj: dict, sess: dict) -> np.
 def _session(rng: np.random.RandomState, subj: dict, drift: float) -> dict:
     """Return a session's sensor state: the subject's signature drifted by ``drift`` (0..1), re-mounted."""
     return {
-        "tempo": subj["tempo"] * (1.0 + subj["tempo_drift"] * drift) * rng.lognormal(0.0, 0.04),
-        "mount": subj["mount"] + subj["mount_drift"] * drift + rng.normal(0.0, 0.1, size=3),
+        "tempo": subj["tempo"] * (1.0 + subj["tempo_drift"] * drift) * rng.lognormal(0.0, 0.02),
+        "mount": subj["mount"] + subj["mount_drift"] * drift + rng.normal(0.0, 0.05, size=3),
         "gain": subj["gain"] * (1.0 + subj["gain_drift"] * drift),
         "offset": subj["offset"] + subj["offset_drift"] * drift,
     }
 
 
 def _subject(rng: np.random.RandomState) -> dict:
-    """Draw one subject's signature: gain, mounting, offset, tempo, style, noise and their drifts."""
+    """Draw one subject's signature: sensor gain, mounting, offset, noise; own tempo, gait and posture."""
     return {
-        "gain": rng.lognormal(0.0, 0.25),
-        "mount": rng.normal(0.0, 0.5, size=3),
-        "offset": rng.normal(0.0, 0.3, size=3),
-        "tempo": rng.lognormal(0.0, 0.22),
-        "style": rng.lognormal(0.0, 0.3, size=3),
-        "noise": rng.uniform(0.02, 0.15),
+        "gain": rng.lognormal(0.0, 0.15),
+        "mount": rng.normal(0.0, 0.15, size=3),
+        "offset": rng.normal(0.0, 0.1, size=3),
+        "tempo": rng.lognormal(0.0, 0.1),
+        "style": rng.lognormal(0.0, 0.4, size=(len(ACTIVITIES), 3)),
+        "pace": rng.lognormal(0.0, 0.2, size=len(ACTIVITIES)),
+        "posture": rng.normal(0.0, 0.4, size=(len(ACTIVITIES), 3)),
+        "noise": rng.uniform(0.01, 0.06),
         "gain_drift": rng.normal(0.0, 0.15),
         "mount_drift": rng.normal(0.0, 0.25, size=3),
         "offset_drift": rng.normal(0.0, 0.2, size=3),
@@ -166,6 +170,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=directory)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the data file ordinary permissions.
         frame.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
         os.replace(tmp, path)
     except BaseException:
