@@ -35,7 +35,7 @@ from scribbles.core import (
 )
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
-from scribbles.core.guard import check_fold, fold_report
+from scribbles.core.guard import fold_report, guarded_folds
 from scribbles.core.plan import flatten
 
 from .lineage import git_commit, plugin_versions
@@ -77,10 +77,7 @@ def load_data(plan: Plan) -> Dataset:
 @task(name="make-folds", cache_policy=NO_CACHE)
 def make_folds(plan: Plan, dataset: Dataset) -> list[Fold]:
     """Every fold of the splitter, each passed through the leakage guard before any training."""
-    folds = list(plan.splitter.split(dataset))
-    for fold in folds:
-        check_fold(dataset, fold, plan.splitter)
-    return folds
+    return guarded_folds(plan.splitter, dataset)
 
 
 def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
