@@ -94,30 +94,45 @@ def _most_even_fold(counts: np.ndarray, order: np.ndarray, class_rows: np.ndarra
     """Each group, in ``order``, goes to the fold that leaves the class shares most even across folds.
 
     "Even" is scikit-learn's measure: the mean over classes of the standard deviation across folds of
-    each fold's share of the class; ties (np.isclose) go to the fold with fewer rows. Adding a group
-    to fold i changes one row of the share matrix, so all k candidates come from one small update.
+    each fold's share of the class; ties (np.isclose) go to the fold with fewer rows. scikit-learn's
+    choice can turn on the last bit of a float, so all k candidate placements are scored in one
+    (k, k, classes) array with numpy's own operations in numpy's order (``_var``, then ``_mean``): the
+    folds are scikit-learn's. Buffers are reused because call overhead, not arithmetic, is the cost.
     """
-    shares = counts / class_rows
-    sizes = counts.sum(axis=1).tolist()
-    fold_shares = np.zeros((k, counts.shape[1]))
+    n_classes = counts.shape[1]
+    fold_counts = np.zeros((k, n_classes))
     fold_rows = [0.0] * k
+    candidates = np.empty((k, k, n_classes))  # candidates[i]: the fold counts with the group in fold i
+    placed = candidates.reshape(k * k, n_classes)[:: k + 1]  # a view of every candidates[i, i]
+    mean = np.empty((k, 1, n_classes))
+    spread = np.empty((k, n_classes))
+    evals = np.empty(k)
+    add, divide, sqrt = np.add, np.divide, np.sqrt
     group_fold = np.empty(len(counts), dtype=np.int64)
     inf = math.inf
+    counts_of = list(counts)
     for group in order.tolist():
-        d = shares[group]
-        mean = (fold_shares.sum(axis=0) + d) / k
-        dev = fold_shares - mean
-        # Variance across folds of each class share with the group added to fold i (row i):
-        # the squared deviations of every fold, with fold i's own term moved by d.
-        var = ((dev * dev).sum(axis=0) + d * (2 * dev + d)) / k
-        evals = np.sqrt(np.maximum(var, 0.0)).mean(axis=1).tolist()
+        added = counts_of[group]
+        np.copyto(candidates, fold_counts)
+        add(placed, added, out=placed)
+        divide(candidates, class_rows, out=candidates)
+        add.reduce(candidates, axis=1, keepdims=True, out=mean)
+        divide(mean, k, out=mean)
+        np.subtract(candidates, mean, out=candidates)
+        np.multiply(candidates, candidates, out=candidates)
+        add.reduce(candidates, axis=1, out=spread)
+        divide(spread, k, out=spread)
+        sqrt(spread, out=spread)
+        add.reduce(spread, axis=1, out=evals)
+        divide(evals, n_classes, out=evals)  # np.mean over classes
         best, best_eval, best_rows = 0, inf, inf
-        for i, value in enumerate(evals):
+        for i, value in enumerate(evals.tolist()):
             rows = fold_rows[i]
             if value < best_eval or (abs(value - best_eval) <= 1e-8 + 1e-5 * abs(best_eval) and rows < best_rows):
                 best, best_eval, best_rows = i, value, rows
-        fold_shares[best] += d
-        fold_rows[best] += sizes[group]
+        row = fold_counts[best]
+        add(row, added, out=row)
+        fold_rows[best] = float(add.reduce(row))
         group_fold[group] = best
     return group_fold
 

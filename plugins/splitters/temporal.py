@@ -34,6 +34,7 @@ class _Steps:
     @classmethod
     def of(cls, dataset: Dataset) -> _Steps:
         if not dataset.time:
+            # Rows are the steps; rows() hands out slices (views) of this one array.
             return cls(np.arange(len(dataset)), None, False, "rows")
         times = read_times(dataset)
         return cls(times.unique, times.steps, times.is_datetime, "time steps")
@@ -54,7 +55,7 @@ class _Steps:
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Row positions of the steps in [start, stop)."""
         if self.row_step is None:
-            return np.arange(start, stop)
+            return self.times[start:stop]
         return np.flatnonzero((self.row_step >= start) & (self.row_step < stop))
 
 
