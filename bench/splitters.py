@@ -90,7 +90,8 @@ def main() -> None:
         )
         same = same_folds(folds_ours, folds_theirs)
         del folds_theirs, folds_ours
-        print(f"{name:<24}{case:<16}{t_theirs:>15.2f}{t_ours:>13.2f}{t_ours / t_theirs:>7.3f}x  {'yes' if same else 'NO'}",
+        ratio = t_ours / t_theirs
+        print(f"{name:<24}{case:<16}{t_theirs:>15.2f}{t_ours:>13.2f}{ratio:>7.3f}x  {'yes' if same else 'NO'}",
               flush=True)
 
 

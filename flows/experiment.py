@@ -126,10 +126,18 @@ def summarise(outcomes: list[FoldOutcome]) -> dict[str, float]:
     return summary
 
 
-def run_context(plan: Plan, dataset: Dataset, n_folds: int, workdir: Path) -> RunContext:
-    """Params, lineage tags and artifacts of a run."""
+def run_context(
+    plan: Plan, dataset: Dataset, n_folds: int, workdir: Path, folds: list[Fold] | None = None
+) -> RunContext:
+    """Params, lineage tags and artifacts of a run (with ``folds``, the fold timeline plot)."""
     config_path = workdir / "resolved_config.yaml"
     config_path.write_text(yaml.safe_dump(plan.resolved, sort_keys=False))
+    artifacts = {"config": config_path}
+    if folds:
+        from .plots import fold_timeline
+
+        timeline = workdir / "fold_timeline.png"
+        artifacts["fold_timeline"] = fold_timeline(dataset, folds, timeline, plan.splitter.name)
     tags = {
         "scribbles.data_version": dataset.version,
         "scribbles.data_source": plan.data.name,
@@ -150,7 +158,7 @@ def run_context(plan: Plan, dataset: Dataset, n_folds: int, workdir: Path) -> Ru
         data_source=dataset.source,
         data_rev=dataset.rev,
         n_folds=n_folds,
-        artifacts={"config": config_path},
+        artifacts=artifacts,
     )
 
 
@@ -199,7 +207,7 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
         registry.pm.register(plugin)
     try:
         with tempfile.TemporaryDirectory(prefix="scribbles-") as tmp:
-            run = run_context(plan, dataset, len(folds), Path(tmp))
+            run = run_context(plan, dataset, len(folds), Path(tmp), folds)
             return _run_folds(plan, registry, run, dataset, folds)
     finally:
         for plugin in plugins:
