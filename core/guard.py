@@ -76,6 +76,7 @@ class FoldGuard:
             column = self.dataset.group
             shared = np.unique(self.groups[shared_rows])
             example = self.dataset.frame[column].iloc[int(shared_rows[0])]
+            example = example.item() if isinstance(example, np.generic) else example
             raise LeakageError(
                 f"{where}: {len(shared)} groups of '{column}' on both sides, e.g. {example!r} "
                 f"(valid row {int(shared_rows[0])})"
