@@ -66,7 +66,7 @@ def factorize(values: pd.Series | np.ndarray, sort: bool = True) -> tuple[np.nda
     if isinstance(array, pd.arrays.ArrowStringArray) or str(dtype).endswith("[pyarrow]"):
         return _arrow_codes(array, sort)
     codes, uniques = pd.factorize(array, sort=sort, use_na_sentinel=True)
-    return np.asarray(codes, dtype=np.int64), len(uniques)
+    return np.asarray(codes), len(uniques)
 
 
 def _dense_int_codes(values: np.ndarray) -> tuple[np.ndarray, int] | None:
@@ -88,19 +88,21 @@ def _arrow_codes(array: object, sort: bool) -> tuple[np.ndarray, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    chunked = pa.chunked_array(pa.array(array)) if not hasattr(array, "_pa_array") else array._pa_array
-    encoded = chunked.combine_chunks().dictionary_encode()
+    chunked = array._pa_array if hasattr(array, "_pa_array") else pa.chunked_array([pa.array(array)])
+    # One chunk (the usual case) is read in place; several are joined first so codes share one dictionary.
+    values = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+    encoded = values.dictionary_encode()
     dictionary = encoded.dictionary
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    if encoded.indices.null_count:
-        indices = np.where(encoded.indices.is_valid().to_numpy(zero_copy_only=False), indices, -1)
-    indices = indices.astype(np.int64, copy=False)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)  # int32, no copy without nulls
+    missing = encoded.indices.null_count > 0
+    if missing:
+        codes = np.where(encoded.indices.is_valid().to_numpy(zero_copy_only=False), codes, -1)
     if sort and len(dictionary):
         order = np.asarray(pc.sort_indices(dictionary))
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        indices = np.where(indices >= 0, rank[np.maximum(indices, 0)], -1)
-    return indices, len(dictionary)
+        rank = np.empty(len(order), dtype=codes.dtype)
+        rank[order] = np.arange(len(order), dtype=codes.dtype)
+        codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1) if missing else rank[codes]
+    return codes, len(dictionary)
 
 
 def _column(dataset: Dataset, column: str, role: str) -> pd.Series:
@@ -112,6 +114,8 @@ def _column(dataset: Dataset, column: str, role: str) -> pd.Series:
 
 
 def _no_missing(codes: np.ndarray, column: str, role: str) -> None:
+    if codes.min(initial=0) >= 0:
+        return
     missing = np.flatnonzero(codes < 0)
     if len(missing):
         raise BadInput(
