@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from .errors import BadInput
+
 if TYPE_CHECKING:
     import torch
 
@@ -100,8 +102,16 @@ class Fold:
     valid: np.ndarray
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train", np.sort(np.asarray(self.train, dtype=np.int64)))
-        object.__setattr__(self, "valid", np.sort(np.asarray(self.valid, dtype=np.int64)))
+        object.__setattr__(self, "train", _sorted_positions(self.train))
+        object.__setattr__(self, "valid", _sorted_positions(self.valid))
+
+
+def _sorted_positions(values: Any) -> np.ndarray:
+    """int64 positions in order; splitters mostly hand over sorted arrays, so check before sorting."""
+    array = np.asarray(values, dtype=np.int64).reshape(-1)
+    if len(array) > 1 and not (array[1:] >= array[:-1]).all():
+        array = np.sort(array)
+    return array
 
 
 @dataclass(frozen=True)
@@ -166,25 +176,46 @@ class Splitter(Technique, abc.ABC):
         """The gap the leakage guard enforces between train and valid times."""
         return getattr(self.params, "gap", 0) or 0
 
+    def count_folds(self, dataset: Dataset | None = None) -> int:
+        """How many folds ``split(dataset)`` yields (scikit-learn's ``get_n_splits``)."""
+        return int(getattr(self.params, "n_splits", 0))
+
 
 class SklearnSplitter:
-    """A scribbles splitter seen through scikit-learn's splitter protocol (for ``cross_val_score``)."""
+    """A scribbles splitter seen through scikit-learn's splitter protocol (for ``cross_val_score``).
+
+    Bad input raises ``ValueError``, as scikit-learn's own splitters do.
+    """
 
     def __init__(self, splitter: Splitter) -> None:
         self.splitter = splitter
 
+    @staticmethod
+    def _dataset(X: Any, y: Any, groups: Any) -> Dataset:
+        n = len(X) if X is not None else len(y) if y is not None else len(groups)
+        frame = pd.DataFrame({"_y": np.zeros(n) if y is None else np.asarray(y).reshape(n, -1)[:, 0]})
+        if groups is not None:
+            frame["_g"] = np.asarray(groups)
+        return Dataset(frame=frame, target="_y", features=[], group="_g" if groups is not None else None)
+
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         """The number of folds."""
-        return int(getattr(self.splitter.params, "n_splits", 0))
+        given = X is not None or y is not None or groups is not None
+        try:
+            return self.splitter.count_folds(self._dataset(X, y, groups) if given else None)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
 
     def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Train and test positions of each fold, as scikit-learn expects."""
-        frame = pd.DataFrame({"_y": np.zeros(len(X)) if y is None else np.asarray(y)})
-        if groups is not None:
-            frame["_g"] = np.asarray(groups)
-        dataset = Dataset(frame=frame, target="_y", features=[], group="_g" if groups is not None else None)
-        for fold in self.splitter.split(dataset):
-            yield fold.train, fold.valid
+        try:
+            for fold in self.splitter.split(self._dataset(X, y, groups)):
+                yield fold.train, fold.valid
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+
+    def __repr__(self) -> str:
+        return f"SklearnSplitter({self.splitter!r})"
 
 
 class Model(Technique, abc.ABC):

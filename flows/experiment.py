@@ -35,7 +35,7 @@ from scribbles.core import (
 )
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
-from scribbles.core.guard import check_fold, fold_report
+from scribbles.core.guard import fold_report, guarded_folds
 from scribbles.core.plan import flatten
 from scribbles.core.pretraining import model_builder
 
@@ -78,10 +78,7 @@ def load_data(plan: Plan) -> Dataset:
 @task(name="make-folds", cache_policy=NO_CACHE)
 def make_folds(plan: Plan, dataset: Dataset) -> list[Fold]:
     """Every fold of the splitter, each passed through the leakage guard before any training."""
-    folds = list(plan.splitter.split(dataset))
-    for fold in folds:
-        check_fold(dataset, fold, plan.splitter)
-    return folds
+    return guarded_folds(plan.splitter, dataset)
 
 
 def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,10 +131,18 @@ def summarise(outcomes: list[FoldOutcome]) -> dict[str, float]:
     return summary
 
 
-def run_context(plan: Plan, dataset: Dataset, n_folds: int, workdir: Path) -> RunContext:
-    """Params, lineage tags and artifacts of a run."""
+def run_context(
+    plan: Plan, dataset: Dataset, n_folds: int, workdir: Path, folds: list[Fold] | None = None
+) -> RunContext:
+    """Params, lineage tags and artifacts of a run (with ``folds``, the fold timeline plot)."""
     config_path = workdir / "resolved_config.yaml"
     config_path.write_text(yaml.safe_dump(plan.resolved, sort_keys=False))
+    artifacts = {"config": config_path}
+    if folds:
+        from .plots import fold_timeline
+
+        timeline = workdir / "fold_timeline.png"
+        artifacts["fold_timeline"] = fold_timeline(dataset, folds, timeline, plan.splitter.name)
     tags = {
         "scribbles.data_version": dataset.version,
         "scribbles.data_source": plan.data.name,
@@ -158,7 +163,7 @@ def run_context(plan: Plan, dataset: Dataset, n_folds: int, workdir: Path) -> Ru
         data_source=dataset.source,
         data_rev=dataset.rev,
         n_folds=n_folds,
-        artifacts={"config": config_path},
+        artifacts=artifacts,
     )
 
 
@@ -207,7 +212,7 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
         registry.pm.register(plugin)
     try:
         with tempfile.TemporaryDirectory(prefix="scribbles-") as tmp:
-            run = run_context(plan, dataset, len(folds), Path(tmp))
+            run = run_context(plan, dataset, len(folds), Path(tmp), folds)
             return _run_folds(plan, registry, run, dataset, folds)
     finally:
         for plugin in plugins:

@@ -1,0 +1,386 @@
+"""Splitters on random data (hypothesis): the guard's invariants, coverage, determinism, scikit-learn parity."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scribbles.core import BadInput, ConfigError, Dataset, Fold, LeakageError, create
+from scribbles.core.columns import read_times
+from scribbles.core.guard import check_fold, check_folds, guarded_folds
+from scribbles.plugins.splitters.common import lightest_first
+from sklearn import model_selection as ms
+
+# Derandomized: CI sees the same examples every run; no example database is written.
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+SPLITTERS = ("kfold", "stratified_kfold", "shuffle", "time_series", "group_kfold", "stratified_group_kfold",
+             "group_shuffle", "leave_one_group_out", "purged_group_time_series")
+#: Splitters whose valid sides together hold every row exactly once.
+COVERING = {"kfold", "stratified_kfold", "group_kfold", "stratified_group_kfold", "leave_one_group_out"}
+
+
+def make_dataset(n: int, n_groups: int, n_classes: int, n_times: int, seed: int, time: bool = True) -> Dataset:
+    """Random labels and groups; timestamps drawn from ``n_times`` hours, shuffled, so many rows share one."""
+    rng = np.random.RandomState(seed)
+    hours = rng.randint(0, n_times, n)
+    frame = pd.DataFrame({
+        "y": rng.randint(0, n_classes, n),
+        "g": rng.randint(0, n_groups, n) * 3 + 100,
+        "t": (pd.Timestamp("2026-01-01") + pd.to_timedelta(hours, unit="h")).astype(str),
+        "a": rng.randn(n),
+    })
+    return Dataset(frame=frame, target="y", features=["a"], group="g", time="t" if time else None)
+
+
+@st.composite
+def datasets(draw: st.DrawFn, time: bool = True) -> Dataset:
+    return make_dataset(
+        n=draw(st.integers(2, 90)), n_groups=draw(st.integers(1, 14)), n_classes=draw(st.integers(1, 4)),
+        n_times=draw(st.integers(1, 40)), seed=draw(st.integers(0, 2**16)), time=time,
+    )
+
+
+@st.composite
+def span(draw: st.DrawFn, low: int = 0, high: int = 6) -> int | str:
+    """A row count or a duration in hours."""
+    count = draw(st.integers(low, high))
+    return count if draw(st.booleans()) else f"{max(count, low)}h"
+
+
+@st.composite
+def params_for(draw: st.DrawFn, name: str) -> dict:
+    """Random parameters for splitter ``name``."""
+    k = draw(st.integers(2, 6))
+    seed = draw(st.integers(0, 1000))
+    if name in ("kfold", "stratified_kfold", "group_kfold", "stratified_group_kfold"):
+        return {"n_splits": k, "shuffle": draw(st.booleans()), "seed": seed}
+    if name in ("shuffle", "group_shuffle"):
+        return {"n_splits": k, "seed": seed, "test_size": draw(st.sampled_from([None, 0.25, 0.5, 1, 2]))}
+    if name == "time_series":
+        return {"n_splits": k, "gap": draw(span()), "test_size": draw(st.one_of(st.none(), span(1, 8))),
+                "max_train_size": draw(st.one_of(st.none(), span(1, 20))),
+                "window": draw(st.sampled_from(["expanding", "sliding"]))}
+    if name == "purged_group_time_series":
+        return {"n_splits": k, "gap": draw(span()), "embargo": draw(span()),
+                "test_size": draw(st.one_of(st.none(), st.integers(1, 3))),
+                "max_train_groups": draw(st.one_of(st.none(), st.integers(1, 5)))}
+    return {}
+
+
+def split_or_refuse(name: str, dataset: Dataset, params: dict) -> list[Fold] | None:
+    """The guarded folds, or None when the splitter refuses these arguments as bad input."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return guarded_folds(create("splitter", name, **params), dataset)
+        except BadInput as exc:
+            message = str(exc)
+            assert message.startswith(("split.", "data.")), message  # names the field
+            assert any(ch.isdigit() for ch in message), message  # and the numbers
+            return None
+
+
+@pytest.mark.parametrize("name", SPLITTERS)
+def test_every_splitter_keeps_its_promises(name: str) -> None:
+    """Guard passes, positions are sorted and disjoint, coverage as promised, same folds every time."""
+
+    @PROPERTY
+    @given(dataset=datasets(), data=st.data())
+    def check(dataset: Dataset, data: st.DataObject) -> None:
+        params = data.draw(params_for(name))
+        folds = split_or_refuse(name, dataset, params)
+        if folds is None:
+            return
+        n = len(dataset)
+        for fold in folds:
+            for rows in (fold.train, fold.valid):
+                assert rows.dtype == np.int64 and np.all(np.diff(rows) > 0)
+                assert rows.min() >= 0 and rows.max() < n
+            assert not np.intersect1d(fold.train, fold.valid).size
+        valid = np.concatenate([f.valid for f in folds])
+        if name in COVERING:
+            np.testing.assert_array_equal(np.sort(valid), np.arange(n))
+        if name in ("time_series", "purged_group_time_series"):
+            assert len(np.unique(valid)) == len(valid)  # valid blocks never overlap
+        if name in ("time_series", "purged_group_time_series"):
+            times = read_times(dataset).values
+            for fold in folds:  # rows sharing a timestamp never straddle train and valid
+                assert not np.intersect1d(times[fold.train], times[fold.valid]).size
+                assert times[fold.train].max() < times[fold.valid].min()
+        again = split_or_refuse(name, dataset, params)
+        assert again is not None and len(again) == len(folds)
+        for a, b in zip(folds, again, strict=True):
+            np.testing.assert_array_equal(a.train, b.train)
+            np.testing.assert_array_equal(a.valid, b.valid)
+
+    check()
+
+
+def sklearn_folds(splitter: object, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> list | str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return [(np.sort(a), np.sort(b)) for a, b in splitter.split(X, y, groups)]
+        except ValueError:
+            return "ValueError"
+
+
+def _counterpart(name: str, params: dict) -> object:
+    k, seed = params.get("n_splits", 5), params.get("seed")
+    shuffle = params.get("shuffle", False)
+    random_state = seed if shuffle else None
+    return {
+        "kfold": lambda: ms.KFold(k, shuffle=shuffle, random_state=random_state),
+        "stratified_kfold": lambda: ms.StratifiedKFold(k, shuffle=shuffle, random_state=random_state),
+        "shuffle": lambda: ms.ShuffleSplit(k, test_size=params.get("test_size"), random_state=seed),
+        "group_kfold": lambda: ms.GroupKFold(k, shuffle=shuffle, random_state=random_state),
+        "stratified_group_kfold": lambda: ms.StratifiedGroupKFold(k, shuffle=shuffle, random_state=random_state),
+        "group_shuffle": lambda: ms.GroupShuffleSplit(k, test_size=params.get("test_size"), random_state=seed),
+        "leave_one_group_out": ms.LeaveOneGroupOut,
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["kfold", "stratified_kfold", "shuffle", "group_kfold", "stratified_group_kfold",
+                                  "group_shuffle", "leave_one_group_out"])
+def test_as_sklearn_gives_sklearns_folds(name: str) -> None:
+    """Through as_sklearn(), the same folds as scikit-learn's splitter, and ValueError where it raises one."""
+
+    @PROPERTY
+    @given(dataset=datasets(time=False), data=st.data())
+    def check(dataset: Dataset, data: st.DataObject) -> None:
+        params = data.draw(params_for(name))
+        X, y, groups = dataset.frame[["a"]].to_numpy(), dataset.frame["y"].to_numpy(), dataset.frame["g"].to_numpy()
+        theirs = sklearn_folds(_counterpart(name, params), X, y, groups)
+        ours = sklearn_folds(create("splitter", name, **params).as_sklearn(), X, y, groups)
+        if isinstance(theirs, str) or isinstance(ours, str):
+            assert ours == theirs
+            return
+        assert len(ours) == len(theirs)
+        for (a_train, a_valid), (b_train, b_valid) in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a_train, b_train)
+            np.testing.assert_array_equal(a_valid, b_valid)
+
+    check()
+
+
+def test_stratified_group_kfold_is_sklearns_with_many_classes_and_folds() -> None:
+    """The fold choice turns on the last bit of a float; ours follows scikit-learn's bit for bit."""
+    for seed in range(12):
+        dataset = make_dataset(600, 60, 2 + seed % 8, 10, seed, time=False)
+        k = 2 + seed % 9
+        X, y, groups = dataset.frame[["a"]].to_numpy(), dataset.frame["y"].to_numpy(), dataset.frame["g"].to_numpy()
+        theirs = sklearn_folds(ms.StratifiedGroupKFold(k), X, y, groups)
+        ours = sklearn_folds(create("splitter", "stratified_group_kfold", n_splits=k).as_sklearn(), X, y, groups)
+        assert isinstance(ours, list) and len(ours) == len(theirs) == k
+        for (a_train, a_valid), (b_train, b_valid) in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a_valid, b_valid)
+            np.testing.assert_array_equal(a_train, b_train)
+
+
+@PROPERTY
+@given(n=st.integers(1, 120), k=st.integers(2, 8), gap=st.integers(0, 10),
+       test_size=st.one_of(st.none(), st.integers(1, 20)), max_train_size=st.one_of(st.none(), st.integers(1, 50)))
+def test_row_order_time_series_is_time_series_split(n: int, k: int, gap: int, test_size: int | None,
+                                                    max_train_size: int | None) -> None:
+    """Without a time column, time_series gives exactly TimeSeriesSplit's folds, or a ValueError where it does."""
+    X = np.zeros((n, 1))
+    theirs = sklearn_folds(ms.TimeSeriesSplit(k, gap=gap, test_size=test_size, max_train_size=max_train_size), X,
+                           None, None)
+    ours = sklearn_folds(create("splitter", "time_series", n_splits=k, gap=gap, test_size=test_size,
+                                max_train_size=max_train_size).as_sklearn(), X, None, None)
+    assert ours == theirs if isinstance(theirs, str) else not isinstance(ours, str)
+    if isinstance(theirs, list):
+        assert len(ours) == len(theirs)
+        for (a_train, a_valid), (b_train, b_valid) in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a_train, b_train)
+            np.testing.assert_array_equal(a_valid, b_valid)
+
+
+@PROPERTY
+@given(counts=st.lists(st.integers(1, 6), min_size=0, max_size=60), k=st.integers(2, 7))
+def test_lightest_first_is_the_sequential_greedy(counts: list[int], k: int) -> None:
+    """The vectorised greedy equals scikit-learn's one-item-at-a-time loop."""
+    weights = np.sort(np.asarray(counts, dtype=np.int64))[::-1]
+    loads = np.zeros(k)
+    expected = []
+    for weight in weights:
+        lightest = int(np.argmin(loads))
+        expected.append(lightest)
+        loads[lightest] += weight
+    np.testing.assert_array_equal(lightest_first(weights, k), expected)
+
+
+def test_time_series_by_timestamps_with_durations() -> None:
+    """Durations: gap between sides, valid blocks of test_size, train windows no longer than max_train_size."""
+    rng = np.random.RandomState(0)
+    stamps = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 3 * 24 * 60, 3000)), unit="min")
+    frame = pd.DataFrame({"t": stamps.astype(str), "y": rng.randint(0, 2, 3000)}).sample(frac=1, random_state=1)
+    dataset = Dataset(frame=frame.reset_index(drop=True), target="y", features=[], time="t")
+    times = pd.to_datetime(dataset.frame["t"])
+    folds = guarded_folds(create("splitter", "time_series", n_splits=4, gap="3h", test_size="6h",
+                                 max_train_size="12h"), dataset)
+    assert len(folds) == 4
+    for before, after in itertools.pairwise(folds):
+        assert times.iloc[before.valid].max() < times.iloc[after.valid].min()  # later blocks, in order
+    for fold in folds:
+        train, valid = times.iloc[fold.train], times.iloc[fold.valid]
+        assert train.max() + pd.Timedelta("3h") < valid.min()
+        assert valid.max() - valid.min() < pd.Timedelta("6h")
+        assert train.max() - train.min() < pd.Timedelta("12h")
+    assert times.iloc[folds[-1].valid].max() == times.max()  # the last block ends with the data
+    sliding = guarded_folds(create("splitter", "time_series", n_splits=3, window="sliding"), dataset)
+    lengths = [len(np.unique(times.iloc[f.train])) for f in sliding]
+    assert len(set(lengths)) == 1  # every window as long as the first
+
+
+def test_purged_group_time_series_purges_and_embargoes() -> None:
+    """Groups that overlap the valid block are purged; groups right after an earlier block are embargoed."""
+    # 24 sessions (groups) of 3 rows, one every 2 hours, each lasting an hour; rows in random order.
+    starts = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(24) * 2, unit="h")
+    rows = [(g, start + pd.Timedelta(minutes=30 * i)) for g, start in enumerate(starts) for i in range(3)]
+    frame = pd.DataFrame(rows, columns=["session", "t"]).sample(frac=1, random_state=0).reset_index(drop=True)
+    frame["y"] = 0
+    dataset = Dataset(frame=frame, target="y", features=[], group="session", time="t")
+    splitter = create("splitter", "purged_group_time_series", n_splits=3, gap="3h", embargo="3h", test_size=4)
+    folds = guarded_folds(splitter, dataset)
+    sessions = frame["session"].to_numpy()
+    times = frame["t"]
+    for fold in folds:
+        assert not set(sessions[fold.train]) & set(sessions[fold.valid])
+        assert times.iloc[fold.train].max() + pd.Timedelta("3h") < times.iloc[fold.valid].min()
+    assert [sorted(set(sessions[f.valid])) for f in folds] == [[12, 13, 14, 15], [16, 17, 18, 19], [20, 21, 22, 23]]
+    # Fold 0 validates from 24h: sessions ending 3h before (by 21h) train, so up to session 9.
+    assert set(sessions[folds[0].train]) == set(range(10))
+    assert set(sessions[folds[1].train]) == set(range(14))
+    # Fold 0's block ends at 31h: sessions 16 and 17 start within the 3h embargo after it, so fold 2
+    # (which trains up to session 17 otherwise) leaves them out.
+    assert set(sessions[folds[2].train]) == set(range(16))
+
+
+def test_stratified_group_kfold_keeps_class_shares() -> None:
+    """Each valid fold's class shares stay close to the whole data's (and closer than plain group_kfold)."""
+    rng = np.random.RandomState(3)
+    groups = np.repeat(np.arange(300), rng.randint(5, 30, 300))
+    bias = rng.dirichlet(np.ones(3) * 0.7, 300)[groups]  # groups differ in their class mix
+    y = np.array([rng.choice(3, p=p) for p in bias])
+    dataset = Dataset(frame=pd.DataFrame({"y": y, "g": groups}), target="y", features=[], group="g")
+    whole = np.bincount(y, minlength=3) / len(y)
+
+    def worst(name: str) -> float:
+        folds = guarded_folds(create("splitter", name, n_splits=5), dataset)
+        return max(np.abs(np.bincount(y[f.valid], minlength=3) / len(f.valid) - whole).max() for f in folds)
+
+    assert worst("stratified_group_kfold") < 0.02 < worst("group_kfold")
+
+
+def test_group_kfold_balances_rows_and_string_groups_work() -> None:
+    """Fold sizes are as even as the groups allow; string and Arrow-backed group columns give the same folds."""
+    dataset = make_dataset(5000, 97, 2, 5, 7, time=False)
+    by_int = guarded_folds(create("splitter", "group_kfold", n_splits=5), dataset)
+    sizes = [len(f.valid) for f in by_int]
+    assert max(sizes) - min(sizes) <= dataset.frame["g"].value_counts().max()
+    names = dataset.frame.assign(g=dataset.frame["g"].map(lambda v: f"subject-{v:04d}"))
+    for column in (names["g"].astype(object), names["g"].astype("string[pyarrow]")):
+        frame = names.assign(g=column)
+        by_name = list(create("splitter", "group_kfold", n_splits=5).split(
+            Dataset(frame=frame, target="y", features=[], group="g")))
+        for a, b in zip(by_int, by_name, strict=True):
+            np.testing.assert_array_equal(a.valid, b.valid)
+
+
+def test_bad_input_names_the_field_and_the_numbers() -> None:
+    """Each mistake is BadInput (exit 2) naming the field and the numbers, never a traceback."""
+    small = make_dataset(30, 4, 2, 10, 0)
+    cases = [
+        ("group_kfold", {"n_splits": 9}, small, "split.n_splits: group_kfold asks for 9 folds but the data has 4 "
+                                                "groups"),
+        ("kfold", {"n_splits": 40}, small, "split.n_splits: kfold asks for 40 folds but the data has 30 rows"),
+        ("time_series", {"n_splits": 3, "gap": 8}, small, "leaves no training data out of 10 time steps"),
+        ("time_series", {"n_splits": 2, "gap": "30D"}, small, "split.gap: fold 0 of time_series has no training"),
+        ("purged_group_time_series", {"n_splits": 4}, small, "needs n_splits + 1 = 5 blocks of groups but the data "
+                                                             "has 4 groups"),
+        ("leave_one_group_out", {}, make_dataset(10, 1, 2, 3, 0), "needs at least 2 groups; column 'g' has 1"),
+    ]
+    for name, params, dataset, message in cases:
+        with pytest.raises(BadInput, match=re.escape(message)):
+            guarded_folds(create("splitter", name, **params), dataset)
+    row_order = make_dataset(30, 4, 2, 10, 0, time=False)
+    with pytest.raises(BadInput, match=r"split.gap: a duration .* needs a datetime time column; there is no data.time"):
+        guarded_folds(create("splitter", "time_series", gap="1D"), row_order)
+    with pytest.raises(ConfigError, match=r"splitter.gap: .*'soon' is neither a row count nor a duration"):
+        create("splitter", "time_series", gap="soon")
+    with pytest.raises(ConfigError, match=r"splitter.embargo: .*-2 is negative"):
+        create("splitter", "purged_group_time_series", embargo=-2)
+    no_group = make_dataset(30, 4, 2, 10, 0)
+    no_group.group = None
+    for name in ("group_kfold", "stratified_group_kfold", "group_shuffle", "leave_one_group_out",
+                 "purged_group_time_series"):
+        with pytest.raises(BadInput, match=f"data.group: splitter '{name}' keeps every group on one side"):
+            guarded_folds(create("splitter", name, n_splits=2) if name != "leave_one_group_out"
+                          else create("splitter", name), no_group)
+    holes = make_dataset(30, 4, 2, 10, 0)
+    holes.frame.loc[[3, 7], "g"] = np.nan
+    with pytest.raises(BadInput, match=r"data.group: column 'g' has 2 missing values of 30 rows \(first at row 3\)"):
+        guarded_folds(create("splitter", "group_kfold", n_splits=2), holes)
+    holes = make_dataset(30, 4, 2, 10, 0)
+    holes.frame.loc[5, "t"] = None
+    with pytest.raises(BadInput, match=r"data.time: column 't' has 1 missing values of 30 rows \(first at row 5\)"):
+        guarded_folds(create("splitter", "time_series", n_splits=2), holes)
+    missing = make_dataset(30, 4, 2, 10, 0)
+    missing.group = "subject"
+    with pytest.raises(BadInput, match=r"data.group: column 'subject' is not in the data; columns: y, g, t, a"):
+        guarded_folds(create("splitter", "group_kfold", n_splits=2), missing)
+
+
+def test_guard_stops_every_kind_of_leak() -> None:
+    """Rows, groups and times on the wrong side, positions outside the data, empty sides."""
+    dataset = make_dataset(40, 5, 2, 40, 0)
+    groups = dataset.frame["g"].to_numpy()
+    grouped = create("splitter", "group_kfold")
+    with pytest.raises(LeakageError, match=r"splitter 'group_kfold', fold 3: 1 rows on both sides, e.g. row 2"):
+        check_fold(dataset, Fold(3, [0, 1, 2], [2, 3]), grouped)
+    same, other = np.flatnonzero(groups == groups[0]), np.flatnonzero(groups != groups[0])
+    leaked = rf"fold 0: 1 groups of 'g' on both sides, e.g. {groups[0]} \(valid row {same[1]}\)"
+    with pytest.raises(LeakageError, match=leaked):
+        check_fold(dataset, Fold(0, np.r_[same[:1], other], same[1:]), grouped)
+    with pytest.raises(LeakageError, match="valid row 40 is outside the data"):
+        check_fold(dataset, Fold(0, [0], [40]), grouped)
+    with pytest.raises(LeakageError, match="empty valid side"):
+        check_fold(dataset, Fold(0, [0], []), grouped)
+    times = pd.to_datetime(dataset.frame["t"])
+    order = np.argsort(times.to_numpy(), kind="stable")
+    timed = create("splitter", "time_series", gap="2h")
+    early, late = order[:10], order[-10:]
+    check_fold(dataset, Fold(0, early, late), timed)
+    with pytest.raises(LeakageError, match=r"train ends at .* but valid starts at .*\(gap '2h'\)"):
+        check_fold(dataset, Fold(1, late, early), timed)
+    hour = times.iloc[early].max()
+    close = np.flatnonzero((times > hour) & (times <= hour + pd.Timedelta("2h")))
+    if len(close):
+        with pytest.raises(LeakageError, match="train must end more than the gap before valid starts"):
+            check_fold(dataset, Fold(2, early, close), timed)
+    with pytest.raises(LeakageError, match="made no folds"):
+        check_folds(dataset, [], grouped)
+
+
+@pytest.mark.parametrize("name", SPLITTERS)
+def test_as_sklearn_runs_cross_val_score(name: str) -> None:
+    """Every splitter plugs into scikit-learn's cross_val_score through as_sklearn()."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    dataset = make_dataset(120, 12, 2, 120, 4, time=False)
+    X, y, groups = dataset.frame[["a"]].to_numpy(), dataset.frame["y"].to_numpy(), dataset.frame["g"].to_numpy()
+    if name == "purged_group_time_series":
+        groups = np.repeat(np.arange(12), 10)  # rows in time order, one session after another
+    params = {} if name == "leave_one_group_out" else {"n_splits": 3}
+    cv = create("splitter", name, **params).as_sklearn()
+    scores = ms.cross_val_score(KNeighborsClassifier(3), X, y, groups=groups, cv=cv)
+    assert len(scores) == cv.get_n_splits(X, y, groups) and np.all((scores >= 0) & (scores <= 1))
