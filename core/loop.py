@@ -49,24 +49,25 @@ def train_epoch(engine: Engine, loss_fn: nn.Module, inputs: torch.Tensor, target
     device, world = engine.device, engine.world
     engine.module.train()
     n = len(inputs)
-    total = 0.0
+    # The loss sum stays on the device: reading it every step would stall a GPU at every step.
+    total = torch.zeros((), dtype=torch.float64, device=device)
     for batch_index in batches(n, config.batch_size, epoch_order(n, config.seed, epoch)):
         engine.zero_grad()
         micros = _micro_batches(rank_part(batch_index, engine.rank, world), config.grad_accumulation, world)
         for i, micro in enumerate(micros):
             rows = micro if len(micro) else batch_index[:1]
             weight = len(micro) / len(batch_index) * world
-            x, y = inputs[rows].to(device), targets[rows].to(device)
+            x, y = inputs[rows].to(device, non_blocking=True), targets[rows].to(device, non_blocking=True)
             # Gradients are synchronised on the last micro-batch only (no_sync on the others).
             with engine.sync(i == len(micros) - 1):
                 with autocast(device, config.precision):
                     loss = loss_fn(engine.module(x), (x, y))
-                engine.scaler.scale(loss * weight).backward()
-            total += float(loss.detach()) * len(micro)
+                engine.scaler.scale(loss if weight == 1.0 else loss * weight).backward()
+            total += loss.detach() * len(micro)
         engine.step()
         if beat is not None:
             beat()
-    (summed,) = engine.all_sum([total])
+    (summed,) = engine.all_sum([float(total)])
     return summed / max(n, 1)
 
 

@@ -81,7 +81,10 @@ class Engine:
         self.optimizer.zero_grad(set_to_none=True)
 
     def step(self) -> None:
-        """One optimizer step through the loss scaler (a no-op scaler unless fp16)."""
+        """One optimizer step, through the loss scaler under fp16."""
+        if not self.scaler.is_enabled():
+            self.optimizer.step()
+            return
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
@@ -171,8 +174,11 @@ class ZeroEngine(DDPEngine):
 
     def step(self) -> None:
         self.optimizer.load_slice_grad()
-        self.scaler.step(self.optimizer.inner)
-        self.scaler.update()
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer.inner)
+            self.scaler.update()
+        else:
+            self.optimizer.inner.step()
         self.optimizer.gather()
 
     def state_dict(self) -> dict[str, Any] | None:
