@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import io
 import json
 import os
@@ -117,6 +118,14 @@ def _kill(proc: subprocess.Popen[bytes], job_dir: Path) -> None:
     proc.wait()
 
 
+def _dump_stacks(job_dir: Path) -> None:
+    """Ask every worker to print its Python stack into the launcher log (see ``faulthandler`` in main)."""
+    for pid_file in (job_dir / "pids").glob("*"):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, OSError):
+            os.kill(int(pid_file.read_text()), signal.SIGUSR1)
+    time.sleep(0.5)
+
+
 def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
     errors = _errors(job_dir)
     if errors:
@@ -164,10 +173,12 @@ def launch(strategy: str, model: nn.Module, loss_fn: nn.Module, train: tuple[tor
                     f"rank {final[0]['rank']} failed: {final[0]['type']}: {final[0]['message']}")
             beats = [p.stat().st_mtime for p in (job_dir / "heartbeats").glob("*")]
             if beats and time.time() - max(beats) > config.timeout:
+                _dump_stacks(job_dir)
                 _kill(proc, job_dir)
                 raise TrainingFailed(
                     f"no worker made progress for {config.timeout:g}s (train.timeout): a worker hangs "
-                    f"or a step takes longer than that; raise train.timeout if steps are that slow")
+                    f"or a step takes longer than that; raise train.timeout if steps are that slow "
+                    f"(worker stacks: {log})")
             time.sleep(0.2)
     except BaseException:
         if proc.poll() is None:
@@ -306,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where a stuck worker is
     job_dirs = [str(Path(d).resolve()) for d in args.job_dirs]
     timeout, device_choice = args.timeout, args.device
     if job_dirs:
