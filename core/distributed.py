@@ -63,9 +63,6 @@ def write_job(job_dir: Path, strategy: str, model: nn.Module, loss_fn: nn.Module
     job_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("metrics.jsonl",):
         (job_dir / stale).unlink(missing_ok=True)
-    for folder in ("errors", "heartbeats", "pids"):
-        shutil.rmtree(job_dir / folder, ignore_errors=True)
-        (job_dir / folder).mkdir()
     spec = {"strategy": strategy, "train": config.model_dump(mode="json")}
     (job_dir / "spec.json").write_text(json.dumps(spec))
     # The model and loss are pickled whole (their classes by import path): workers rebuild exactly
@@ -139,51 +136,79 @@ def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
     return "the launcher failed: " + " | ".join(tail)
 
 
+class _Stalled(Exception):
+    """No worker made progress for ``train.timeout`` seconds."""
+
+
+def _start(command: list[str], job_dir: Path, log: Path, config: TrainConfig) -> subprocess.Popen[bytes]:
+    for folder in ("errors", "heartbeats", "pids"):
+        shutil.rmtree(job_dir / folder, ignore_errors=True)
+        (job_dir / folder).mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_NUM_THREADS", str(cpu_threads(config)))
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _supervise(proc: subprocess.Popen[bytes], job_dir: Path, config: TrainConfig, log: Path,
+               callbacks: Sequence[Callable[[int, Mapping[str, float]], None]], reported: list[int]) -> int:
+    """Relay the writer's per-epoch metrics to ``callbacks`` until the launcher exits; ``reported[0]``
+    counts the epochs already relayed, across attempts, so each is relayed once. Stops the launcher at
+    once on an error no restart can cure, or when every worker stalls."""
+    while True:
+        code = proc.poll()
+        metrics = _read_metrics(job_dir / "metrics.jsonl")
+        while reported[0] in metrics:
+            for callback in callbacks:
+                callback(reported[0], metrics[reported[0]])
+            reported[0] += 1
+        if code is not None:
+            return code
+        final = [e for e in _errors(job_dir) if e["type"] in FINAL_ERRORS]
+        if final:
+            _kill(proc, job_dir)
+            raise (BadInput if final[0]["type"] in ("BadInput", "ConfigError") else TrainingFailed)(
+                f"rank {final[0]['rank']} failed: {final[0]['type']}: {final[0]['message']}")
+        beats = [p.stat().st_mtime for p in (job_dir / "heartbeats").glob("*")]
+        if beats and time.time() - max(beats) > config.timeout:
+            _dump_stacks(job_dir)
+            _kill(proc, job_dir)
+            raise _Stalled(
+                f"no worker made progress for {config.timeout:g}s (train.timeout): a worker hangs "
+                f"or a step takes longer than that; raise train.timeout if steps are that slow "
+                f"(worker stacks: {log})")
+        time.sleep(0.2)
+
+
 def launch(strategy: str, model: nn.Module, loss_fn: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
            valid: tuple[torch.Tensor, torch.Tensor], config: TrainConfig,
            callbacks: Sequence[Callable[[int, Mapping[str, float]], None]], job_dir: Path) -> TrainResult:
     """Train ``model`` with ``strategy`` on ``config.workers`` processes per machine; returns it trained.
 
-    ``job_dir`` keeps the checkpoint between attempts: a retried call resumes where the last stopped.
-    It is removed once the weights are back.
+    The launcher restarts failed workers itself (``train.restarts`` times). A job that stalls is
+    stopped after ``train.timeout`` and launched afresh from its checkpoint while restarts remain
+    (a restarted group can wedge while connecting, seen under heavy CPU load). ``job_dir`` keeps
+    the checkpoint between attempts, so a retried call resumes too; it is removed once the weights
+    are back.
     """
     write_job(job_dir, strategy, model, loss_fn, train, valid, config)
     log = job_dir / "launcher.log"
     command = launcher_command([str(job_dir)], config.workers, config.nodes, config.rdzv_endpoint,
                                config.restarts)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("OMP_NUM_THREADS", str(cpu_threads(config)))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    reported = 0
-    try:
-        while True:
-            code = proc.poll()
-            metrics = _read_metrics(job_dir / "metrics.jsonl")
-            while reported in metrics:
-                for callback in callbacks:
-                    callback(reported, metrics[reported])
-                reported += 1
-            if code is not None:
-                break
-            final = [e for e in _errors(job_dir) if e["type"] in FINAL_ERRORS]
-            if final:
+    reported = [0]
+    for attempt in range(config.restarts + 1):
+        proc = _start(command, job_dir, log, config)
+        try:
+            code = _supervise(proc, job_dir, config, log, callbacks, reported)
+        except _Stalled as stall:
+            if attempt < config.restarts:
+                continue
+            raise TrainingFailed(str(stall)) from None
+        except BaseException:
+            if proc.poll() is None:
                 _kill(proc, job_dir)
-                raise (BadInput if final[0]["type"] in ("BadInput", "ConfigError") else TrainingFailed)(
-                    f"rank {final[0]['rank']} failed: {final[0]['type']}: {final[0]['message']}")
-            beats = [p.stat().st_mtime for p in (job_dir / "heartbeats").glob("*")]
-            if beats and time.time() - max(beats) > config.timeout:
-                _dump_stacks(job_dir)
-                _kill(proc, job_dir)
-                raise TrainingFailed(
-                    f"no worker made progress for {config.timeout:g}s (train.timeout): a worker hangs "
-                    f"or a step takes longer than that; raise train.timeout if steps are that slow "
-                    f"(worker stacks: {log})")
-            time.sleep(0.2)
-    except BaseException:
-        if proc.poll() is None:
-            _kill(proc, job_dir)
-        raise
+            raise
+        break
     if code != 0 or not (job_dir / "final.pt").exists():
         raise TrainingFailed(_failure(job_dir, config, log))
     final_state = checkpoints.load(job_dir / "final.pt")
@@ -296,6 +321,18 @@ def _device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _init_group(backend: str, timeout: timedelta) -> None:
+    """The default process group, its store keys under a prefix of their own for each restart.
+
+    The launcher's store outlives a restart; without the prefix a restarted worker can read the
+    address a killed worker published and wait on it (seen as connect errors and stalls).
+    """
+    store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    prefixed = dist.PrefixStore(f"scribbles/attempt-{attempt}/", store)
+    dist.init_process_group(backend, store=prefixed, rank=rank, world_size=world, timeout=timeout)
+
+
 def _record(job_dirs: Sequence[str], exc: BaseException) -> None:
     """Leave the error where the parent looks for it (one file per rank, on this machine)."""
     rank = os.environ.get("RANK", "?")
@@ -324,11 +361,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         train = json.loads((Path(job_dirs[0]) / "spec.json").read_text())["train"]
         timeout, device_choice = train["timeout"], train["device"]
         for job_dir in job_dirs:
-            (Path(job_dir) / "pids").mkdir(exist_ok=True)
+            for folder in ("pids", "heartbeats"):
+                (Path(job_dir) / folder).mkdir(exist_ok=True)
             (Path(job_dir) / "pids" / os.environ.get("RANK", "0")).write_text(str(os.getpid()))
     try:
         device = _device(device_choice)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
+        _init_group("nccl" if device.type == "cuda" else "gloo", timedelta(seconds=timeout))
         group = Group(job_dirs, device)
         for job_dir in group.job_dirs:
             run_job(Path(job_dir), group)
