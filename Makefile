@@ -27,6 +27,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/strategies.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns .pytest_cache

@@ -23,7 +23,11 @@ class TrainConfig(_Strict):
     """How to train: the strategy and the options every torch strategy honours."""
 
     strategy: str | None = Field(None, description="single, ddp, zero, fsdp, sklearn; default by model")
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, description="worker processes on each machine")
+    nodes: int = Field(1, ge=1, description="machines; the others run `scribbles join HOST:PORT`")
+    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of this machine's rendezvous when nodes > 1")
+    restarts: int = Field(2, ge=0, description="times the launcher restarts failed workers from the checkpoint")
+    checkpoint_dir: str = Field(".scribbles/checkpoints", description="per-epoch checkpoints, removed when done")
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1, description="global batch: W workers take batch_size / W each")
     lr: float = Field(1e-3, gt=0)

@@ -42,7 +42,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "scribbles.plugins.image_models",
     "scribbles.plugins.losses",
     "scribbles.plugins.strategies",
-    "scribbles.plugins.strategy_sklearn",
     "scribbles.plugins.tta",
     "scribbles.plugins.metrics",
     "scribbles.plugins.trackers",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,9 +53,10 @@ def batches(n: int, batch_size: int, order: torch.Tensor) -> Iterator[torch.Tens
         yield order[start : start + batch_size]
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``train.optimizer``."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model: nn.Module | Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``train.optimizer`` over a model's (or the given) trainable parameters."""
+    source = model.parameters() if isinstance(model, nn.Module) else model
+    params = [p for p in source if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
@@ -97,42 +98,34 @@ def train_single(
     valid: tuple[torch.Tensor, torch.Tensor],
     config: TrainConfig,
     callbacks: Sequence[Callback] = (),
+    checkpoint: Path | None = None,
 ) -> TrainResult:
-    """Train ``model`` in this process for ``config.epochs`` epochs; report each epoch to callbacks."""
+    """Train ``model`` in this process for ``config.epochs`` epochs; report each epoch to callbacks.
+
+    With ``checkpoint`` a checkpoint is written there after every epoch, and training resumes from
+    it when it exists (its earlier epochs are reported again, from the saved history).
+    """
+    from . import checkpoint as checkpoints
+    from .loop import run
+    from .parallel import Engine
+
     device = pick_device(config.device)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config))
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    # GradScaler multiplies the loss so fp16 gradients do not underflow; it skips inf/NaN steps.
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    inputs, targets = train
-    n = len(inputs)
-    micro = max(1, config.batch_size // config.grad_accumulation)
-    history: list[dict[str, float]] = []
-    for epoch in range(config.epochs):
-        model.train()
-        total = 0.0
-        for batch_index in batches(n, config.batch_size, epoch_order(n, config.seed, epoch)):
-            optimizer.zero_grad(set_to_none=True)
-            for part in batch_index.split(micro):
-                x, y = inputs[part].to(device), targets[part].to(device)
-                with autocast(device, config.precision):
-                    loss = loss_fn(model(x), (x, y))
-                # Scale so the accumulated gradient is the mean over the whole batch.
-                scaler.scale(loss * (len(part) / len(batch_index))).backward()
-                total += float(loss.detach()) * len(part)
-            scaler.step(optimizer)
-            scaler.update()
-        train_loss = total / max(n, 1)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"train_loss is {train_loss} at epoch {epoch}; lower train.lr")
-        metrics = {
-            "train_loss": train_loss,
-            "valid_loss": mean_loss(model, loss_fn, *valid, config.batch_size, device),
-        }
-        history.append(metrics)
+    engine = Engine(device)
+    engine.setup(model, config)
+    saved = checkpoints.load(checkpoint) if checkpoint is not None and checkpoint.exists() else None
+
+    def report(epoch: int, metrics: Mapping[str, float]) -> None:
         for callback in callbacks:
             callback(epoch, metrics)
-    model.eval()
-    return TrainResult(model=model.cpu(), history=history, world_size=1)
+
+    if saved is not None:
+        for epoch, metrics in enumerate(saved["history"]):
+            report(epoch, metrics)
+    history = run(
+        engine, loss_fn, train, valid, config, saved=saved, checkpointing=checkpoint is not None,
+        save=(lambda state: checkpoints.atomic_save(state, checkpoint)) if checkpoint is not None else None,
+        report=report,
+    )
+    return TrainResult(model=engine.model.cpu(), history=history, world_size=1)

@@ -152,7 +152,7 @@ def run_context(
         "scribbles.strategy": plan.strategy.name,
         "scribbles.plugins": plugin_versions(),
         "scribbles.seed": str(plan.config.train.seed),
-        "scribbles.world_size": str(plan.config.train.workers),
+        "scribbles.world_size": str(plan.config.train.workers * plan.config.train.nodes),
     }
     return RunContext(
         experiment=plan.experiment,

@@ -1,3 +1,3 @@
 """One module per CLI verb; each defines ``add_parser(verbs)``. ``COMMANDS`` lists them in help order."""
 
-COMMANDS: tuple[str, ...] = ("run", "split", "data", "plugins", "ui", "diagnose", "new_plugin")
+COMMANDS: tuple[str, ...] = ("run", "split", "data", "plugins", "ui", "diagnose", "new_plugin", "join")

@@ -7,11 +7,11 @@ so trackers and the evaluator see a classic model exactly as they see a torch on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from scribbles.core import ConfigError, Model, Strategy, Technique, TrainConfig, TrainResult, hookimpl
+from scribbles.core import ConfigError, Model, Strategy, TrainConfig, TrainResult
 from scribbles.core.estimators import EstimatorModule
 from scribbles.core.training import mean_loss, seed_everything
 
@@ -29,8 +29,14 @@ class Sklearn(Strategy):
                 f"model '{model.name}' is a torch model: use strategy single",
                 "train.strategy",
             )
-        if config.workers != 1:
+        if config.workers != 1 or config.nodes != 1:
             raise ConfigError("strategy 'sklearn' runs in one process; set train.workers to 1", "train.workers")
+        if config.precision != "fp32":
+            raise ConfigError("classic models compute in their own precision; set train.precision: fp32",
+                              "train.precision")
+        if config.activation_checkpointing:
+            raise ConfigError("classic models have no activations to checkpoint; set it to false",
+                              "train.activation_checkpointing")
 
     def fit(
         self,
@@ -62,8 +68,3 @@ class Sklearn(Strategy):
 def _n_classes(train_data: Any, valid_data: Any) -> int:
     """Class count seen on either side (a bare estimator does not know the dataset's)."""
     return int(max(train_data.tensors[1].max(), valid_data.tensors[1].max())) + 1
-
-
-@hookimpl
-def scribbles_techniques() -> Iterable[type[Technique]]:
-    return [Sklearn]

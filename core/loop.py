@@ -1,0 +1,128 @@
+"""The epoch loop of every torch strategy: the same code for one process and for N ranks.
+
+World-size invariance: the row order of an epoch depends on the seed and the epoch only; each global
+batch of ``train.batch_size`` rows is cut into ``world`` near-equal parts (rank r takes part r, so
+no row is padded or repeated, unlike DistributedSampler), and every micro-batch's loss is weighted
+by its share of the global batch times ``world`` because DDP and FSDP average gradients over ranks.
+The sum is then exactly the mean gradient over the global batch, as in one process.
+
+Every rank runs the same number of forward and backward passes (collectives must match): a rank
+whose part of a short last batch is empty runs one row of the batch with weight zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .parallel import Engine
+from .training import autocast, batches, epoch_order
+
+Report = Callable[[int, Mapping[str, float]], None]
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The torch seed of one rank in one epoch, so that a resumed epoch draws the same dropout masks."""
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % 2**63
+
+
+def rank_part(batch_index: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Rank ``rank``'s rows of one global batch: near-equal contiguous parts, nothing padded."""
+    return batch_index if world == 1 else batch_index.tensor_split(world)[rank]
+
+
+def _micro_batches(part: torch.Tensor, accumulation: int, world: int) -> list[torch.Tensor]:
+    micros = list(part.tensor_split(accumulation)) if accumulation > 1 else [part]
+    if world == 1:
+        return [m for m in micros if len(m)] or micros[:1]
+    return micros
+
+
+def train_epoch(engine: Engine, loss_fn: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                config: TrainConfig, epoch: int, beat: Callable[[], None] | None = None) -> float:
+    """One epoch of optimizer steps; returns the mean training loss over every row (all ranks)."""
+    device, world = engine.device, engine.world
+    engine.module.train()
+    n = len(inputs)
+    # The loss sum stays on the device: reading it every step would stall a GPU at every step.
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for batch_index in batches(n, config.batch_size, epoch_order(n, config.seed, epoch)):
+        engine.zero_grad()
+        micros = _micro_batches(rank_part(batch_index, engine.rank, world), config.grad_accumulation, world)
+        for i, micro in enumerate(micros):
+            rows = micro if len(micro) else batch_index[:1]
+            weight = len(micro) / len(batch_index) * world
+            x, y = inputs[rows].to(device, non_blocking=True), targets[rows].to(device, non_blocking=True)
+            # Gradients are synchronised on the last micro-batch only (no_sync on the others).
+            with engine.sync(i == len(micros) - 1):
+                with autocast(device, config.precision):
+                    loss = loss_fn(engine.module(x), (x, y))
+                engine.scaler.scale(loss if weight == 1.0 else loss * weight).backward()
+            total += loss.detach() * len(micro)
+        engine.step()
+        if beat is not None:
+            beat()
+    (summed,) = engine.all_sum([float(total)])
+    return summed / max(n, 1)
+
+
+def valid_loss(engine: Engine, loss_fn: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+               batch_size: int) -> float:
+    """The loss over every validation row, each rank computing its part of each batch."""
+    module, device, world = engine.eval_module, engine.device, engine.world
+    module.eval()
+    n = len(inputs)
+    total = 0.0
+    with torch.no_grad():
+        for batch_index in batches(n, batch_size, torch.arange(n)):
+            part = rank_part(batch_index, engine.rank, world)
+            rows = part if len(part) else batch_index[:1]
+            x, y = inputs[rows].to(device), targets[rows].to(device)
+            total += float(loss_fn(module(x), (x, y))) * len(part)
+    (summed,) = engine.all_sum([total])
+    return summed / max(n, 1)
+
+
+def run(
+    engine: Engine,
+    loss_fn: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+    *,
+    saved: Mapping[str, Any] | None = None,
+    checkpointing: bool = False,
+    save: Callable[[dict[str, Any]], None] | None = None,
+    report: Report | None = None,
+    beat: Callable[[], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train from scratch, or from the checkpoint ``saved``, to ``config.epochs``; returns the history.
+
+    With ``checkpointing`` every rank takes part in gathering the state after each epoch and the
+    writer rank hands it to ``save`` (which writes it atomically) before the epoch is reported.
+    """
+    start, history = 0, []
+    if saved is not None:
+        engine.load_state_dict(dict(saved))
+        start, history = int(saved["epoch"]) + 1, [dict(h) for h in saved["history"]]
+    for epoch in range(start, config.epochs):
+        torch.manual_seed(epoch_seed(config.seed, epoch, engine.rank))
+        train_loss = train_epoch(engine, loss_fn, *train, config, epoch, beat)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"train_loss is {train_loss} at epoch {epoch}; lower train.lr")
+        metrics = {"train_loss": train_loss,
+                   "valid_loss": valid_loss(engine, loss_fn, *valid, config.batch_size)}
+        history.append(metrics)
+        if checkpointing:
+            state = engine.state_dict()
+            if state is not None and save is not None:
+                save({**state, "epoch": epoch, "history": history})
+        if report is not None and engine.is_writer:
+            report(epoch, metrics)
+    engine.module.eval()
+    return history

@@ -1,0 +1,63 @@
+"""`scribbles join HOST:PORT`: add this machine's workers to the training jobs of a flow running elsewhere.
+
+Runs torch's elastic agent (``torch.distributed.run``) against the c10d rendezvous at HOST:PORT, the
+``train.rdzv_endpoint`` of the machine running the flow (with ``train.nodes`` > 1). The job itself
+(model, data, config) comes over the process group, so this machine needs scribbles installed but
+no copy of the data. One job is one fold: the agent joins again for the next, until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import time
+from typing import Any
+
+from scribbles.core import BadInput
+
+from .common import EXIT_FAILED, EXIT_OK
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """Serve training jobs at HOST:PORT until interrupted (or ``--jobs`` have finished)."""
+    from scribbles.core.distributed import launcher_command
+
+    if not re.fullmatch(r"[^:\s]+:\d{1,5}", args.endpoint):
+        raise BadInput(f"join: {args.endpoint!r} is not HOST:PORT (the train.rdzv_endpoint of the flow's machine)")
+    if args.workers < 1 or args.nodes < 2:
+        raise BadInput("join: --workers must be >= 1 and --nodes (the flow's train.nodes) >= 2")
+    command = launcher_command(["--timeout", str(args.timeout), "--device", args.device], args.workers,
+                               nodes=args.nodes, endpoint=args.endpoint, restarts=args.restarts, host=False)
+    done = failures = 0
+    print(f"joining {args.endpoint} with {args.workers} worker(s); Ctrl-C stops", flush=True)
+    try:
+        while args.jobs == 0 or done < args.jobs:
+            code = subprocess.run(command).returncode
+            if code == 0:
+                done, failures = done + 1, 0
+                print(f"job {done} finished", flush=True)
+                continue
+            failures += 1
+            if args.max_failures and failures >= args.max_failures:
+                print(f"failed: {failures} attempts in a row to join {args.endpoint} failed", flush=True)
+                return EXIT_FAILED
+            time.sleep(1.0)  # the flow's machine is between jobs (or not up yet): join again
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    return EXIT_OK
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles join`."""
+    join = verbs.add_parser("join", help="add this machine's workers to a training job")
+    join.add_argument("endpoint", metavar="HOST:PORT", help="the train.rdzv_endpoint of the flow's machine")
+    join.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    join.add_argument("--nodes", type=int, default=2, help="machines in the job, the flow's train.nodes")
+    join.add_argument("--timeout", type=float, default=1800.0, help="seconds before a stalled collective fails")
+    join.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    join.add_argument("--restarts", type=int, default=2, help="restarts of failed workers (as train.restarts)")
+    join.add_argument("--jobs", type=int, default=0, help="stop after this many jobs (0: serve until Ctrl-C)")
+    join.add_argument("--max-failures", type=int, default=0,
+                      help="give up after this many failed joins in a row (0: keep trying)")
+    join.set_defaults(func=cmd_join)
