@@ -1,17 +1,28 @@
-"""Trackers: ``mlflow`` logs a parent run per experiment run and a nested run per fold.
+"""The ``mlflow`` tracker: a parent run per experiment run and a nested run per fold.
 
-mlflow is imported inside the methods, so the registry loads where only torch is installed.
+Layout (DESIGN.md "MLflow layout"): params are the resolved config, flattened; fold runs get per-epoch
+``train_loss``/``valid_loss`` and final ``{metric}``/``{metric}_tta``; the parent gets the fold means
+and standard deviations, lineage tags, the dataset as an input, and the artifacts (resolved config,
+fold report, learning curves, confusion matrix); each fold run keeps its trained model.
+
+Only the parent run is created on the caller's thread (a store that cannot be reached fails the run
+before any training); every other call runs in order on a logging thread, so training never waits
+for the store. mlflow is imported inside the methods: the registry loads where only torch is installed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scribbles.core import (
     EpochContext,
@@ -20,17 +31,45 @@ from scribbles.core import (
     RunContext,
     RunEndContext,
     RunErrorContext,
-    Technique,
     Tracker,
     hookimpl,
 )
 
+from .plots import confusion_counts, plot_confusion, plot_learning_curves
+from .worker import LogWorker
+
 MAX_PARAM_LENGTH = 6000
+#: MLflow takes at most 100 params per ``log_batch``.
+PARAMS_PER_BATCH = 100
+#: How long a stopped run waits for queued logging before it writes the final statuses.
+ERROR_DRAIN_S = 20.0
 
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def is_global_zero() -> bool:
+    """True unless torch.distributed's launcher says this process is not rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def describe(ctx: RunContext) -> str:
+    """The run's description (``mlflow.note.content``): what produced it, in one paragraph."""
+    tags = ctx.tags
+    lines = [
+        f"**{ctx.experiment}**: {ctx.n_folds} folds of `{tags.get('scribbles.splitter', '?')}`, "
+        f"model `{ctx.config.get('model', {}).get('name', '?')}`, strategy `{tags.get('scribbles.strategy', '?')}`.",
+        f"Data `{ctx.data_source}` (md5 `{ctx.data_version}`"
+        + (f", rev `{ctx.data_rev}`" if ctx.data_rev else "") + ").",
+        f"Code at commit `{tags.get('scribbles.git_commit', 'unknown')}`.",
+    ]
+    if tags.get("scribbles.allow_dirty") == "true":
+        lines.append("Ran with `--allow-dirty`: the data differed from what DVC records.")
+    if tags.get("scribbles.rerun_of"):
+        lines.append(f"A rerun of run `{tags['scribbles.rerun_of']}`.")
+    return "\n\n".join(lines)
 
 
 class MlflowTracker(Tracker):
@@ -47,102 +86,218 @@ class MlflowTracker(Tracker):
         self.client: Any = None
         self.experiment_id = ""
         self.parent_id: str | None = None
+        #: Fold index -> run id of the fold runs created and not yet ended (written by the logging thread).
         self.fold_ids: dict[int, str] = {}
+        self.worker = LogWorker("scribbles-mlflow")
+        #: Seconds the training thread spent inside this tracker's hooks (for bench/tracking.py).
+        self.blocking_s = 0.0
+        self._reset()
 
-    # -- helpers
+    def _reset(self) -> None:
+        self.histories: dict[int, list[dict[str, float]]] = {}
+        self.reports: dict[int, dict[str, Any]] = {}
+        self.pooled: np.ndarray | None = None
+        self.classes: list[str] = []
+        self.logged_artifacts: set[str] = set()
+        self.tmp = Path(tempfile.gettempdir())  # replaced by a folder of its own when a run starts
 
-    def _metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    # -- calls that run on the logging thread
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.worker.submit(fn, *args)
+
+    def _log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         self.client.log_batch(run_id, metrics=batch, synchronous=True)
 
-    def _params(self, run_id: str, params: dict[str, str]) -> None:
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items()]
-        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for start in range(0, len(items), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + PARAMS_PER_BATCH], synchronous=True)
 
-    # -- lifecycle hooks
+    def _log_run_records(self, ctx: RunContext) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        self._log_params(self.parent_id, ctx.params)
+        source = {"path": ctx.data_source, "rev": ctx.data_rev, "md5": ctx.data_version,
+                  "repo": (ctx.config.get("data") or {}).get("repo")}
+        dataset = Dataset(
+            name=Path(ctx.data_source).stem or "data",
+            digest=ctx.data_version[:36],
+            source_type="dvc" if ctx.tags.get("scribbles.data_source") == "dvc" else "local",
+            source=json.dumps(source),
+        )
+        self.client.log_inputs(
+            self.parent_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])]
+        )
+        self.client.log_dict(self.parent_id, ctx.config, "config.yaml")
+        self._log_new_artifacts(self.parent_id, ctx.artifacts)
+
+    def _log_new_artifacts(self, run_id: str, artifacts: dict[str, Path]) -> None:
+        for name, path in artifacts.items():
+            if name not in self.logged_artifacts and Path(path).exists():
+                self.client.log_artifact(run_id, str(path))
+                self.logged_artifacts.add(name)
+
+    def _create_fold(self, ctx: RunContext, index: int, report: dict[str, Any]) -> None:
+        tags = {
+            "mlflow.parentRunId": self.parent_id or "",
+            "scribbles.fold": str(index),
+            **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
+        }
+        run = self.client.create_run(self.experiment_id, run_name=f"fold-{index}", tags=tags)
+        self.fold_ids[index] = run.info.run_id
+        self._log_params(run.info.run_id, ctx.params)
+        self.client.log_dict(run.info.run_id, report, "fold_report.json")
+
+    def _log_epoch(self, index: int, metrics: dict[str, float], epoch: int) -> None:
+        self._log_metrics(self.fold_ids[index], metrics, step=epoch)
+
+    def _end_fold(self, ctx: FoldEndContext, counts: np.ndarray | None) -> None:
+        from mlflow.entities import RunTag
+
+        from .model_log import save_model
+
+        run_id = self.fold_ids[ctx.fold_index]
+        self._log_metrics(run_id, ctx.metrics)
+        for path in ctx.artifacts.values():
+            self.client.log_artifact(run_id, str(path))
+        if counts is not None:
+            title = f"fold {ctx.fold_index}: valid rows, no TTA"
+            path = plot_confusion(counts, ctx.classes, title, self.tmp / f"confusion-{ctx.fold_index}.png")
+            self.client.log_artifact(run_id, str(path), "plots")
+        if ctx.model is not None and ctx.input_example is not None:
+            folder = self.tmp / f"model-{ctx.fold_index}"
+            flavour = save_model(ctx.model, ctx.input_example, folder)
+            if flavour:
+                self.client.log_artifacts(run_id, str(folder), "model")
+                self.client.log_batch(run_id, tags=[RunTag("scribbles.model_flavour", flavour)], synchronous=True)
+            shutil.rmtree(folder, ignore_errors=True)
+        self.client.set_terminated(run_id, "FINISHED")
+        self.fold_ids.pop(ctx.fold_index, None)
+
+    def _log_fold_report(self) -> None:
+        if self.reports:
+            self.client.log_dict(self.parent_id, [self.reports[i] for i in sorted(self.reports)], "fold_report.json")
+
+    def _log_run_plots(self, title: str) -> None:
+        """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
+        if self.histories:
+            path = plot_learning_curves(self.histories, f"{title}: learning curves", self.tmp / "learning_curves.png")
+            self.client.log_artifact(self.parent_id, str(path), "plots")
+        if self.pooled is not None:
+            path = plot_confusion(self.pooled, self.classes, f"{title}: every fold's valid rows, no TTA",
+                                  self.tmp / "confusion_matrix.png")
+            self.client.log_artifact(self.parent_id, str(path), "plots")
+
+    def _end_run(self, ctx: RunEndContext) -> None:
+        self._log_metrics(self.parent_id, ctx.summary)
+        self._log_new_artifacts(self.parent_id, ctx.run.artifacts)
+        self._log_fold_report()
+        self._log_run_plots(ctx.run.experiment)
+        self.client.set_terminated(self.parent_id, "FINISHED")
+
+    # -- lifecycle hooks (the training thread)
 
     @hookimpl
     def scribbles_run_start(self, ctx: RunContext) -> None:
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        if not is_global_zero():
+            return
+        start = time.perf_counter()
         from mlflow.tracking import MlflowClient
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+        self._reset()
+        self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
         self.client = MlflowClient(self.params.tracking_uri or tracking_uri())
         experiment = self.client.get_experiment_by_name(ctx.experiment)
         self.experiment_id = (
             experiment.experiment_id if experiment else self.client.create_experiment(ctx.experiment)
         )
-        run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=ctx.tags)
+        commit = ctx.tags.get("scribbles.git_commit", "")
+        tags = {
+            **ctx.tags,
+            "mlflow.note.content": describe(ctx),
+            "mlflow.source.name": "scribbles",
+            **({"mlflow.source.git.commit": commit.removesuffix("+dirty")} if commit != "unknown" else {}),
+        }
+        run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
         self.parent_id = run.info.run_id
         ctx.links["mlflow_run_id"] = self.parent_id
         ctx.links["mlflow_experiment_id"] = self.experiment_id
         ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
-        self._params(self.parent_id, ctx.params)
-        dataset = Dataset(
-            name=Path(ctx.data_source).stem or "data",
-            digest=ctx.data_version[:36],
-            source_type="dvc" if ctx.tags.get("scribbles.data_source") == "dvc" else "local",
-            source=json.dumps({"path": ctx.data_source, "rev": ctx.data_rev, "md5": ctx.data_version}),
-        )
-        self.client.log_inputs(
-            self.parent_id,
-            datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])],
-        )
-        self.client.log_dict(self.parent_id, ctx.config, "config.yaml")
-        for path in ctx.artifacts.values():
-            self.client.log_artifact(self.parent_id, str(path))
+        self._submit(self._log_run_records, ctx)
+        self.blocking_s += time.perf_counter() - start
 
     @hookimpl
     def scribbles_fold_start(self, ctx: FoldContext) -> None:
-        index = ctx.fold.index
-        tags = {
-            "mlflow.parentRunId": self.parent_id or "",
-            "scribbles.fold": str(index),
-            **{k: v for k, v in ctx.run.tags.items() if k.startswith("scribbles.")},
-        }
-        run = self.client.create_run(self.experiment_id, run_name=f"fold-{index}", tags=tags)
-        self.fold_ids[index] = run.info.run_id
-        self._params(run.info.run_id, ctx.run.params)
-        self.client.log_dict(run.info.run_id, ctx.report, "fold_report.json")
+        if self.parent_id is None:
+            return
+        start = time.perf_counter()
+        self.reports[ctx.fold.index] = ctx.report
+        self.histories[ctx.fold.index] = []
+        self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report)
+        self.blocking_s += time.perf_counter() - start
 
     @hookimpl
     def scribbles_epoch_end(self, ctx: EpochContext) -> None:
-        self._metrics(self.fold_ids[ctx.fold_index], ctx.metrics, step=ctx.epoch)
+        if self.parent_id is None:
+            return
+        start = time.perf_counter()
+        metrics = dict(ctx.metrics)
+        self.histories.setdefault(ctx.fold_index, []).append(metrics)
+        self._submit(self._log_epoch, ctx.fold_index, metrics, ctx.epoch)
+        self.blocking_s += time.perf_counter() - start
 
     @hookimpl
     def scribbles_fold_end(self, ctx: FoldEndContext) -> None:
-        run_id = self.fold_ids.pop(ctx.fold_index)
-        self._metrics(run_id, ctx.metrics)
-        for path in ctx.artifacts.values():
-            self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, "FINISHED")
+        if self.parent_id is None:
+            return
+        start = time.perf_counter()
+        counts = None
+        if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
+            counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
+            self.pooled = counts if self.pooled is None else self.pooled + counts
+            self.classes = list(ctx.classes)
+        self._submit(self._end_fold, ctx, counts)
+        self.blocking_s += time.perf_counter() - start
 
     @hookimpl
     def scribbles_run_end(self, ctx: RunEndContext) -> None:
-        self._metrics(self.parent_id, ctx.summary)
-        self.client.set_terminated(self.parent_id, "FINISHED")
+        if self.parent_id is None:
+            return
+        start = time.perf_counter()
+        self._submit(self._end_run, ctx)
+        try:
+            self.worker.drain()  # a logging failure fails the run (run_error then marks it FAILED)
+        finally:
+            self.blocking_s += time.perf_counter() - start
         self.parent_id = None
+        self.worker.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     @hookimpl
     def scribbles_run_error(self, ctx: RunErrorContext) -> None:
-        if self.client is None:
+        if self.client is None or self.parent_id is None:
             return
-        # Never leave a run RUNNING: every open fold run, then the parent, gets the final status.
+        # Whatever was queued goes first (bounded: a stop must stay prompt), then the final statuses:
+        # never leave a run RUNNING, folds included.
+        self.worker.drain(timeout=ERROR_DRAIN_S, raise_errors=False)
+        try:
+            self._log_fold_report()  # no plots: drawing them would delay a stop
+        except Exception:  # the statuses below matter more than the report
+            logging.getLogger(__name__).warning("could not log the fold report of a stopped run", exc_info=True)
         for run_id in list(self.fold_ids.values()):
             self.client.set_terminated(run_id, ctx.status)
         self.fold_ids.clear()
-        if self.parent_id:
-            message = f"{type(ctx.error).__name__}: {ctx.error}"[:5000]
-            self.client.set_tag(self.parent_id, "scribbles.error", message)
-            self.client.set_terminated(self.parent_id, ctx.status)
-            self.parent_id = None
-
-
-@hookimpl
-def scribbles_techniques() -> Iterable[type[Technique]]:
-    return [MlflowTracker]
+        message = f"{type(ctx.error).__name__}: {ctx.error}"[:5000]
+        self.client.set_tag(self.parent_id, "scribbles.error", message)
+        self.client.set_terminated(self.parent_id, ctx.status)
+        self.parent_id = None
+        self.worker.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
