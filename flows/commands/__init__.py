@@ -1,3 +1,3 @@
 """One module per CLI verb; each defines ``add_parser(verbs)``. ``COMMANDS`` lists them in help order."""
 
-COMMANDS: tuple[str, ...] = ("run", "data", "plugins", "ui")
+COMMANDS: tuple[str, ...] = ("run", "rerun", "compare", "data", "plugins", "ui")

@@ -15,6 +15,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from scribbles.plugins.trackers import tracking_uri
 
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"the MLflow store is a tracking server: its UI is at {uri}")
+        return EXIT_OK
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
