@@ -185,7 +185,8 @@ def test_sqlite_store_has_layout_lineage_plots_and_models(in_project: Path) -> N
 
     assert {"config.yaml", "resolved_config.yaml", "fold_report.json", "plots/learning_curves.png",
             "plots/confusion_matrix.png"} <= artifact_paths(client, parent.info.run_id)
-    report = client.load_dict(f"runs:/{parent.info.run_id}/fold_report.json")
+    report = json.loads(Path(client.download_artifacts(parent.info.run_id, "fold_report.json",
+                                                       str(in_project))).read_text())
     assert [r["fold"] for r in report] == [0, 1]
     assert sum(r["valid_rows"] for r in report) == len(activity_rows(in_project))
     png = Path(client.download_artifacts(parent.info.run_id, "plots/confusion_matrix.png", str(in_project)))
