@@ -12,13 +12,14 @@ for the store. mlflow is imported inside the methods: the registry loads where o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,8 @@ class MlflowTracker(Tracker):
         #: Fold index -> run id of the fold runs created and not yet ended (written by the logging thread).
         self.fold_ids: dict[int, str] = {}
         self.worker = LogWorker("scribbles-mlflow")
-        #: Seconds the training thread spent inside this tracker's hooks (for bench/tracking.py).
-        self.blocking_s = 0.0
+        #: Seconds the training thread spent inside each of this tracker's hooks (for bench/tracking.py).
+        self.blocking: dict[str, float] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -204,79 +205,85 @@ class MlflowTracker(Tracker):
 
     # -- lifecycle hooks (the training thread)
 
+    @property
+    def blocking_s(self) -> float:
+        """Seconds the training thread spent inside this tracker's hooks."""
+        return sum(self.blocking.values())
+
+    @contextlib.contextmanager
+    def _timed(self, hook: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.blocking[hook] = self.blocking.get(hook, 0.0) + time.perf_counter() - start
+
     @hookimpl
     def scribbles_run_start(self, ctx: RunContext) -> None:
         if not is_global_zero():
             return
-        start = time.perf_counter()
-        from mlflow.tracking import MlflowClient
+        with self._timed("run_start"):
+            from mlflow.tracking import MlflowClient
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
-        self._reset()
-        self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
-        self.client = MlflowClient(self.params.tracking_uri or tracking_uri())
-        experiment = self.client.get_experiment_by_name(ctx.experiment)
-        self.experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(ctx.experiment)
-        )
-        commit = ctx.tags.get("scribbles.git_commit", "")
-        tags = {
-            **ctx.tags,
-            "mlflow.note.content": describe(ctx),
-            "mlflow.source.name": "scribbles",
-            **({"mlflow.source.git.commit": commit.removesuffix("+dirty")} if commit != "unknown" else {}),
-        }
-        run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
-        self.parent_id = run.info.run_id
-        ctx.links["mlflow_run_id"] = self.parent_id
-        ctx.links["mlflow_experiment_id"] = self.experiment_id
-        ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
-        self._submit(self._log_run_records, ctx)
-        self.blocking_s += time.perf_counter() - start
+            logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+            self._reset()
+            self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
+            self.client = MlflowClient(self.params.tracking_uri or tracking_uri())
+            experiment = self.client.get_experiment_by_name(ctx.experiment)
+            self.experiment_id = (
+                experiment.experiment_id if experiment else self.client.create_experiment(ctx.experiment)
+            )
+            commit = ctx.tags.get("scribbles.git_commit", "")
+            tags = {
+                **ctx.tags,
+                "mlflow.note.content": describe(ctx),
+                "mlflow.source.name": "scribbles",
+                **({"mlflow.source.git.commit": commit.removesuffix("+dirty")} if commit != "unknown" else {}),
+            }
+            run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
+            self.parent_id = run.info.run_id
+            ctx.links["mlflow_run_id"] = self.parent_id
+            ctx.links["mlflow_experiment_id"] = self.experiment_id
+            ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
+            self._submit(self._log_run_records, ctx)
 
     @hookimpl
     def scribbles_fold_start(self, ctx: FoldContext) -> None:
         if self.parent_id is None:
             return
-        start = time.perf_counter()
-        self.reports[ctx.fold.index] = ctx.report
-        self.histories[ctx.fold.index] = []
-        self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report)
-        self.blocking_s += time.perf_counter() - start
+        with self._timed("fold_start"):
+            self.reports[ctx.fold.index] = ctx.report
+            self.histories[ctx.fold.index] = []
+            self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report)
 
     @hookimpl
     def scribbles_epoch_end(self, ctx: EpochContext) -> None:
         if self.parent_id is None:
             return
-        start = time.perf_counter()
-        metrics = dict(ctx.metrics)
-        self.histories.setdefault(ctx.fold_index, []).append(metrics)
-        self._submit(self._log_epoch, ctx.fold_index, metrics, ctx.epoch)
-        self.blocking_s += time.perf_counter() - start
+        with self._timed("epoch_end"):
+            metrics = dict(ctx.metrics)
+            self.histories.setdefault(ctx.fold_index, []).append(metrics)
+            self._submit(self._log_epoch, ctx.fold_index, metrics, ctx.epoch)
 
     @hookimpl
     def scribbles_fold_end(self, ctx: FoldEndContext) -> None:
         if self.parent_id is None:
             return
-        start = time.perf_counter()
-        counts = None
-        if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
-            counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
-            self.pooled = counts if self.pooled is None else self.pooled + counts
-            self.classes = list(ctx.classes)
-        self._submit(self._end_fold, ctx, counts)
-        self.blocking_s += time.perf_counter() - start
+        with self._timed("fold_end"):
+            counts = None
+            if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
+                counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
+                self.pooled = counts if self.pooled is None else self.pooled + counts
+                self.classes = list(ctx.classes)
+            self._submit(self._end_fold, ctx, counts)
 
     @hookimpl
     def scribbles_run_end(self, ctx: RunEndContext) -> None:
         if self.parent_id is None:
             return
-        start = time.perf_counter()
-        self._submit(self._end_run, ctx)
-        try:
+        with self._timed("run_end"):
+            self._submit(self._end_run, ctx)
             self.worker.drain()  # a logging failure fails the run (run_error then marks it FAILED)
-        finally:
-            self.blocking_s += time.perf_counter() - start
         self.parent_id = None
         self.worker.close()
         shutil.rmtree(self.tmp, ignore_errors=True)

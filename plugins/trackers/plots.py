@@ -24,7 +24,8 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    # Fixed margins, no constrained layout: the layout engine cost most of a plot's time (0.3-1.5 s).
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     return figure
 
@@ -32,40 +33,42 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
 def plot_confusion(counts: np.ndarray, classes: Sequence[str], title: str, path: Path) -> Path:
     """A confusion matrix (rows: true class, columns: predicted), each cell with its count."""
     n = len(classes)
-    figure = _figure(1.6 + 0.55 * n, 1.2 + 0.5 * n)
+    figure = _figure(1.4 + 0.42 * n, 1.5 + 0.42 * n)
+    figure.subplots_adjust(left=0.3, bottom=0.3, right=0.97, top=0.9)
     ax = figure.add_subplot()
     ax.imshow(counts, cmap="Blues")
-    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right")
-    ax.set_yticks(range(n), [str(c) for c in classes])
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     threshold = counts.max() / 2 if counts.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if counts[i, j] > threshold else "black")
     figure.savefig(path, dpi=80)
     return path
 
 
 def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], title: str, path: Path) -> Path:
-    """One panel per fold: every per-epoch series (train_loss, valid_loss, ...) against the epoch."""
-    folds = sorted(histories)
-    columns = min(len(folds), 3) or 1
-    rows = max(1, -(-len(folds) // columns))
-    figure = _figure(3.2 * columns, 2.4 * rows)
-    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
-    for ax, fold in zip(axes.flat, folds, strict=False):
+    """Per-epoch losses of every fold on one axes: a colour per fold, train solid, valid dashed."""
+    figure = _figure(6.0, 3.8)
+    figure.subplots_adjust(left=0.12, bottom=0.13, right=0.78, top=0.9)
+    ax = figure.add_subplot()
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"]
+    for k, fold in enumerate(sorted(histories)):
         history = histories[fold]
-        for name in sorted({k for epoch in history for k in epoch}):
-            points = [(e, m[name]) for e, m in enumerate(history) if name in m]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
-        ax.set_title(f"fold {fold}", fontsize=9)
-        ax.set_xlabel("epoch")
-    for ax in list(axes.flat)[len(folds):]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
-    figure.suptitle(title)
+        for name, style in (("train_loss", "-"), ("valid_loss", "--")):
+            values = [epoch[name] for epoch in history if name in epoch]
+            if values:
+                ax.plot(range(len(values)), values, style, color=colours(k % 10), marker=".",
+                        label=f"fold {fold} {name.removesuffix('_loss')}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.savefig(path, dpi=80)
     return path

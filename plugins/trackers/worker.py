@@ -24,8 +24,9 @@ class LogWorker:
         self._queue: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []
-        #: Seconds the thread spent running calls (for bench/tracking.py).
+        #: Seconds the thread spent running calls, in all and per function name (for bench/tracking.py).
         self.busy_s = 0.0
+        self.timings: dict[str, float] = {}
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)``; the thread starts on the first call."""
@@ -48,7 +49,10 @@ class LogWorker:
                     log.warning("%s: %s failed: %s", self.name, getattr(fn, "__name__", fn), exc)
                     self.errors.append(exc)
                 finally:
-                    self.busy_s += time.perf_counter() - start
+                    spent = time.perf_counter() - start
+                    self.busy_s += spent
+                    name = getattr(fn, "__name__", str(fn))
+                    self.timings[name] = self.timings.get(name, 0.0) + spent
             finally:
                 self._queue.task_done()
 
