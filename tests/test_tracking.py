@@ -184,7 +184,7 @@ def test_sqlite_store_has_layout_lineage_plots_and_models(in_project: Path) -> N
     assert parent.data.metrics["accuracy_mean"] == pytest.approx(np.mean([f.data.metrics["accuracy"] for f in folds]))
 
     assert {"config.yaml", "resolved_config.yaml", "fold_report.json", "plots/learning_curves.png",
-            "plots/confusion_matrix.png"} <= artifact_paths(client, parent.info.run_id)
+            "plots/confusion_matrix.png", "model/MLmodel"} <= artifact_paths(client, parent.info.run_id)
     report = json.loads(Path(client.download_artifacts(parent.info.run_id, "fold_report.json",
                                                        str(in_project))).read_text())
     assert [r["fold"] for r in report] == [0, 1]
@@ -192,27 +192,32 @@ def test_sqlite_store_has_layout_lineage_plots_and_models(in_project: Path) -> N
     png = Path(client.download_artifacts(parent.info.run_id, "plots/confusion_matrix.png", str(in_project)))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # Each fold's model takes raw features (standardisation inside) and reproduces the fold's accuracy.
-    import mlflow.pytorch
-    import torch
-
     data = create("data", "dvc", path="data/activity.csv", target="activity", group="subject", time="timestamp",
                   kind="sequence", shape=[32, 3]).load()
     splits = list(create("splitter", "group_kfold", n_splits=2).split(data))
     for fold, run in zip(splits, folds, strict=True):
-        history = client.get_metric_history(run.info.run_id, "valid_loss")
-        assert [m.step for m in history] == [0, 1]
-        files = artifact_paths(client, run.info.run_id)
-        assert {"fold_report.json", f"plots/confusion-{fold.index}.png", "model/MLmodel"} <= files
-        assert run.data.tags["scribbles.model_flavour"] == "pytorch"
-        mlmodel = yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "model/MLmodel",
-                                                                str(in_project / f"m{fold.index}"))).read_text())
-        assert "signature" in mlmodel and "saved_input_example_info" in mlmodel
-        model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
-        with torch.no_grad():
-            predicted = model(torch.from_numpy(data.inputs(fold.valid))).argmax(1).numpy()
-        accuracy = float((predicted == data.labels(fold.valid)).mean())
-        assert accuracy == pytest.approx(run.data.metrics["accuracy"], abs=1e-6)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_loss")] == [0, 1]
+        assert {"fold_report.json", "confusion_matrix.json"} <= artifact_paths(client, run.info.run_id)
+        matrix = json.loads(Path(client.download_artifacts(run.info.run_id, "confusion_matrix.json",
+                                                           str(in_project / f"cm{fold.index}"))).read_text())
+        counts = np.array(matrix["counts"])
+        assert counts.sum() == len(fold.valid)
+        assert np.trace(counts) / counts.sum() == pytest.approx(run.data.metrics["accuracy"])
+
+    # The last fold's model, on the parent, takes raw features (standardisation inside) and
+    # reproduces that fold's accuracy.
+    import mlflow.pytorch
+    import torch
+
+    assert (parent.data.tags["scribbles.model_flavour"], parent.data.tags["scribbles.model_fold"]) == ("pytorch", "1")
+    mlmodel = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "model/MLmodel",
+                                                            str(in_project / "m"))).read_text())
+    assert "signature" in mlmodel and "saved_input_example_info" in mlmodel
+    model = mlflow.pytorch.load_model(f"runs:/{parent.info.run_id}/model")
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(data.inputs(splits[1].valid))).argmax(1).numpy()
+    accuracy = float((predicted == data.labels(splits[1].valid)).mean())
+    assert accuracy == pytest.approx(folds[1].data.metrics["accuracy"], abs=1e-6)
 
 
 def test_sklearn_model_is_logged_with_signature(tmp_path: Path, digits_small) -> None:
@@ -246,8 +251,7 @@ def test_real_mlflow_server(in_project: Path, mlflow_server: str, monkeypatch: p
     assert all(f.info.status == "FINISHED" for f in folds)
     assert parent.data.tags["scribbles.splitter"] == "time_series"
     assert "accuracy_tta_mean" in parent.data.metrics
-    assert "model/MLmodel" in artifact_paths(client, folds[0].info.run_id)
-    assert "plots/learning_curves.png" in artifact_paths(client, parent.info.run_id)
+    assert {"model/MLmodel", "plots/learning_curves.png"} <= artifact_paths(client, parent.info.run_id)
 
 
 # ---------------------------------------------------------------- dirty data

@@ -42,6 +42,8 @@ from .worker import LogWorker
 MAX_PARAM_LENGTH = 6000
 #: MLflow takes at most 100 params per ``log_batch``.
 PARAMS_PER_BATCH = 100
+#: Per-epoch metrics are sent at most this often (seconds) during a fold, and at its end.
+FLUSH_S = 10.0
 #: How long a stopped run waits for queued logging before it writes the final statuses.
 ERROR_DRAIN_S = 20.0
 
@@ -100,6 +102,12 @@ class MlflowTracker(Tracker):
         self.pooled: np.ndarray | None = None
         self.classes: list[str] = []
         self.logged_artifacts: set[str] = set()
+        #: Per-epoch metrics not yet sent, and when they were last sent.
+        self.pending: list[tuple[int, dict[str, float]]] = []
+        self.flushed_at = time.monotonic()
+        self.current_fold = 0
+        #: The latest fold's (index, model, input example): logged on the parent when the run ends.
+        self.model: tuple[int, Any, Any] | None = None
         self.tmp = Path(tempfile.gettempdir())  # replaced by a folder of its own when a run starts
 
     # -- calls that run on the logging thread
@@ -151,36 +159,45 @@ class MlflowTracker(Tracker):
             "scribbles.fold": str(index),
             **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
         }
+        # Params stay on the parent only: the folds of a run share them, and a 40-row insert per fold
+        # is logging work that competes with training for the interpreter.
         run = self.client.create_run(self.experiment_id, run_name=f"fold-{index}", tags=tags)
         self.fold_ids[index] = run.info.run_id
-        self._log_params(run.info.run_id, ctx.params)
         self.client.log_dict(run.info.run_id, report, "fold_report.json")
 
-    def _log_epoch(self, index: int, metrics: dict[str, float], epoch: int) -> None:
-        self._log_metrics(self.fold_ids[index], metrics, step=epoch)
+    def _log_epochs(self, index: int, epochs: list[tuple[int, dict[str, float]]]) -> None:
+        from mlflow.entities import Metric
 
-    def _end_fold(self, ctx: FoldEndContext, counts: np.ndarray | None) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for step, metrics in epochs for k, v in metrics.items()]
+        self.client.log_batch(self.fold_ids[index], metrics=batch, synchronous=True)
+
+    def _end_fold(self, ctx: FoldEndContext, epochs: list[tuple[int, dict[str, float]]],
+                  counts: np.ndarray | None) -> None:
+        run_id = self.fold_ids[ctx.fold_index]
+        if epochs:
+            self._log_epochs(ctx.fold_index, epochs)
+        self._log_metrics(run_id, ctx.metrics)
+        if counts is not None:
+            matrix = {"classes": list(ctx.classes), "rows": "true class", "columns": "predicted class",
+                      "counts": counts.tolist()}
+            self.client.log_dict(run_id, matrix, "confusion_matrix.json")
+        for path in ctx.artifacts.values():
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(self.fold_ids.pop(ctx.fold_index), "FINISHED")
+
+    def _log_model(self, index: int, model: Any, example: Any) -> None:
         from mlflow.entities import RunTag
 
         from .model_log import save_model
 
-        run_id = self.fold_ids[ctx.fold_index]
-        self._log_metrics(run_id, ctx.metrics)
-        for path in ctx.artifacts.values():
-            self.client.log_artifact(run_id, str(path))
-        if counts is not None:
-            title = f"fold {ctx.fold_index}: valid rows, no TTA"
-            path = plot_confusion(counts, ctx.classes, title, self.tmp / f"confusion-{ctx.fold_index}.png")
-            self.client.log_artifact(run_id, str(path), "plots")
-        if ctx.model is not None and ctx.input_example is not None:
-            folder = self.tmp / f"model-{ctx.fold_index}"
-            flavour = save_model(ctx.model, ctx.input_example, folder)
-            if flavour:
-                self.client.log_artifacts(run_id, str(folder), "model")
-                self.client.log_batch(run_id, tags=[RunTag("scribbles.model_flavour", flavour)], synchronous=True)
-            shutil.rmtree(folder, ignore_errors=True)
-        self.client.set_terminated(run_id, "FINISHED")
-        self.fold_ids.pop(ctx.fold_index, None)
+        folder = self.tmp / "model"
+        flavour = save_model(model, example, folder)
+        if flavour:
+            self.client.log_artifacts(self.parent_id, str(folder), "model")
+            tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index))]
+            self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _log_fold_report(self) -> None:
         if self.reports:
@@ -196,11 +213,12 @@ class MlflowTracker(Tracker):
                                   self.tmp / "confusion_matrix.png")
             self.client.log_artifact(self.parent_id, str(path), "plots")
 
-    def _end_run(self, ctx: RunEndContext) -> None:
+    def _run_summary(self, ctx: RunEndContext) -> None:
         self._log_metrics(self.parent_id, ctx.summary)
         self._log_new_artifacts(self.parent_id, ctx.run.artifacts)
         self._log_fold_report()
-        self._log_run_plots(ctx.run.experiment)
+
+    def _run_close(self) -> None:
         self.client.set_terminated(self.parent_id, "FINISHED")
 
     # -- lifecycle hooks (the training thread)
@@ -263,7 +281,12 @@ class MlflowTracker(Tracker):
         with self._timed("epoch_end"):
             metrics = dict(ctx.metrics)
             self.histories.setdefault(ctx.fold_index, []).append(metrics)
-            self._submit(self._log_epoch, ctx.fold_index, metrics, ctx.epoch)
+            self.pending.append((ctx.epoch, metrics))
+            self.current_fold = ctx.fold_index
+            # Batched: one write per FLUSH_S keeps the UI live without a write per epoch.
+            if time.monotonic() - self.flushed_at >= FLUSH_S:
+                self._submit(self._log_epochs, ctx.fold_index, self.pending)
+                self.pending, self.flushed_at = [], time.monotonic()
 
     @hookimpl
     def scribbles_fold_end(self, ctx: FoldEndContext) -> None:
@@ -275,14 +298,24 @@ class MlflowTracker(Tracker):
                 counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
                 self.pooled = counts if self.pooled is None else self.pooled + counts
                 self.classes = list(ctx.classes)
-            self._submit(self._end_fold, ctx, counts)
+            self._submit(self._end_fold, ctx, self.pending, counts)
+            self.pending, self.flushed_at = [], time.monotonic()
+            if ctx.model is not None and ctx.input_example is not None:
+                self.model = (ctx.fold_index, ctx.model, ctx.input_example)
 
     @hookimpl
     def scribbles_run_end(self, ctx: RunEndContext) -> None:
         if self.parent_id is None:
             return
         with self._timed("run_end"):
-            self._submit(self._end_run, ctx)
+            self._submit(self._run_summary, ctx)
+            # The model and the plots wait for the end: drawn while training runs, they slowed it by
+            # as much as they cost (the logging thread and training share one interpreter lock).
+            if self.model is not None:
+                self._submit(self._log_model, *self.model)
+                self.model = None
+            self._submit(self._log_run_plots, ctx.run.experiment)
+            self._submit(self._run_close)
             self.worker.drain()  # a logging failure fails the run (run_error then marks it FAILED)
         self.parent_id = None
         self.worker.close()
@@ -294,6 +327,9 @@ class MlflowTracker(Tracker):
             return
         # Whatever was queued goes first (bounded: a stop must stay prompt), then the final statuses:
         # never leave a run RUNNING, folds included.
+        if self.pending:
+            self._submit(self._log_epochs, self.current_fold, self.pending)
+            self.pending = []
         self.worker.drain(timeout=ERROR_DRAIN_S, raise_errors=False)
         try:
             self._log_fold_report()  # no plots: drawing them would delay a stop
