@@ -94,9 +94,12 @@ def main() -> None:
         print(f"warm-up tracked pass (imports mlflow, matplotlib; creates the store): {cold[0]:.2f} s, "
               f"blocked in hooks {cold[1]:.2f} s")
         baseline, tracked = [], []
-        for _ in range(args.repeat):
-            baseline.append(one_pass(config(data, store, args, tracked=False), root))
-            tracked.append(one_pass(config(data, store, args, tracked=True), root))
+        for i in range(args.repeat):
+            # Alternate which goes first: the machine's load drifts over minutes.
+            for tracked_first in ((False, True) if i % 2 == 0 else (True, False)):
+                result = one_pass(config(data, store, args, tracked=tracked_first), root)
+                (tracked if tracked_first else baseline).append(result)
+                print(f"  pass {i}: {'tracked ' if tracked_first else 'baseline'} {result[0]:7.2f} s", flush=True)
     base = min(b[0] for b in baseline)
     best = min(tracked, key=lambda t: t[0])
     print(f"workload: demo activity data, group_kfold x{args.folds}, GRU hidden {args.hidden}, "
