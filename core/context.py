@@ -58,6 +58,14 @@ class FoldEndContext:
     fold_index: int
     metrics: dict[str, float]
     artifacts: dict[str, Path] = field(default_factory=dict)
+    #: The trained model (a torch module taking raw features, or a scikit-learn estimator) and a few
+    #: rows it takes, for trackers that keep the model with its signature and an input example.
+    model: Any = None
+    input_example: Any = None
+    #: Valid-row targets and plain (no TTA) predictions as class positions, and the class labels.
+    y_true: Any = None
+    y_pred: Any = None
+    classes: list[str] = field(default_factory=list)
 
 
 @dataclass

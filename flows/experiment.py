@@ -38,9 +38,12 @@ from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
 from scribbles.core.guard import fold_report, guarded_folds
 from scribbles.core.plan import flatten
 from scribbles.core.pretraining import model_builder
+from scribbles.core.serving import Standardised
 
+from .data_guard import allow_dirty_data
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
+from .redact import mask_params, mask_tree
 
 configure_prefect()
 
@@ -61,6 +64,11 @@ class FoldOutcome:
     index: int
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
+    #: What trackers keep: the model (on raw features), a few raw rows, valid targets and predictions.
+    model: Any = None
+    input_example: Any = None
+    y_true: Any = None
+    y_pred: Any = None
 
 
 def registry_for(plan_config: Any) -> Registry:
@@ -118,7 +126,14 @@ def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         mode=tta.mode if tta else "auto",
     )
     metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
-    return FoldOutcome(fold.index, metrics, result.history)
+    y_true = valid[1].numpy()
+    model = result.model
+    example = dataset.inputs(fold.valid[:5])
+    if isinstance(model, torch.nn.Module):
+        model = Standardised(model, mean, std)  # the logged model takes raw features
+    else:
+        example = (example - mean) / std
+    return FoldOutcome(fold.index, metrics, result.history, model, example, y_true, probs.plain.argmax(1))
 
 
 def summarise(outcomes: list[FoldOutcome]) -> dict[str, float]:
@@ -134,9 +149,10 @@ def summarise(outcomes: list[FoldOutcome]) -> dict[str, float]:
 def run_context(
     plan: Plan, dataset: Dataset, n_folds: int, workdir: Path, folds: list[Fold] | None = None
 ) -> RunContext:
-    """Params, lineage tags and artifacts of a run (with ``folds``, the fold timeline plot)."""
+    """Params, lineage tags and artifacts of a run (with ``folds``, the fold timeline plot); secrets masked."""
+    config = mask_tree(plan.resolved)
     config_path = workdir / "resolved_config.yaml"
-    config_path.write_text(yaml.safe_dump(plan.resolved, sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     artifacts = {"config": config_path}
     if folds:
         from .plots import fold_timeline
@@ -154,10 +170,12 @@ def run_context(
         "scribbles.seed": str(plan.config.train.seed),
         "scribbles.world_size": str(plan.config.train.workers * plan.config.train.nodes),
     }
+    if plan.resolved["data"].get("allow_dirty"):
+        tags["scribbles.allow_dirty"] = "true"
     return RunContext(
         experiment=plan.experiment,
-        config=plan.resolved,
-        params=flatten(plan.resolved),
+        config=config,
+        params=mask_params(flatten(config)),
         tags=tags,
         data_version=dataset.version,
         data_source=dataset.source,
@@ -184,6 +202,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """Ignore SIGTERM (in the main thread) while open runs are being ended."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 #: Plugins (a progress display, say) that the caller wants to see this process's runs.
 _OBSERVERS: list[Any] = []
 
@@ -200,10 +232,18 @@ def observing(*plugins: Any) -> Iterator[None]:
 
 
 @flow(name="scribbles-experiment", validate_parameters=False)
-def experiment(config: dict[str, Any]) -> dict[str, Any]:
-    """Run one experiment from a config mapping; return per-fold metrics and their summary."""
+def experiment(
+    config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run one experiment from a config mapping; return per-fold metrics and their summary.
+
+    ``allow_dirty`` reads data that differ from what DVC records (the run is tagged
+    ``scribbles.allow_dirty``); ``tags`` are added to the run's tags (``scribbles.rerun_of``, say).
+    """
     parsed = parse_config(config)
     registry = registry_for(parsed)
+    if allow_dirty:
+        parsed = allow_dirty_data(parsed, registry)
     plan = resolve(parsed, registry)
     dataset = load_data(plan)
     folds = make_folds(plan, dataset)
@@ -213,6 +253,7 @@ def experiment(config: dict[str, Any]) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="scribbles-") as tmp:
             run = run_context(plan, dataset, len(folds), Path(tmp), folds)
+            run.tags.update(tags or {})
             return _run_folds(plan, registry, run, dataset, folds)
     finally:
         for plugin in plugins:
@@ -230,14 +271,19 @@ def _run_folds(
             for fold in folds:
                 hook.scribbles_fold_start(ctx=FoldContext(run, fold, fold_report(dataset, fold)))
                 outcome = train_fold(plan, registry, run, dataset, fold)
-                hook.scribbles_fold_end(ctx=FoldEndContext(run, fold.index, outcome.metrics))
+                hook.scribbles_fold_end(ctx=FoldEndContext(
+                    run, fold.index, outcome.metrics, model=outcome.model, input_example=outcome.input_example,
+                    y_true=outcome.y_true, y_pred=outcome.y_pred, classes=[str(c) for c in dataset.classes],
+                ))
                 outcomes.append(outcome)
             summary = summarise(outcomes)
+            # Inside the try: a tracker failing to finish must still end the runs FAILED.
+            hook.scribbles_run_end(ctx=RunEndContext(run, summary))
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
+        with sigterm_ignored():  # a second SIGTERM must not cut the final statuses short
+            hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
         raise
-    hook.scribbles_run_end(ctx=RunEndContext(run, summary))
     return {
         "experiment": run.experiment,
         "links": dict(run.links),

@@ -170,8 +170,12 @@ class DvcSource(DataSource):
         path: str
         rev: str | None = None
         repo: str | None = Field(None, description="repo path or URL; default: the working directory")
+        allow_dirty: bool = Field(
+            False, description="read a workspace file that differs from DVC's record; its version is then its own md5"
+        )
 
-    def load(self) -> Dataset:
+    def _read(self) -> tuple[bytes, str, str]:
+        """The file's bytes, the md5 DVC records for it, and the md5 of the bytes read."""
         from dvc.api import DVCFileSystem  # imported here: the training core runs without dvc
 
         repo = self.params.repo or str(Path.cwd())
@@ -190,21 +194,54 @@ class DvcSource(DataSource):
             ) from None
         if info.get("type") == "directory":
             raise BadInput(f"data.path: {path} is a folder in the DVC repo; point data.path at a file in it")
-        version = dvc_md5(info)
-        if not version:
+        recorded = dvc_md5(info)
+        if not recorded:
             raise BadInput(f"data.path: {path} is not tracked by DVC; `dvc add` it, or use data name 'file'")
         with fs.open(path, "rb") as handle:
             raw = handle.read()
-        actual = hashlib.md5(raw).hexdigest()
-        if actual != version:
-            # The workspace file changed since DVC recorded it: tagging the run with the recorded md5
-            # would misstate which data trained it.
-            raise BadInput(
-                f"data.path: {path} (md5 {actual}) differs from what DVC records ({version}); "
-                "restore it with `dvc checkout`, record it with `dvc add`, or rebuild the demo data "
-                "with `scribbles data build --force`"
-            )
-        return make_dataset(read_table(raw, path), self.params, version, path, self.params.rev)
+        return raw, recorded, hashlib.md5(raw).hexdigest()
+
+    def verify(self) -> str:
+        """The data version a run will record; BadInput when the file differs from DVC's record.
+
+        Called before any work so that a run never records a version its data do not have.
+        """
+        _, recorded, actual = self._read()
+        return self._version(recorded, actual)
+
+    def _version(self, recorded: str, actual: str) -> str:
+        if actual == recorded:
+            return recorded
+        if self.params.allow_dirty and self.params.rev is None:
+            return actual  # the truth about the bytes read; the run is tagged scribbles.allow_dirty
+        path = self.params.path
+        # The workspace file changed since DVC recorded it: tagging the run with the recorded md5
+        # would misstate which data trained it.
+        pointer = dvc_pointer(Path(self.params.repo or Path.cwd()), path)
+        raise BadInput(
+            f"data.path: {path} (md5 {actual}) differs from what {pointer or 'DVC'} records ({recorded}); "
+            f"restore it with `dvc checkout {pointer or path}`, record the new data with "
+            f"`dvc add {pointer.removesuffix('.dvc') if pointer else path}` (and commit the .dvc file), "
+            "or run anyway with `--allow-dirty` (the run is tagged scribbles.allow_dirty)"
+        )
+
+    def load(self) -> Dataset:
+        raw, recorded, actual = self._read()
+        version = self._version(recorded, actual)
+        return make_dataset(read_table(raw, self.params.path), self.params, version, self.params.path,
+                            self.params.rev)
+
+
+def dvc_pointer(repo: Path, path: str) -> str:
+    """The ``.dvc`` file that tracks ``path`` (the file's own or a parent folder's), relative to ``repo``."""
+    candidate = Path(path)
+    for tracked in (candidate, *candidate.parents):
+        if str(tracked) in ("", "."):
+            break
+        pointer = tracked.with_name(tracked.name + ".dvc")
+        if (repo / pointer).is_file():
+            return str(pointer)
+    return ""
 
     @classmethod
     def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:

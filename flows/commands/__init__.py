@@ -1,3 +1,5 @@
 """One module per CLI verb; each defines ``add_parser(verbs)``. ``COMMANDS`` lists them in help order."""
 
-COMMANDS: tuple[str, ...] = ("run", "split", "data", "plugins", "ui", "diagnose", "new_plugin", "join")
+COMMANDS: tuple[str, ...] = (
+    "run", "rerun", "split", "compare", "data", "plugins", "ui", "diagnose", "new_plugin", "join",
+)

@@ -12,13 +12,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the experiment flow and print the results table."""
     from scribbles.core import default_registry, load_config, resolve
 
+    from ..data_guard import allow_dirty_data, verify_data
+
     config = load_config(args.config, args.set or [])
     registry = default_registry()
     if config.plugins.deny:
         from scribbles.core import load_registry
 
         registry = load_registry(deny=config.plugins.deny)
-    plan = resolve(config, registry)  # every config error before Prefect starts or any work is done
+    if args.allow_dirty:
+        config = allow_dirty_data(config, registry)
+    # Every config error, and data that differ from what DVC records, before Prefect starts or any work.
+    plan = resolve(config, registry)
+    verify_data(plan)
     from ..preflight import preflight
 
     preflight(plan)  # and every data or fold error: bad input is reported in seconds
@@ -28,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..progress import ConsoleProgress
 
     with observing(ConsoleProgress()):
-        result = experiment(config.model_dump(mode="json"))
+        result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty)
     print_results(out, result)
     return EXIT_OK
 
@@ -97,4 +103,6 @@ def add_parser(verbs: Any) -> None:
     run.add_argument("config", help="experiment config (YAML)")
     run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                      help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    run.add_argument("--allow-dirty", action="store_true",
+                     help="run on data that differ from what DVC records (the run is tagged scribbles.allow_dirty)")
     run.set_defaults(func=cmd_run)

@@ -15,9 +15,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from scribbles.plugins.trackers import tracking_uri
 
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"the MLflow store is a tracking server: its UI is at {uri}")
+        return EXIT_OK
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", "127.0.0.1", "--port", str(args.port)]
+               "--host", "127.0.0.1", "--port", str(args.port),
+               # One worker serves one user; MLflow's default four took over a minute to start on 2 cores.
+               "--workers", "1"]
     os.execv(sys.executable, command)
     return EXIT_OK  # not reached: execv replaces this process
 

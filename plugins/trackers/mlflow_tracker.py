@@ -1,0 +1,346 @@
+"""The ``mlflow`` tracker: a parent run per experiment run and a nested run per fold.
+
+Layout (DESIGN.md "MLflow layout"): params are the resolved config, flattened; fold runs get per-epoch
+``train_loss``/``valid_loss`` and final ``{metric}``/``{metric}_tta``; the parent gets the fold means
+and standard deviations, lineage tags, the dataset as an input, and the artifacts (resolved config,
+fold report, learning curves, confusion matrix); each fold run keeps its trained model.
+
+Only the parent run is created on the caller's thread (a store that cannot be reached fails the run
+before any training); every other call runs in order on a logging thread, so training never waits
+for the store. mlflow is imported inside the methods: the registry loads where only torch is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scribbles.core import (
+    EpochContext,
+    FoldContext,
+    FoldEndContext,
+    RunContext,
+    RunEndContext,
+    RunErrorContext,
+    Tracker,
+    hookimpl,
+)
+
+from .plots import confusion_counts, plot_confusion, plot_learning_curves
+from .worker import LogWorker
+
+MAX_PARAM_LENGTH = 6000
+#: MLflow takes at most 100 params per ``log_batch``.
+PARAMS_PER_BATCH = 100
+#: Per-epoch metrics are sent at most this often (seconds) during a fold, and at its end.
+FLUSH_S = 10.0
+#: How long a stopped run waits for queued logging before it writes the final statuses.
+ERROR_DRAIN_S = 20.0
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def is_global_zero() -> bool:
+    """True unless torch.distributed's launcher says this process is not rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def describe(ctx: RunContext) -> str:
+    """The run's description (``mlflow.note.content``): what produced it, in one paragraph."""
+    tags = ctx.tags
+    lines = [
+        f"**{ctx.experiment}**: {ctx.n_folds} folds of `{tags.get('scribbles.splitter', '?')}`, "
+        f"model `{ctx.config.get('model', {}).get('name', '?')}`, strategy `{tags.get('scribbles.strategy', '?')}`.",
+        f"Data `{ctx.data_source}` (md5 `{ctx.data_version}`"
+        + (f", rev `{ctx.data_rev}`" if ctx.data_rev else "") + ").",
+        f"Code at commit `{tags.get('scribbles.git_commit', 'unknown')}`.",
+    ]
+    if tags.get("scribbles.allow_dirty") == "true":
+        lines.append("Ran with `--allow-dirty`: the data differed from what DVC records.")
+    if tags.get("scribbles.rerun_of"):
+        lines.append(f"A rerun of run `{tags['scribbles.rerun_of']}`.")
+    return "\n\n".join(lines)
+
+
+class MlflowTracker(Tracker):
+    """Log to MLflow: parent run, nested fold runs, params, per-epoch and final metrics, lineage."""
+
+    name = "mlflow"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        tracking_uri: str | None = None
+
+    def __init__(self, params: BaseModel | None = None) -> None:
+        super().__init__(params)
+        self.client: Any = None
+        self.experiment_id = ""
+        self.parent_id: str | None = None
+        #: Fold index -> run id of the fold runs created and not yet ended (written by the logging thread).
+        self.fold_ids: dict[int, str] = {}
+        self.worker = LogWorker("scribbles-mlflow")
+        #: Seconds the training thread spent inside each of this tracker's hooks (for bench/tracking.py).
+        self.blocking: dict[str, float] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.histories: dict[int, list[dict[str, float]]] = {}
+        self.reports: dict[int, dict[str, Any]] = {}
+        self.pooled: np.ndarray | None = None
+        self.classes: list[str] = []
+        self.logged_artifacts: set[str] = set()
+        #: Per-epoch metrics not yet sent, and when they were last sent.
+        self.pending: list[tuple[int, dict[str, float]]] = []
+        self.flushed_at = time.monotonic()
+        self.current_fold = 0
+        #: The latest fold's (index, model, input example): logged on the parent when the run ends.
+        self.model: tuple[int, Any, Any] | None = None
+        self.tmp = Path(tempfile.gettempdir())  # replaced by a folder of its own when a run starts
+
+    # -- calls that run on the logging thread
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.worker.submit(fn, *args)
+
+    def _log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=batch, synchronous=True)
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for start in range(0, len(items), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + PARAMS_PER_BATCH], synchronous=True)
+
+    def _log_run_records(self, ctx: RunContext) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        self._log_params(self.parent_id, ctx.params)
+        source = {"path": ctx.data_source, "rev": ctx.data_rev, "md5": ctx.data_version,
+                  "repo": (ctx.config.get("data") or {}).get("repo")}
+        dataset = Dataset(
+            name=Path(ctx.data_source).stem or "data",
+            digest=ctx.data_version[:36],
+            source_type="dvc" if ctx.tags.get("scribbles.data_source") == "dvc" else "local",
+            source=json.dumps(source),
+        )
+        self.client.log_inputs(
+            self.parent_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])]
+        )
+        self.client.log_dict(self.parent_id, ctx.config, "config.yaml")
+        self._log_new_artifacts(self.parent_id, ctx.artifacts)
+
+    def _log_new_artifacts(self, run_id: str, artifacts: dict[str, Path]) -> None:
+        for name, path in artifacts.items():
+            if name not in self.logged_artifacts and Path(path).exists():
+                self.client.log_artifact(run_id, str(path))
+                self.logged_artifacts.add(name)
+
+    def _create_fold(self, ctx: RunContext, index: int, report: dict[str, Any]) -> None:
+        tags = {
+            "mlflow.parentRunId": self.parent_id or "",
+            "scribbles.fold": str(index),
+            **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
+        }
+        # Params stay on the parent only: the folds of a run share them, and a 40-row insert per fold
+        # is logging work that competes with training for the interpreter.
+        run = self.client.create_run(self.experiment_id, run_name=f"fold-{index}", tags=tags)
+        self.fold_ids[index] = run.info.run_id
+        self.client.log_dict(run.info.run_id, report, "fold_report.json")
+
+    def _log_epochs(self, index: int, epochs: list[tuple[int, dict[str, float]]]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for step, metrics in epochs for k, v in metrics.items()]
+        self.client.log_batch(self.fold_ids[index], metrics=batch, synchronous=True)
+
+    def _end_fold(self, ctx: FoldEndContext, epochs: list[tuple[int, dict[str, float]]],
+                  counts: np.ndarray | None) -> None:
+        run_id = self.fold_ids[ctx.fold_index]
+        if epochs:
+            self._log_epochs(ctx.fold_index, epochs)
+        self._log_metrics(run_id, ctx.metrics)
+        if counts is not None:
+            matrix = {"classes": list(ctx.classes), "rows": "true class", "columns": "predicted class",
+                      "counts": counts.tolist()}
+            self.client.log_dict(run_id, matrix, "confusion_matrix.json")
+        for path in ctx.artifacts.values():
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(self.fold_ids.pop(ctx.fold_index), "FINISHED")
+
+    def _log_model(self, index: int, model: Any, example: Any) -> None:
+        from mlflow.entities import RunTag
+
+        from .model_log import save_model
+
+        folder = self.tmp / "model"
+        flavour = save_model(model, example, folder)
+        if flavour:
+            self.client.log_artifacts(self.parent_id, str(folder), "model")
+            tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index))]
+            self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def _log_fold_report(self) -> None:
+        if self.reports:
+            self.client.log_dict(self.parent_id, [self.reports[i] for i in sorted(self.reports)], "fold_report.json")
+
+    def _log_run_plots(self, title: str) -> None:
+        """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
+        if self.histories:
+            path = plot_learning_curves(self.histories, f"{title}: learning curves", self.tmp / "learning_curves.png")
+            self.client.log_artifact(self.parent_id, str(path), "plots")
+        if self.pooled is not None:
+            path = plot_confusion(self.pooled, self.classes, f"{title}: every fold's valid rows, no TTA",
+                                  self.tmp / "confusion_matrix.png")
+            self.client.log_artifact(self.parent_id, str(path), "plots")
+
+    def _run_summary(self, ctx: RunEndContext) -> None:
+        self._log_metrics(self.parent_id, ctx.summary)
+        self._log_new_artifacts(self.parent_id, ctx.run.artifacts)
+        self._log_fold_report()
+
+    def _run_close(self) -> None:
+        self.client.set_terminated(self.parent_id, "FINISHED")
+
+    # -- lifecycle hooks (the training thread)
+
+    @property
+    def blocking_s(self) -> float:
+        """Seconds the training thread spent inside this tracker's hooks."""
+        return sum(self.blocking.values())
+
+    @contextlib.contextmanager
+    def _timed(self, hook: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.blocking[hook] = self.blocking.get(hook, 0.0) + time.perf_counter() - start
+
+    @hookimpl
+    def scribbles_run_start(self, ctx: RunContext) -> None:
+        if not is_global_zero():
+            return
+        with self._timed("run_start"):
+            from mlflow.tracking import MlflowClient
+
+            logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+            self._reset()
+            self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
+            self.client = MlflowClient(self.params.tracking_uri or tracking_uri())
+            experiment = self.client.get_experiment_by_name(ctx.experiment)
+            self.experiment_id = (
+                experiment.experiment_id if experiment else self.client.create_experiment(ctx.experiment)
+            )
+            commit = ctx.tags.get("scribbles.git_commit", "")
+            tags = {
+                **ctx.tags,
+                "mlflow.note.content": describe(ctx),
+                "mlflow.source.name": "scribbles",
+                **({"mlflow.source.git.commit": commit.removesuffix("+dirty")} if commit != "unknown" else {}),
+            }
+            run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
+            self.parent_id = run.info.run_id
+            ctx.links["mlflow_run_id"] = self.parent_id
+            ctx.links["mlflow_experiment_id"] = self.experiment_id
+            ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
+            self._submit(self._log_run_records, ctx)
+
+    @hookimpl
+    def scribbles_fold_start(self, ctx: FoldContext) -> None:
+        if self.parent_id is None:
+            return
+        with self._timed("fold_start"):
+            self.reports[ctx.fold.index] = ctx.report
+            self.histories[ctx.fold.index] = []
+            self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report)
+
+    @hookimpl
+    def scribbles_epoch_end(self, ctx: EpochContext) -> None:
+        if self.parent_id is None:
+            return
+        with self._timed("epoch_end"):
+            metrics = dict(ctx.metrics)
+            self.histories.setdefault(ctx.fold_index, []).append(metrics)
+            self.pending.append((ctx.epoch, metrics))
+            self.current_fold = ctx.fold_index
+            # Batched: one write per FLUSH_S keeps the UI live without a write per epoch.
+            if time.monotonic() - self.flushed_at >= FLUSH_S:
+                self._submit(self._log_epochs, ctx.fold_index, self.pending)
+                self.pending, self.flushed_at = [], time.monotonic()
+
+    @hookimpl
+    def scribbles_fold_end(self, ctx: FoldEndContext) -> None:
+        if self.parent_id is None:
+            return
+        with self._timed("fold_end"):
+            counts = None
+            if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
+                counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
+                self.pooled = counts if self.pooled is None else self.pooled + counts
+                self.classes = list(ctx.classes)
+            self._submit(self._end_fold, ctx, self.pending, counts)
+            self.pending, self.flushed_at = [], time.monotonic()
+            if ctx.model is not None and ctx.input_example is not None:
+                self.model = (ctx.fold_index, ctx.model, ctx.input_example)
+
+    @hookimpl
+    def scribbles_run_end(self, ctx: RunEndContext) -> None:
+        if self.parent_id is None:
+            return
+        with self._timed("run_end"):
+            self._submit(self._run_summary, ctx)
+            # The model and the plots wait for the end: drawn while training runs, they slowed it by
+            # as much as they cost (the logging thread and training share one interpreter lock).
+            if self.model is not None:
+                self._submit(self._log_model, *self.model)
+                self.model = None
+            self._submit(self._log_run_plots, ctx.run.experiment)
+            self._submit(self._run_close)
+            self.worker.drain()  # a logging failure fails the run (run_error then marks it FAILED)
+        self.parent_id = None
+        self.worker.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @hookimpl
+    def scribbles_run_error(self, ctx: RunErrorContext) -> None:
+        if self.client is None or self.parent_id is None:
+            return
+        # Whatever was queued goes first (bounded: a stop must stay prompt), then the final statuses:
+        # never leave a run RUNNING, folds included.
+        if self.pending:
+            self._submit(self._log_epochs, self.current_fold, self.pending)
+            self.pending = []
+        self.worker.drain(timeout=ERROR_DRAIN_S, raise_errors=False)
+        try:
+            self._log_fold_report()  # no plots: drawing them would delay a stop
+        except Exception:  # the statuses below matter more than the report
+            logging.getLogger(__name__).warning("could not log the fold report of a stopped run", exc_info=True)
+        for run_id in list(self.fold_ids.values()):
+            self.client.set_terminated(run_id, ctx.status)
+        self.fold_ids.clear()
+        message = f"{type(ctx.error).__name__}: {ctx.error}"[:5000]
+        self.client.set_tag(self.parent_id, "scribbles.error", message)
+        self.client.set_terminated(self.parent_id, ctx.status)
+        self.parent_id = None
+        self.worker.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)

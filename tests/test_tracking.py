@@ -1,0 +1,398 @@
+"""MLflow tracking against real stores: layout, lineage, artifacts, stops, dirty data, rerun, compare, UI.
+
+Stores are a SQLite file per project and one real `mlflow server` (SQLite backend, temporary artifact
+folder) on loopback for the test session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from helpers import SCRIBBLES, git, make_dvc_project, run_cli
+from mlflow.tracking import MlflowClient
+from scribbles.core import create, default_registry, load_config
+from scribbles.core.config import parse_config
+from scribbles.core.plan import resolve
+from scribbles.flows.experiment import experiment, run_context
+from scribbles.flows.redact import MASK, mask_params, mask_tree, masked_fields
+
+REPO = Path(__file__).resolve().parents[1]
+#: Small enough to keep each flow to seconds: two folds, tiny GRU.
+SMALL = ("split.n_splits=2", "model.hidden=8", "train.epochs=2")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail with the process output if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args} exited {process.returncode}: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, temporary artifact folder); yields its URL."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+         "--artifacts-destination", (root / "artifacts").as_uri()],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", process)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def shared_project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
+    """A git + DVC project with the small activity slice and the shipped configs (read-only data)."""
+    root = make_dvc_project(tmp_path_factory.mktemp("tracking") / "proj", {"activity.csv": activity_small})
+    return root
+
+
+@pytest.fixture
+def in_project(shared_project: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
+    """The shared project as working directory, with its own SQLite store."""
+    monkeypatch.chdir(shared_project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{shared_project / 'mlflow.db'}")
+    return shared_project
+
+
+def config_for(name: str, *overrides: str) -> dict:
+    return load_config(REPO / "configs" / f"{name}.yaml", list(overrides)).model_dump(mode="json")
+
+
+def family(client: MlflowClient, experiment_name: str) -> tuple[object, list]:
+    """The latest parent run of an experiment and its fold runs."""
+    exp = client.get_experiment_by_name(experiment_name)
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, sorted(folds, key=lambda r: int(r.data.tags["scribbles.fold"]))
+
+
+def activity_rows(root: Path) -> list[str]:
+    return (root / "data" / "activity.csv").read_text().splitlines()[1:]
+
+
+def artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_secrets_are_masked_in_params_and_config_artifact(tmp_path: Path, activity_small) -> None:
+    """Keys naming a token, password, secret or key, and URL passwords, never reach a tracker."""
+    tree = {"db": {"password": "hunter2", "host": "h"}, "api_key": "k-123", "hf_token": "t",
+            "client_secret": "s", "keys": None, "uri": "https://bob:hunter2@example.com/x", "lr": 0.1}
+    masked = mask_tree(tree)
+    assert masked == {"db": {"password": MASK, "host": "h"}, "api_key": MASK, "hf_token": MASK,
+                      "client_secret": MASK, "keys": None, "uri": f"https://bob:{MASK}@example.com/x", "lr": 0.1}
+    assert tree["db"]["password"] == "hunter2"  # the input is left alone
+    assert sorted(masked_fields(masked)) == ["api_key", "client_secret", "db.password", "hf_token", "uri"]
+    assert mask_params({"x.token": "abc", "x.n": "3"}) == {"x.token": MASK, "x.n": "3"}
+
+    # Through the flow's own run context: a tracking URI with credentials in a real resolved config.
+    data_path = tmp_path / "activity.csv"
+    activity_small.to_csv(data_path, index=False)
+    raw = yaml.safe_load((REPO / "configs" / "activity.yaml").read_text())
+    raw["data"] = {**raw["data"], "name": "file", "path": str(data_path)}
+    raw["tracking"] = {"name": "mlflow", "tracking_uri": "http://bob:hunter2@127.0.0.1:9"}
+    plan = resolve(parse_config(raw), default_registry())
+    ctx = run_context(plan, plan.data.load(), 2, tmp_path)
+    assert "hunter2" not in json.dumps(ctx.params) + json.dumps(ctx.config)
+    assert "hunter2" not in (tmp_path / "resolved_config.yaml").read_text()
+    assert f"bob:{MASK}@" in ctx.params["tracking"]
+    assert plan.resolved["tracking"][0]["tracking_uri"].endswith("hunter2@127.0.0.1:9")  # the run still uses it
+
+
+# ---------------------------------------------------------------- layout, lineage, artifacts (SQLite)
+
+
+def test_sqlite_store_has_layout_lineage_plots_and_models(in_project: Path) -> None:
+    """Parent + folds FINISHED, lineage tags, dataset input, plots, and fold models that reproduce accuracy."""
+    result = experiment(config_for("activity", *SMALL, "experiment=layout"))
+    client = MlflowClient(f"sqlite:///{in_project / 'mlflow.db'}")
+    parent, folds = family(client, "layout")
+    assert parent.info.run_id == result["links"]["mlflow_run_id"]
+    assert parent.info.status == "FINISHED" and [f.info.status for f in folds] == ["FINISHED"] * 2
+
+    tags = parent.data.tags
+    commit = git("rev-parse", "HEAD", cwd=in_project).strip()
+    assert tags["scribbles.git_commit"] == commit == tags["mlflow.source.git.commit"]
+    assert tags["scribbles.data_version"] == result["data_version"]
+    assert (tags["scribbles.splitter"], tags["scribbles.strategy"]) == ("group_kfold", "single")
+    assert (tags["scribbles.seed"], tags["scribbles.world_size"]) == ("0", "1")
+    assert "scribbles" in json.loads(tags["scribbles.plugins"])
+    assert result["data_version"] in tags["mlflow.note.content"]
+    assert "scribbles.allow_dirty" not in tags
+    dataset = client.get_run(parent.info.run_id).inputs.dataset_inputs[0].dataset
+    assert dataset.digest == result["data_version"][:36]
+    assert json.loads(dataset.source) == {"path": "data/activity.csv", "rev": None, "md5": result["data_version"],
+                                          "repo": None}
+
+    params = parent.data.params
+    assert (params["model.hidden"], params["split.n_splits"], params["data.allow_dirty"]) == ("8", "2", "False")
+    for name in ("accuracy", "f1_macro"):
+        for suffix in ("_mean", "_std", "_tta_mean", "_tta_std"):
+            assert f"{name}{suffix}" in parent.data.metrics
+    assert parent.data.metrics["accuracy_mean"] == pytest.approx(np.mean([f.data.metrics["accuracy"] for f in folds]))
+
+    assert {"config.yaml", "resolved_config.yaml", "fold_report.json", "plots/learning_curves.png",
+            "plots/confusion_matrix.png", "model/MLmodel"} <= artifact_paths(client, parent.info.run_id)
+    report = json.loads(Path(client.download_artifacts(parent.info.run_id, "fold_report.json",
+                                                       str(in_project))).read_text())
+    assert [r["fold"] for r in report] == [0, 1]
+    assert sum(r["valid_rows"] for r in report) == len(activity_rows(in_project))
+    png = Path(client.download_artifacts(parent.info.run_id, "plots/confusion_matrix.png", str(in_project)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    data = create("data", "dvc", path="data/activity.csv", target="activity", group="subject", time="timestamp",
+                  kind="sequence", shape=[32, 3]).load()
+    splits = list(create("splitter", "group_kfold", n_splits=2).split(data))
+    for fold, run in zip(splits, folds, strict=True):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_loss")] == [0, 1]
+        assert {"fold_report.json", "confusion_matrix.json"} <= artifact_paths(client, run.info.run_id)
+        matrix = json.loads(Path(client.download_artifacts(run.info.run_id, "confusion_matrix.json",
+                                                           str(in_project / f"cm{fold.index}"))).read_text())
+        counts = np.array(matrix["counts"])
+        assert counts.sum() == len(fold.valid)
+        assert np.trace(counts) / counts.sum() == pytest.approx(run.data.metrics["accuracy"])
+
+    # The last fold's model, on the parent, takes raw features (standardisation inside) and
+    # reproduces that fold's accuracy.
+    import mlflow.pytorch
+    import torch
+
+    assert (parent.data.tags["scribbles.model_flavour"], parent.data.tags["scribbles.model_fold"]) == ("pytorch", "1")
+    mlmodel = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "model/MLmodel",
+                                                            str(in_project / "m"))).read_text())
+    assert "signature" in mlmodel and "saved_input_example_info" in mlmodel
+    model = mlflow.pytorch.load_model(f"runs:/{parent.info.run_id}/model")
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(data.inputs(splits[1].valid))).argmax(1).numpy()
+    accuracy = float((predicted == data.labels(splits[1].valid)).mean())
+    assert accuracy == pytest.approx(folds[1].data.metrics["accuracy"], abs=1e-6)
+
+
+def test_sklearn_model_is_logged_with_signature(tmp_path: Path, digits_small) -> None:
+    """A scikit-learn estimator is saved in the sklearn flavour with a signature and an input example."""
+    import mlflow.sklearn
+    from scribbles.plugins.trackers.model_log import save_model
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x = digits_small.drop(columns="label").to_numpy(dtype=np.float32)
+    y = digits_small["label"].to_numpy()
+    estimator = KNeighborsClassifier(3).fit(x[:300], y[:300])
+    assert save_model(estimator, x[300:], tmp_path / "model") == "sklearn"
+    mlmodel = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
+    assert "sklearn" in mlmodel["flavors"] and "signature" in mlmodel
+    loaded = mlflow.sklearn.load_model(str(tmp_path / "model"))
+    assert (loaded.predict(x[300:]) == estimator.predict(x[300:])).all()
+
+
+# ---------------------------------------------------------------- a real MLflow server
+
+
+def test_real_mlflow_server(in_project: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An experiment tracked through `mlflow server` over HTTP: runs, metrics and artifacts land there."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    result = experiment(config_for("activity-time", "split.n_splits=2", "model.hidden=8", "train.epochs=1",
+                                   "experiment=served"))
+    assert result["links"]["mlflow_tracking_uri"] == mlflow_server
+    client = MlflowClient(mlflow_server)
+    parent, folds = family(client, "served")
+    assert parent.info.status == "FINISHED" and len(folds) == 2
+    assert all(f.info.status == "FINISHED" for f in folds)
+    assert parent.data.tags["scribbles.splitter"] == "time_series"
+    assert "accuracy_tta_mean" in parent.data.metrics
+    assert {"model/MLmodel", "plots/learning_curves.png"} <= artifact_paths(client, parent.info.run_id)
+
+
+# ---------------------------------------------------------------- dirty data
+
+
+def test_dirty_data_refused_before_any_work_then_allowed(tmp_path: Path, activity_small, prefect_api: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """data/ differing from data.dvc: exit 2 naming the file and the fixes; --allow-dirty runs and is tagged."""
+    root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
+    (root / "configs").mkdir()
+    (root / "configs" / "activity.yaml").write_text((REPO / "configs" / "activity.yaml").read_text())
+    changed = root / "data" / "activity.csv"
+    text = changed.read_text()
+    changed.write_text(text + text.splitlines()[1] + "\n")  # one row twice: the md5 DVC records is stale
+
+    started = time.monotonic()
+    refused = run_cli("run", "configs/activity.yaml", cwd=root, env={"PREFECT_API_URL": prefect_api})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = refused.stderr
+    for fragment in ("data/activity.csv", "differs from what data.dvc records", "dvc checkout data.dvc",
+                     "dvc add data", "--allow-dirty"):
+        assert fragment in message, message
+    assert "Traceback" not in message
+    assert not (root / "mlflow.db").exists()  # refused before any run was opened
+    assert time.monotonic() - started < 60
+
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    result = experiment(config_for("activity", "split.n_splits=2", "model.hidden=8", "train.epochs=1",
+                                   "experiment=dirty"), allow_dirty=True)
+    actual = hashlib.md5(changed.read_bytes()).hexdigest()
+    assert result["data_version"] == actual
+    parent, _ = family(MlflowClient(f"sqlite:///{root / 'mlflow.db'}"), "dirty")
+    assert parent.data.tags["scribbles.allow_dirty"] == "true"
+    assert parent.data.tags["scribbles.data_version"] == actual
+    assert parent.data.params["data.allow_dirty"] == "True"
+
+
+# ---------------------------------------------------------------- SIGTERM
+
+
+def test_sigterm_mid_epoch_leaves_no_run_running(in_project: Path, prefect_api: str) -> None:
+    """`scribbles run` stopped by SIGTERM while a fold trains: every run KILLED, the process exits promptly."""
+    store = f"sqlite:///{in_project / 'sigterm.db'}"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": store}
+    process = subprocess.Popen(
+        [SCRIBBLES, "run", str(REPO / "configs" / "activity.yaml"), "--set", "train.epochs=200",
+         "--set", "split.n_splits=2", "--set", "experiment=sigterm"],
+        cwd=in_project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    client = MlflowClient(store)
+    try:
+        deadline = time.monotonic() + 240
+        fold_run = None
+        while fold_run is None and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(1)
+            exp = client.get_experiment_by_name("sigterm") if (in_project / "sigterm.db").exists() else None
+            if exp is not None:
+                runs = client.search_runs([exp.experiment_id])
+                fold_run = next((r for r in runs if "mlflow.parentRunId" in r.data.tags), None)
+        assert fold_run is not None, "no fold run appeared"
+        while not client.get_metric_history(fold_run.info.run_id, "train_loss") and time.monotonic() < deadline:
+            time.sleep(0.5)  # an epoch or two in: the signal lands mid-epoch of a running fold
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, err = process.communicate(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        stop(process)
+    assert process.returncode == 130, err
+    assert "stopped" in err and "Traceback" not in err
+    assert waited < 30
+    runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
+    statuses = {r.info.run_id: r.info.status for r in runs}
+    assert statuses and set(statuses.values()) == {"KILLED"}, statuses
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert "SIGTERM" in parent.data.tags["scribbles.error"]
+
+
+# ---------------------------------------------------------------- rerun and compare
+
+
+def test_rerun_reads_the_old_data_version_and_reproduces_metrics(tmp_path: Path, activity_small,
+                                                                prefect_api: str) -> None:
+    """After the data change, `rerun` reads the recorded version through DVC; *_mean match exactly; compare."""
+    root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
+    (root / "configs").mkdir()
+    (root / "configs" / "activity.yaml").write_text((REPO / "configs" / "activity.yaml").read_text())
+    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    first = run_cli("run", "configs/activity.yaml", *(f"--set={o}" for o in SMALL), "--set=experiment=again",
+                    cwd=root, env=env)
+    assert first.returncode == 0, first.stderr
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    original, _ = family(client, "again")
+    old_commit = git("rev-parse", "HEAD", cwd=root).strip()
+
+    # New data, recorded and committed: the workspace no longer holds the version the run read.
+    activity_small.iloc[::2].to_csv(root / "data" / "activity.csv", index=False)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=root, check=True)
+    git("commit", "-q", "-am", "new data", cwd=root)
+
+    again = run_cli("rerun", original.info.run_id, cwd=root, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"from commit {old_commit[:12]}" in again.stdout
+    rerun, _ = family(client, "again")
+    assert rerun.info.run_id != original.info.run_id
+    assert rerun.data.tags["scribbles.rerun_of"] == original.info.run_id
+    assert rerun.data.tags["scribbles.data_version"] == original.data.tags["scribbles.data_version"]
+    assert rerun.data.params["data.rev"] == old_commit
+    means = {k: v for k, v in original.data.metrics.items() if k.endswith("_mean")}
+    assert means and {k: rerun.data.metrics[k] for k in means} == means  # exactly, not approximately
+
+    compared = run_cli("compare", "--experiment", "again", "--json", cwd=root, env=env)
+    assert compared.returncode == 0, compared.stderr
+    table = json.loads(compared.stdout)
+    assert table["experiment"] == "again" and table["metrics"] == ["accuracy", "f1_macro"]
+    assert [r["run_id"] for r in table["runs"]] == [rerun.info.run_id, original.info.run_id]
+    assert table["differing_params"] == ["data.rev"]
+    row = table["runs"][1]["metrics"]["accuracy"]
+    assert row["mean"] == original.data.metrics["accuracy_mean"]
+    assert row["tta_gain"] == pytest.approx(original.data.metrics["accuracy_tta_mean"] - row["mean"])
+    text = run_cli("compare", cwd=root, env=env)
+    assert text.returncode == 0 and "TTA gain" in text.stdout and "data.rev" in text.stdout, text.stderr
+    missing = run_cli("rerun", "0123456789abcdef", cwd=root, env=env)
+    assert missing.returncode == 2 and "no run '0123456789abcdef'" in missing.stderr
+
+
+# ---------------------------------------------------------------- the UI
+
+
+def test_ui_serves_the_store_on_loopback(shared_project: Path) -> None:
+    """`scribbles ui --port P` serves MLflow's UI for ./mlflow.db on 127.0.0.1:P."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    process = subprocess.Popen([SCRIBBLES, "ui", "--port", str(port)], cwd=shared_project, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert "MLflow" in response.read().decode()
+    finally:
+        stop(process)
+    assert (shared_project / "mlflow.db").exists()
