@@ -231,18 +231,6 @@ class DvcSource(DataSource):
         return make_dataset(read_table(raw, self.params.path), self.params, version, self.params.path,
                             self.params.rev)
 
-
-def dvc_pointer(repo: Path, path: str) -> str:
-    """The ``.dvc`` file that tracks ``path`` (the file's own or a parent folder's), relative to ``repo``."""
-    candidate = Path(path)
-    for tracked in (candidate, *candidate.parents):
-        if str(tracked) in ("", "."):
-            break
-        pointer = tracked.with_name(tracked.name + ".dvc")
-        if (repo / pointer).is_file():
-            return str(pointer)
-    return ""
-
     @classmethod
     def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
         """Fields for a dry run: ``dataset`` as a CSV tracked by a fresh DVC repo (no git) in ``workdir``."""
@@ -262,6 +250,18 @@ def dvc_pointer(repo: Path, path: str) -> str:
             logger.setLevel(level)
         return {"path": "example.csv", "repo": str(workdir), "target": dataset.target,
                 "group": dataset.group, "time": dataset.time}
+
+
+def dvc_pointer(repo: Path, path: str) -> str:
+    """The ``.dvc`` file that tracks ``path`` (the file's own or a parent folder's), relative to ``repo``."""
+    candidate = Path(path)
+    for tracked in (candidate, *candidate.parents):
+        if str(tracked) in ("", "."):
+            break
+        pointer = tracked.with_name(tracked.name + ".dvc")
+        if (repo / pointer).is_file():
+            return str(pointer)
+    return ""
 
 
 def dvc_md5(info: dict[str, Any]) -> str:

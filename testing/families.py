@@ -34,7 +34,8 @@ from scribbles.core.registry import hook_problems
 
 from .kit import DryRunError
 from .synthetic import synthetic_dataset
-from .torch_families import check_loss, check_model, check_strategy, check_tta
+from .torch_families import check_loss, check_model, check_strategy, inputs_of, producer, spec_of
+from .tta_family import check_tta
 
 
 def _call(label: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -115,7 +116,14 @@ def check_splitter(splitter: Any, workdir: Path, registry: Registry | None) -> l
 
 
 def check_metric(metric: Any, workdir: Path, registry: Registry | None) -> list[str]:
-    """A finite float, and a perfect prediction scores at least as well as a random one."""
+    """A finite float, and a perfect prediction scores at least as well as a random one.
+
+    A metric that ``needs`` a model output (not "proba") scores it as the evaluator does: it gets the
+    flattened inputs and that output of a model that produces it (see ``check_output_metric``).
+    """
+    needs = getattr(metric, "needs", "proba")
+    if needs != "proba":
+        return check_output_metric(metric, needs, registry)
     dataset = synthetic_dataset()
     y_true = dataset.labels()
     classes = len(dataset.classes)
@@ -124,18 +132,47 @@ def check_metric(metric: Any, workdir: Path, registry: Registry | None) -> list[
     perfect = np.eye(classes)[y_true]
     noisy_score = _call("compute()", metric.compute, y_true, noisy)
     perfect_score = _call("compute()", metric.compute, y_true, perfect)
-    problems = []
-    for score in (noisy_score, perfect_score):
+    return _score_problems(metric, perfect_score, noisy_score, "a perfect prediction", "a random one")
+
+
+def check_output_metric(metric: Any, needs: str, registry: Registry | None) -> list[str]:
+    """compute(inputs, output) on an untrained model that declares ``needs`` is a finite float.
+
+    As in ``scribbles.core.evaluation.tta_metrics``, ``y_true`` is the flattened inputs and ``proba``
+    the model's output ``needs``, flattened per row. For ``reconstruction`` the inputs themselves, a
+    perfect reconstruction, must score at least as well as the untrained model's.
+    """
+    from scribbles.core.evaluation import collect_output
+
+    found = producer(registry, needs)
+    if found is None:
+        return [f"needs the model output {needs!r}, which no model in the registry produces with its defaults; "
+                "the kit cannot dry-run it (pass a registry that holds one)"]
+    model, kind = found
+    dataset = synthetic_dataset(kind)
+    x, _ = inputs_of(dataset)
+    module = _call(f"build() of model '{model.name}'", model.build, spec_of(dataset))
+    output = _call(f"model '{model.name}' giving {needs!r}", collect_output, module, x, needs)
+    y_true = x.reshape(len(x), -1).numpy()
+    score = _call("compute()", metric.compute, y_true, output)
+    if needs != "reconstruction":
+        return _score_problems(metric, score, score, "", "")
+    perfect = _call("compute()", metric.compute, y_true, y_true.copy())
+    return _score_problems(metric, perfect, score, "a perfect reconstruction", f"untrained '{model.name}'")
+
+
+def _score_problems(metric: Any, perfect: Any, other: Any, perfect_label: str, other_label: str) -> list[str]:
+    """Non-finite scores, or ``perfect`` scoring worse than ``other`` given ``greater_is_better``."""
+    for score in (other, perfect):
         if not isinstance(score, float | int | np.floating) or not math.isfinite(float(score)):
-            problems.append(f"compute() returned {score!r}; it must return a finite float")
-            return problems
-    better = perfect_score >= noisy_score if metric.greater_is_better else perfect_score <= noisy_score
+            return [f"compute() returned {score!r}; it must return a finite float"]
+    better = perfect >= other if metric.greater_is_better else perfect <= other
     if not better:
-        problems.append(
-            f"a perfect prediction scores {perfect_score} and a random one {noisy_score}; "
+        return [
+            f"{perfect_label} scores {perfect} and {other_label} {other}; "
             f"greater_is_better is {metric.greater_is_better}, so one of them is wrong"
-        )
-    return problems
+        ]
+    return []
 
 
 def check_tracker(tracker: Any, workdir: Path, registry: Registry | None) -> list[str]:

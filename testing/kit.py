@@ -43,11 +43,24 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+#: The factors the kit composes when a ``compose`` comes without params: a lossy shift and an exact flip.
+COMPOSE_PARTS: tuple[dict[str, Any], ...] = ({"name": "shift", "dx": [-1, 1], "dy": [0]}, {"name": "hflip"})
+
+
+def kit_params(cls: type[Technique]) -> dict[str, Any]:
+    """Params the kit supplies to a class that has no ``example_params``: factors for a compose, else none."""
+    from scribbles.core.compose import Compose
+
+    if issubclass(cls, Compose):
+        return {"transforms": [dict(part) for part in COMPOSE_PARTS]}
+    return {}
+
+
 def build(cls: type[Technique], params: dict[str, Any] | None, workdir: Path) -> Technique:
-    """``cls`` built from ``params``, else from ``cls.example_params(workdir, dataset)``, else defaults."""
+    """``cls`` built from ``params``, else ``cls.example_params(workdir, dataset)``, else ``kit_params``."""
     if params is None:
         example = getattr(cls, "example_params", None)
-        params = dict(example(workdir, synthetic_dataset())) if example is not None else {}
+        params = dict(example(workdir, synthetic_dataset())) if example is not None else kit_params(cls)
     try:
         validated = cls.Params(**params)
     except ValidationError as exc:

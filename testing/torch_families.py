@@ -1,22 +1,32 @@
-"""The torch-side family contracts: model, loss, strategy and TTA transform."""
+"""The torch-side family contracts: model, loss and strategy (TTA transforms in ``tta_family``).
+
+A model returns class logits or a mapping of named outputs holding at least ``logits`` (see
+``scribbles.core.outputs``); a classic model (an estimator with nothing to train by gradient) is
+fitted through the strategy it names in ``default_strategy``; a loss reads the outputs it ``needs``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from scribbles.core import ConfigError, ModelSpec, Registry, TrainConfig, TrainResult, View, load_registry
+from scribbles.core import ConfigError, ModelSpec, Registry, TrainConfig, TrainResult, load_registry
 from scribbles.core.contracts import Dataset
+from scribbles.core.outputs import LOGITS, logits_of
 
 from .kit import DryRunError
 from .synthetic import SHAPES, synthetic_dataset
 
 ROWS = 48
+#: Rows the strategy dry runs train on; the rest of the synthetic rows validate.
+TRAIN_ROWS = 36
 
 
-def _call(label: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(label: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``func(*args)``, with any exception turned into a DryRunError naming the step."""
     try:
         return func(*args, **kwargs)
     except Exception as exc:
@@ -25,8 +35,8 @@ def _call(label: str, func: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def spec_of(dataset: Dataset) -> ModelSpec:
-    """The ModelSpec a flow would give a model for ``dataset``."""
-    return ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes))
+    """The ModelSpec a flow would give a model for ``dataset`` (class labels as text included)."""
+    return ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
 
 
 def inputs_of(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,76 +46,231 @@ def inputs_of(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x), torch.from_numpy(dataset.labels())
 
 
+def _registry(registry: Registry | None) -> Registry:
+    """``registry``, or the built-ins."""
+    return registry or load_registry(autoload=False)
+
+
+def _trainable(module: Any) -> bool:
+    """Whether ``module`` is a torch module with a parameter to train by gradient."""
+    return isinstance(module, torch.nn.Module) and any(p.requires_grad for p in module.parameters())
+
+
+def _shape(value: Any) -> Any:
+    """A tensor's shape, or the type name of anything else, for problem lines."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+# ---------------------------------------------------------------- models
+
+
+def output_problems(model: Any, out: Any, spec: ModelSpec, rows: int, where: str) -> list[str]:
+    """How a forward pass's ``out`` breaks the outputs contract of ``scribbles.core.outputs``.
+
+    ``logits`` (rows, n_classes) always; a mapping holds every name the model declares in ``outputs``,
+    and the names the library knows have their documented shapes.
+    """
+    declared = set(getattr(model, "outputs", {LOGITS}))
+    problems = []
+    if LOGITS not in declared:
+        problems.append(f"outputs is {sorted(declared)}; it must include 'logits'")
+    if isinstance(out, Mapping):
+        missing = sorted(declared - set(out))
+        if missing:
+            return [*problems, f"{where}: outputs declares {', '.join(missing)}, but forward returned "
+                               f"only {', '.join(sorted(map(str, out)))}"]
+        odd = sorted(str(k) for k, v in out.items() if not isinstance(v, torch.Tensor))
+        if odd:
+            return [*problems, f"{where}: output {', '.join(odd)} is not a tensor"]
+    elif isinstance(out, torch.Tensor):
+        extra = sorted(declared - {LOGITS})
+        if extra:
+            problems.append(f"{where}: outputs declares {', '.join(extra)}, but forward returns a plain tensor "
+                            "(logits only); return a dict of the declared outputs")
+    else:
+        return [*problems, f"{where}: output is {type(out).__name__}; it must be a logits tensor or a dict of "
+                           "named outputs holding 'logits'"]
+    logits = out.get(LOGITS) if isinstance(out, Mapping) else out
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (rows, spec.n_classes):
+        got = "dict without 'logits'" if logits is None else _shape(logits)
+        return [*problems, f"{where}: output is {got}; it must be (rows, n_classes) = {(rows, spec.n_classes)}"]
+    if isinstance(out, Mapping):
+        expected = {
+            "embedding": (lambda t: t.dim() == 2 and len(t) == rows, "(rows, features)"),
+            "reconstruction": (lambda t: tuple(t.shape) == (rows, math.prod(spec.input_shape)),
+                               f"(rows, inputs) = {(rows, math.prod(spec.input_shape))}"),
+            "objective": (lambda t: t.numel() == 1, "a scalar"),
+            "steps": (lambda t: t.dim() == 3 and len(t) == rows, "(rows, steps, tokens + 1)"),
+        }
+        for key, (fits, wanted) in expected.items():
+            if key in out and not fits(out[key]):
+                problems.append(f"{where}: output '{key}' is {_shape(out[key])}; it must be {wanted}")
+    tensors = out.values() if isinstance(out, Mapping) else [out]
+    if not all(torch.isfinite(t.detach()).all() for t in tensors if t.is_floating_point()):
+        problems.append(f"{where}: an output holds NaN or inf")
+    return problems
+
+
 def check_model(model: Any, workdir: Path, registry: Registry | None) -> list[str]:
-    """For each data kind it takes: build(spec) gives one score per class per row, and gradients flow."""
+    """For each data kind it takes: one score per class per row, the declared outputs, and training.
+
+    A torch model must send a gradient to its parameters; a classic one (nothing to train by gradient,
+    a scikit-learn estimator, say) is fitted on tiny data through the strategy its ``default_strategy``
+    names, and the fitted model must then give class scores.
+    """
     problems: list[str] = []
     if not model.kinds or not set(model.kinds) <= set(SHAPES):
         return [f"kinds is {sorted(model.kinds)}; it must name some of {', '.join(SHAPES)}"]
     for kind in sorted(model.kinds):
         dataset = synthetic_dataset(kind)
         spec = spec_of(dataset)
-        x, y = inputs_of(dataset)
+        x, _ = inputs_of(dataset)
         module = _call(f"build({kind} spec)", model.build, spec)
-        if isinstance(module, torch.nn.Module):
-            module.train()
-            out = _call(f"forward on {kind} inputs {tuple(x.shape)}", module, x)
-            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (ROWS, spec.n_classes):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                problems.append(f"{kind}: output is {shape}; it must be (rows, n_classes) = {(ROWS, spec.n_classes)}")
-                continue
-            if not torch.isfinite(out).all():
-                problems.append(f"{kind}: output holds NaN or inf")
-                continue
-            if out.requires_grad:
-                out.float().logsumexp(-1).mean().backward()
-            learns = any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
-            if not out.requires_grad or not learns:
-                problems.append(f"{kind}: no parameter gets a gradient; the model cannot be trained")
-        elif hasattr(module, "fit") and hasattr(module, "predict_proba"):
-            flat = x.reshape(len(x), -1).numpy()
-            _call(f"{kind}: fit()", module.fit, flat, y.numpy())
-            proba = _call(f"{kind}: predict_proba()", module.predict_proba, flat)
-            if getattr(proba, "shape", None) != (ROWS, spec.n_classes):
-                problems.append(f"{kind}: predict_proba gave {getattr(proba, 'shape', proba)}, "
-                                f"not (rows, n_classes) = {(ROWS, spec.n_classes)}")
-        else:
-            problems.append(f"build() returned {type(module).__name__}: neither a torch.nn.Module nor an "
-                            "estimator with fit() and predict_proba()")
+        if not _trainable(module):
+            problems += _check_classic(model, kind, registry)
+            continue
+        module.train()
+        out = _call(f"forward on {kind} inputs {tuple(x.shape)}", module, x)
+        found = output_problems(model, out, spec, ROWS, kind)
+        if found:
+            problems += found
+            continue
+        logits = logits_of(out)
+        if logits.requires_grad:
+            logits.float().logsumexp(-1).mean().backward()
+        learns = any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+        if not logits.requires_grad or not learns:
+            problems.append(f"{kind}: no parameter gets a gradient; the model cannot be trained")
     return problems
 
 
+def _check_classic(model: Any, kind: str, registry: Registry | None) -> list[str]:
+    """A model with nothing to train by gradient, fitted through its own strategy on ``kind`` rows."""
+    name = getattr(model, "default_strategy", None)
+    if not name or name == "single":
+        return [f"{kind}: build() gives nothing to train by gradient (an estimator?); a classic model must name "
+                "the strategy that fits it in default_strategy (e.g. 'sklearn')"]
+    reg = _registry(registry)
+    strategy = _call(f"creating its strategy '{name}'", reg.create, "strategy", name)
+    loss = reg.create("loss", "cross_entropy")
+    return [f"{kind}: {p}" for p in dry_fit(strategy, model, loss, kind)]
+
+
+def producer(registry: Registry | None, name: str) -> tuple[Any, str] | None:
+    """A model of the registry that declares output ``name`` with its default params, and a kind it takes."""
+    reg = _registry(registry)
+    for info in reg.techniques("model"):
+        try:
+            model = reg.create("model", info.name)
+        except Exception:  # a model that needs params: not a candidate
+            continue
+        kinds = set(model.kinds) & set(SHAPES)
+        if name in set(getattr(model, "outputs", ())) and kinds:
+            return model, "tabular" if "tabular" in kinds else sorted(kinds)[0]
+    return None
+
+
+# ---------------------------------------------------------------- losses
+
+
+def synthetic_outputs(spec: ModelSpec, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Every output ``scribbles.core.outputs`` names, for ``x``, and the leaf tensor each one's gradient reaches.
+
+    ``objective`` is the mean squared error of ``reconstruction`` (as an autoencoder's), so its leaf is
+    the reconstruction's; ``steps`` are log-probabilities over the class labels' tokens plus a blank.
+    """
+    generator = torch.Generator().manual_seed(0)
+    flat = x.reshape(len(x), -1)
+    vocabulary, _ = spec.token_sequences()
+    leaves = {
+        "logits": torch.randn(len(x), spec.n_classes, generator=generator),
+        "embedding": torch.randn(len(x), 8, generator=generator),
+        "reconstruction": flat + 0.5 * torch.randn(flat.shape, generator=generator),
+        "steps": torch.randn(len(x), 4, len(vocabulary) + 1, generator=generator),
+    }
+    leaves = {key: value.requires_grad_() for key, value in leaves.items()}
+    outputs = dict(leaves)
+    outputs["objective"] = (leaves["reconstruction"] - flat).pow(2).mean()
+    outputs["steps"] = leaves["steps"].log_softmax(-1)
+    grads = {**leaves, "objective": leaves["reconstruction"]}
+    return outputs, grads
+
+
+def _value_problem(value: Any) -> str | None:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        return (f"loss(outputs, batch) returned {type(value).__name__} {getattr(value, 'shape', '')}; "
+                "it must return a scalar tensor")
+    if not math.isfinite(float(value.detach())):
+        return f"loss(outputs, batch) is {float(value.detach())} on ordinary inputs"
+    return None
+
+
 def check_loss(loss: Any, workdir: Path, registry: Registry | None) -> list[str]:
-    """loss(outputs, (inputs, targets)) is a finite scalar that sends a gradient to the outputs."""
+    """loss(outputs, (inputs, targets)) is a finite scalar that sends a gradient to each output it ``needs``.
+
+    The outputs are a logits tensor and a mapping of every output ``scribbles.core.outputs`` names; a
+    loss that reads logits only must give the same value on both (models may return either).
+    """
     dataset = synthetic_dataset()
     spec = spec_of(dataset)
     x, y = inputs_of(dataset)
+    needs = set(getattr(loss, "needs", {LOGITS}))
     module = _call("build(spec)", loss.build, spec)
-    logits = torch.randn(ROWS, spec.n_classes, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    value = _call("loss(outputs, batch)", module, logits, (x, y))
-    if not isinstance(value, torch.Tensor) or value.numel() != 1:
-        return [f"loss(outputs, batch) returned {type(value).__name__} {getattr(value, 'shape', '')}; "
-                "it must return a scalar tensor"]
-    if not math.isfinite(float(value.detach())):
-        return [f"loss(outputs, batch) is {float(value.detach())} on ordinary inputs"]
+    outputs, leaves = synthetic_outputs(spec, x)
+    unknown = sorted(needs - set(outputs))
+    if unknown:
+        return [f"needs the model output {', '.join(unknown)}, which scribbles.core.outputs does not name; "
+                "the kit cannot dry-run it"]
+    problems: list[str] = []
+    if needs == {LOGITS}:
+        plain = leaves[LOGITS].detach().clone().requires_grad_()
+        value = _call("loss(logits, batch)", module, plain, (x, y))
+        problem = _value_problem(value)
+        if problem:
+            return [problem]
+        value.backward()
+        if plain.grad is None or not torch.isfinite(plain.grad).all() or plain.grad.abs().sum() == 0:
+            return ["loss sends no finite gradient to the model's outputs"]
+        hint = "read the logits with scribbles.core.outputs.logits_of"
+        try:
+            mapped = module(outputs, (x, y))
+        except Exception as exc:
+            return [f"loss(outputs, batch) raised {type(exc).__name__} when the model returns a dict of outputs; "
+                    f"{hint}"]
+        if not isinstance(mapped, torch.Tensor) or not torch.allclose(mapped.detach(), value.detach()):
+            problems.append(f"loss differs when the model returns a dict of outputs; {hint}")
+        return problems
+    value = _call("loss(outputs, batch)", module, outputs, (x, y))
+    problem = _value_problem(value)
+    if problem:
+        return [problem]
     value.backward()
-    if logits.grad is None or not torch.isfinite(logits.grad).all() or logits.grad.abs().sum() == 0:
-        return ["loss sends no finite gradient to the model's outputs"]
-    return []
+    for key in sorted(needs):
+        grad = leaves[key].grad
+        if grad is None or not torch.isfinite(grad).all() or grad.abs().sum() == 0:
+            problems.append(f"loss sends no finite gradient to the model output '{key}', which it needs")
+    return problems
+
+
+# ---------------------------------------------------------------- strategies
 
 
 def _companions(strategy: Any, registry: Registry | None) -> tuple[Any, Any]:
     """A model that this strategy trains (one naming it as default_strategy, else mlp) and a loss."""
-    registry = registry or load_registry(autoload=False)
+    registry = _registry(registry)
     for info in registry.techniques("model"):
         if getattr(info.cls, "default_strategy", None) == strategy.name:
             return registry.create("model", info.name), registry.create("loss", "cross_entropy")
     return registry.create("model", "mlp", hidden=[8]), registry.create("loss", "cross_entropy")
 
 
-def check_strategy(strategy: Any, workdir: Path, registry: Registry | None) -> list[str]:
-    """fit() trains for ``epochs``, calls every callback once an epoch, and returns a usable model."""
-    dataset = synthetic_dataset()
-    model, loss = _companions(strategy, registry)
+def dry_fit(strategy: Any, model: Any, loss: Any, kind: str = "tabular") -> list[str]:
+    """Fit ``model`` with ``strategy`` on tiny ``kind`` data; check the history, callbacks and trained model.
+
+    A model with parameters to train runs ``epochs`` epochs; one with nothing to train by gradient (a
+    classic estimator) is fitted in one pass, reported as epoch 0.
+    """
+    dataset = synthetic_dataset(kind)
     spec = spec_of(dataset)
     x, y = inputs_of(dataset)
     config = TrainConfig(epochs=2, batch_size=12, lr=0.01, device="cpu", threads=1, timeout=120)
@@ -118,78 +283,54 @@ def check_strategy(strategy: Any, workdir: Path, registry: Registry | None) -> l
                 raise DryRunError(f"check() refused a plain config: {exc}") from None
             config = config.model_copy(update={"workers": 2})  # a strategy that needs several workers
             _call("check() with 2 workers", check, config, model)
+    one_pass = not _trainable(_call(f"build({kind} spec)", model.build, spec))
+    epochs = 1 if one_pass else config.epochs
     seen: list[tuple[int, dict[str, float]]] = []
     result = _call(
         "fit()",
         strategy.fit,
         lambda: model.build(spec),
         loss.build(spec),
-        torch.utils.data.TensorDataset(x[:36], y[:36]),
-        torch.utils.data.TensorDataset(x[36:], y[36:]),
+        torch.utils.data.TensorDataset(x[:TRAIN_ROWS], y[:TRAIN_ROWS]),
+        torch.utils.data.TensorDataset(x[TRAIN_ROWS:], y[TRAIN_ROWS:]),
         config,
         [lambda epoch, metrics: seen.append((epoch, dict(metrics)))],
     )
     if not isinstance(result, TrainResult):
         return [f"fit() returned {type(result).__name__}, not a scribbles.core.TrainResult"]
     problems = []
-    if len(result.history) != config.epochs:
-        problems.append(f"history has {len(result.history)} entries for {config.epochs} epochs")
-    if [epoch for epoch, _ in seen] != list(range(config.epochs)):
-        problems.append(f"callbacks saw epochs {[e for e, _ in seen]}; expected {list(range(config.epochs))}")
+    if len(result.history) != epochs:
+        what = "a one-pass fit (nothing trained by gradient)" if one_pass else f"{epochs} epochs"
+        problems.append(f"history has {len(result.history)} entries for {what}")
+    if [epoch for epoch, _ in seen] != list(range(epochs)):
+        problems.append(f"callbacks saw epochs {[e for e, _ in seen]}; expected {list(range(epochs))}")
     for epoch, metrics in seen:
         for key in ("train_loss", "valid_loss"):
             if not math.isfinite(float(metrics.get(key, math.nan))):
                 problems.append(f"epoch {epoch}: callback metrics lack a finite {key}")
     if result.model is None:
         problems.append("TrainResult.model is None")
-    elif isinstance(result.model, torch.nn.Module):
+    elif not isinstance(result.model, torch.nn.Module):
+        problems.append(f"TrainResult.model is {type(result.model).__name__}, not a torch.nn.Module the "
+                        "evaluator can call")
+    else:
+        valid = len(x) - TRAIN_ROWS
         with torch.no_grad():
-            out = _call("the trained model", result.model.eval(), x[36:])
-        if tuple(out.shape) != (len(x) - 36, spec.n_classes):
-            problems.append(f"the trained model gives {tuple(out.shape)} for {len(x) - 36} rows")
+            out = _call("the trained model", result.model.eval(), x[TRAIN_ROWS:])
+        logits = out.get(LOGITS) if isinstance(out, Mapping) else out
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (valid, spec.n_classes):
+            problems.append(f"the trained model gives {_shape(logits)} for {valid} rows; "
+                            f"it must give (rows, n_classes) = {(valid, spec.n_classes)}")
+        elif not torch.isfinite(logits).all():
+            problems.append("the trained model's class scores hold NaN or inf")
     return problems
 
 
-def _claims_inverse(view: Any) -> bool:
-    """Whether a view says that ``invert`` undoes ``apply`` (dense outputs aligned with the input)."""
-    declared = getattr(view, "invertible", None)
-    if declared is not None:
-        return bool(declared)
-    return type(view).invert is not View.invert or getattr(view, "_invert", None) is not None
+def check_strategy(strategy: Any, workdir: Path, registry: Registry | None) -> list[str]:
+    """fit() trains for ``epochs`` (a classic model: one pass), calls every callback, and returns a usable model.
 
-
-def check_tta(transform: Any, workdir: Path, registry: Registry | None) -> list[str]:
-    """Every view keeps shape and dtype, leaves its input alone, repeats, and inverts where it claims to."""
-    if not transform.kinds or not set(transform.kinds) <= set(SHAPES):
-        return [f"kinds is {sorted(transform.kinds)}; it must name the data kinds it fits ({', '.join(SHAPES)})"]
-    views = _call("views()", transform.views)
-    if not views:
-        return ["views() returned no view"]
-    problems = []
-    for kind in sorted(transform.kinds):
-        x, _ = inputs_of(synthetic_dataset(kind))
-        original = x.clone()
-        for view in views:
-            label = f"{kind} view {getattr(view, 'name', view)!r}"
-            if not callable(getattr(view, "apply", None)) or not callable(getattr(view, "invert", None)):
-                problems.append(f"{label}: a view needs apply() and invert() (use scribbles.core.View)")
-                continue
-            out = _call(f"{label}: apply()", view.apply, x)
-            if not torch.equal(x, original):
-                problems.append(f"{label}: apply() changed its input in place")
-                x = original.clone()
-            if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
-                got = (tuple(out.shape), out.dtype) if isinstance(out, torch.Tensor) else type(out).__name__
-                problems.append(f"{label}: apply() gave {got}; it must keep shape {tuple(x.shape)} and {x.dtype}")
-                continue
-            if not torch.equal(out, view.apply(x)):
-                problems.append(f"{label}: apply() is not deterministic")
-            scores = torch.randn(len(x), 3, generator=torch.Generator().manual_seed(1))
-            inverted = _call(f"{label}: invert() on class scores", view.invert, scores)
-            if getattr(inverted, "shape", None) != scores.shape:
-                problems.append(f"{label}: invert() changed the shape of class scores")
-            if _claims_inverse(view):
-                back = _call(f"{label}: invert()", view.invert, out)
-                if getattr(back, "shape", None) != x.shape or not torch.allclose(back, x, atol=1e-5):
-                    problems.append(f"{label}: says it inverts, but invert(apply(x)) is not x")
-    return problems
+    The model trained is one that names this strategy as its ``default_strategy`` (a classic model for
+    ``sklearn``), else a small mlp.
+    """
+    model, loss = _companions(strategy, registry)
+    return dry_fit(strategy, model, loss)

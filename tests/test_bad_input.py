@@ -154,7 +154,7 @@ CASES = [
          change=_data("files/nanfeature.csv")),
     Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features"],
          change=_data("files/good.csv", kind="sequence", shape=[3, 3])),
-    Case("split-needs-group", ["split.name: group_kfold needs data.group"],
+    Case("split-needs-group", ["data.group: splitter 'group_kfold'", "needs data.group"],
          change=lambda c: (c["data"].pop("group"), c["data"].update(features=["f0", "f1", "f2", "f3"]),
                            c.update(split={"name": "group_kfold", "n_splits": 2}))),
     Case("split-more-folds-than-groups", ["split.n_splits: group_kfold asks for 20 folds but the data has 8 groups"],

@@ -150,6 +150,90 @@ def test_loss_must_be_a_scalar() -> None:
     assert any("must return a scalar tensor" in p for p in problems(VectorLoss))
 
 
+class DeclaresEmbedding(Model):
+    """A model that declares an embedding output but returns bare logits."""
+
+    name = "declares_embedding"
+    kinds = frozenset({"tabular"})
+    outputs = frozenset({"logits", "embedding"})
+
+    def build(self, spec):
+        return nn.Sequential(nn.Flatten(), nn.Linear(4, spec.n_classes))
+
+
+class DictOutputs(DeclaresEmbedding):
+    """The same model returning the dict of outputs it declares."""
+
+    def build(self, spec):
+        class Net(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.body, self.head = nn.Linear(4, 5), nn.Linear(5, spec.n_classes)
+
+            def forward(self, x):
+                embedding = self.body(x)
+                return {"logits": self.head(embedding), "embedding": embedding}
+
+        return Net()
+
+
+class BareEstimator(Model):
+    """A classic model that returns a bare scikit-learn estimator."""
+
+    name = "bare_estimator"
+    kinds = frozenset({"tabular"})
+
+    def build(self, spec):
+        from sklearn.neighbors import KNeighborsClassifier
+
+        return KNeighborsClassifier(n_neighbors=3)
+
+
+def test_model_outputs_may_be_a_dict_holding_what_the_model_declares() -> None:
+    assert problems(DictOutputs) == []
+    assert any("outputs declares embedding, but forward returns a plain tensor" in p
+               for p in problems(DeclaresEmbedding))
+
+
+def test_a_classic_model_is_fitted_through_the_strategy_it_names() -> None:
+    found = problems(BareEstimator)
+    assert any("must name the strategy that fits it in default_strategy" in p for p in found), found
+    fitted = type("FittedEstimator", (BareEstimator,), {"default_strategy": "sklearn", "__doc__": "Fitted."})
+    assert problems(fitted) == []
+
+
+class RawCrossEntropy(Loss):
+    """A loss that hands the model's outputs straight to cross_entropy."""
+
+    name = "raw_cross_entropy"
+
+    def build(self, spec):
+        class Raw(nn.Module):
+            def forward(self, outputs, batch):
+                return nn.functional.cross_entropy(outputs, batch[1])
+
+        return Raw()
+
+
+class IgnoresEmbedding(Loss):
+    """A loss that says it needs the embedding and never reads it."""
+
+    name = "ignores_embedding"
+    needs = frozenset({"logits", "embedding"})
+
+    def build(self, spec):
+        class Lazy(nn.Module):
+            def forward(self, outputs, batch):
+                return nn.functional.cross_entropy(outputs["logits"], batch[1])
+
+        return Lazy()
+
+
+def test_losses_read_dict_outputs_and_use_what_they_need() -> None:
+    assert any("when the model returns a dict of outputs" in p for p in problems(RawCrossEntropy))
+    assert any("no finite gradient to the model output 'embedding'" in p for p in problems(IgnoresEmbedding))
+
+
 class Forgetful(Strategy):
     """A strategy that trains once and never reports an epoch."""
 
@@ -200,6 +284,32 @@ def test_tta_shape_in_place_and_inverse_are_checked() -> None:
     assert any("says it inverts, but invert(apply(x)) is not x" in p for p in problems(transform("Wrong", wrong)))
 
 
+def _edge_shift(x, step):
+    """Move the last axis by ``step`` positions, repeating the edge into the gap."""
+    index = (torch.arange(x.shape[-1]) - step).clamp(0, x.shape[-1] - 1)
+    return x.index_select(-1, index)
+
+
+def test_tta_lossy_inverse_is_excused_only_where_a_fill_invented_values() -> None:
+    good = View("shift", lambda x: _edge_shift(x, 1), lambda y: _edge_shift(y, -1))
+    assert problems(transform("EdgeShift", good)) == []
+    same_way = View("shift", lambda x: _edge_shift(x, 1), lambda y: _edge_shift(y, 1))
+    assert any("values end up away from where they started" in p
+               for p in problems(transform("SameWay", same_way)))
+
+
+def test_tta_is_tried_at_every_shape_its_check_accepts() -> None:
+    turn = View("turn", lambda x: x.rot90(1, (-2, -1)), lambda y: y.rot90(-1, (-2, -1)))
+    found = problems(transform("Turn", turn))
+    assert any("image 1x4x6 view 'turn': apply() gave" in p for p in found), found
+    square = type("SquareTurn", (transform("Turn", turn),),
+                  {"check": lambda self, shape: None if shape[-1] == shape[-2] else "needs square images"})
+    assert not any("apply() gave" in p for p in problems(square))
+    never = type("Never", (_TTABase,), {"views": lambda self: [View("x", lambda x: x)],
+                                        "check": lambda self, shape: "never fits", "__doc__": "Never."})
+    assert any("check() refuses every row shape the kit tries" in p for p in problems(never))
+
+
 # ---------------------------------------------------------------- metrics, data, trackers, the class itself
 
 
@@ -215,6 +325,23 @@ class ErrorRate(Metric):
 def test_metric_direction_is_checked() -> None:
     assert any("one of them is wrong" in p for p in problems(ErrorRate))
     fixed = type("ErrorRateFixed", (ErrorRate,), {"greater_is_better": False, "__doc__": "Error rate."})
+    assert problems(fixed) == []
+
+
+class ReconstructionError(Metric):
+    """Mean squared reconstruction error, wrongly marked greater-is-better."""
+
+    name = "reconstruction_error"
+    needs = "reconstruction"
+
+    def compute(self, y_true, proba):
+        return float(np.mean((proba - y_true) ** 2))
+
+
+def test_a_metric_on_a_model_output_gets_that_output() -> None:
+    found = problems(ReconstructionError)
+    assert any("a perfect reconstruction scores 0.0" in p and "one of them is wrong" in p for p in found), found
+    fixed = type("ReconstructionErrorFixed", (ReconstructionError,), {"greater_is_better": False, "__doc__": "MSE."})
     assert problems(fixed) == []
 
 
