@@ -57,6 +57,19 @@ def factorize(values: pd.Series | np.ndarray, sort: bool = True) -> tuple[np.nda
     """
     if isinstance(values, pd.Series):
         values = values.to_numpy() if isinstance(values.dtype, np.dtype) else values.array
+    if isinstance(values, pd.Categorical):
+        # Already coded (a category column, or dictionary-encoded Parquet): no hashing at all.
+        codes, count = np.asarray(values.codes), len(values.categories)
+        if sort and not values.categories.is_monotonic_increasing:
+            order = np.argsort(np.asarray(values.categories), kind="stable")
+            rank = np.empty(count, dtype=codes.dtype)
+            rank[order] = np.arange(count, dtype=codes.dtype)
+            codes = np.where(codes >= 0, rank[codes], -1)
+        used = np.bincount(codes[codes >= 0], minlength=count) > 0
+        if not used.all():  # unused categories are no groups: renumber densely
+            remap = np.cumsum(used) - 1
+            codes, count = np.where(codes >= 0, remap[codes], -1), int(used.sum())
+        return codes, count
     array = values
     dtype = getattr(array, "dtype", None)
     if sort and isinstance(dtype, np.dtype) and dtype.kind in "iu" and len(array):

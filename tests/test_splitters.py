@@ -282,13 +282,14 @@ def test_stratified_group_kfold_keeps_class_shares() -> None:
 
 
 def test_group_kfold_balances_rows_and_string_groups_work() -> None:
-    """Fold sizes are as even as the groups allow; string and Arrow-backed group columns give the same folds."""
+    """Fold sizes are as even as the groups allow; string, Arrow and category group columns give the same folds."""
     dataset = make_dataset(5000, 97, 2, 5, 7, time=False)
     by_int = guarded_folds(create("splitter", "group_kfold", n_splits=5), dataset)
     sizes = [len(f.valid) for f in by_int]
     assert max(sizes) - min(sizes) <= dataset.frame["g"].value_counts().max()
     names = dataset.frame.assign(g=dataset.frame["g"].map(lambda v: f"subject-{v:04d}"))
-    for column in (names["g"].astype(object), names["g"].astype("string[pyarrow]")):
+    shuffled = pd.Categorical(names["g"], categories=[*sorted(set(names["g"]), reverse=True), "unused"])
+    for column in (names["g"].astype(object), names["g"].astype("string[pyarrow]"), shuffled):
         frame = names.assign(g=column)
         by_name = list(create("splitter", "group_kfold", n_splits=5).split(
             Dataset(frame=frame, target="y", features=[], group="g")))

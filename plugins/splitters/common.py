@@ -45,12 +45,11 @@ def folds_from_assignment(row_fold: np.ndarray, n_folds: int) -> Iterator[Fold]:
 
     ``row_fold`` is a small int per row; -1 leaves a row out of every fold.
     """
-    assigned = row_fold >= 0
-    everyone = bool(assigned.all())
+    unassigned = row_fold < 0
+    everyone = not unassigned.any()
     for index in range(n_folds):
-        is_valid = row_fold == index
-        is_train = ~is_valid if everyone else assigned & ~is_valid
-        yield Fold(index, np.flatnonzero(is_train), np.flatnonzero(is_valid))
+        is_train = row_fold != index if everyone else (row_fold != index) & ~unassigned
+        yield Fold(index, np.flatnonzero(is_train), np.flatnonzero(row_fold == index))
 
 
 def fold_dtype(n_folds: int) -> type[np.signedinteger]:

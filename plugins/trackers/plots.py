@@ -54,7 +54,7 @@ def plot_confusion(counts: np.ndarray, classes: Sequence[str], title: str, path:
 def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], title: str, path: Path) -> Path:
     """Per-epoch losses of every fold on one axes: a colour per fold, train solid, valid dashed."""
     figure = _figure(6.0, 3.8)
-    figure.subplots_adjust(left=0.12, bottom=0.13, right=0.78, top=0.9)
+    figure.subplots_adjust(left=0.12, bottom=0.13, right=0.84, top=0.9)
     ax = figure.add_subplot()
     from matplotlib import colormaps
 
@@ -64,10 +64,10 @@ def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]],
         for name, style in (("train_loss", "-"), ("valid_loss", "--")):
             values = [epoch[name] for epoch in history if name in epoch]
             if values:
-                ax.plot(range(len(values)), values, style, color=colours(k % 10), marker=".",
-                        label=f"fold {fold} {name.removesuffix('_loss')}")
+                ax.plot(range(len(values)), values, style, color=colours(k % 10),
+                        label=f"fold {fold}" if name == "train_loss" else None)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (solid: train, dashed: valid)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.savefig(path, dpi=80)
