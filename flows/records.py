@@ -58,8 +58,10 @@ def metric_names(runs: list[Any]) -> list[str]:
     names: dict[str, None] = {}
     for run in runs:
         for key in run.data.metrics:
-            if key.endswith("_mean") and not key.endswith("_tta_mean"):
-                names[key.removesuffix("_mean")] = None
+            # A base metric has a TTA twin; `{m}_tta_gain` and `{m}_tta_{transform}` are its breakdown.
+            base = key.removesuffix("_mean")
+            if key.endswith("_mean") and "_tta" not in base and f"{base}_tta_mean" in run.data.metrics:
+                names[base] = None
     return list(names)
 
 
