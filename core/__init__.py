@@ -31,7 +31,7 @@ from .contracts import (
 from .errors import BadInput, ConfigError, LeakageError, PluginError, ScribblesError
 from .markers import HOOK_API_VERSION, hookimpl, hookspec
 from .plan import Plan, resolve
-from .registry import Registry, create, default_registry, load_registry
+from .registry import Registry, create, default_registry, load_registry, registry_for
 
 __all__ = [
     "FAMILIES",
@@ -71,5 +71,6 @@ __all__ = [
     "hookspec",
     "load_config",
     "load_registry",
+    "registry_for",
     "resolve",
 ]

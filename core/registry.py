@@ -428,6 +428,13 @@ def default_registry() -> Registry:
     return _DEFAULT
 
 
+def registry_for(config: Any) -> Registry:
+    """The registry for an experiment config: the default one, or a fresh one when
+    ``config.plugins.deny`` keeps some plugin distributions out."""
+    deny = config.plugins.deny
+    return load_registry(deny=deny) if deny else default_registry()
+
+
 def create(family: str, name: str, **fields: Any) -> Technique:
     """A technique instance from the default registry: ``create("splitter", "kfold", n_splits=3)``."""
     return default_registry().create(family, name, **fields)

@@ -29,8 +29,7 @@ from scribbles.core import (
     RunContext,
     RunEndContext,
     RunErrorContext,
-    default_registry,
-    load_registry,
+    registry_for,
     resolve,
 )
 from scribbles.core.config import parse_config
@@ -69,12 +68,6 @@ class FoldOutcome:
     input_example: Any = None
     y_true: Any = None
     y_pred: Any = None
-
-
-def registry_for(plan_config: Any) -> Registry:
-    """The default registry, or a fresh one when the config denies some plugin distributions."""
-    deny = plan_config.plugins.deny
-    return load_registry(deny=deny) if deny else default_registry()
 
 
 @task(name="load-data", cache_policy=NO_CACHE)

@@ -24,13 +24,14 @@ from scribbles.core import (
     Plan,
     RunEndContext,
     RunErrorContext,
+    registry_for,
     resolve,
 )
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
 from scribbles.core.pretraining import model_builder
 
-from .experiment import load_data, make_folds, registry_for, run_context, tensors
+from .experiment import load_data, make_folds, run_context, tensors
 from .prefect_env import configure_prefect
 
 configure_prefect()

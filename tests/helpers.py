@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 SCRIBBLES = str(Path(sys.executable).with_name("scribbles"))
@@ -38,3 +39,13 @@ def make_dvc_project(root: Path, files: dict[str, object]) -> Path:
     git("add", "-A", cwd=root)
     git("commit", "-q", "-m", "data", cwd=root)
     return root
+
+
+def fake_dist(site: Path, name: str, source: str, version: str = "0.1.0") -> None:
+    """A distribution in ``site`` with a scribbles.plugins entry point, laid out as pip installs one."""
+    module = name.replace("-", "_")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[scribbles.plugins]\n{module} = {module}\n")

@@ -13,12 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SCRIBBLES, run_cli
+from helpers import SCRIBBLES, fake_dist, run_cli
 from scribbles.flows.cli import run_cli as cli_main
 from scribbles.testing import synthetic_frame
 
@@ -32,16 +31,6 @@ def pip_install(source: Path, target: Path, workdir: Path) -> None:
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(target), str(copy)], check=True, capture_output=True)
-
-
-def fake_dist(site: Path, name: str, source: str, version: str = "0.1.0") -> None:
-    """A distribution in ``site`` with a scribbles.plugins entry point, laid out as pip installs one."""
-    module = name.replace("-", "_")
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{module}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[scribbles.plugins]\n{module} = {module}\n")
 
 
 def plugin_env(*sites: Path, autoload: bool = True, **extra: str) -> dict[str, str]:

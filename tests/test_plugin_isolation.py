@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import fake_dist as install_fake
 from pydantic import BaseModel
 from scribbles.core import HOOK_API_VERSION, PluginError, Splitter, hookimpl, load_registry
 from scribbles.core.registry import BUILTIN_PROVIDER
 
 
 def fake_dist(site: Path, name: str, source: str) -> None:
-    """A distribution in ``site`` with a scribbles.plugins entry point, as pip would install it."""
-    module = name.replace("-", "_")
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{module}-1.2.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.0\n")
-    (info / "entry_points.txt").write_text(f"[scribbles.plugins]\n{module} = {module}\n")
+    """A distribution at version 1.2.0 (the version the messages below name)."""
+    install_fake(site, name, source, version="1.2.0")
 
 
 GOOD = '''

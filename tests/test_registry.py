@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import fake_dist
 from pydantic import BaseModel
 from scribbles.core import (
     FAMILIES,
@@ -149,16 +149,6 @@ def test_instance_returned_instead_of_class() -> None:
         load_registry(autoload=False, extra_plugins=[_Plugin(EveryOther())])
 
 
-def _fake_distribution(root: Path, name: str, module_source: str) -> None:
-    """A distribution on sys.path with a scribbles.plugins entry point, as pip would install it."""
-    module = name.replace("-", "_")
-    (root / f"{module}.py").write_text(textwrap.dedent(module_source))
-    info = root / f"{module}-0.3.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3.0\n")
-    (info / "entry_points.txt").write_text(f"[scribbles.plugins]\n{module} = {module}\n")
-
-
 PLUGIN_SOURCE = '''
     from pydantic import BaseModel
     from scribbles.core import Splitter, hookimpl
@@ -188,7 +178,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_entry_point_plugin_is_discovered_with_provider(site: Path) -> None:
     """A plugin from the scribbles.plugins entry-point group is loaded with its distribution."""
-    _fake_distribution(site, "scribbles-halves", PLUGIN_SOURCE)
+    fake_dist(site, "scribbles-halves", PLUGIN_SOURCE, version="0.3.0")
     registry = load_registry(autoload=True)
     info = next(i for i in registry.techniques("splitter") if i.name == "halves")
     assert info.provider == "scribbles-halves 0.3.0"
@@ -198,8 +188,8 @@ def test_entry_point_plugin_is_discovered_with_provider(site: Path) -> None:
 
 def test_broken_plugin_is_reported_and_others_load(site: Path) -> None:
     """A plugin that fails to import is reported by distribution; strict mode makes it an error."""
-    _fake_distribution(site, "scribbles-halves", PLUGIN_SOURCE)
-    _fake_distribution(site, "scribbles-broken", "import not_a_module_anywhere\n")
+    fake_dist(site, "scribbles-halves", PLUGIN_SOURCE, version="0.3.0")
+    fake_dist(site, "scribbles-broken", "import not_a_module_anywhere\n", version="0.3.0")
     registry = load_registry(autoload=True)
     assert "halves" in registry.names("splitter")
     assert any("scribbles-broken 0.3.0" in p and "ModuleNotFoundError" in p for p in registry.problems)

@@ -24,11 +24,11 @@ def parse_fractions(text: str) -> list[float]:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Run the learning curves, print them with the verdict and where the plot is."""
-    from scribbles.core import default_registry, load_config, load_registry, resolve
+    from scribbles.core import load_config, registry_for, resolve
 
     fractions = parse_fractions(args.fractions) if args.fractions else None
     config = load_config(args.config, args.set or [])
-    registry = load_registry(deny=config.plugins.deny) if config.plugins.deny else default_registry()
+    registry = registry_for(config)
     resolve(config, registry)  # every config error before Prefect starts or any work is done
     if args.folds is not None and args.folds < 1:
         raise BadInput("--folds must be at least 1")

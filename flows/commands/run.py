@@ -10,16 +10,12 @@ from .common import EXIT_OK, console
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the experiment flow and print the results table."""
-    from scribbles.core import default_registry, load_config, resolve
+    from scribbles.core import load_config, registry_for, resolve
 
     from ..data_guard import allow_dirty_data, verify_data
 
     config = load_config(args.config, args.set or [])
-    registry = default_registry()
-    if config.plugins.deny:
-        from scribbles.core import load_registry
-
-        registry = load_registry(deny=config.plugins.deny)
+    registry = registry_for(config)
     if args.allow_dirty:
         config = allow_dirty_data(config, registry)
     # Every config error, and data that differ from what DVC records, before Prefect starts or any work.

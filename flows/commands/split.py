@@ -78,11 +78,11 @@ def print_report(out: Any, dataset: Dataset, folds: list[Fold], splitter: str) -
 
 def cmd_split(args: argparse.Namespace) -> int:
     """Split the config's data with its splitter, guard every fold, write the assignment CSV."""
-    from scribbles.core import default_registry, load_config, load_registry, resolve
+    from scribbles.core import load_config, registry_for, resolve
     from scribbles.core.guard import guarded_folds
 
     config = load_config(args.config, args.set or [])
-    registry = load_registry(deny=config.plugins.deny) if config.plugins.deny else default_registry()
+    registry = registry_for(config)
     plan = resolve(config, registry)
     out_path = Path(args.out)
     if out_path.is_dir():
