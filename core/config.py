@@ -42,6 +42,10 @@ class TrainConfig(_Strict):
     threads: int | None = Field(
         None, ge=1, description="CPU threads per worker; default 1 (see core.training.cpu_threads)"
     )
+    parallel_folds: int = Field(1, ge=1, description="folds trained at once, each in a process of its own")
+    dask_address: str | None = Field(
+        None, description="a Dask scheduler (tcp://HOST:PORT) whose workers train the folds, across machines"
+    )
 
 
 class TTAConfig(_Strict):
@@ -69,6 +73,25 @@ class PluginsConfig(_Strict):
     deny: list[str] = Field(default_factory=list)
 
 
+class RandomRange(_Strict):
+    """A range to draw a random-sweep value from: uniform, log-uniform, or integers."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+class SweepConfig(_Strict):
+    """Trials of one experiment: a grid over dotted config paths, or random draws from lists and ranges."""
+
+    grid: dict[str, list[Any]] | None = None
+    random: dict[str, list[Any] | RandomRange] | None = None
+    trials: int | None = Field(None, ge=1, description="random draws (random sweeps only)")
+    seed: int = 0
+    rank_by: str | None = Field(None, description="metric ranking the trials; default the first metric")
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment. Technique sections are ``{name: ..., <its own fields>}``."""
 
@@ -81,6 +104,7 @@ class ExperimentConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "mlflow"}])
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    sweep: SweepConfig | None = None
 
     @field_validator("data", "split", "model", "loss")
     @classmethod
@@ -175,9 +199,16 @@ def closest(name: str, known: str | list[str]) -> str:
 def _known_fields(path: str) -> str:
     model: type[BaseModel] = ExperimentConfig
     for part in path.split(".")[:-1]:
+        if part not in model.model_fields:  # inside a free-form mapping (sweep.random.<path>, say)
+            continue
         annotation = model.model_fields[part].annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
-        model = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
+        for arg in list(candidates):
+            candidates.extend(getattr(arg, "__args__", ()))
+        found = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if found is None:
+            continue
+        model = found
     return ", ".join(model.model_fields)
 
 

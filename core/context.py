@@ -29,6 +29,13 @@ class RunContext:
     artifacts: dict[str, Path] = field(default_factory=dict)
     #: Where trackers say the run can be found, e.g. {"mlflow_run_id": "..."}; trackers fill it.
     links: dict[str, str] = field(default_factory=dict)
+    #: "run", or "sweep" for the run that holds a sweep's trials (it has no folds of its own).
+    kind: str = "run"
+    #: A sweep trial's sweep run: trackers nest the trial under it.
+    parent: RunContext | None = None
+    #: The links of an earlier, stopped run that this one finishes (``scribbles resume``): trackers
+    #: reopen that run instead of starting a new one.
+    continues: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +45,15 @@ class FoldContext:
     run: RunContext
     fold: Fold
     report: dict[str, Any]
+    #: The fold's cache key (a hash of data version, config, code and plugin versions).
+    key: str = ""
+    #: "" when the fold is trained; "cached" when an earlier identical run's result is reused (trackers
+    #: record a new fold run tagged with ``reused_from``); "resumed" when the run being finished
+    #: already holds this fold's finished run (trackers record nothing new).
+    reuse: str = ""
+    reused_from: str = ""
+    #: Why the fold is trained ("train.lr 0.01 -> 0.02", "data changed") or where its result comes from.
+    reason: str = ""
 
 
 @dataclass
@@ -66,6 +82,8 @@ class FoldEndContext:
     y_true: Any = None
     y_pred: Any = None
     classes: list[str] = field(default_factory=list)
+    #: As in ``FoldContext``: "", "cached" or "resumed".
+    reuse: str = ""
 
 
 @dataclass
@@ -74,6 +92,8 @@ class RunEndContext:
 
     run: RunContext
     summary: dict[str, float]
+    #: A sweep run's trials, best first: {"trial", "assignment", "summary", "links"} each.
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -1,21 +1,27 @@
 """The experiment flow: data -> folds (leakage guard) -> train -> evaluate with and without TTA -> aggregate.
 
 Trackers and the progress display see every step through the lifecycle hooks; the sequencing lives
-here, never in hook order.
+here, never in hook order. Tasks exchange references (config, data version, fold index, paths), never
+DataFrames or tensors: a fold trains inline, in a process pool (``train.parallel_folds``) or on a Dask
+cluster (``train.dask_address``). A fold whose inputs match an earlier finished fold is reused from it
+(``scribbles.cached_from``) unless ``force``; ``resume`` finishes a stopped parent run in place; a
+``sweep:`` section runs every trial under one sweep run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
+import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 from scribbles.core import (
     Dataset,
@@ -23,23 +29,21 @@ from scribbles.core import (
     Fold,
     FoldContext,
     FoldEndContext,
-    ModelSpec,
     Plan,
     Registry,
     RunContext,
     RunEndContext,
     RunErrorContext,
-    registry_for,
-    resolve,
 )
-from scribbles.core.config import parse_config
-from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
-from scribbles.core.guard import fold_report, guarded_folds
+from scribbles.core.config import ExperimentConfig, parse_config
+from scribbles.core.evaluation import tta_groups
+from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
-from scribbles.core.pretraining import model_builder
-from scribbles.core.serving import Standardised
+from scribbles.core.sweep import label, trials
 
-from .data_guard import allow_dirty_data
+from . import fold_task
+from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
+from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
 from .redact import mask_params, mask_tree
@@ -56,84 +60,31 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C."""
 
 
-@dataclass
-class FoldOutcome:
-    """What one fold produced: final metrics (plain and ``_tta``) and its per-epoch history."""
-
-    index: int
-    metrics: dict[str, float]
-    history: list[dict[str, float]] = field(default_factory=list)
-    #: What trackers keep: the model (on raw features), a few raw rows, valid targets and predictions.
-    model: Any = None
-    input_example: Any = None
-    y_true: Any = None
-    y_pred: Any = None
-
-
 @task(name="load-data", cache_policy=NO_CACHE)
-def load_data(plan: Plan) -> Dataset:
-    """Read the data through its source; the dataset carries its version."""
-    return plan.data.load()
+def load_data(config: dict[str, Any], allow_dirty: bool) -> str:
+    """Read the data through its source (once per process); returns the data version."""
+    plan, _ = plan_for(config, allow_dirty)
+    return fold_task.dataset_for(plan).version
 
 
 @task(name="make-folds", cache_policy=NO_CACHE)
-def make_folds(plan: Plan, dataset: Dataset) -> list[Fold]:
-    """Every fold of the splitter, each passed through the leakage guard before any training."""
-    return guarded_folds(plan.splitter, dataset)
-
-
-def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised inputs and integer targets of ``rows``."""
-    x = (dataset.inputs(rows) - mean) / std
-    return torch.from_numpy(x), torch.from_numpy(dataset.labels(rows))
+def make_folds(config: dict[str, Any], allow_dirty: bool) -> int:
+    """Every fold of the splitter, each passed through the leakage guard before any training; the count."""
+    plan, _ = plan_for(config, allow_dirty)
+    return len(fold_task.folds_for(plan))
 
 
 @task(name="train-fold", cache_policy=NO_CACHE)
-def train_fold(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, fold: Fold) -> FoldOutcome:
-    """Train on the fold's train rows, then evaluate its valid rows with and without TTA."""
-    # Standardise with statistics of the training rows only: the valid rows must not leak into them.
-    train_x = dataset.inputs(fold.train)
-    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
-    train, valid = tensors(dataset, fold.train, mean, std), tensors(dataset, fold.valid, mean, std)
-    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
-
-    def on_epoch(epoch: int, metrics: Any) -> None:
-        registry.hook.scribbles_epoch_end(ctx=EpochContext(run, fold.index, epoch, dict(metrics)))
-
-    result = plan.strategy.fit(
-        model_builder(plan.model, spec, train[0], plan.config.train),
-        plan.loss.build(spec),
-        torch.utils.data.TensorDataset(*train),
-        torch.utils.data.TensorDataset(*valid),
-        plan.config.train,
-        [on_epoch],
-    )
-    tta = plan.config.evaluate.tta
-    probs = evaluate_groups(
-        result.model,
-        valid[0],
-        tta_groups(plan.tta),
-        plan.merge,
-        (tta.chunk if tta else None) or plan.config.train.batch_size * 4,
-        beta=tta.beta if tta else 0.25,
-        mode=tta.mode if tta else "auto",
-    )
-    metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
-    y_true = valid[1].numpy()
-    model = result.model
-    example = dataset.inputs(fold.valid[:5])
-    if isinstance(model, torch.nn.Module):
-        model = Standardised(model, mean, std)  # the logged model takes raw features
-    else:
-        example = (example - mean) / std
-    return FoldOutcome(fold.index, metrics, result.history, model, example, y_true, probs.plain.argmax(1))
+def train_fold(job: FoldJob) -> FoldResult:
+    """Train one fold and evaluate it with and without TTA (see ``fold_task.run_job``)."""
+    return run_job(job)
 
 
-def summarise(outcomes: list[FoldOutcome]) -> dict[str, float]:
+def summarise(metrics: list[dict[str, float]]) -> dict[str, float]:
     """Mean and standard deviation across folds of every final metric."""
     summary: dict[str, float] = {}
-    for name in outcomes[0].metrics:
-        values = np.array([o.metrics[name] for o in outcomes])
+    for name in metrics[0]:
+        values = np.array([m[name] for m in metrics])
         summary[f"{name}_mean"] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     return summary
@@ -162,6 +113,9 @@ def run_context(
         "scribbles.plugins": plugin_versions(),
         "scribbles.seed": str(plan.config.train.seed),
         "scribbles.world_size": str(plan.config.train.workers * plan.config.train.nodes),
+        # Who runs it: `scribbles resume` refuses a RUNNING run whose process is still alive.
+        "scribbles.host": socket.gethostname(),
+        "scribbles.pid": str(os.getpid()),
     }
     if plan.resolved["data"].get("allow_dirty"):
         tags["scribbles.allow_dirty"] = "true"
@@ -224,52 +178,127 @@ def observing(*plugins: Any) -> Iterator[None]:
             _OBSERVERS.remove(plugin)
 
 
-@flow(name="scribbles-experiment", validate_parameters=False)
-def experiment(
-    config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run one experiment from a config mapping; return per-fold metrics and their summary.
 
-    ``allow_dirty`` reads data that differ from what DVC records (the run is tagged
-    ``scribbles.allow_dirty``); ``tags`` are added to the run's tags (``scribbles.rerun_of``, say).
-    """
-    parsed = parse_config(config)
-    registry = registry_for(parsed)
-    if allow_dirty:
-        parsed = allow_dirty_data(parsed, registry)
-    plan = resolve(parsed, registry)
-    dataset = load_data(plan)
-    folds = make_folds(plan, dataset)
-    plugins = [*plan.trackers, *_OBSERVERS]
+
+@contextlib.contextmanager
+def _registered(registry: Registry, plugins: list[Any]) -> Iterator[None]:
     for plugin in plugins:
         registry.pm.register(plugin)
     try:
-        with tempfile.TemporaryDirectory(prefix="scribbles-") as tmp:
-            run = run_context(plan, dataset, len(folds), Path(tmp), folds)
-            run.tags.update(tags or {})
-            return _run_folds(plan, registry, run, dataset, folds)
+        yield
     finally:
         for plugin in plugins:
             registry.pm.unregister(plugin)
 
 
-def _run_folds(
-    plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, folds: list[Fold]
-) -> dict[str, Any]:
+def tracking_uri_of(plan: Plan) -> str | None:
+    """The MLflow store the plan's ``mlflow`` tracker writes to; None without one (no caching then)."""
+    for tracker in plan.trackers:
+        if tracker.name == "mlflow":
+            from scribbles.plugins.trackers import tracking_uri
+
+            return getattr(tracker.params, "tracking_uri", None) or tracking_uri()
+    return None
+
+
+def task_runner(plan: Plan) -> Any:
+    """The task runner that trains folds in parallel, or None to train them one by one in this process."""
+    train = plan.config.train
+    if train.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=train.dask_address)
+    if train.parallel_folds > 1:
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=train.parallel_folds)
+    return None
+
+
+def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[Reuse]:
+    """Per fold: reuse this parent's finished fold (resume), an identical earlier fold (cache), or train."""
+    inputs = Inputs(keyed_params(run.params), run.data_version, run.tags[CODE_TAG], run.tags["scribbles.plugins"])
+    uri = tracking_uri_of(plan)
+    cache = FoldCache(uri, run.experiment) if uri else None
+    finished = cache.finished_folds(run.continues["mlflow_run_id"]) if cache and run.continues else {}
+    out = []
+    for fold in folds:
+        key = inputs.key(fold.index)
+        if fold.index in finished and cache is not None:
+            saved = cache.record(finished[fold.index])
+            if saved is not None:
+                source = finished[fold.index].info.run_id
+                reason = f"finished before the stop (run {source})"
+                out.append(Reuse(key, "resumed", source, saved[0], saved[1], reason))
+                continue
+        if cache is None:
+            out.append(Reuse(key, reason="no MLflow tracker to cache in"))
+        elif force:
+            out.append(Reuse(key, reason="--force"))
+        elif (hit := cache.find(key)) is not None:
+            out.append(hit)
+        else:
+            before = cache.previous_inputs(fold.index)
+            out.append(Reuse(key, reason=explain(inputs, before) if before else "first run of this fold"))
+    return out
+
+
+def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, folds: list[Fold],
+               job: FoldJob, force: bool) -> dict[str, Any]:
     hook = registry.hook
+    classes = [str(c) for c in dataset.classes]
+    metrics: dict[int, dict[str, float]] = {}
+    work = Path(job.out)
+
+    def start(fold: Fold, reuse: Reuse) -> None:
+        hook.scribbles_fold_start(ctx=FoldContext(
+            run, fold, fold_report(dataset, fold), key=reuse.key, reuse=reuse.mode, reused_from=reuse.source,
+            reason=reuse.reason,
+        ))
+
+    def epoch(index: int, number: int, values: dict[str, float]) -> None:
+        hook.scribbles_epoch_end(ctx=EpochContext(run, index, number, values))
+
+    def finish(fold: Fold, reuse: Reuse, result: FoldResult) -> None:
+        if reuse.mode != "resumed" and not result.live:
+            for number, values in enumerate(result.history):
+                epoch(fold.index, number, values)
+        outputs = read_outputs(result)
+        artifacts = {} if reuse.mode == "resumed" else {
+            "result": write_result(work / "results", fold.index, result.metrics, result.history)}
+        hook.scribbles_fold_end(ctx=FoldEndContext(
+            run, fold.index, result.metrics, artifacts=artifacts, model=outputs.get("model"),
+            input_example=outputs.get("input_example"), y_true=outputs.get("y_true"), y_pred=outputs.get("y_pred"),
+            classes=classes, reuse=reuse.mode,
+        ))
+        metrics[fold.index] = result.metrics
+
     hook.scribbles_run_start(ctx=run)
     try:
         with sigterm_as_interrupt():
-            outcomes = []
-            for fold in folds:
-                hook.scribbles_fold_start(ctx=FoldContext(run, fold, fold_report(dataset, fold)))
-                outcome = train_fold(plan, registry, run, dataset, fold)
-                hook.scribbles_fold_end(ctx=FoldEndContext(
-                    run, fold.index, outcome.metrics, model=outcome.model, input_example=outcome.input_example,
-                    y_true=outcome.y_true, y_pred=outcome.y_pred, classes=[str(c) for c in dataset.classes],
-                ))
-                outcomes.append(outcome)
-            summary = summarise(outcomes)
+            decisions = decide(plan, run, folds, force)
+            jobs = [(fold, reuse, FoldJob(**{**job.__dict__, "fold": fold.index})) for fold, reuse in
+                    zip(folds, decisions, strict=True)]
+            runner = task_runner(plan)
+            if runner is None:
+                with fold_task.live_epochs(job.out, epoch):
+                    for fold, reuse, fold_job in jobs:
+                        start(fold, reuse)
+                        finish(fold, reuse, _reused(fold, reuse) if reuse.mode else train_fold(fold_job))
+            else:
+                for fold, reuse, _ in jobs:
+                    if reuse.mode:
+                        start(fold, reuse)
+                        finish(fold, reuse, _reused(fold, reuse))
+                with runner:
+                    futures = []
+                    for fold, reuse, fold_job in jobs:
+                        if not reuse.mode:
+                            start(fold, reuse)
+                            futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
+                    for fold, reuse, future in futures:
+                        finish(fold, reuse, future.result())
+            summary = summarise([metrics[i] for i in sorted(metrics)])
             # Inside the try: a tracker failing to finish must still end the runs FAILED.
             hook.scribbles_run_end(ctx=RunEndContext(run, summary))
     except BaseException as exc:
@@ -282,7 +311,145 @@ def _run_folds(
         "links": dict(run.links),
         "data_version": run.data_version,
         "metrics": [m.name for m in plan.metrics],
+        "greater_is_better": {m.name: bool(m.greater_is_better) for m in plan.metrics},
         "transforms": [label for label, _ in tta_groups(plan.tta)],
-        "folds": [{"fold": o.index, **o.metrics} for o in outcomes],
+        "folds": [{"fold": i, **metrics[i]} for i in sorted(metrics)],
+        "reuse": [{"fold": fold.index, "mode": reuse.mode, "source": reuse.source, "reason": reuse.reason}
+                  for fold, reuse in zip(folds, decisions, strict=True)],
         "summary": summary,
     }
+
+
+def _reused(fold: Fold, reuse: Reuse) -> FoldResult:
+    return FoldResult(fold.index, dict(reuse.metrics), list(reuse.history))
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    """A folder of this run's own under the project's .scribbles/ (shared with Dask workers there)."""
+    path = Path.cwd() / ".scribbles" / "runs" / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
+            force: bool = False, continues: dict[str, str] | None = None, parent: RunContext | None = None,
+            run_name: str = "") -> dict[str, Any]:
+    """One experiment run (a sweep trial when ``parent`` is the sweep's run); its folds and summary."""
+    plan, registry = plan_for(config, allow_dirty)
+    # Tasks run only for work this process has not done yet: a sweep loads its data once.
+    if not fold_task.is_loaded(plan):
+        load_data(config, allow_dirty)
+    if not fold_task.has_folds(plan):
+        make_folds(config, allow_dirty)
+    dataset, folds = fold_task.dataset_for(plan), fold_task.folds_for(plan)
+    with _registered(registry, [*plan.trackers, *_OBSERVERS]), _workdir() as work:
+        run = run_context(plan, dataset, len(folds), work, folds)
+        run.tags.update(tags or {})
+        run.tags[CODE_TAG] = code_version()
+        run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
+        job = FoldJob(config, allow_dirty, -1, dataset.version, str(Path.cwd()), str(work / "outputs"))
+        return _run_folds(plan, registry, run, dataset, folds, job, force)
+
+
+def rank(results: list[dict[str, Any]], metric: str, greater: bool) -> list[dict[str, Any]]:
+    """Trials best first by ``{metric}_mean``; a trial without it goes last."""
+    def score(result: dict[str, Any]) -> float:
+        value = result["summary"].get(f"{metric}_mean")
+        if value is None or not np.isfinite(value):
+            return float("inf")
+        return -value if greater else value
+
+    return sorted(results, key=score)
+
+
+def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] | None,
+              force: bool) -> dict[str, Any]:
+    """Every trial of the sweep, each a nested run with its folds under one sweep run; trials ranked."""
+    from scribbles.core.errors import ConfigError
+
+    assert parsed.sweep is not None
+    trial_list = trials(parsed)  # every trial validated before any work
+    configs = [(assignment, trial.model_dump(mode="json")) for assignment, trial in trial_list]
+    first, registry = plan_for(configs[0][1], allow_dirty)
+    names = [m.name for m in first.metrics]
+    rank_by = parsed.sweep.rank_by or names[0]
+    if rank_by not in names:
+        raise ConfigError(f"sweep.rank_by: {rank_by!r} is not one of the metrics ({', '.join(names)})",
+                          "sweep.rank_by")
+    greater = next(bool(m.greater_is_better) for m in first.metrics if m.name == rank_by)
+    load_data(configs[0][1], allow_dirty)
+    make_folds(configs[0][1], allow_dirty)
+    dataset = fold_task.dataset_for(first)
+    with tempfile.TemporaryDirectory(prefix="scribbles-sweep-") as tmp:
+        config = mask_tree(parsed.model_dump(mode="json"))
+        config_path = Path(tmp) / "sweep_config.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        sweep = RunContext(
+            experiment=first.experiment, config=config, params=mask_params(flatten({"sweep": config["sweep"]})),
+            tags={
+                "scribbles.sweep": "grid" if parsed.sweep.grid is not None else "random",
+                "scribbles.trials": str(len(configs)),
+                "scribbles.data_version": dataset.version,
+                "scribbles.git_commit": git_commit(),
+                CODE_TAG: code_version(),
+                "scribbles.plugins": plugin_versions(),
+                "scribbles.host": socket.gethostname(),
+                "scribbles.pid": str(os.getpid()),
+                **(tags or {}),
+            },
+            data_version=dataset.version, data_source=dataset.source, data_rev=dataset.rev, n_folds=0,
+            run_name=f"sweep of {len(configs)} trials", artifacts={"config": config_path}, kind="sweep",
+        )
+        plugins = [*first.trackers, *_OBSERVERS]
+        with _registered(registry, plugins):
+            registry.hook.scribbles_run_start(ctx=sweep)
+        results: list[dict[str, Any]] = []
+        try:
+            with sigterm_as_interrupt():
+                for number, (assignment, trial) in enumerate(configs):
+                    result = run_one(trial, allow_dirty, tags, force, parent=sweep,
+                                     run_name=f"trial {number}: {label(assignment)}")
+                    results.append({"trial": number, "assignment": assignment, **result})
+                ranked = rank(results, rank_by, greater)
+                with _registered(registry, plugins):
+                    registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            with sigterm_ignored(), _registered(registry, plugins):
+                registry.hook.scribbles_run_error(ctx=RunErrorContext(sweep, exc, status))
+            raise
+    return {
+        "experiment": first.experiment,
+        "sweep": True,
+        "links": dict(sweep.links),
+        "data_version": dataset.version,
+        "metrics": names,
+        "rank_by": rank_by,
+        "trials": ranked,
+    }
+
+
+@flow(name="scribbles-experiment", validate_parameters=False)
+def experiment(
+    config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
+    force: bool = False, resume: str | None = None,
+) -> dict[str, Any]:
+    """Run one experiment (or every trial of its sweep) from a config mapping; per-fold metrics and summary.
+
+    ``allow_dirty`` reads data that differ from what DVC records (the run is tagged
+    ``scribbles.allow_dirty``); ``tags`` are added to the run's tags (``scribbles.rerun_of``, say);
+    ``force`` trains every fold even when an identical earlier fold could be reused; ``resume`` is the
+    MLflow run id of a stopped parent run to finish in place.
+    """
+    parsed = parse_config(config)
+    try:
+        if parsed.sweep is not None:
+            return run_sweep(parsed, allow_dirty, tags, force)
+        continues = {"mlflow_run_id": resume} if resume else None
+        return run_one(config, allow_dirty, tags, force, continues)
+    finally:
+        fold_task.forget()

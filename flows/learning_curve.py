@@ -31,7 +31,9 @@ from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
 from scribbles.core.pretraining import model_builder
 
-from .experiment import load_data, make_folds, run_context, tensors
+from . import fold_task
+from .experiment import load_data, make_folds, run_context
+from .fold_task import tensors
 from .prefect_env import configure_prefect
 
 configure_prefect()
@@ -157,8 +159,10 @@ def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_f
     parsed = parse_config(config)
     registry = registry_for(parsed)
     plan = resolve(parsed, registry)
-    dataset = load_data(plan)
-    folds = make_folds(plan, dataset)[: max_folds or None]
+    load_data(config, False)
+    make_folds(config, False)
+    dataset = fold_task.dataset_for(plan)
+    folds = fold_task.folds_for(plan)[: max_folds or None]
     with tempfile.TemporaryDirectory(prefix="scribbles-diagnose-") as tmp:
         run = run_context(plan, dataset, len(folds), Path(tmp))
         run.run_name = "diagnose"

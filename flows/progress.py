@@ -26,6 +26,11 @@ class ConsoleProgress:
 
     @hookimpl
     def scribbles_run_start(self, ctx: RunContext) -> None:
+        if ctx.kind == "sweep":
+            self.console.print(f"sweep of {ctx.tags.get('scribbles.trials', '?')} trials")
+            return
+        if ctx.run_name:
+            self.console.print(ctx.run_name)
         self.n_epochs = int(ctx.config.get("train", {}).get("epochs", 1))
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -37,6 +42,9 @@ class ConsoleProgress:
 
     @hookimpl
     def scribbles_fold_start(self, ctx: FoldContext) -> None:
+        if ctx.reason:
+            what = {"cached": "reused", "resumed": "kept"}.get(ctx.reuse, "trained")
+            self.console.print(f"fold {ctx.fold.index} {what}: {ctx.reason}")
         if self.progress:
             self.progress.reset(self.epochs, total=self.n_epochs, note="",
                                 description=f"fold {ctx.fold.index} epochs")
@@ -59,7 +67,8 @@ class ConsoleProgress:
 
     @hookimpl
     def scribbles_run_end(self, ctx: RunEndContext) -> None:
-        self._stop()
+        if ctx.run.kind != "sweep":
+            self._stop()
 
     @hookimpl
     def scribbles_run_error(self, ctx: RunErrorContext) -> None:

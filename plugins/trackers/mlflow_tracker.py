@@ -58,6 +58,22 @@ def is_global_zero() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def experiment_id(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created when missing (a concurrent run creating it too is fine)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:  # another run created it between the two calls
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
 def describe(ctx: RunContext) -> str:
     """The run's description (``mlflow.note.content``): what produced it, in one paragraph."""
     tags = ctx.tags
@@ -89,6 +105,7 @@ class MlflowTracker(Tracker):
         self.client: Any = None
         self.experiment_id = ""
         self.parent_id: str | None = None
+        self.sweep_id: str | None = None
         #: Fold index -> run id of the fold runs created and not yet ended (written by the logging thread).
         self.fold_ids: dict[int, str] = {}
         self.worker = LogWorker("scribbles-mlflow")
@@ -153,11 +170,13 @@ class MlflowTracker(Tracker):
                 self.client.log_artifact(run_id, str(path))
                 self.logged_artifacts.add(name)
 
-    def _create_fold(self, ctx: RunContext, index: int, report: dict[str, Any]) -> None:
+    def _create_fold(self, ctx: RunContext, index: int, report: dict[str, Any],
+                     extra: dict[str, str] | None = None) -> None:
         tags = {
             "mlflow.parentRunId": self.parent_id or "",
             "scribbles.fold": str(index),
             **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
+            **(extra or {}),
         }
         # Params stay on the parent only: the folds of a run share them, and a 40-row insert per fold
         # is logging work that competes with training for the interpreter.
@@ -236,21 +255,75 @@ class MlflowTracker(Tracker):
         finally:
             self.blocking[hook] = self.blocking.get(hook, 0.0) + time.perf_counter() - start
 
+    def _connect(self, ctx: RunContext) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from .store import prepare_store
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+        uri = self.params.tracking_uri or tracking_uri()
+        prepare_store(uri)
+        self.client = MlflowClient(uri)
+        self.experiment_id = experiment_id(self.client, ctx.experiment)
+
+    def _start_sweep(self, ctx: RunContext) -> None:
+        """The run that holds a sweep's trials: created and ended here, on the caller's thread."""
+        self._connect(ctx)
+        tags = {**ctx.tags, "mlflow.source.name": "scribbles",
+                "mlflow.note.content": f"**{ctx.experiment}**: a {ctx.tags.get('scribbles.sweep', '')} sweep of "
+                                       f"{ctx.tags.get('scribbles.trials', '?')} trials; each trial is a nested "
+                                       "run with its folds nested under it."}
+        run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
+        self.sweep_id = run.info.run_id
+        ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
+                         mlflow_tracking_uri=self.client.tracking_uri)
+        self._log_params(self.sweep_id, ctx.params)
+        for path in ctx.artifacts.values():
+            self.client.log_artifact(self.sweep_id, str(path))
+
+    def _end_sweep(self, ctx: RunEndContext) -> None:
+        table = [{"rank": rank, "trial": t["trial"], "assignment": t["assignment"], "summary": t["summary"],
+                  "run_id": t.get("links", {}).get("mlflow_run_id")} for rank, t in enumerate(ctx.trials, 1)]
+        self.client.log_dict(self.sweep_id, table, "trials.json")
+        self._log_metrics(self.sweep_id, ctx.summary)
+        if ctx.trials:
+            best = ctx.trials[0].get("links", {}).get("mlflow_run_id", "")
+            self.client.set_tag(self.sweep_id, "scribbles.best_trial", best)
+        self.client.set_terminated(self.sweep_id, "FINISHED")
+        self.sweep_id = None
+
+    def _continue(self, ctx: RunContext) -> None:
+        """Reopen a stopped parent run (``scribbles resume``): RUNNING again, stale fold runs ended."""
+        from mlflow.entities import RunTag
+
+        self.parent_id = ctx.continues["mlflow_run_id"]
+        self.client.update_run(self.parent_id, status="RUNNING")
+        stale = self.client.search_runs(
+            [self.experiment_id], f"tags.\"mlflow.parentRunId\" = '{self.parent_id}' and attributes.status != "
+            "'FINISHED'", max_results=1000)
+        for run in stale:  # a fold the stop cut short: trained again in a new fold run
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "KILLED")
+            self.client.set_tag(run.info.run_id, "scribbles.superseded", "true")
+        resumed = [RunTag("scribbles.resumed", "true"), RunTag("scribbles.pid", ctx.tags.get("scribbles.pid", "")),
+                   RunTag("scribbles.host", ctx.tags.get("scribbles.host", ""))]
+        self.client.log_batch(self.parent_id, tags=resumed, synchronous=True)
+
     @hookimpl
     def scribbles_run_start(self, ctx: RunContext) -> None:
         if not is_global_zero():
             return
+        if ctx.kind == "sweep":
+            self._start_sweep(ctx)
+            return
         with self._timed("run_start"):
-            from mlflow.tracking import MlflowClient
-
-            logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
             self._reset()
             self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
-            self.client = MlflowClient(self.params.tracking_uri or tracking_uri())
-            experiment = self.client.get_experiment_by_name(ctx.experiment)
-            self.experiment_id = (
-                experiment.experiment_id if experiment else self.client.create_experiment(ctx.experiment)
-            )
+            self._connect(ctx)
+            if ctx.continues.get("mlflow_run_id"):
+                self._continue(ctx)
+                self._link(ctx)
+                return
             commit = ctx.tags.get("scribbles.git_commit", "")
             tags = {
                 **ctx.tags,
@@ -258,12 +331,17 @@ class MlflowTracker(Tracker):
                 "mlflow.source.name": "scribbles",
                 **({"mlflow.source.git.commit": commit.removesuffix("+dirty")} if commit != "unknown" else {}),
             }
+            if ctx.parent is not None and ctx.parent.links.get("mlflow_run_id"):
+                tags["mlflow.parentRunId"] = ctx.parent.links["mlflow_run_id"]  # a sweep trial
             run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
             self.parent_id = run.info.run_id
-            ctx.links["mlflow_run_id"] = self.parent_id
-            ctx.links["mlflow_experiment_id"] = self.experiment_id
-            ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
+            self._link(ctx)
             self._submit(self._log_run_records, ctx)
+
+    def _link(self, ctx: RunContext) -> None:
+        ctx.links["mlflow_run_id"] = self.parent_id or ""
+        ctx.links["mlflow_experiment_id"] = self.experiment_id
+        ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
 
     @hookimpl
     def scribbles_fold_start(self, ctx: FoldContext) -> None:
@@ -272,7 +350,12 @@ class MlflowTracker(Tracker):
         with self._timed("fold_start"):
             self.reports[ctx.fold.index] = ctx.report
             self.histories[ctx.fold.index] = []
-            self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report)
+            if ctx.reuse == "resumed":
+                return  # the run being finished already holds this fold's finished run
+            extra = {"scribbles.cache_key": ctx.key, "scribbles.why": ctx.reason[:5000]}
+            if ctx.reuse == "cached":
+                extra["scribbles.cached_from"] = ctx.reused_from
+            self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report, extra)
 
     @hookimpl
     def scribbles_epoch_end(self, ctx: EpochContext) -> None:
@@ -292,6 +375,8 @@ class MlflowTracker(Tracker):
     def scribbles_fold_end(self, ctx: FoldEndContext) -> None:
         if self.parent_id is None:
             return
+        if ctx.reuse == "resumed":
+            return
         with self._timed("fold_end"):
             counts = None
             if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
@@ -305,6 +390,10 @@ class MlflowTracker(Tracker):
 
     @hookimpl
     def scribbles_run_end(self, ctx: RunEndContext) -> None:
+        if ctx.run.kind == "sweep":
+            if self.sweep_id is not None:
+                self._end_sweep(ctx)
+            return
         if self.parent_id is None:
             return
         with self._timed("run_end"):
@@ -323,6 +412,12 @@ class MlflowTracker(Tracker):
 
     @hookimpl
     def scribbles_run_error(self, ctx: RunErrorContext) -> None:
+        if ctx.run.kind == "sweep":
+            if self.sweep_id is not None:
+                self.client.set_tag(self.sweep_id, "scribbles.error", f"{type(ctx.error).__name__}: {ctx.error}"[:5000])
+                self.client.set_terminated(self.sweep_id, ctx.status)
+                self.sweep_id = None
+            return
         if self.client is None or self.parent_id is None:
             return
         # Whatever was queued goes first (bounded: a stop must stay prompt), then the final statuses:

@@ -1,0 +1,229 @@
+"""The train-fold task: one fold trained and evaluated from references, in this process or any other.
+
+A task gets a ``FoldJob`` (the config, the data version, the fold's index, a folder to leave its outputs
+in) and returns a ``FoldResult`` (metrics, per-epoch history, the path of its outputs): references,
+never DataFrames or tensors, so the same task runs inline, in a process pool, or on a Dask worker of
+another machine. Each process loads the data and makes the folds once (memoised on their config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scribbles.core import BadInput, Dataset, Fold, ModelSpec, Plan, Registry, registry_for, resolve
+from scribbles.core.config import parse_config
+from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
+from scribbles.core.guard import guarded_folds
+from scribbles.core.pretraining import model_builder
+from scribbles.core.serving import Standardised
+
+from .data_guard import allow_dirty_data
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """What a train-fold task needs, all of it plain values."""
+
+    config: dict[str, Any]
+    allow_dirty: bool
+    fold: int
+    data_version: str
+    #: The project folder the config's relative data paths start from.
+    root: str
+    #: Where the task leaves its model and predictions (``outputs.pkl``).
+    out: str
+
+
+@dataclass
+class FoldResult:
+    """What one fold produced: final metrics (plain and ``_tta``), its per-epoch history, its outputs file."""
+
+    index: int
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    #: ``outputs.pkl`` with the model (on raw features), a few raw rows, valid targets and predictions.
+    outputs: str | None = None
+    #: True when the epochs were reported live through the hooks (same process as the flow).
+    live: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Prepared:
+    """A config resolved, its data loaded and its folds made (and guarded)."""
+
+    plan: Plan
+    registry: Registry
+    dataset: Dataset
+    folds: list[Fold]
+
+
+#: Per process: datasets by data config, folds by data + split config (sweeps share both).
+_DATASETS: dict[str, Dataset] = {}
+_FOLDS: dict[str, list[Fold]] = {}
+#: Per process: epoch callbacks of the runs this process drives, by the job's ``out`` folder.
+_LIVE: dict[str, Callable[[int, int, dict[str, float]], None]] = {}
+
+
+def _key(*parts: Any) -> str:
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+@contextlib.contextmanager
+def project_root(root: str) -> Iterator[None]:
+    """Work in ``root`` (relative data paths resolve there); a no-op when already there."""
+    here = os.getcwd()
+    if Path(root).resolve() == Path(here).resolve():
+        yield
+        return
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def plan_for(config: dict[str, Any], allow_dirty: bool) -> tuple[Plan, Registry]:
+    """``config`` resolved against its registry (``allow_dirty`` lets the data differ from DVC's record)."""
+    parsed = parse_config(config)
+    registry = registry_for(parsed)
+    if allow_dirty:
+        parsed = allow_dirty_data(parsed, registry)
+    return resolve(parsed, registry), registry
+
+
+def data_key(plan: Plan) -> str:
+    """What identifies a loaded dataset in this process: the data config and the folder it is read from."""
+    return _key(plan.resolved["data"], os.getcwd())
+
+
+def folds_key(plan: Plan) -> str:
+    """What identifies a fold list in this process: the dataset and the split config."""
+    return _key(data_key(plan), plan.resolved["split"])
+
+
+def dataset_for(plan: Plan) -> Dataset:
+    """The plan's dataset, loaded once per process."""
+    key = data_key(plan)
+    if key not in _DATASETS:
+        _DATASETS[key] = plan.data.load()
+    return _DATASETS[key]
+
+
+def folds_for(plan: Plan) -> list[Fold]:
+    """The plan's folds, made once per process, each passed through the leakage guard."""
+    key = folds_key(plan)
+    if key not in _FOLDS:
+        _FOLDS[key] = guarded_folds(plan.splitter, dataset_for(plan))
+    return _FOLDS[key]
+
+
+def is_loaded(plan: Plan) -> bool:
+    """True when this process already holds the plan's dataset."""
+    return data_key(plan) in _DATASETS
+
+
+def has_folds(plan: Plan) -> bool:
+    """True when this process already holds the plan's folds."""
+    return folds_key(plan) in _FOLDS
+
+
+def prepare(config: dict[str, Any], allow_dirty: bool) -> Prepared:
+    """``config`` resolved, with this process's dataset and folds for it (loaded and made when missing)."""
+    plan, registry = plan_for(config, allow_dirty)
+    return Prepared(plan, registry, dataset_for(plan), folds_for(plan))
+
+
+def forget() -> None:
+    """Drop this process's memoised datasets and folds (the end of a flow run)."""
+    _DATASETS.clear()
+    _FOLDS.clear()
+
+
+@contextlib.contextmanager
+def live_epochs(out: str, callback: Callable[[int, int, dict[str, float]], None]) -> Iterator[None]:
+    """Route the epochs of jobs writing to ``out`` to ``callback`` while they run in this process."""
+    _LIVE[out] = callback
+    try:
+        yield
+    finally:
+        _LIVE.pop(out, None)
+
+
+def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised inputs and integer targets of ``rows``."""
+    x = (dataset.inputs(rows) - mean) / std
+    return torch.from_numpy(x), torch.from_numpy(dataset.labels(rows))
+
+
+def run_job(job: FoldJob) -> FoldResult:
+    """Train on the fold's train rows, then evaluate its valid rows with and without TTA."""
+    start = time.perf_counter()
+    with project_root(job.root):
+        ready = prepare(job.config, job.allow_dirty)
+    if ready.dataset.version != job.data_version:
+        raise BadInput(f"data {ready.dataset.source} is at version {ready.dataset.version} here, the run reads "
+                       f"{job.data_version}; give every machine the same data (dvc pull / dvc checkout)")
+    plan, dataset = ready.plan, ready.dataset
+    fold = next(f for f in ready.folds if f.index == job.fold)
+    # Standardise with statistics of the training rows only: the valid rows must not leak into them.
+    train_x = dataset.inputs(fold.train)
+    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
+    train, valid = tensors(dataset, fold.train, mean, std), tensors(dataset, fold.valid, mean, std)
+    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
+    live = _LIVE.get(job.out)
+
+    def on_epoch(epoch: int, metrics: Any) -> None:
+        if live is not None:
+            live(fold.index, epoch, dict(metrics))
+
+    result = plan.strategy.fit(
+        model_builder(plan.model, spec, train[0], plan.config.train),
+        plan.loss.build(spec),
+        torch.utils.data.TensorDataset(*train),
+        torch.utils.data.TensorDataset(*valid),
+        plan.config.train,
+        [on_epoch],
+    )
+    tta = plan.config.evaluate.tta
+    probs = evaluate_groups(
+        result.model,
+        valid[0],
+        tta_groups(plan.tta),
+        plan.merge,
+        (tta.chunk if tta else None) or plan.config.train.batch_size * 4,
+        beta=tta.beta if tta else 0.25,
+        mode=tta.mode if tta else "auto",
+    )
+    metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
+    model = result.model
+    example = dataset.inputs(fold.valid[:5])
+    if isinstance(model, torch.nn.Module):
+        model = Standardised(model, mean, std)  # the logged model takes raw features
+    else:
+        example = (example - mean) / std
+    outputs = Path(job.out) / f"fold-{fold.index}.pkl"
+    outputs.parent.mkdir(parents=True, exist_ok=True)
+    with open(outputs, "wb") as handle:
+        pickle.dump({"model": model, "input_example": example, "y_true": valid[1].numpy(),
+                     "y_pred": probs.plain.argmax(1)}, handle)
+    history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
+    return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
+
+
+def read_outputs(result: FoldResult) -> dict[str, Any]:
+    """The model, input example, targets and predictions a task left (empty when it left none)."""
+    if not result.outputs or not Path(result.outputs).exists():
+        return {}
+    with open(result.outputs, "rb") as handle:
+        return pickle.load(handle)  # our own task wrote it, in this run's folder
