@@ -12,6 +12,8 @@ DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     # scribbles prints its own progress; Prefect's INFO lines would interleave with it.
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # MLflow draws a progress bar for every artifact it downloads (cache lookups, reruns): noise here.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 #: Loggers that print CancelledError tracebacks while the temporary server shuts down.

@@ -42,9 +42,6 @@ class ConsoleProgress:
 
     @hookimpl
     def scribbles_fold_start(self, ctx: FoldContext) -> None:
-        if ctx.reason:
-            what = {"cached": "reused", "resumed": "kept"}.get(ctx.reuse, "trained")
-            self.console.print(f"fold {ctx.fold.index} {what}: {ctx.reason}")
         if self.progress:
             self.progress.reset(self.epochs, total=self.n_epochs, note="",
                                 description=f"fold {ctx.fold.index} epochs")

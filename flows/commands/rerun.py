@@ -22,7 +22,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from .run import print_results
 
     with observing(ConsoleProgress()):
-        result = experiment(rerun.config, tags=rerun.tags)
+        # A rerun reproduces by training again: reusing the very folds it means to check would prove nothing.
+        result = experiment(rerun.config, tags=rerun.tags, force=True)
     print_results(out, result)
     return EXIT_OK
 

@@ -20,6 +20,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = allow_dirty_data(config, registry)
     # Every config error, and data that differ from what DVC records, before Prefect starts or any work.
     plan = resolve(config, registry)
+    if config.sweep is not None:
+        from scribbles.core.sweep import trials
+
+        for _, trial in trials(config):  # every trial's techniques too: a sweep over model.name, say
+            resolve(trial, registry)
     verify_data(plan)
     from ..preflight import preflight
 
@@ -30,9 +35,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..progress import ConsoleProgress
 
     with observing(ConsoleProgress()):
-        result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty)
+        result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty, force=args.force)
     print_results(out, result)
     return EXIT_OK
+
+
+def print_sweep(out: Any, result: dict[str, Any]) -> None:
+    """The trials ranked by the sweep's metric: rank, assignment, mean ± std (plain and TTA), run id."""
+    from rich.table import Table
+
+    name = result["rank_by"]
+    table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
+    for header in ("rank", "trial", "values", name, f"{name} (TTA)", "run"):
+        table.add_column(header, no_wrap=header != "values")
+    for rank, trial in enumerate(result["trials"], 1):
+        summary = trial["summary"]
+        values = " ".join(f"{k}={v}" for k, v in trial["assignment"].items())
+        table.add_row(
+            str(rank), str(trial["trial"]), values,
+            f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
+            f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
+            trial.get("links", {}).get("mlflow_run_id", "")[:12],
+        )
+    out.print(table)
+    cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
+    if cached:
+        out.print(f"{cached} trial folds reused from earlier identical runs")
+    links = result.get("links", {})
+    if "mlflow_run_id" in links:
+        out.print(f"MLflow sweep run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}")
 
 
 def print_results(out: Any, result: dict[str, Any]) -> None:
@@ -43,6 +74,9 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     """
     from rich.table import Table
 
+    if result.get("sweep"):
+        print_sweep(out, result)
+        return
     metrics = result["metrics"]
     folds = result["folds"]
     labels = result.get("transforms", [])
@@ -71,6 +105,9 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key) for f in folds], signed=True)})"
             )
+    for note in result.get("reuse", []):
+        what = {"cached": "reused", "resumed": "kept"}.get(note["mode"], "trained")
+        out.print(f"fold {note['fold']} {what}: {note['reason']}")
     links = result.get("links", {})
     if "mlflow_run_id" in links:
         out.print(
@@ -101,4 +138,6 @@ def add_parser(verbs: Any) -> None:
                      help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     run.add_argument("--allow-dirty", action="store_true",
                      help="run on data that differ from what DVC records (the run is tagged scribbles.allow_dirty)")
+    run.add_argument("--force", action="store_true",
+                     help="train every fold, even those an earlier identical run could give (no caching)")
     run.set_defaults(func=cmd_run)

@@ -1,0 +1,74 @@
+"""`scribbles resume`: a stopped parent run, made ready to finish in place."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from scribbles.core import BadInput
+from scribbles.core.config import parse_config
+
+from .lineage import git_commit
+from .records import client, find_run, run_config
+from .redact import masked_fields
+from .rerun import pin_data
+
+
+@dataclass
+class Resume:
+    """What a resume runs: the parent run to finish, its recorded config (data pinned) and notes."""
+
+    run_id: str
+    config: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def check_stopped(run: Any) -> None:
+    """BadInput unless ``run`` was stopped: FAILED, KILLED, or RUNNING with its process gone."""
+    tags, status = run.data.tags, run.info.status
+    if tags.get("scribbles.sweep"):
+        raise BadInput(f"RUN_ID: run {run.info.run_id} is a sweep; resume its unfinished trial runs one by one "
+                       "(`scribbles compare` lists them)")
+    if status == "FINISHED":
+        raise BadInput(f"RUN_ID: run {run.info.run_id} already FINISHED; `scribbles rerun {run.info.run_id}` "
+                       "runs it again as a new run")
+    if status == "RUNNING":
+        pid, host = tags.get("scribbles.pid", ""), tags.get("scribbles.host", "")
+        if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
+            raise BadInput(f"RUN_ID: run {run.info.run_id} is still running (process {pid} on this machine); "
+                           "stop it first or let it finish")
+
+
+def prepare(run_id: str) -> Resume:
+    """Read run ``run_id`` (a fold run means its parent), check it was stopped, and pin its data version."""
+    mlflow = client()
+    run = find_run(mlflow, run_id)
+    check_stopped(run)
+    config = run_config(mlflow, run)
+    masked = masked_fields(config)
+    if masked:
+        raise BadInput(f"RUN_ID: the run's config hides secrets ({', '.join(masked)}); it cannot be resumed "
+                       "from its record; rerun it with `scribbles rerun RUN_ID --set KEY=VALUE`")
+    parse_config(config, f"run {run.info.run_id} config")
+    tags = run.data.tags
+    version, commit = tags["scribbles.data_version"], tags.get("scribbles.git_commit", "unknown")
+    config, where = pin_data(config, version, commit)
+    notes = [f"{run.info.status} run, data {config['data'].get('path')} at version {version[:12]} from {where}"]
+    now = git_commit()
+    if commit != now:
+        notes.append(f"the run was made at commit {commit[:12]}, the code here is at {now[:12]}: "
+                     "the folds trained now use this code")
+    return Resume(run.info.run_id, config, notes)
