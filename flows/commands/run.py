@@ -46,16 +46,16 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
 
     name = result["rank_by"]
     table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
-    for header in ("rank", "trial", "values", name, f"{name} (TTA)", "run"):
-        table.add_column(header, no_wrap=header != "values")
+    paths = list(result["trials"][0]["assignment"]) if result["trials"] else []
+    for header in ("rank", *paths, name, f"{name} (TTA)", "run"):
+        table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
-        values = " ".join(f"{k}={v}" for k, v in trial["assignment"].items())
         table.add_row(
-            str(rank), str(trial["trial"]), values,
+            str(rank), *(str(trial["assignment"][p]) for p in paths),
             f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
             f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
-            trial.get("links", {}).get("mlflow_run_id", "")[:12],
+            trial.get("links", {}).get("mlflow_run_id", "")[:8],
         )
     out.print(table)
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
