@@ -105,6 +105,21 @@ class Fold:
         object.__setattr__(self, "train", _sorted_positions(self.train))
         object.__setattr__(self, "valid", _sorted_positions(self.valid))
 
+    @classmethod
+    def of_sorted(cls, index: int, train: np.ndarray, valid: np.ndarray) -> Fold:
+        """A fold from 1-d int64 arrays known to be in order (``np.flatnonzero``'s output), unchecked.
+
+        The order check reads every position (0.1 s for five folds of 10M rows); splitters that build
+        positions in order skip it. Anything else still goes through the check.
+        """
+        if not all(isinstance(side, np.ndarray) and side.dtype == np.int64 and side.ndim == 1
+                   for side in (train, valid)):
+            return cls(index, train, valid)
+        fold = object.__new__(cls)
+        for name, value in (("index", index), ("train", train), ("valid", valid)):
+            object.__setattr__(fold, name, value)
+        return fold
+
 
 def _sorted_positions(values: Any) -> np.ndarray:
     """int64 positions in order; splitters mostly hand over sorted arrays, so check before sorting."""

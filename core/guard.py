@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .columns import Times, factorize, parse_span, read_times
+from .columns import Times, column_codes, parse_span, read_times, shared_codes
 from .contracts import Dataset, Fold, Splitter
 from .errors import BadInput, LeakageError
 
@@ -36,7 +36,8 @@ class FoldGuard:
         self.gap: int | pd.Timedelta = 0
         frame = dataset.frame
         if "group" in splitter.guards and dataset.group and dataset.group in frame.columns:
-            codes, count = factorize(frame[dataset.group])
+            # Inside guarded_folds these are the splitter's own codes, not a second factorisation.
+            codes, count = column_codes(frame, dataset.group)
             # Missing groups (a third-party splitter may not refuse them) count as one more group.
             self.groups = np.where(codes < 0, count, codes) if (codes < 0).any() else codes
         if "time" in splitter.guards:
@@ -116,10 +117,11 @@ def check_fold(dataset: Dataset, fold: Fold, splitter: Splitter) -> None:
 
 def check_folds(dataset: Dataset, folds: Iterable[Fold], splitter: Splitter) -> list[Fold]:
     """Every fold through the guard (columns read once); returns them as a list."""
-    folds = list(folds)
-    if not folds:
-        raise LeakageError(f"splitter '{splitter.name}' made no folds")
-    guard = FoldGuard(dataset, splitter)
+    with shared_codes():  # a lazy splitter factorises the group column here, and the guard reuses it
+        folds = list(folds)
+        if not folds:
+            raise LeakageError(f"splitter '{splitter.name}' made no folds")
+        guard = FoldGuard(dataset, splitter)
     for fold in folds:
         guard.check(fold)
     return folds
@@ -127,7 +129,8 @@ def check_folds(dataset: Dataset, folds: Iterable[Fold], splitter: Splitter) -> 
 
 def guarded_folds(splitter: Splitter, dataset: Dataset) -> list[Fold]:
     """``splitter.split(dataset)``, every fold checked by the guard before anyone trains on it."""
-    return check_folds(dataset, splitter.split(dataset), splitter)
+    with shared_codes():  # the group column is factorised once, for the splitter and the guard
+        return check_folds(dataset, splitter.split(dataset), splitter)
 
 
 def fold_report(dataset: Dataset, fold: Fold, times: Times | None = None) -> dict[str, Any]:

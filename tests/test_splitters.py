@@ -8,11 +8,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scribbles.core import BadInput, ConfigError, Dataset, Fold, LeakageError, create
-from scribbles.core.columns import read_times
+from scribbles.core.columns import _fixed_width_codes, column_codes, factorize, read_times, shared_codes
 from scribbles.core.guard import check_fold, check_folds, guarded_folds
 from scribbles.plugins.splitters.common import lightest_first
 from sklearn import model_selection as ms
@@ -295,6 +296,67 @@ def test_group_kfold_balances_rows_and_string_groups_work() -> None:
             Dataset(frame=frame, target="y", features=[], group="g")))
         for a, b in zip(by_int, by_name, strict=True):
             np.testing.assert_array_equal(a.valid, b.valid)
+
+
+@PROPERTY
+@given(st.lists(st.text(alphabet="ab0-\x00\u00e9", min_size=0, max_size=20), min_size=1, max_size=6),
+       st.lists(st.integers(0, 5), min_size=1, max_size=60), st.booleans(), st.booleans())
+def test_string_codes_match_pandas(names: list[str], picks: list[int], pad: bool, large: bool) -> None:
+    """Arrow string columns, fixed width (padded) or not, are coded as pandas codes the Python strings."""
+    width = max(len(name.encode()) for name in names)
+    if pad:  # one byte length for all: the fast path (bytes, so multi-byte characters count as they are)
+        names = [name + "x" * (width - len(name.encode())) for name in names]
+    values = [names[i % len(names)] for i in picks]
+    column = pd.Series(values, dtype=pd.ArrowDtype(pa.large_string() if large else pa.string()))
+    expected = {sort: pd.factorize(np.array(values, dtype=object), sort=sort) for sort in (True, False)}
+    for sort, (codes, uniques) in expected.items():
+        got, count = factorize(column, sort=sort)
+        assert count == len(uniques)
+        np.testing.assert_array_equal(got, codes)
+        # A slice starts inside the buffers: offsets and data are read from there.
+        sliced = column.iloc[1:]
+        if len(sliced):
+            want, _ = pd.factorize(np.array(values[1:], dtype=object), sort=sort)
+            np.testing.assert_array_equal(factorize(sliced, sort=sort)[0], want)
+
+
+def test_fixed_width_codes_check_hash_collisions() -> None:
+    """Two 16-byte ids built to share the word hash are told apart (by Arrow, after the check fails)."""
+    mask = (1 << 64) - 1
+    a, b = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9  # the hash's multipliers
+
+    def first_word_mix(word: int) -> int:
+        return (word * a) & mask
+
+    w0, w1, other_w0 = 1, 2, 3
+    other_w1 = w1 ^ first_word_mix(w0) ^ first_word_mix(other_w0)  # ((w0 * a) ^ w1) * b is the same
+    assert ((first_word_mix(w0) ^ w1) * b) & mask == ((first_word_mix(other_w0) ^ other_w1) * b) & mask
+    ids = [w0.to_bytes(8, "little") + w1.to_bytes(8, "little"),
+           other_w0.to_bytes(8, "little") + other_w1.to_bytes(8, "little")]
+    values = pa.array([ids[0], ids[1], ids[0], ids[1], ids[1]], type=pa.binary())
+    assert _fixed_width_codes(values, True) is None  # the word check caught the collision
+    codes, count = factorize(pd.Series(pd.arrays.ArrowExtensionArray(values)))
+    assert count == 2
+    np.testing.assert_array_equal(codes, [0, 1, 0, 1, 1] if ids[0] < ids[1] else [1, 0, 1, 0, 0])
+
+
+def test_shared_codes_factorise_a_column_once_per_block() -> None:
+    """Inside shared_codes the splitter's group codes are the guard's (same array); outside, read afresh."""
+    dataset = make_dataset(400, 13, 2, 5, 3, time=False)
+    frame = dataset.frame
+    assert column_codes(frame, "g") is not column_codes(frame, "g")
+    with shared_codes():
+        first = column_codes(frame, "g")
+        assert column_codes(frame, "g")[0] is first[0]
+        assert not first[0].flags.writeable
+        with shared_codes():
+            assert column_codes(frame, "g")[0] is first[0]
+    frame.loc[0, "g"] = -5  # a new group: a later block sees it
+    with shared_codes():
+        codes, count = column_codes(frame, "g")
+    assert count == first[1] + 1 and codes[0] == 0
+    folds = guarded_folds(create("splitter", "group_kfold", n_splits=3), dataset)
+    assert sum(len(f.valid) for f in folds) == len(frame)
 
 
 def test_bad_input_names_the_field_and_the_numbers() -> None:

@@ -49,7 +49,7 @@ def folds_from_assignment(row_fold: np.ndarray, n_folds: int) -> Iterator[Fold]:
     everyone = not unassigned.any()
     for index in range(n_folds):
         is_train = row_fold != index if everyone else (row_fold != index) & ~unassigned
-        yield Fold(index, np.flatnonzero(is_train), np.flatnonzero(row_fold == index))
+        yield Fold.of_sorted(index, np.flatnonzero(is_train), np.flatnonzero(row_fold == index))
 
 
 def fold_dtype(n_folds: int) -> type[np.signedinteger]:
