@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-p3", action="store_true", help="no DDP timing (P4 still runs, on the CPU)")
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
-                        help=f"run only these parts ({', '.join(PARTS)}); default all")
+                        help=f"run only these parts ({', '.join(PARTS)}; P3 also prints P4); default all")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
