@@ -34,7 +34,15 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    activation_checkpointing: bool = False
+    activation_checkpointing: Literal[False, "full", "selective"] = Field(
+        False,
+        description="recompute activations in backward: true or 'full' (a checkpointed block keeps only its "
+        "input), 'selective' (also keeps attention and contracting matmul outputs), false",
+    )
+    activation_checkpointing_share: float | None = Field(
+        None, gt=0, le=1, description="share of the blocks checkpointed, from the first; the last never is; "
+        "default 0.75 for full, 1 for selective",
+    )
     grad_accumulation: int = Field(1, ge=1)
     seed: int = 0
     timeout: float = Field(1800.0, gt=0, description="seconds before a stalled worker fails the run")
@@ -46,6 +54,17 @@ class TrainConfig(_Strict):
     dask_address: str | None = Field(
         None, description="a Dask scheduler (tcp://HOST:PORT) whose workers train the folds, across machines"
     )
+
+
+    @field_validator("activation_checkpointing", mode="before")
+    @classmethod
+    def _checkpointing_policy(cls, value: Any) -> Any:
+        # true is the default policy; anything else gets one message naming every choice.
+        if value is True:
+            return "full"
+        if value is False or value in ("selective", "full"):
+            return value
+        raise ValueError("must be true, false, 'selective' or 'full'")
 
 
 class TTAConfig(_Strict):

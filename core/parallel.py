@@ -52,7 +52,7 @@ class Engine:
         """Move, checkpoint, wrap ``model``; build the optimizer and the loss scaler."""
         self.model = model.to(self.device)
         if config.activation_checkpointing:
-            recompute.enable(self.model)
+            recompute.enable(self.model, config.activation_checkpointing, config.activation_checkpointing_share)
         self.module = self._wrap(self.model)
         self.optimizer = self._optimizer(config)
         self.scaler = self._scaler(config.precision == "fp16")

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from pydantic import BaseModel
-from scribbles.core import ConfigError, Model, TrainConfig, create, hookimpl, load_registry, resolve
+from scribbles.core import ConfigError, Model, TrainConfig, create, hookimpl, load_registry, recompute, resolve
 from scribbles.core import checkpoint as checkpoints
 from scribbles.core.config import parse_config
 from scribbles.core.loop import train_epoch
 from scribbles.core.parallel import Engine
-from scribbles.core.training import train_single
+from scribbles.core.training import seed_everything, train_single
 from strategy_helpers import BASE, SPEC, TRAIN, VALID, build, loss, single, vector
 
 
@@ -36,6 +36,104 @@ def test_activation_checkpointing_gives_the_same_gradients_with_dropout() -> Non
     config_ac = TrainConfig(**BASE, activation_checkpointing=True)
     recomputed = vector(train_single(build(dropout=0.3), loss(), TRAIN, VALID, config_ac).model)
     torch.testing.assert_close(recomputed, plain, rtol=1e-6, atol=1e-7)
+
+
+class _Stack(torch.nn.Module):
+    """A small transformer stack, the shape the selective policy is for."""
+
+    def __init__(self, dropout: float, layers: int = 3) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            torch.nn.TransformerEncoderLayer(16, 2, 64, dropout=dropout, batch_first=True) for _ in range(layers)
+        )
+        self.head = torch.nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x.mean(1))
+
+
+class _InPlace(torch.nn.Module):
+    """A block whose contracting matmul output (which selective keeps) is then changed in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down, self.out = torch.nn.Linear(32, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.down(x)
+        h.mul_(2.0)  # bumps the version of the kept output: replaying it would hand back 2 * h
+        return self.out(torch.tanh(h))
+
+
+class _InPlaceStack(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([_InPlace()])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks[0](x)
+
+
+def _gradients(model: torch.nn.Module, x: torch.Tensor, policy: str | None) -> tuple[torch.Tensor, int]:
+    """Gradients after one backward pass (same seed each call) and the bytes kept for it."""
+    if policy is not None:
+        recompute.enable(model, policy)  # type: ignore[arg-type]
+    seed_everything(1)
+    kept = recompute.saved_bytes(lambda: model(x).sum(), model.parameters())
+    seed_everything(1)
+    model(x).square().sum().backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()]), kept
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_checkpointing_policies_give_the_same_gradients_on_a_transformer(dropout: float) -> None:
+    """selective (attention and contracting matmul outputs kept; with dropout the attention is
+    recomputed so the RNG stays in step) and full recompute both give the plain gradients, keeping
+    less than no checkpointing and selective more than full."""
+    x = torch.randn(4, 10, 16, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for policy in (None, "selective", "full"):
+        seed_everything(0)
+        results[policy] = _gradients(_Stack(dropout), x, policy)
+    for policy in ("selective", "full"):
+        torch.testing.assert_close(results[policy][0], results[None][0], rtol=1e-6, atol=1e-7)
+    assert results["full"][1] < results["selective"][1] < results[None][1]
+
+
+def test_checkpointing_share_counts_from_the_first_block_and_never_takes_the_last() -> None:
+    """full checkpoints 3/4 of the blocks by default, selective all; the last block never (backward
+    needs its activations first); a lone block is checkpointed; a share out of (0, 1] is refused."""
+    for policy, share, wrapped in (("full", None, 6), ("full", 0.5, 4), ("full", 1.0, 7), ("selective", None, 7)):
+        stack = _Stack(0.0, layers=8)
+        assert recompute.enable(stack, policy, share) == list(stack.layers)[:wrapped]  # type: ignore[arg-type]
+        assert "forward" not in vars(stack.layers[-1]) and "forward" in vars(stack.layers[0])
+    lone = _InPlaceStack()
+    assert recompute.enable(lone, "full") == [lone.blocks[0]]
+    with pytest.raises(ValueError, match="share"):
+        recompute.enable(_Stack(0.0), "full", 1.5)
+
+
+def test_selective_recomputes_a_kept_output_changed_in_place() -> None:
+    """An output modified in place after it was kept is recomputed, not handed back stale."""
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+    seed_everything(0)
+    plain = _gradients(_InPlaceStack(), x, None)[0]
+    seed_everything(0)
+    selective = _gradients(_InPlaceStack(), x, "selective")[0]
+    torch.testing.assert_close(selective, plain)
+
+
+def test_activation_checkpointing_config_values() -> None:
+    """true means the full policy; a value that is no policy is named with the choices."""
+    assert TrainConfig(activation_checkpointing=True).activation_checkpointing == "full"
+    assert TrainConfig(activation_checkpointing="selective").activation_checkpointing == "selective"
+    assert TrainConfig().activation_checkpointing is False
+    with pytest.raises(ConfigError, match=r"train\.activation_checkpointing: .*'selective' or 'full'"):
+        _config(activation_checkpointing="fast")
+    with pytest.raises(ConfigError, match=r"train\.activation_checkpointing_share"):
+        _config(activation_checkpointing=True, activation_checkpointing_share=1.5)
 
 
 def test_grad_accumulation_matches_one_big_batch() -> None:
