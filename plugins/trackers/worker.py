@@ -24,8 +24,10 @@ class LogWorker:
         self._queue: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []
-        #: Seconds the thread spent running calls, in all and per function name (for bench/tracking.py).
+        #: Seconds the thread spent running calls, in all and per function name (for bench/tracking.py);
+        #: ``cpu_s`` is the thread's CPU time in them (busy minus cpu: waiting for the store or the GIL).
         self.busy_s = 0.0
+        self.cpu_s = 0.0
         self.timings: dict[str, float] = {}
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -42,7 +44,7 @@ class LogWorker:
                 if item is None:
                     return
                 fn, args = item
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 try:
                     fn(*args)
                 except Exception as exc:  # recorded and re-raised by drain(); later calls still run
@@ -51,6 +53,7 @@ class LogWorker:
                 finally:
                     spent = time.perf_counter() - start
                     self.busy_s += spent
+                    self.cpu_s += time.thread_time() - cpu
                     name = getattr(fn, "__name__", str(fn))
                     self.timings[name] = self.timings.get(name, 0.0) + spent
             finally:
