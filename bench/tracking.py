@@ -46,11 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scribbles.core import FoldContext, FoldEndContext, RunEndContext, default_registry, resolve
+from scribbles.core import EpochContext, FoldContext, FoldEndContext, RunEndContext, default_registry, resolve
 from scribbles.core.config import parse_config
 from scribbles.core.guard import fold_report
 from scribbles.flows.demo_data import build_activity
-from scribbles.flows.experiment import run_context, summarise, train_fold
+from scribbles.flows.experiment import run_context, summarise
+from scribbles.flows.fold_task import FoldJob, live_epochs, read_outputs, run_job
 
 
 @dataclass
@@ -109,14 +110,22 @@ def one_pass(raw: dict[str, Any], workdir: Path) -> Pass:
         hook.scribbles_run_start(ctx=run)
         t1, cpu0 = time.perf_counter(), time.thread_time()
         outcomes = []
+        out = str(workdir / "outputs")
+
+        def epoch(index: int, number: int, values: dict[str, float]) -> None:
+            hook.scribbles_epoch_end(ctx=EpochContext(run, index, number, values))
+
         for fold in folds:
             hook.scribbles_fold_start(ctx=FoldContext(run, fold, fold_report(dataset, fold)))
-            outcome = train_fold.fn(plan, registry, run, dataset, fold)
+            # The flow's own task body, inline, epochs reported live as the flow does.
+            with live_epochs(out, epoch):
+                result = run_job(FoldJob(raw, False, fold.index, dataset.version, os.getcwd(), out))
+            saved = read_outputs(result)
             hook.scribbles_fold_end(ctx=FoldEndContext(
-                run, fold.index, outcome.metrics, model=outcome.model, input_example=outcome.input_example,
-                y_true=outcome.y_true, y_pred=outcome.y_pred, classes=[str(c) for c in dataset.classes],
+                run, fold.index, result.metrics, model=saved.get("model"), input_example=saved.get("input_example"),
+                y_true=saved.get("y_true"), y_pred=saved.get("y_pred"), classes=[str(c) for c in dataset.classes],
             ))
-            outcomes.append(outcome)
+            outcomes.append(result.metrics)
         t2, cpu1 = time.perf_counter(), time.thread_time()
         busy_training, cpu_training = sum(w.busy_s for w in workers), sum(w.cpu_s for w in workers)
         hook.scribbles_run_end(ctx=RunEndContext(run, summarise(outcomes)))
