@@ -23,7 +23,7 @@ from helpers import SCRIBBLES, git, make_dvc_project, run_cli
 from mlflow.tracking import MlflowClient
 from scribbles.flows.experiment import experiment
 from scribbles.flows.fold_cache import Inputs, code_version, explain
-from scribbles.flows.prefect_server import free_port, local_server
+from scribbles.flows.prefect_server import free_port, healthy, local_server
 from scribbles.flows.prefect_server import stop as stop_process
 
 #: Two folds of a small MLP: seconds per run.
@@ -410,6 +410,6 @@ def test_serve_without_a_server_queues_overlapping_runs(project: Path, tmp_path:
     assert "Prefect server on http://127.0.0.1:" in out
     spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
     assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans)), spans
-    # The server scribbles started is gone with it.
+    # The server scribbles started is gone with it: nothing answers on its port.
     port = int(out.split("Prefect server on http://127.0.0.1:")[1].split()[0].rstrip(")"))
-    assert free_port(port) == port
+    assert not healthy(f"http://127.0.0.1:{port}/api")
