@@ -59,24 +59,33 @@ def pin_data(config: dict[str, Any], version: str, commit: str) -> tuple[dict[st
     )
 
 
-def prepare(run_id: str, overrides: list[str]) -> Rerun:
-    """Read run ``run_id`` (a fold run means its parent) and pin its data version."""
-    mlflow = client()
-    run = find_run(mlflow, run_id)
-    tags = run.data.tags
+def recorded(mlflow: Any, run: Any, overrides: list[str], secrets_hint: str,
+             code_note: str) -> tuple[dict[str, Any], list[str]]:
+    """The run's recorded config (with ``overrides``), validated, its data pinned; notes on data and code.
+
+    ``secrets_hint`` ends the error when the record hides secrets; ``code_note`` follows a commit that
+    differs from the code here.
+    """
     config = apply_overrides(run_config(mlflow, run), overrides)
     masked = masked_fields(config)
     if masked:
-        raise BadInput(
-            f"RUN_ID: the run's config hides secrets ({', '.join(masked)}); pass them again, e.g. "
-            f"`scribbles rerun {run.info.run_id} --set {masked[0]}=VALUE`"
-        )
+        raise BadInput(f"RUN_ID: the run's config hides secrets ({', '.join(masked)}); "
+                       + secrets_hint.format(run_id=run.info.run_id, field=masked[0]))
     parse_config(config, f"run {run.info.run_id} config")  # a config that no longer validates: exit 2
+    tags = run.data.tags
     version, commit = tags["scribbles.data_version"], tags.get("scribbles.git_commit", "unknown")
     config, where = pin_data(config, version, commit)
     notes = [f"data {config['data'].get('path')} at version {version[:12]} from {where}"]
     now = git_commit()
     if commit != now:
-        notes.append(f"the run was made at commit {commit[:12]}, the code here is at {now[:12]}: "
-                     "metrics match only when the code does")
+        notes.append(f"the run was made at commit {commit[:12]}, the code here is at {now[:12]}: {code_note}")
+    return config, notes
+
+
+def prepare(run_id: str, overrides: list[str]) -> Rerun:
+    """Read run ``run_id`` (a fold run means its parent) and pin its data version."""
+    mlflow = client()
+    run = find_run(mlflow, run_id)
+    config, notes = recorded(mlflow, run, overrides, "pass them again, e.g. `scribbles rerun {run_id} --set "
+                             "{field}=VALUE`", "metrics match only when the code does")
     return Rerun(run.info.run_id, config, {"scribbles.rerun_of": run.info.run_id}, notes)

@@ -8,12 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scribbles.core import BadInput
-from scribbles.core.config import parse_config
 
-from .lineage import git_commit
-from .records import client, find_run, run_config
-from .redact import masked_fields
-from .rerun import pin_data
+from .records import client, find_run
+from .rerun import recorded
 
 
 @dataclass
@@ -57,18 +54,6 @@ def prepare(run_id: str) -> Resume:
     mlflow = client()
     run = find_run(mlflow, run_id)
     check_stopped(run)
-    config = run_config(mlflow, run)
-    masked = masked_fields(config)
-    if masked:
-        raise BadInput(f"RUN_ID: the run's config hides secrets ({', '.join(masked)}); it cannot be resumed "
-                       "from its record; rerun it with `scribbles rerun RUN_ID --set KEY=VALUE`")
-    parse_config(config, f"run {run.info.run_id} config")
-    tags = run.data.tags
-    version, commit = tags["scribbles.data_version"], tags.get("scribbles.git_commit", "unknown")
-    config, where = pin_data(config, version, commit)
-    notes = [f"{run.info.status} run, data {config['data'].get('path')} at version {version[:12]} from {where}"]
-    now = git_commit()
-    if commit != now:
-        notes.append(f"the run was made at commit {commit[:12]}, the code here is at {now[:12]}: "
-                     "the folds trained now use this code")
-    return Resume(run.info.run_id, config, notes)
+    config, notes = recorded(mlflow, run, [], "it cannot be resumed from its record; rerun it with "
+                             "`scribbles rerun {run_id} --set {field}=VALUE`", "the folds trained now use this code")
+    return Resume(run.info.run_id, config, [f"{run.info.status} run", *notes])

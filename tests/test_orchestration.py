@@ -143,14 +143,14 @@ def test_identical_rerun_is_cached_a_changed_one_says_why_and_force_retrains(pro
 def test_cli_run_prints_why_each_fold_ran(project: Path, prefect_api: str) -> None:
     (project / "exp.yaml").write_text(yaml.safe_dump(CONFIG))
     env = {"PREFECT_API_URL": prefect_api}
-    assert run_cli("run", "exp.yaml", cwd=project, env=env).returncode == 0
+    first = run_cli("run", "exp.yaml", cwd=project, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "fold 0 trained: first run of this fold" in first.stdout
+    same = run_cli("run", "exp.yaml", cwd=project, env=env)
+    assert "fold 1 reused: cached from run" in same.stdout
     again = run_cli("run", "exp.yaml", "--set", "train.epochs=3", cwd=project, env=env)
     assert again.returncode == 0, again.stderr
     assert "fold 0 trained: train.epochs 2 -> 3" in again.stdout
-    same = run_cli("run", "exp.yaml", "--set", "train.epochs=3", cwd=project, env=env)
-    assert "fold 1 reused: cached from run" in same.stdout
-    forced = run_cli("run", "exp.yaml", "--set", "train.epochs=3", "--force", cwd=project, env=env)
-    assert "fold 1 trained: --force" in forced.stdout
 
 
 # ---------------------------------------------------------------- sweeps
