@@ -14,6 +14,8 @@ DEFAULTS = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     # MLflow draws a progress bar for every artifact it downloads (cache lookups, reruns): noise here.
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # No network, and nothing leaves the machine unasked: MLflow's usage telemetry is off.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 #: Loggers that print CancelledError tracebacks while the temporary server shuts down.

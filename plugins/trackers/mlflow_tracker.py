@@ -39,6 +39,10 @@ from scribbles.core import (
 from .plots import confusion_counts, plot_confusion, plot_learning_curves
 from .worker import LogWorker
 
+# MLflow 3 sends usage telemetry from background threads that retry while there is no network; they
+# took CPU from training (and nothing leaves this machine without being asked). A user's setting wins.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 MAX_PARAM_LENGTH = 6000
 #: MLflow takes at most 100 params per ``log_batch``.
 PARAMS_PER_BATCH = 100
