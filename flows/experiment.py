@@ -36,6 +36,7 @@ from scribbles.core import (
     RunErrorContext,
 )
 from scribbles.core.config import ExperimentConfig, parse_config
+from scribbles.core.errors import ConfigError
 from scribbles.core.evaluation import tta_groups
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
@@ -133,27 +134,10 @@ def run_context(
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated("stopped by SIGTERM")
-
+def _on_sigterm(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGTERM in the block (main thread only; elsewhere signals are left alone)."""
     try:
         previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def sigterm_ignored() -> Iterator[None]:
-    """Ignore SIGTERM (in the main thread) while open runs are being ended."""
-    try:
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except ValueError:  # not the main thread
         yield
         return
@@ -161,6 +145,20 @@ def sigterm_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated("stopped by SIGTERM")
+
+
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
+    return _on_sigterm(_raise_terminated)
+
+
+def sigterm_ignored() -> contextlib.AbstractContextManager[None]:
+    """Ignore SIGTERM (in the main thread) while open runs are being ended."""
+    return _on_sigterm(signal.SIG_IGN)
 
 
 #: Plugins (a progress display, say) that the caller wants to see this process's runs.
@@ -279,23 +277,23 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
             decisions = decide(plan, run, folds, force)
             jobs = [(fold, reuse, FoldJob(**{**job.__dict__, "fold": fold.index})) for fold, reuse in
                     zip(folds, decisions, strict=True)]
+            for fold, reuse, _ in jobs:
+                if reuse.mode:  # reused results first: nothing to wait for
+                    start(fold, reuse)
+                    finish(fold, reuse, _reused(fold, reuse))
+            to_train = [(fold, reuse, fold_job) for fold, reuse, fold_job in jobs if not reuse.mode]
             runner = task_runner(plan)
             if runner is None:
                 with fold_task.live_epochs(job.out, epoch):
-                    for fold, reuse, fold_job in jobs:
+                    for fold, reuse, fold_job in to_train:
                         start(fold, reuse)
-                        finish(fold, reuse, _reused(fold, reuse) if reuse.mode else train_fold(fold_job))
+                        finish(fold, reuse, train_fold(fold_job))
             else:
-                for fold, reuse, _ in jobs:
-                    if reuse.mode:
-                        start(fold, reuse)
-                        finish(fold, reuse, _reused(fold, reuse))
                 with runner:
                     futures = []
-                    for fold, reuse, fold_job in jobs:
-                        if not reuse.mode:
-                            start(fold, reuse)
-                            futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
+                    for fold, reuse, fold_job in to_train:
+                        start(fold, reuse)
+                        futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
                     for fold, reuse, future in futures:
                         finish(fold, reuse, future.result())
             summary = summarise([metrics[i] for i in sorted(metrics)])
@@ -369,8 +367,6 @@ def rank(results: list[dict[str, Any]], metric: str, greater: bool) -> list[dict
 def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] | None,
               force: bool) -> dict[str, Any]:
     """Every trial of the sweep, each a nested run with its folds under one sweep run; trials ranked."""
-    from scribbles.core.errors import ConfigError
-
     assert parsed.sweep is not None
     trial_list = trials(parsed)  # every trial validated before any work
     configs = [(assignment, trial.model_dump(mode="json")) for assignment, trial in trial_list]

@@ -8,17 +8,21 @@ from typing import Any
 from .common import EXIT_OK, console
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run the experiment flow and print the results table."""
+def checked_config(args: argparse.Namespace) -> Any:
+    """The config of ``args.config`` (with ``--set`` and ``--allow-dirty``), checked before any work.
+
+    Every config error (every sweep trial's too), data that differ from what DVC records, and every
+    data or fold error: bad input is reported in seconds, before Prefect starts.
+    """
     from scribbles.core import load_config, registry_for, resolve
 
     from ..data_guard import allow_dirty_data, verify_data
+    from ..preflight import preflight
 
     config = load_config(args.config, args.set or [])
     registry = registry_for(config)
     if args.allow_dirty:
         config = allow_dirty_data(config, registry)
-    # Every config error, and data that differ from what DVC records, before Prefect starts or any work.
     plan = resolve(config, registry)
     if config.sweep is not None:
         from scribbles.core.sweep import trials
@@ -26,9 +30,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for _, trial in trials(config):  # every trial's techniques too: a sweep over model.name, say
             resolve(trial, registry)
     verify_data(plan)
-    from ..preflight import preflight
+    preflight(plan)
+    return config
 
-    preflight(plan)  # and every data or fold error: bad input is reported in seconds
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the experiment flow and print the results table."""
+    config = checked_config(args)
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
     from ..experiment import experiment, observing

@@ -12,22 +12,13 @@ from .common import EXIT_OK, console
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Check the config as `run` does, then serve the experiment flow on its schedule until stopped."""
-    from scribbles.core import load_config, registry_for, resolve
-
-    from ..data_guard import allow_dirty_data, verify_data
-    from ..preflight import preflight
+    from .run import checked_config
 
     if args.cron is not None:
         check_cron(args.cron)
     elif args.interval is not None and args.interval <= 0:
         raise BadInput(f"--interval: {args.interval} must be a positive number of seconds, e.g. --interval 3600")
-    config = load_config(args.config, args.set or [])
-    registry = registry_for(config)
-    if args.allow_dirty:
-        config = allow_dirty_data(config, registry)
-    plan = resolve(config, registry)
-    verify_data(plan)
-    preflight(plan)
+    config = checked_config(args)
     when = f"on cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     out = console()
     out.print(f"[bold]scribbles[/] serving [cyan]{config.experiment}[/] {when} (overlap: {args.overlap}); "

@@ -8,10 +8,9 @@ from typing import Any, ClassVar
 import torch
 from scribbles.core import Model, Strategy, TrainConfig, TrainResult
 from scribbles.core.distributed import launch
-from scribbles.core.training import seed_everything
 
 from .checks import check_torch, check_world
-from .single import job_dir
+from .single import start_job
 
 
 class Launched(Strategy):
@@ -33,10 +32,7 @@ class Launched(Strategy):
         train_config: TrainConfig,
         callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
     ) -> TrainResult:
-        seed_everything(train_config.seed)
-        model = model_builder()
-        train, valid = tuple(train_data.tensors), tuple(valid_data.tensors)
-        folder = job_dir(train_config, self.name, model, train)
+        model, train, valid, folder = start_job(self.name, model_builder, train_data, valid_data, train_config)
         return launch(self.engine, model, loss, train, valid, train_config, callbacks, folder)
 
 

@@ -22,6 +22,15 @@ def job_dir(config: TrainConfig, strategy: str, model: torch.nn.Module, train: S
     return Path(config.checkpoint_dir).resolve() / key
 
 
+def start_job(strategy: str, model_builder: Callable[[], torch.nn.Module], train_data: Any, valid_data: Any,
+              config: TrainConfig) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], Path]:
+    """What every torch strategy does first: seed, build the model, take the tensors, find the job's folder."""
+    seed_everything(config.seed)
+    model = model_builder()
+    train, valid = tuple(train_data.tensors), tuple(valid_data.tensors)
+    return model, train, valid, job_dir(config, strategy, model, train)
+
+
 class Single(Strategy):
     """One process on the CPU or one GPU; the reference every other strategy must match."""
 
@@ -43,10 +52,7 @@ class Single(Strategy):
         train_config: TrainConfig,
         callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
     ) -> TrainResult:
-        seed_everything(train_config.seed)
-        model = model_builder()
-        train, valid = tuple(train_data.tensors), tuple(valid_data.tensors)
-        folder = job_dir(train_config, self.name, model, train)
+        model, train, valid, folder = start_job(self.name, model_builder, train_data, valid_data, train_config)
         result = train_single(model, loss, train, valid, train_config, callbacks, folder / "checkpoint.pt")
         shutil.rmtree(folder, ignore_errors=True)
         return result
