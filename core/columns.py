@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pandas.core.algorithms import factorize_array
 
 from .contracts import Dataset
 from .errors import BadInput
+from .fixed_width import fixed_width_codes
 
 #: Integer ids spanning at most this many values (or 2x the rows) are coded by a direct table, no hashing.
 _DENSE_SPAN = 1 << 16
@@ -108,7 +108,7 @@ def _arrow_codes(array: object, sort: bool) -> tuple[np.ndarray, int]:
     chunked = array._pa_array if hasattr(array, "_pa_array") else pa.chunked_array([pa.array(array)])
     # One chunk (the usual case) is read in place; several are joined first so codes share one dictionary.
     values = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
-    fixed = _fixed_width_codes(values, sort)
+    fixed = fixed_width_codes(values, sort)
     if fixed is not None:
         return fixed
     encoded = values.dictionary_encode()
@@ -123,91 +123,6 @@ def _arrow_codes(array: object, sort: bool) -> tuple[np.ndarray, int]:
         rank[order] = np.arange(len(order), dtype=codes.dtype)
         codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1) if missing else rank[codes]
     return codes, len(dictionary)
-
-
-#: Words of 8 bytes a fixed-width string may span for the fast path (64 bytes); longer ids go to Arrow.
-_MAX_WORDS = 8
-#: Rows per block in the passes after hashing (8 MB of int64, within a core's share of cache).
-_BLOCK = 1 << 20
-_U64 = np.uint64
-#: Odd multipliers of the word hash (the golden ratio's and splitmix64's); any odd constants would do.
-_MIX_A, _MIX_B = _U64(0x9E3779B97F4A7C15), _U64(0xBF58476D1CE4E5B9)
-
-
-def _fixed_width_codes(values: object, sort: bool) -> tuple[np.ndarray, int] | None:
-    """Codes of an Arrow string column whose values all have one byte length, or None for any other.
-
-    Ids are usually fixed width (zero-padded numbers, UUIDs, codes), and then the data buffer is an
-    (n, width) byte matrix: its 8-byte words are read in place as strided views, hashed into one uint64
-    per row with a few vectorised passes and factorised by pandas' integer hash table, about 2x faster
-    than Arrow's string hash table. Exact, not probabilistic: up to 8 bytes the hash is a bijection of
-    the bytes; above that rows are checked against a row of their code, and a collision (about 1 in
-    10^9 for 100k ids) hands the column back to Arrow.
-    """
-    import pyarrow as pa
-
-    n = len(values)
-    if n == 0 or values.null_count or values.type not in (pa.string(), pa.large_string(), pa.binary(),
-                                                           pa.large_binary()):
-        return None
-    _, offset_buffer, data_buffer = values.buffers()
-    offset_type = np.int64 if values.type in (pa.large_string(), pa.large_binary()) else np.int32
-    itemsize = np.dtype(offset_type).itemsize
-    offsets = np.frombuffer(offset_buffer, dtype=offset_type, count=n + 1, offset=values.offset * itemsize)
-    start, total = int(offsets[0]), int(offsets[-1] - offsets[0])
-    width = total // n
-    if width == 0 or width * n != total or width > 8 * _MAX_WORDS:
-        return None
-    lengths = np.diff(offsets)
-    if lengths.min() != width or lengths.max() != width:
-        return None
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
-    if width < 8:
-        # Too short to read a word in place: copy into zero-padded words (little-endian, so low bytes).
-        padded = np.zeros((n, 8), dtype=np.uint8)
-        padded[:, :width] = data[start : start + total].reshape(n, width)
-        words = [padded.view("<u8").ravel()]
-    else:
-        # Words at 0, 8, ... and one ending at the last byte (it may overlap the one before): no copies.
-        positions = [*range(0, width - 8, 8), width - 8]
-        words = [np.ndarray((n,), dtype="<u8", buffer=data, offset=start + at, strides=(width,)) for at in positions]
-    # h = ((w0 * A) ^ w1) * B ^ w2) * B ...: a product's high bits depend on all of a word's bits but
-    # its low bits only on the low ones (often a shared prefix), and pandas' hash table picks buckets
-    # by the low bits; a byte swap (one pass) puts the well-mixed ones there. Without it "subject-000123"
-    # ids fill 4k of 262k buckets and probing is the cost.
-    hashed = np.multiply(words[0], _MIX_A)
-    for word in words[1:]:
-        hashed ^= word
-        hashed *= _MIX_B
-    hashed.byteswap(inplace=True)
-    # pd.factorize sizes its hash table for n distinct values (200 MB for 10M rows, a cache miss per
-    # row); ids repeat, so start at 256k slots (3 MB) and let the table grow if there are more.
-    codes, uniques = factorize_array(hashed, size_hint=min(n, 1 << 18))
-    del hashed
-    count = len(uniques)
-    # Blocks of rows keep the temporaries in cache: these passes cost a third of what whole arrays do.
-    blocks = [(at, min(at + _BLOCK, n)) for at in range(0, n, _BLOCK)]
-    some_row = np.empty(count, dtype=np.intp)  # one row of each code (which one does not matter)
-    for start_row, end_row in blocks:
-        some_row[codes[start_row:end_row]] = np.arange(start_row, end_row, dtype=np.intp)
-    # Each step is a bijection of the word for a given hash so far, and of the hash so far for a given
-    # word: two rows with the same hash and the same words but the last have the same last word too.
-    # So checking all words but the last against the code's row proves the codes exact.
-    for word in words[:-1]:
-        table = word[some_row]
-        for start_row, end_row in blocks:
-            if not np.array_equal(table[codes[start_row:end_row]], word[start_row:end_row]):
-                return None
-    small = np.int32 if count < 2**31 else np.int64
-    if sort:
-        import pyarrow.compute as pc
-
-        # Sorting the k distinct strings (Arrow's byte order, as before) and ranking them; not the n rows.
-        order = np.asarray(pc.sort_indices(values.take(pa.array(some_row))))
-        rank = np.empty(count, dtype=small)
-        rank[order] = np.arange(count, dtype=small)
-        return rank[codes], count
-    return codes.astype(small), count
 
 
 #: Codes already made inside ``shared_codes()``: (frame, column, sort) -> (frame, codes, count).

@@ -13,9 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scribbles.core import BadInput, ConfigError, Dataset, Fold, LeakageError, create
-from scribbles.core.columns import _fixed_width_codes, column_codes, factorize, read_times, shared_codes
+from scribbles.core.columns import column_codes, factorize, read_times, shared_codes
+from scribbles.core.fixed_width import _fixed_width_rows, _hashed_codes, _packed_codes, varying_bits
 from scribbles.core.guard import check_fold, check_folds, guarded_folds
-from scribbles.plugins.splitters.common import lightest_first
+from scribbles.plugins.splitters import common
+from scribbles.plugins.splitters.common import folds_from_assignment, lightest_first
 from sklearn import model_selection as ms
 
 # Derandomized: CI sees the same examples every run; no example database is written.
@@ -334,10 +336,78 @@ def test_fixed_width_codes_check_hash_collisions() -> None:
     ids = [w0.to_bytes(8, "little") + w1.to_bytes(8, "little"),
            other_w0.to_bytes(8, "little") + other_w1.to_bytes(8, "little")]
     values = pa.array([ids[0], ids[1], ids[0], ids[1], ids[1]], type=pa.binary())
-    assert _fixed_width_codes(values, True) is None  # the word check caught the collision
+    rows = _fixed_width_rows(values)
+    assert rows is not None and _packed_codes(rows) is None  # too many varying bits to pack
+    assert _hashed_codes(values, rows, True) is None  # the word check caught the collision
     codes, count = factorize(pd.Series(pd.arrays.ArrowExtensionArray(values)))
     assert count == 2
     np.testing.assert_array_equal(codes, [0, 1, 0, 1, 1] if ids[0] < ids[1] else [1, 0, 1, 0, 0])
+
+
+@PROPERTY
+@given(st.integers(1, 70), st.integers(1, 4), st.integers(1, 300), st.integers(0, 7), st.integers(0, 2**32 - 1))
+def test_packed_codes_are_sorted_exact_codes(width: int, varying: int, rows: int, skip: int, seed: int) -> None:
+    """Ids differing in a few bytes (any bits of them) are packed into sorted codes equal to pandas'."""
+    rng = np.random.RandomState(seed)
+    base = rng.randint(0, 256, width).astype(np.uint8)
+    places = rng.choice(width, size=min(varying, width), replace=False)
+    masks = rng.randint(1, 256, len(places)).astype(np.uint8)  # scattered bits as well as runs
+    matrix = np.tile(base, (rows, 1))
+    matrix[:, places] ^= rng.randint(0, 256, (rows, len(places))).astype(np.uint8) & masks
+    values = pa.array([bytes(row) for row in matrix], type=pa.binary())[skip % rows :]
+    want = np.bitwise_or.reduce(matrix[skip % rows :], axis=0) ^ np.bitwise_and.reduce(matrix[skip % rows :], axis=0)
+    fixed = _fixed_width_rows(values)
+    assert fixed is not None
+    np.testing.assert_array_equal(varying_bits(fixed), want)
+    packed = _packed_codes(fixed)
+    if int(sum(int(mask).bit_count() for mask in want)) <= 16:
+        assert packed is not None
+    if packed is not None:
+        codes, uniques = pd.factorize(np.array(values.to_pylist(), dtype=object), sort=True)
+        assert packed[1] == len(uniques)
+        np.testing.assert_array_equal(packed[0], codes)
+
+
+def test_fixed_width_ids_take_the_packed_path_on_large_data() -> None:
+    """Zero-padded ids over 2^19 rows pack (20 varying bits fit 2x the rows) and match sorted pandas codes."""
+    ids = np.random.RandomState(0).randint(0, 100_000, 1 << 19)
+    names = np.array([f"subject-{i:06d}" for i in range(100_000)], dtype=object)[ids]
+    column = pd.Series(names, dtype=pd.ArrowDtype(pa.string()))
+    rows = _fixed_width_rows(column.array._pa_array.chunk(0))
+    assert rows is not None
+    packed = _packed_codes(rows)
+    assert packed is not None
+    want, uniques = pd.factorize(names, sort=True)
+    np.testing.assert_array_equal(packed[0], want)
+    assert packed[1] == len(uniques)
+    np.testing.assert_array_equal(factorize(column)[0], want)
+
+
+def test_large_folds_are_built_on_two_threads_with_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above PARALLEL_ROWS the train side is written by a helper thread; the folds are the one-thread folds."""
+    row_fold = np.random.RandomState(1).randint(-1, 4, 5000).astype(np.int8)
+    alone = [(f.train, f.valid) for f in folds_from_assignment(row_fold, 4)]
+    monkeypatch.setattr(common, "PARALLEL_ROWS", 1000)
+    threads: set[str] = set()
+    real = np.flatnonzero
+
+    def spy(mask: np.ndarray) -> np.ndarray:
+        import threading
+
+        threads.add(threading.current_thread().name)
+        return real(mask)
+
+    monkeypatch.setattr(np, "flatnonzero", spy)
+    shared = [(f.train, f.valid) for f in folds_from_assignment(row_fold, 4)]
+    left_out = np.flatnonzero(row_fold < 0)
+    for index, ((train, valid), (train2, valid2)) in enumerate(zip(alone, shared, strict=True)):
+        np.testing.assert_array_equal(train, train2)
+        np.testing.assert_array_equal(valid, valid2)
+        np.testing.assert_array_equal(valid, np.flatnonzero(row_fold == index))
+        assert len(train) + len(valid) + len(left_out) == len(row_fold)
+        assert not np.isin(left_out, train).any() and not np.isin(valid, train).any()
+    if len(common.os.sched_getaffinity(0)) > 1:
+        assert any(name.startswith("scribbles-folds") for name in threads)
 
 
 def test_shared_codes_factorise_a_column_once_per_block() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from math import ceil, floor
 from typing import Annotated
 
@@ -40,16 +42,41 @@ def check_count(splitter: str, n_splits: int, available: int, what: str) -> None
         )
 
 
+#: From this many rows a fold's train positions are found on a second core while this one finds its valid.
+PARALLEL_ROWS = 1 << 20
+_helper: ThreadPoolExecutor | None = None
+
+
+def _second_core() -> ThreadPoolExecutor | None:
+    """One worker thread for large folds, made on first use; None where this process has one core."""
+    global _helper
+    if _helper is None and len(os.sched_getaffinity(0)) > 1:
+        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scribbles-folds")
+    return _helper
+
+
 def folds_from_assignment(row_fold: np.ndarray, n_folds: int) -> Iterator[Fold]:
     """One fold per index: valid = the rows assigned to it, train = every other assigned row.
 
-    ``row_fold`` is a small int per row; -1 leaves a row out of every fold.
+    ``row_fold`` is a small int per row; -1 leaves a row out of every fold. Writing the positions
+    (and the kernel's zeroing of fresh pages for them) is most of a large split's time; NumPy releases
+    the GIL meanwhile, so on large data the train side is written on a second core.
     """
     unassigned = row_fold < 0
     everyone = not unassigned.any()
+
+    def train_rows(index: int) -> np.ndarray:
+        return np.flatnonzero(row_fold != index if everyone else (row_fold != index) & ~unassigned)
+
+    helper = _second_core() if len(row_fold) >= PARALLEL_ROWS else None
     for index in range(n_folds):
-        is_train = row_fold != index if everyone else (row_fold != index) & ~unassigned
-        yield Fold.of_sorted(index, np.flatnonzero(is_train), np.flatnonzero(row_fold == index))
+        if helper is None:
+            train, valid = train_rows(index), np.flatnonzero(row_fold == index)
+        else:
+            pending = helper.submit(train_rows, index)
+            valid = np.flatnonzero(row_fold == index)
+            train = pending.result()
+        yield Fold.of_sorted(index, train, valid)
 
 
 def fold_dtype(n_folds: int) -> type[np.signedinteger]:
