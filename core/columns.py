@@ -94,6 +94,10 @@ def _dense_int_codes(values: np.ndarray) -> tuple[np.ndarray, int] | None:
         return None
     shifted = (values - low if low else values).astype(np.intp, copy=False)
     present = np.bincount(shifted, minlength=span) > 0
+    if present.all():
+        # Every id in the range occurs (ids 0..k-1 or 1..k, the usual case): the shifted ids are the
+        # codes. A view, so marking the codes read-only leaves the frame's own array alone.
+        return shifted.view(), span
     remap = np.cumsum(present, dtype=np.int64) - 1
     count = int(remap[-1]) + 1
     table = remap.astype(np.int32) if count < 2**31 else remap

@@ -60,7 +60,9 @@ class StratifiedGroupKFold(Splitter):
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         k = self.params.n_splits
         classes, n_classes = class_codes(dataset, self.name)
-        class_rows = np.bincount(classes, minlength=n_classes)
+        codes, n_groups = group_codes(dataset, self.name)
+        counts = np.bincount(codes * n_classes + classes, minlength=n_groups * n_classes).reshape(n_groups, n_classes)
+        class_rows = counts.sum(axis=0)  # rows per class, from the group counts rather than another pass
         if np.all(k > class_rows):
             raise BadInput(
                 f"split.n_splits: {self.name} asks for {k} folds but every class has fewer rows "
@@ -73,10 +75,8 @@ class StratifiedGroupKFold(Splitter):
                 UserWarning,
                 stacklevel=2,
             )
-        codes, n_groups = group_codes(dataset, self.name)
         check_count(self.name, k, n_groups, "groups")
-        counts = np.bincount(codes * n_classes + classes, minlength=n_groups * n_classes)
-        counts = counts.reshape(n_groups, n_classes).astype(np.float64)
+        counts = counts.astype(np.float64)
         if self.params.shuffle:
             perm = np.arange(n_groups)
             np.random.RandomState(self.params.seed).shuffle(perm)
@@ -97,13 +97,18 @@ def _most_even_fold(counts: np.ndarray, order: np.ndarray, class_rows: np.ndarra
     each fold's share of the class; ties (np.isclose) go to the fold with fewer rows. scikit-learn's
     choice can turn on the last bit of a float, so all k candidate placements are scored in one
     (k, k, classes) array with numpy's own operations in numpy's order (``_var``, then ``_mean``): the
-    folds are scikit-learn's. Buffers are reused because call overhead, not arithmetic, is the cost.
+    folds are scikit-learn's. Call overhead, not arithmetic, is the cost, so buffers are reused and
+    only what a group changes is recomputed: the shares of the folds as they are (``shares``) change in
+    one row per group, and only the k "group added to fold i" rows are divided anew (the same
+    operands, so the same quotients as dividing everything).
     """
     n_classes = counts.shape[1]
     fold_counts = np.zeros((k, n_classes))
-    fold_rows = [0.0] * k
-    candidates = np.empty((k, k, n_classes))  # candidates[i]: the fold counts with the group in fold i
+    shares = np.zeros((k, n_classes))  # fold_counts / class_rows
+    fold_rows = [0.0] * k  # row counts are whole numbers, so float sums are exact in any order
+    candidates = np.empty((k, k, n_classes))  # candidates[i]: the shares with the group in fold i
     placed = candidates.reshape(k * k, n_classes)[:: k + 1]  # a view of every candidates[i, i]
+    with_group = np.empty((k, n_classes))
     mean = np.empty((k, 1, n_classes))
     spread = np.empty((k, n_classes))
     evals = np.empty(k)
@@ -111,11 +116,12 @@ def _most_even_fold(counts: np.ndarray, order: np.ndarray, class_rows: np.ndarra
     group_fold = np.empty(len(counts), dtype=np.int64)
     inf = math.inf
     counts_of = list(counts)
+    rows_of = counts.sum(axis=1).tolist()
     for group in order.tolist():
         added = counts_of[group]
-        np.copyto(candidates, fold_counts)
-        add(placed, added, out=placed)
-        divide(candidates, class_rows, out=candidates)
+        np.copyto(candidates, shares)
+        add(fold_counts, added, out=with_group)
+        divide(with_group, class_rows, out=placed)
         add.reduce(candidates, axis=1, keepdims=True, out=mean)
         divide(mean, k, out=mean)
         np.subtract(candidates, mean, out=candidates)
@@ -130,9 +136,9 @@ def _most_even_fold(counts: np.ndarray, order: np.ndarray, class_rows: np.ndarra
             rows = fold_rows[i]
             if value < best_eval or (abs(value - best_eval) <= 1e-8 + 1e-5 * abs(best_eval) and rows < best_rows):
                 best, best_eval, best_rows = i, value, rows
-        row = fold_counts[best]
-        add(row, added, out=row)
-        fold_rows[best] = float(add.reduce(row))
+        fold_counts[best] = with_group[best]
+        divide(with_group[best], class_rows, out=shares[best])
+        fold_rows[best] += rows_of[group]
         group_fold[group] = best
     return group_fold
 
