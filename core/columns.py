@@ -57,7 +57,8 @@ def factorize(values: pd.Series | np.ndarray, sort: bool = True) -> tuple[np.nda
     """Dense codes ``0..k-1`` (``-1`` where a value is missing) and ``k``.
 
     With ``sort`` the codes follow the sorted values (``np.unique``'s order, so folds match
-    scikit-learn's); without it they follow first appearance.
+    scikit-learn's); without it they follow first appearance. The codes may be a read-only view of
+    the column itself (integer ids that fill their range); copy them before writing.
     """
     if isinstance(values, pd.Series):
         values = values.to_numpy() if isinstance(values.dtype, np.dtype) else values.array
@@ -96,8 +97,10 @@ def _dense_int_codes(values: np.ndarray) -> tuple[np.ndarray, int] | None:
     present = np.bincount(shifted, minlength=span) > 0
     if present.all():
         # Every id in the range occurs (ids 0..k-1 or 1..k, the usual case): the shifted ids are the
-        # codes. A view, so marking the codes read-only leaves the frame's own array alone.
-        return shifted.view(), span
+        # codes, no gather. They may be the frame's own array, so they go out as a read-only view.
+        codes = shifted.view()
+        codes.flags.writeable = False
+        return codes, span
     remap = np.cumsum(present, dtype=np.int64) - 1
     count = int(remap[-1]) + 1
     table = remap.astype(np.int32) if count < 2**31 else remap

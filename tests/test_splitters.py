@@ -410,6 +410,18 @@ def test_large_folds_are_built_on_two_threads_with_the_same_rows(monkeypatch: py
         assert any(name.startswith("scribbles-folds") for name in threads)
 
 
+def test_ids_filling_their_range_are_their_own_codes_read_only() -> None:
+    """Ids 1..k (all present) give codes ids - 1 without a table; ids with holes are renumbered densely."""
+    frame = pd.DataFrame({"g": np.array([3, 1, 2, 2, 1, 3, 3])})
+    codes, count = factorize(frame["g"])
+    assert count == 3 and not codes.flags.writeable
+    np.testing.assert_array_equal(codes, [2, 0, 1, 1, 0, 2, 2])
+    frame.loc[0, "g"] = 9  # the frame itself stays writable
+    holes, count = factorize(pd.Series([10, 40, 10, 70]))
+    assert count == 3
+    np.testing.assert_array_equal(holes, [0, 1, 0, 2])
+
+
 def test_shared_codes_factorise_a_column_once_per_block() -> None:
     """Inside shared_codes the splitter's group codes are the guard's (same array); outside, read afresh."""
     dataset = make_dataset(400, 13, 2, 5, 3, time=False)
