@@ -28,6 +28,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/strategies.py
+	$(BIN)/python bench/splitters.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns .pytest_cache
