@@ -50,7 +50,9 @@ _helper: ThreadPoolExecutor | None = None
 def _second_core() -> ThreadPoolExecutor | None:
     """One worker thread for large folds, made on first use; None where this process has one core."""
     global _helper
-    if _helper is None and len(os.sched_getaffinity(0)) > 1:
+    # The cores this process may run on (Linux); elsewhere (macOS, Windows) the machine's.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if _helper is None and cores > 1:
         _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scribbles-folds")
     return _helper
 
