@@ -17,11 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Dataset
+from .direct_table import codes_of_keys, max_span
 from .errors import BadInput
 from .fixed_width import fixed_width_codes
-
-#: Integer ids spanning at most this many values (or 2x the rows) are coded by a direct table, no hashing.
-_DENSE_SPAN = 1 << 16
 
 
 def parse_span(value: int | str | None, field: str = "split.gap") -> int | pd.Timedelta:
@@ -91,20 +89,10 @@ def _dense_int_codes(values: np.ndarray) -> tuple[np.ndarray, int] | None:
     """Codes of integer ids through a lookup table over their range, when that range is small."""
     low, high = int(values.min()), int(values.max())
     span = high - low + 1
-    if span > max(_DENSE_SPAN, 2 * len(values)):
+    if span > max_span(len(values)):
         return None
     shifted = (values - low if low else values).astype(np.intp, copy=False)
-    present = np.bincount(shifted, minlength=span) > 0
-    if present.all():
-        # Every id in the range occurs (ids 0..k-1 or 1..k, the usual case): the shifted ids are the
-        # codes, no gather. They may be the frame's own array, so they go out as a read-only view.
-        codes = shifted.view()
-        codes.flags.writeable = False
-        return codes, span
-    remap = np.cumsum(present, dtype=np.int64) - 1
-    count = int(remap[-1]) + 1
-    table = remap.astype(np.int32) if count < 2**31 else remap
-    return table[shifted], count
+    return codes_of_keys(shifted, np.bincount(shifted, minlength=span) > 0)
 
 
 def _arrow_codes(array: object, sort: bool) -> tuple[np.ndarray, int]:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from pandas.core.algorithms import factorize_array
 
-#: A packed key spans at most this many values, or 2x the rows (the same budget as integer ids).
-_DIRECT_SPAN = 1 << 16
+from .direct_table import codes_of_keys, max_span
+
 #: Rows per block while packing: the key and the byte columns of a block stay in a core's cache.
 _PACK_BLOCK = 1 << 16
 #: Words of 8 bytes a fixed-width string may span for the hashed path (64 bytes); longer ids go to Arrow.
@@ -123,7 +123,7 @@ def _packed_codes(rows: _Rows) -> tuple[np.ndarray, int] | None:
     masks = varying_bits(rows)
     fields = [(position, int(mask)) for position, mask in enumerate(masks.tolist()) if mask]
     bits = sum(mask.bit_count() for _, mask in fields)
-    if bits > max(_DIRECT_SPAN, 2 * rows.n).bit_length() - 1:
+    if 1 << bits > max_span(rows.n):
         return None
     n = rows.n
     if not fields:  # every row the same value
@@ -148,10 +148,8 @@ def _packed_codes(rows: _Rows) -> tuple[np.ndarray, int] | None:
                 np.bitwise_or(block, bits_of_block, out=block)
             else:
                 block[:] = bits_of_block
-        present[block] = True
-    remap = np.cumsum(present, dtype=np.int64) - 1
-    count = int(remap[-1]) + 1
-    return np.take(remap.astype(np.int32 if count < 2**31 else np.int64), key), count
+        present[block] = True  # while the block is in cache
+    return codes_of_keys(key, present)
 
 
 def _field_step(rows: _Rows, position: int, mask: int) -> tuple[np.ndarray, int, int, np.ndarray | None, int]:
