@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIBBLES = str(Path(sys.executable).with_name("scribbles"))
 
 
@@ -38,6 +40,13 @@ def make_dvc_project(root: Path, files: dict[str, object]) -> Path:
     subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=root, check=True)
     git("add", "-A", cwd=root)
     git("commit", "-q", "-m", "data", cwd=root)
+    return root
+
+
+def work_in(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``root`` the working directory with its own SQLite MLflow store (undone after the test)."""
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     return root
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import make_dvc_project, run_cli
+from helpers import make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import BadInput, ConfigError, default_registry, load_config, resolve
 from scribbles.flows.experiment import experiment
@@ -48,9 +48,7 @@ def dvc_project(tmp_path_factory: pytest.TempPathFactory, activity_small, digits
 @pytest.fixture
 def project(dvc_project: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
     """The shared project as the working directory, with its own MLflow store."""
-    monkeypatch.chdir(dvc_project)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{dvc_project / 'mlflow.db'}")
-    return dvc_project
+    return work_in(dvc_project, monkeypatch)
 
 
 def config_for(name: str, *overrides: str) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import make_dvc_project
+from helpers import make_dvc_project, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import hookimpl, load_config
 from scribbles.flows.experiment import experiment, observing
@@ -27,9 +27,7 @@ def project(tmp_path: Path, activity_small, digits_small, monkeypatch: pytest.Mo
             prefect_api: str) -> Path:
     """A git + DVC project with the small demo slices, as the working directory."""
     root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small, "digits.csv": digits_small})
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    return root
+    return work_in(root, monkeypatch)
 
 
 def config_for(name: str, *overrides: str) -> dict:

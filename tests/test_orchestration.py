@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import SCRIBBLES, git, make_dvc_project, run_cli
+from helpers import SCRIBBLES, git, make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.flows.experiment import experiment
 from scribbles.flows.fold_cache import Inputs, code_version, explain
@@ -49,9 +49,7 @@ def config(**changes: Any) -> dict[str, Any]:
 def project(tmp_path: Path, activity_small, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
     """A git + DVC project of its own (the working directory) with its own SQLite store."""
     root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    return root
+    return work_in(root, monkeypatch)
 
 
 def store(root: Path) -> MlflowClient:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import make_dvc_project, run_cli
+from helpers import make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import load_config
 
@@ -129,8 +129,7 @@ def test_every_run_logs_the_fold_timeline(project: Path, prefect_api: str, monke
     """The parent MLflow run holds fold_timeline.png, drawn from the guarded folds."""
     from scribbles.flows.experiment import experiment
 
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    work_in(project, monkeypatch)
     config = load_config(project / "configs" / "activity-time.yaml",
                          ["train.epochs=1", "split.n_splits=2", "model.hidden=8", "experiment=timeline"])
     result = experiment(config.model_dump(mode="json"))

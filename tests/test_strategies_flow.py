@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import make_dvc_project, run_cli
+from helpers import make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import load_config
 from scribbles.flows.experiment import experiment
@@ -16,9 +16,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.fixture
 def project(tmp_path: Path, digits_small, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
     root = make_dvc_project(tmp_path / "proj", {"digits.csv": digits_small})
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    return root
+    return work_in(root, monkeypatch)
 
 
 def test_ddp_flow_tracks_each_fold_once(project: Path) -> None:

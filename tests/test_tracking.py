@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import SCRIBBLES, git, make_dvc_project, run_cli
+from helpers import SCRIBBLES, git, make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import create, default_registry, load_config
 from scribbles.core.config import parse_config
@@ -94,9 +94,7 @@ def shared_project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> 
 @pytest.fixture
 def in_project(shared_project: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
     """The shared project as working directory, with its own SQLite store."""
-    monkeypatch.chdir(shared_project)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{shared_project / 'mlflow.db'}")
-    return shared_project
+    return work_in(shared_project, monkeypatch)
 
 
 def config_for(name: str, *overrides: str) -> dict:
@@ -278,8 +276,7 @@ def test_dirty_data_refused_before_any_work_then_allowed(tmp_path: Path, activit
     assert not (root / "mlflow.db").exists()  # refused before any run was opened
     assert time.monotonic() - started < 60
 
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    work_in(root, monkeypatch)
     result = experiment(config_for("activity", "split.n_splits=2", "model.hidden=8", "train.epochs=1",
                                    "experiment=dirty"), allow_dirty=True)
     actual = hashlib.md5(changed.read_bytes()).hexdigest()

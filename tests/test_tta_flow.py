@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import make_dvc_project, run_cli
+from helpers import make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 from scribbles.core import load_config
@@ -30,8 +30,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, digits_small, activity_sma
                             {"digits.csv": digits_small, "activity.csv": activity_small})
     shutil.copytree(REPO / "configs", root / "configs")
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        work_in(root, patch)
         patch.setenv("PREFECT_API_URL", prefect_api)
         yield root
 
