@@ -11,6 +11,7 @@ cluster (``train.dask_address``). A fold whose inputs match an earlier finished 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -92,9 +93,14 @@ def summarise(metrics: list[dict[str, float]]) -> dict[str, float]:
 
 
 def run_context(
-    plan: Plan, dataset: Dataset, n_folds: int, workdir: Path, folds: list[Fold] | None = None
+    plan: Plan, dataset: Dataset, n_folds: int, workdir: Path, folds: list[Fold] | None = None,
+    plots: Path | None = None,
 ) -> RunContext:
-    """Params, lineage tags and artifacts of a run (with ``folds``, the fold timeline plot); secrets masked."""
+    """Params, lineage tags and artifacts of a run (with ``folds``, the fold timeline plot); secrets masked.
+
+    With ``plots`` (a sweep's folder) the timeline is drawn there once per data and split, and trials
+    with the same folds share it instead of drawing it again.
+    """
     config = mask_tree(plan.resolved)
     config_path = workdir / "resolved_config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -102,8 +108,12 @@ def run_context(
     if folds:
         from .plots import fold_timeline
 
-        timeline = workdir / "fold_timeline.png"
-        artifacts["fold_timeline"] = fold_timeline(dataset, folds, timeline, plan.splitter.name)
+        folder = workdir if plots is None else plots / hashlib.sha256(fold_task.folds_key(plan).encode()).hexdigest()
+        timeline = folder / "fold_timeline.png"
+        if not timeline.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            fold_timeline(dataset, folds, timeline, plan.splitter.name)
+        artifacts["fold_timeline"] = timeline
     tags = {
         "scribbles.data_version": dataset.version,
         "scribbles.data_source": plan.data.name,
@@ -335,8 +345,8 @@ def _workdir() -> Iterator[Path]:
 
 def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
             force: bool = False, continues: dict[str, str] | None = None, parent: RunContext | None = None,
-            run_name: str = "") -> dict[str, Any]:
-    """One experiment run (a sweep trial when ``parent`` is the sweep's run); its folds and summary."""
+            run_name: str = "", plots: Path | None = None) -> dict[str, Any]:
+    """One experiment run (a sweep trial when ``parent`` is the sweep's run, ``plots`` its shared plots)."""
     plan, registry = plan_for(config, allow_dirty)
     # Tasks run only for work this process has not done yet: a sweep loads its data once.
     if not fold_task.is_loaded(plan):
@@ -345,7 +355,7 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         make_folds(config, allow_dirty)
     dataset, folds = fold_task.dataset_for(plan), fold_task.folds_for(plan)
     with _registered(registry, [*plan.trackers, *_OBSERVERS]), _workdir() as work:
-        run = run_context(plan, dataset, len(folds), work, folds)
+        run = run_context(plan, dataset, len(folds), work, folds, plots)
         run.tags.update(tags or {})
         run.tags[CODE_TAG] = code_version()
         run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
@@ -408,7 +418,7 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
             with sigterm_as_interrupt():
                 for number, (assignment, trial) in enumerate(configs):
                     result = run_one(trial, allow_dirty, tags, force, parent=sweep,
-                                     run_name=f"trial {number}: {label(assignment)}")
+                                     run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
                     results.append({"trial": number, "assignment": assignment, **result})
                 ranked = rank(results, rank_by, greater)
                 with _registered(registry, plugins):

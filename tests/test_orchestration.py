@@ -174,6 +174,8 @@ def test_grid_sweep_is_one_parent_four_trials_two_folds_each(project: Path, pref
         folds = children(client, trial.info.run_id)
         assert len(folds) == 2 and {f.data.tags["scribbles.fold"] for f in folds} == {"0", "1"}
         assignments.add((trial.data.params["train.lr"], trial.data.params["model.hidden"]))
+        # Every trial keeps the fold timeline (drawn once, since all trials share the folds).
+        assert "fold_timeline.png" in {a.path for a in client.list_artifacts(trial.info.run_id)}
     assert assignments == {("0.001", "[8]"), ("0.001", "[16]"), ("0.01", "[8]"), ("0.01", "[16]")}
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 1 + 4 + 8
     # Ranked best first, recorded on the sweep run.
