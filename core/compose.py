@@ -73,7 +73,7 @@ class Compose(TTATransform):
     @property
     def label(self) -> str:
         """``shift_x_hflip``: the factors' names, for the per-transform breakdown."""
-        return "_x_".join(getattr(part, "label", part.name) for part in self.parts)
+        return "_x_".join(part.label for part in self.parts)
 
     def views(self) -> list[View]:
         if not self.parts:

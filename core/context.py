@@ -84,6 +84,11 @@ class FoldEndContext:
     classes: list[str] = field(default_factory=list)
     #: As in ``FoldContext``: "", "cached" or "resumed".
     reuse: str = ""
+    #: For a reused fold: the run its result comes from (its model, plots and counts are there).
+    reused_from: str = ""
+    #: The fold's per-epoch metrics, as ``scribbles_epoch_end`` reported them (or, for a resumed fold,
+    #: as the stopped run recorded them: trackers draw them without logging them again).
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -38,6 +39,15 @@ class Technique:
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params = params if params is not None else type(self).Params()
+
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> Mapping[str, Any] | None:
+        """Fields for a dry run of the conformance kit on ``dataset`` (files may go in ``workdir``).
+
+        None (the default) builds the technique from its ``Params`` defaults; a technique with required
+        fields returns values that work on the kit's synthetic data.
+        """
+        return None
 
     @classmethod
     def summary(cls) -> str:
@@ -169,6 +179,22 @@ class DataSource(Technique, abc.ABC):
     def load(self) -> Dataset:
         """Read the data and return it with its version."""
 
+    def verify(self) -> str | None:
+        """The data version a run will record, told without loading the data; None (the default) when
+        the source can tell only by loading. Raises ``BadInput`` when the data differ from their record.
+        """
+        return None
+
+    @property
+    def kind(self) -> DataKind:
+        """How a row's features are viewed: the ``kind`` field of the params, else ``tabular``."""
+        return getattr(self.params, "kind", "tabular")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One row's feature shape from the ``shape`` field of the params; () when it is the column count."""
+        return tuple(getattr(self.params, "shape", None) or ())
+
 
 class Splitter(Technique, abc.ABC):
     """Base of the ``splitter`` family: ``split(dataset)`` yields ``Fold`` objects."""
@@ -192,8 +218,15 @@ class Splitter(Technique, abc.ABC):
         return getattr(self.params, "gap", 0) or 0
 
     def count_folds(self, dataset: Dataset | None = None) -> int:
-        """How many folds ``split(dataset)`` yields (scikit-learn's ``get_n_splits``)."""
-        return int(getattr(self.params, "n_splits", 0))
+        """How many folds ``split(dataset)`` yields (scikit-learn's ``get_n_splits``).
+
+        The default reads an ``n_splits`` field of the params, else counts the folds of ``dataset``
+        (0 without one); a splitter whose count is cheaper to tell overrides it.
+        """
+        n_splits = getattr(self.params, "n_splits", None)
+        if n_splits is not None:
+            return int(n_splits)
+        return 0 if dataset is None else sum(1 for _ in self.split(dataset))
 
 
 class SklearnSplitter:
@@ -240,6 +273,10 @@ class Model(Technique, abc.ABC):
     kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "sequence", "image"})
     #: Named outputs of the built module (see ``scribbles.core.outputs``); a plain tensor is "logits".
     outputs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    #: The strategy that trains this model when ``train.strategy`` is not given.
+    default_strategy: ClassVar[str] = "single"
+    #: The only strategies that can train this model; None (the default) allows every torch strategy.
+    strategies: ClassVar[frozenset[str] | None] = None
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -280,6 +317,10 @@ class Strategy(Technique, abc.ABC):
     ) -> TrainResult:
         """Train a model built by ``model_builder``; call each callback as ``cb(epoch, metrics)``."""
 
+    def check(self, config: Any, model: Model) -> None:
+        """Refuse, with a ``ConfigError`` naming the field, a train config or model this strategy cannot
+        run; called when a config is resolved, before any work. The default accepts everything."""
+
 
 class View:
     """One augmented view of a batch: ``apply`` to inputs, ``invert`` on dense outputs.
@@ -317,6 +358,11 @@ class TTATransform(Technique, abc.ABC):
 
     family = "tta"
     kinds: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def label(self) -> str:
+        """The transform's name in metric names (``accuracy_tta_<label>``); its ``name`` by default."""
+        return self.name
 
     @abc.abstractmethod
     def views(self) -> list[View]:

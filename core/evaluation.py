@@ -156,7 +156,7 @@ def predict_views(
         for block in blocks[len(out) :]:
             out.append(runner(model, block.to(device), views, class_dim).cpu())
         if not out:
-            empty = model(inputs[:0].to(device))
+            empty = logits_of(model(inputs[:0].to(device)))
             return Prediction(torch.empty(len(views), *empty.shape), chosen, timings)
         return Prediction(torch.cat(out, dim=1), chosen, timings)
     finally:
@@ -272,7 +272,7 @@ def transform_labels(names: Sequence[str], reserved: Sequence[str] = ("gain",)) 
 
 def tta_groups(transforms: Sequence[TTATransform]) -> list[tuple[str, list[View]]]:
     """``(label, views)`` per transform, labelled for the breakdown (a compose by its parts' names)."""
-    labels = transform_labels([getattr(t, "label", t.name) for t in transforms])
+    labels = transform_labels([t.label for t in transforms])
     return [(label, t.views()) for label, t in zip(labels, transforms, strict=True)]
 
 
@@ -291,7 +291,7 @@ def tta_metrics(
     """
     out: dict[str, float] = {}
     for metric in metrics:
-        if getattr(metric, "needs", "proba") != "proba":
+        if metric.needs != "proba":
             if model is None or inputs is None:
                 raise ValueError(f"metric '{metric.name}' needs the model and the inputs")
             output = collect_output(model, inputs, metric.needs)

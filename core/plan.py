@@ -60,10 +60,9 @@ def _dump(technique: Technique) -> dict[str, Any]:
     return {"name": technique.name, **technique.params.model_dump(mode="json")}
 
 
-def _check_outputs(model: Model, user: Technique, where: str) -> None:
+def _check_outputs(model: Model, user: Loss | Metric, where: str) -> None:
     """Refuse a loss or metric that reads a model output the model does not produce."""
-    needs = getattr(user, "needs", frozenset())
-    needs = {needs} if isinstance(needs, str) else set(needs)
+    needs = {user.needs} if isinstance(user.needs, str) else set(user.needs)
     missing = sorted(needs - set(model.outputs))
     if missing:
         raise ConfigError(
@@ -109,16 +108,16 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     splitter = _build(registry, "splitter", config.split, "split")
     model = _build(registry, "model", config.model, "model")
     loss = _build(registry, "loss", config.loss, "loss")
-    kind = getattr(data.params, "kind", "tabular")
+    kind = data.kind
     if kind not in model.kinds:
         raise ConfigError(
             f"model '{model.name}' does not take {kind} data; it takes {', '.join(sorted(model.kinds))}",
             "model.name",
         )
-    strategy_name = config.train.strategy or getattr(model, "default_strategy", "single")
+    strategy_name = config.train.strategy or model.default_strategy
     strategy = registry.create("strategy", strategy_name, field="train.strategy")
     _check_outputs(model, loss, "loss.name")
-    allowed = getattr(model, "strategies", None)
+    allowed = model.strategies
     if allowed is not None and strategy.name not in allowed:
         raise ConfigError(
             f"model '{model.name}' is trained by strategy {' or '.join(sorted(allowed))}, not "
@@ -129,7 +128,7 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     merge = "mean"
     if config.evaluate.tta is not None:
         merge = config.evaluate.tta.merge
-        shape = tuple(getattr(data.params, "shape", None) or ())
+        shape = data.shape
         for i, section in enumerate(config.evaluate.tta.transforms):
             tta.append(_build_transform(registry, section, f"evaluate.tta.transforms.{i}", kind, shape))
     metrics = []
@@ -141,9 +140,7 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     trackers = [
         _build(registry, "tracker", section, f"tracking.{i}") for i, section in enumerate(config.tracking)
     ]
-    check = getattr(strategy, "check", None)
-    if check is not None:
-        check(config.train, model)
+    strategy.check(config.train, model)
     resolved = {
         "experiment": config.experiment,
         "data": _dump(data),

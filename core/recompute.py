@@ -30,7 +30,7 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -218,6 +218,17 @@ def _has_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
+@runtime_checkable
+class DeclaresBlocks(Protocol):
+    """A module that names the submodules to checkpoint (and, under ``fsdp``, shard) itself.
+
+    A model technique's ``build`` may return such a module when the automatic search below would pick
+    the wrong blocks; ``checkpoint_blocks()`` returns them in forward order.
+    """
+
+    def checkpoint_blocks(self) -> Iterable[nn.Module]: ...
+
+
 def blocks(model: nn.Module) -> list[nn.Module]:
     """The submodules that are checkpointed (and, under ``fsdp``, sharded) one by one.
 
@@ -225,9 +236,8 @@ def blocks(model: nn.Module) -> list[nn.Module]:
     and every child of an ``nn.ModuleList`` (the usual "stack of layers"); else the root's children
     that hold parameters. A ``nn.Sequential`` root with no such stack is handled by :func:`enable`.
     """
-    explicit = getattr(model, "checkpoint_blocks", None)
-    if callable(explicit):
-        return list(explicit())
+    if isinstance(model, DeclaresBlocks):
+        return list(model.checkpoint_blocks())
     found: list[nn.Module] = []
     seen: set[int] = set()
 
@@ -263,7 +273,7 @@ def enable(model: nn.Module, policy: Policy = "full", share: float | None = None
     share = DEFAULT_SHARE[policy] if share is None else share
     if not 0 < share <= 1:
         raise ValueError(f"activation checkpointing share {share!r}: expected a number in (0, 1]")
-    if isinstance(model, nn.Sequential) and not callable(getattr(model, "checkpoint_blocks", None)):
+    if isinstance(model, nn.Sequential) and not isinstance(model, DeclaresBlocks):
         stacked = [m for m in model.modules() if isinstance(m, (*BLOCK_TYPES, nn.ModuleList))]
         if not stacked:
             segments = _segments(model)

@@ -20,7 +20,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from . import hookspecs
-from .contracts import FAMILIES, Technique
+from .contracts import FAMILIES, FAMILY_BASES, Technique
 from .errors import ConfigError, PluginError
 from .markers import HOOK_API_VERSION, PROJECT
 
@@ -211,6 +211,11 @@ def technique_problem(cls: Any) -> str | None:
         return f"{label} is not a subclass of scribbles.core.Technique"
     if cls.family not in FAMILIES:
         return f"{label}.family is {cls.family!r}; it must be one of {', '.join(FAMILIES)}"
+    base = FAMILY_BASES[cls.family]
+    if not issubclass(cls, base):
+        # The family's base declares what the run reads (a splitter's guards, a model's strategy...).
+        return (f"{label} names family {cls.family!r} but does not subclass scribbles.core.{base.__name__}; "
+                f"write `class {cls.__name__}({base.__name__})` (from scribbles.core import {base.__name__})")
     if not isinstance(cls.name, str) or not _SNAKE.match(cls.name):
         return f"{label}.name is {cls.name!r}; it must be snake_case, like 'my_splitter'"
     if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):

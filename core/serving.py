@@ -1,23 +1,36 @@
-"""What a trained torch model needs to be served on raw features: the standardisation it was trained with."""
+"""What a trained torch model needs to be served on raw feature rows: its input shape and standardisation."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from .outputs import logits_of
+
 
 class Standardised(nn.Module):
-    """``model((x - mean) / std)``: a fold's model that takes raw feature values, as a user has them.
+    """``logits(model((x - mean) / std))``: a fold's model on raw feature rows, as a user has them.
+
+    Input: raw feature values, either flat rows (rows, n_features) in feature-column order, as read
+    from the data file, or rows already in the model's input shape (rows, *shape). Output: class
+    scores (logits), float32 of shape (rows, classes); ``softmax(-1)`` gives the class probabilities.
+    A model that returns named outputs (a mapping with ``logits``, see ``scribbles.core.outputs``) is
+    served by its ``logits``: that is what the evaluator scores.
 
     The flow standardises inputs with the statistics of a fold's training rows; a logged model that
-    expects standardised inputs would silently give wrong answers on raw data.
+    expected standardised inputs would silently give wrong answers on raw data.
     """
 
-    def __init__(self, model: nn.Module, mean: float, std: float) -> None:
+    def __init__(self, model: nn.Module, mean: float, std: float, shape: Sequence[int] = ()) -> None:
         super().__init__()
         self.model = model
+        self.shape = tuple(int(s) for s in shape)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        if self.shape and x.dim() == 2 and len(self.shape) > 1:
+            x = x.reshape(len(x), *self.shape)  # flat rows, as in the data file
+        return logits_of(self.model((x.float() - self.mean) / self.std))

@@ -12,8 +12,7 @@ def allow_dirty_data(config: ExperimentConfig, registry: Registry) -> Experiment
     it has no record for its data to differ from.
     """
     cls = registry.get("data", str(config.data.get("name")), "data.name")
-    fields = getattr(cls.Params, "model_fields", {})
-    if "allow_dirty" not in fields:
+    if "allow_dirty" not in cls.Params.model_fields:
         return config
     return config.model_copy(update={"data": {**config.data, "allow_dirty": True}})
 
@@ -23,5 +22,4 @@ def verify_data(plan: Plan) -> str | None:
 
     Raises BadInput (exit 2) when the data differ from what DVC records and dirty data is not allowed.
     """
-    verify = getattr(plan.data, "verify", None)
-    return verify() if verify is not None else None
+    return plan.data.verify()

@@ -277,7 +277,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         hook.scribbles_fold_end(ctx=FoldEndContext(
             run, fold.index, result.metrics, artifacts=artifacts, model=outputs.get("model"),
             input_example=outputs.get("input_example"), y_true=outputs.get("y_true"), y_pred=outputs.get("y_pred"),
-            classes=classes, reuse=reuse.mode,
+            classes=classes, reuse=reuse.mode, reused_from=reuse.source, history=list(result.history),
         ))
         metrics[fold.index] = result.metrics
 

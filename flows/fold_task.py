@@ -207,11 +207,10 @@ def run_job(job: FoldJob) -> FoldResult:
     )
     metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
     model = result.model
-    example = dataset.inputs(fold.valid[:5])
+    # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
+    example = dataset.inputs(fold.valid[:5]).reshape(min(5, len(fold.valid)), -1)
     if isinstance(model, torch.nn.Module):
-        model = Standardised(model, mean, std)  # the logged model takes raw features
-    else:
-        example = (example - mean) / std
+        model = Standardised(model, mean, std, dataset.shape)
     outputs = Path(job.out) / f"fold-{fold.index}.pkl"
     outputs.parent.mkdir(parents=True, exist_ok=True)
     with open(outputs, "wb") as handle:

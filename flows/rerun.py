@@ -27,8 +27,8 @@ def data_version_of(config: dict[str, Any]) -> str:
     """The version the config's data source reads now (checked, not loaded, where the source can)."""
     data = dict(config["data"])
     source = default_registry().create("data", str(data.pop("name")), field="data", **data)
-    verify = getattr(source, "verify", None)
-    return str(verify() if verify is not None else source.load().version)
+    version = source.verify()
+    return str(version if version is not None else source.load().version)
 
 
 def pin_data(config: dict[str, Any], version: str, commit: str) -> tuple[dict[str, Any], str]:

@@ -59,8 +59,8 @@ def kit_params(cls: type[Technique]) -> dict[str, Any]:
 def build(cls: type[Technique], params: dict[str, Any] | None, workdir: Path) -> Technique:
     """``cls`` built from ``params``, else ``cls.example_params(workdir, dataset)``, else ``kit_params``."""
     if params is None:
-        example = getattr(cls, "example_params", None)
-        params = dict(example(workdir, synthetic_dataset())) if example is not None else kit_params(cls)
+        example = cls.example_params(workdir, synthetic_dataset())
+        params = dict(example) if example is not None else kit_params(cls)
     try:
         validated = cls.Params(**params)
     except ValidationError as exc:

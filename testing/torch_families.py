@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scribbles.core import ConfigError, ModelSpec, Registry, TrainConfig, TrainResult, load_registry
+from scribbles.core import ConfigError, Model, ModelSpec, Registry, TrainConfig, TrainResult, load_registry
 from scribbles.core.contracts import Dataset
 from scribbles.core.outputs import LOGITS, logits_of
 
@@ -70,7 +70,7 @@ def output_problems(model: Any, out: Any, spec: ModelSpec, rows: int, where: str
     ``logits`` (rows, n_classes) always; a mapping holds every name the model declares in ``outputs``,
     and the names the library knows have their documented shapes.
     """
-    declared = set(getattr(model, "outputs", {LOGITS}))
+    declared = set(model.outputs)
     problems = []
     if LOGITS not in declared:
         problems.append(f"outputs is {sorted(declared)}; it must include 'logits'")
@@ -146,7 +146,7 @@ def check_model(model: Any, workdir: Path, registry: Registry | None) -> list[st
 
 def _check_classic(model: Any, kind: str, registry: Registry | None) -> list[str]:
     """A model with nothing to train by gradient, fitted through its own strategy on ``kind`` rows."""
-    name = getattr(model, "default_strategy", None)
+    name = model.default_strategy
     if not name or name == "single":
         return [f"{kind}: build() gives nothing to train by gradient (an estimator?); a classic model must name "
                 "the strategy that fits it in default_strategy (e.g. 'sklearn')"]
@@ -165,7 +165,7 @@ def producer(registry: Registry | None, name: str) -> tuple[Any, str] | None:
         except Exception:  # a model that needs params: not a candidate
             continue
         kinds = set(model.kinds) & set(SHAPES)
-        if name in set(getattr(model, "outputs", ())) and kinds:
+        if name in set(model.outputs) and kinds:
             return model, "tabular" if "tabular" in kinds else sorted(kinds)[0]
     return None
 
@@ -214,7 +214,7 @@ def check_loss(loss: Any, workdir: Path, registry: Registry | None) -> list[str]
     dataset = synthetic_dataset()
     spec = spec_of(dataset)
     x, y = inputs_of(dataset)
-    needs = set(getattr(loss, "needs", {LOGITS}))
+    needs = set(loss.needs)
     module = _call("build(spec)", loss.build, spec)
     outputs, leaves = synthetic_outputs(spec, x)
     unknown = sorted(needs - set(outputs))
@@ -259,7 +259,7 @@ def _companions(strategy: Any, registry: Registry | None) -> tuple[Any, Any]:
     """A model that this strategy trains (one naming it as default_strategy, else mlp) and a loss."""
     registry = _registry(registry)
     for info in registry.techniques("model"):
-        if getattr(info.cls, "default_strategy", None) == strategy.name:
+        if issubclass(info.cls, Model) and info.cls.default_strategy == strategy.name:
             return registry.create("model", info.name), registry.create("loss", "cross_entropy")
     return registry.create("model", "mlp", hidden=[8]), registry.create("loss", "cross_entropy")
 
@@ -274,15 +274,13 @@ def dry_fit(strategy: Any, model: Any, loss: Any, kind: str = "tabular") -> list
     spec = spec_of(dataset)
     x, y = inputs_of(dataset)
     config = TrainConfig(epochs=2, batch_size=12, lr=0.01, device="cpu", threads=1, timeout=120)
-    check = getattr(strategy, "check", None)
-    if check is not None:
-        try:
-            check(config, model)
-        except ConfigError as exc:
-            if exc.field != "train.workers":
-                raise DryRunError(f"check() refused a plain config: {exc}") from None
-            config = config.model_copy(update={"workers": 2})  # a strategy that needs several workers
-            _call("check() with 2 workers", check, config, model)
+    try:
+        strategy.check(config, model)
+    except ConfigError as exc:
+        if exc.field != "train.workers":
+            raise DryRunError(f"check() refused a plain config: {exc}") from None
+        config = config.model_copy(update={"workers": 2})  # a strategy that needs several workers
+        _call("check() with 2 workers", strategy.check, config, model)
     one_pass = not _trainable(_call(f"build({kind} spec)", model.build, spec))
     epochs = 1 if one_pass else config.epochs
     seen: list[tuple[int, dict[str, float]]] = []

@@ -76,7 +76,7 @@ class SvmModule(EstimatorModule):
     """
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        if getattr(self.estimator, "probability", False):
+        if not hasattr(self.estimator, "decision_function"):  # Platt-scaled: a calibrated classifier
             return super().scores(x)
         values = self.estimator.decision_function(x.reshape(len(x), -1))
         if values.ndim == 1:  # two classes: one signed margin
@@ -105,8 +105,12 @@ class Svm(_Classic):
         from sklearn.svm import SVC
 
         p = self.params
-        svc = SVC(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree, probability=p.probability,
-                  break_ties=True, random_state=p.seed)
+        svc = SVC(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree, break_ties=True, random_state=p.seed)
+        if p.probability:
+            # Platt scaling as scikit-learn 1.9 advises in place of SVC(probability=True), deprecated there.
+            from sklearn.calibration import CalibratedClassifierCV
+
+            return SvmModule(CalibratedClassifierCV(svc, method="sigmoid", ensemble=False), spec.n_classes)
         return SvmModule(svc, spec.n_classes)
 
 

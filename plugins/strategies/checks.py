@@ -13,7 +13,7 @@ CLASSIC = "sklearn"
 
 def is_classic(model: Model) -> bool:
     """Whether ``model`` builds a scikit-learn estimator (fitted by strategy ``sklearn``)."""
-    return getattr(model, "default_strategy", "single") == CLASSIC
+    return model.default_strategy == CLASSIC
 
 
 def device_type(config: TrainConfig) -> str:

@@ -23,7 +23,7 @@ class Sklearn(Strategy):
 
     def check(self, config: TrainConfig, model: Model) -> None:
         """Refuse torch models and options that have no meaning for a one-pass fit."""
-        if getattr(model, "default_strategy", None) != "sklearn":
+        if model.default_strategy != "sklearn":
             raise ConfigError(
                 f"strategy 'sklearn' fits classic models (knn, svm, decision_tree, gaussian_mixture); "
                 f"model '{model.name}' is a torch model: use strategy single",

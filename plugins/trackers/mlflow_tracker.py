@@ -127,8 +127,9 @@ class MlflowTracker(Tracker):
         self.pending: list[tuple[int, dict[str, float]]] = []
         self.flushed_at = time.monotonic()
         self.current_fold = 0
-        #: The latest fold's (index, model, input example): logged on the parent when the run ends.
-        self.model: tuple[int, Any, Any] | None = None
+        #: Where each fold's saved model is: ("folder", a local folder) for a fold trained here, or
+        #: ("run", run id) for a reused one. The highest fold's is logged on the parent at the end.
+        self.models: dict[int, tuple[str, Any]] = {}
         self.tmp = Path(tempfile.gettempdir())  # replaced by a folder of its own when a run starts
 
     # -- calls that run on the logging thread
@@ -199,30 +200,60 @@ class MlflowTracker(Tracker):
         # ~7 ms of interpreter time taken from training, whatever its size.
         self.client.log_batch(self.fold_ids[index], metrics=batch, synchronous=True)
 
+    def _pool(self, counts: np.ndarray, classes: list[str]) -> None:
+        self.pooled = counts if self.pooled is None else self.pooled + counts
+        self.classes = list(classes)
+
     def _end_fold(self, ctx: FoldEndContext, epochs: list[tuple[int, dict[str, float]]],
                   counts: np.ndarray | None) -> None:
+        from .model_log import save_model
+
         run_id = self.fold_ids[ctx.fold_index]
         self._log_epochs(ctx.fold_index, epochs, ctx.metrics)
         if counts is not None:
+            self._pool(counts, list(ctx.classes))
             matrix = {"classes": list(ctx.classes), "rows": "true class", "columns": "predicted class",
                       "counts": counts.tolist()}
             self.client.log_dict(run_id, matrix, "confusion_matrix.json")
         for path in ctx.artifacts.values():
             self.client.log_artifact(run_id, str(path))
+        if ctx.model is not None and ctx.input_example is not None:
+            # Every fold keeps its model: a later resume or cached run takes it from here.
+            folder = self.tmp / f"model-{ctx.fold_index}"
+            if save_model(ctx.model, ctx.input_example, folder):
+                self.client.log_artifacts(run_id, str(folder), "model")
+                self.models[ctx.fold_index] = ("folder", folder)
         self.client.set_terminated(self.fold_ids.pop(ctx.fold_index), "FINISHED")
 
-    def _log_model(self, index: int, model: Any, example: Any) -> None:
+    def _reuse_records(self, index: int, source: str) -> None:
+        """A reused fold's confusion counts (pooled, and copied to its new fold run) and its model's place."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            path = self.client.download_artifacts(source, "confusion_matrix.json", str(self.tmp / f"reused-{index}"))
+            matrix = json.loads(Path(path).read_text())
+        except (MlflowException, OSError, ValueError):
+            matrix = None  # a source without counts: the pooled matrix leaves this fold out
+        if matrix is not None:
+            self._pool(np.asarray(matrix["counts"], dtype=np.int64), list(matrix["classes"]))
+            if index in self.fold_ids:  # a cached fold's new run
+                self.client.log_dict(self.fold_ids[index], matrix, "confusion_matrix.json")
+        if any(item.path == "model" for item in self.client.list_artifacts(source)):
+            self.models[index] = ("run", source)
+
+    def _log_model(self) -> None:
+        """The highest fold's model on the parent: saved here, or taken from the run a reused fold came from."""
         from mlflow.entities import RunTag
 
-        from .model_log import save_model
-
-        folder = self.tmp / "model"
-        flavour = save_model(model, example, folder)
-        if flavour:
-            self.client.log_artifacts(self.parent_id, str(folder), "model")
-            tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index))]
-            self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        if not self.models:
+            return
+        index = max(self.models)
+        where, value = self.models[index]
+        folder = Path(value) if where == "folder" else Path(
+            self.client.download_artifacts(value, "model", str(self.tmp / "reused-model")))
+        self.client.log_artifacts(self.parent_id, str(folder), "model")
+        tags = [RunTag("scribbles.model_flavour", "pytorch"), RunTag("scribbles.model_fold", str(index))]
+        self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
 
     def _log_fold_report(self) -> None:
         if self.reports:
@@ -381,18 +412,18 @@ class MlflowTracker(Tracker):
     def scribbles_fold_end(self, ctx: FoldEndContext) -> None:
         if self.parent_id is None:
             return
-        if ctx.reuse == "resumed":
-            return
         with self._timed("fold_end"):
+            if ctx.reuse == "resumed":  # the run being finished holds the fold run: draw, do not log again
+                self.histories[ctx.fold_index] = [dict(epoch) for epoch in ctx.history]
+            if ctx.reuse and ctx.reused_from:
+                self._submit(self._reuse_records, ctx.fold_index, ctx.reused_from)
+            if ctx.reuse == "resumed":
+                return
             counts = None
             if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
                 counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
-                self.pooled = counts if self.pooled is None else self.pooled + counts
-                self.classes = list(ctx.classes)
             self._submit(self._end_fold, ctx, self.pending, counts)
             self.pending, self.flushed_at = [], time.monotonic()
-            if ctx.model is not None and ctx.input_example is not None:
-                self.model = (ctx.fold_index, ctx.model, ctx.input_example)
 
     @hookimpl
     def scribbles_run_end(self, ctx: RunEndContext) -> None:
@@ -406,9 +437,7 @@ class MlflowTracker(Tracker):
             self._submit(self._run_summary, ctx)
             # The model and the plots wait for the end: drawn while training runs, they slowed it by
             # as much as they cost (the logging thread and training share one interpreter lock).
-            if self.model is not None:
-                self._submit(self._log_model, *self.model)
-                self.model = None
+            self._submit(self._log_model)
             self._submit(self._log_run_plots, ctx.run.experiment)
             self._submit(self._run_close)
             self.worker.drain()  # a logging failure fails the run (run_error then marks it FAILED)

@@ -1,8 +1,10 @@
-"""A fold's trained model saved in an MLflow flavour, with its signature and an input example.
+"""A fold's trained model saved in MLflow's ``pytorch`` flavour, with its signature and an input example.
 
-torch modules use the ``pytorch`` flavour, scikit-learn estimators the ``sklearn`` one. Both are
-saved to a folder that the tracker uploads as the run's ``model`` artifact: no fluent (active-run)
-API, so several trackers and threads never share MLflow's global state.
+The flow hands every model over as a torch module that takes raw feature rows and returns class scores
+(``scribbles.core.serving.Standardised``); classic models (k-NN, SVM, trees) are inside it as an
+``EstimatorModule``, so they load the same way. The model is saved to a folder that the tracker uploads
+as a run's ``model`` artifact: no fluent (active-run) API, so several trackers and threads never share
+MLflow's global state.
 """
 
 from __future__ import annotations
@@ -29,44 +31,29 @@ def _requirements(*names: str) -> list[str]:
     return pins
 
 
-def flavour_of(model: Any) -> str | None:
-    """``pytorch``, ``sklearn``, or None for a model neither flavour can save."""
+def save_model(model: Any, input_example: Any, path: Path) -> str | None:
+    """Save a torch ``model`` to ``path`` in the ``pytorch`` flavour; return the flavour, or None when
+    ``model`` is not a torch module (nothing is written then).
+
+    ``input_example``: raw feature rows, (rows, n_features); the first ``EXAMPLE_ROWS`` are kept. The
+    signature is inferred from them and the model's class scores (rows, classes).
+    """
     import torch
 
-    if isinstance(model, torch.nn.Module):
-        return "pytorch"
-    if hasattr(model, "fit") and hasattr(model, "predict"):
-        return "sklearn"
-    return None
-
-
-def save_model(model: Any, input_example: Any, path: Path) -> str | None:
-    """Save ``model`` to ``path`` in its flavour; return the flavour, or None when it has none."""
-    from mlflow.models import infer_signature
-
-    flavour = flavour_of(model)
-    if flavour is None:
+    if not isinstance(model, torch.nn.Module):
         return None
-    example = np.asarray(input_example)[:EXAMPLE_ROWS]
-    if flavour == "pytorch":
-        import mlflow.pytorch
-        import torch
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+    from scribbles.core.outputs import logits_of
 
-        with torch.no_grad():
-            output = model(torch.as_tensor(example)).numpy()
-        # Pickle, not MLflow's default torch.export ("pt2"): exporting a small GRU took 9-18 s per
-        # fold here, as long as training it. Loading needs scribbles installed (the model classes).
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format warning, per model
-        mlflow.pytorch.save_model(
-            model, str(path), signature=infer_signature(example, output), input_example=example,
-            pip_requirements=_requirements("torch", "scribbles"), serialization_format="pickle",
-        )
-        return flavour
-    import mlflow.sklearn
-
-    example = example.reshape(len(example), -1)
-    mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(example, model.predict(example)), input_example=example,
-        pip_requirements=_requirements("scikit-learn", "scribbles"),
+    example = np.asarray(input_example, dtype=np.float32)[:EXAMPLE_ROWS]
+    with torch.no_grad():
+        output = logits_of(model(torch.as_tensor(example))).numpy()
+    # Pickle, not MLflow's default torch.export ("pt2"): exporting a small GRU took 9-18 s per
+    # fold here, as long as training it. Loading needs scribbles installed (the model classes).
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format warning, per model
+    mlflow.pytorch.save_model(
+        model, str(path), signature=infer_signature(example, output), input_example=example,
+        pip_requirements=_requirements("torch", "scribbles"), serialization_format="pickle",
     )
-    return flavour
+    return "pytorch"

@@ -52,7 +52,13 @@ def plot_confusion(counts: np.ndarray, classes: Sequence[str], title: str, path:
 
 
 def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], title: str, path: Path) -> Path:
-    """Per-epoch losses of every fold on one axes: a colour per fold, train solid, valid dashed."""
+    """Per-epoch losses of every fold on one axes: a colour per fold, train solid, valid dashed.
+
+    When no fold has more than one epoch (a classic model, fitted in one pass), there is no curve to
+    draw: the plot shows each fold's train and valid loss side by side instead.
+    """
+    if max((len(h) for h in histories.values()), default=0) <= 1:
+        return _plot_one_pass(histories, title, path)
     figure = _figure(6.0, 3.8)
     figure.subplots_adjust(left=0.12, bottom=0.13, right=0.84, top=0.9)
     ax = figure.add_subplot()
@@ -64,11 +70,30 @@ def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]],
         for name, style in (("train_loss", "-"), ("valid_loss", "--")):
             values = [epoch[name] for epoch in history if name in epoch]
             if values:
-                ax.plot(range(len(values)), values, style, color=colours(k % 10),
-                        label=f"fold {fold}" if name == "train_loss" else None)
+                ax.plot(range(len(values)), values, style, color=colours(k % 10), marker="." if len(values) == 1
+                        else None, label=f"fold {fold}" if name == "train_loss" else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (solid: train, dashed: valid)")
     ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.savefig(path, dpi=80)
+    return path
+
+
+def _plot_one_pass(histories: Mapping[int, Sequence[Mapping[str, float]]], title: str, path: Path) -> Path:
+    """Train and valid loss per fold, as paired bars: the picture of a model fitted once per fold."""
+    folds = sorted(histories)
+    figure = _figure(6.0, 3.8)
+    figure.subplots_adjust(left=0.12, bottom=0.13, right=0.84, top=0.9)
+    ax = figure.add_subplot()
+    x = np.arange(len(folds))
+    for offset, name, colour in ((-0.2, "train_loss", "#4c78a8"), (0.2, "valid_loss", "#f58518")):
+        values = [next((e[name] for e in histories[f] if name in e), np.nan) for f in folds]
+        ax.bar(x + offset, values, width=0.4, color=colour, label=name.replace("_", " "))
+    ax.set_xticks(x, [str(f) for f in folds])
+    ax.set_xlabel("fold")
+    ax.set_ylabel("loss after the one-pass fit")
+    ax.set_title(f"{title} (one-pass fit, no epochs)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.savefig(path, dpi=80)
     return path
