@@ -179,6 +179,11 @@ class DataSource(Technique, abc.ABC):
     def load(self) -> Dataset:
         """Read the data and return it with its version."""
 
+    def load_roles(self) -> Dataset:
+        """The data with its target, group and time columns checked but its features not read: all that
+        a splitter needs (``scribbles split``). The default loads everything (``load()``)."""
+        return self.load()
+
     def verify(self) -> str | None:
         """The data version a run will record, told without loading the data; None (the default) when
         the source can tell only by loading. Raises ``BadInput`` when the data differ from their record.

@@ -17,6 +17,9 @@ from .demo_data import DATASETS, write_csv
 
 DATA_DIR = "data"
 POINTER = "data.dvc"
+#: What scribbles' own data.dvc records for the demo data/ (``test_data_build_reproduces_committed_data_dvc``
+#: checks it): a data.dvc that records anything else tracks someone's own data, which build must not touch.
+DEMO_MD5 = "99553d28210dd3a4cbb40dc32c7fa69d.dir"
 
 
 @contextlib.contextmanager
@@ -43,15 +46,10 @@ def build(root: Path, force: bool = False) -> list[str]:
     it, ``dvc add data`` creates it.
     """
     data_dir = root / DATA_DIR
-    data_dir.mkdir(exist_ok=True)
-    written = []
-    for name, builder in DATASETS.items():
-        path = data_dir / name
-        if force or not path.exists():
-            write_csv(builder(), path)
-            written.append(name)
-    repo = _repo(root)
     pointer = root / POINTER
+    repo = _repo(root)
+    _refuse_foreign_data(pointer, data_dir)
+    written = _write(data_dir, force)
     with _quiet():
         if not pointer.exists():
             repo.add([str(data_dir)])
@@ -66,6 +64,54 @@ def build(root: Path, force: bool = False) -> list[str]:
                 "`dvc checkout`; to record the new files instead, run `dvc add data` and commit data.dvc"
             )
         repo.commit(str(pointer), force=True)
+    return written
+
+
+def _refuse_foreign_data(pointer: Path, data_dir: Path) -> None:
+    """BadInput when data/ or data.dvc hold anything but scribbles' demo data: build would overwrite it."""
+    targets = ", ".join(f"{DATA_DIR}/{name}" for name in DATASETS)
+    fix = ("`scribbles data build` makes scribbles' demo data, in a clone of scribbles only; track your own "
+           "data with `dvc add` and point data.path at it")
+    if pointer.is_file():
+        import yaml
+
+        try:
+            outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
+            recorded = str(outs[0].get("md5", ""))
+        except (yaml.YAMLError, OSError, AttributeError, IndexError):
+            recorded = "(unreadable)"
+        if recorded != DEMO_MD5:
+            raise BadInput(f"{pointer} records other data than scribbles' demo (md5 {recorded or 'none'}); "
+                           f"building would overwrite {targets}. {fix}")
+    if data_dir.is_dir():
+        foreign = sorted(p.name for p in data_dir.iterdir() if p.name not in DATASETS)
+        if foreign:
+            raise BadInput(f"{data_dir} holds files that are not scribbles' demo data ({', '.join(foreign[:5])}); "
+                           f"building would write {targets} among them. {fix}")
+
+
+def _write(data_dir: Path, force: bool) -> list[str]:
+    """Write the missing demo datasets (all with ``force``); on a failure, remove what this call added."""
+    created_dir = not data_dir.exists()
+    data_dir.mkdir(exist_ok=True)
+    written: list[str] = []
+    added: list[Path] = []
+    try:
+        for name, builder in DATASETS.items():
+            path = data_dir / name
+            if force or not path.exists():
+                existed = path.exists()
+                write_csv(builder(), path)  # atomic per file: a temporary file, then os.replace
+                written.append(name)
+                if not existed:
+                    added.append(path)
+    except BaseException:
+        for path in added:  # never leave a half-built data/ behind
+            path.unlink(missing_ok=True)
+        if created_dir:
+            with contextlib.suppress(OSError):
+                data_dir.rmdir()
+        raise
     return written
 
 

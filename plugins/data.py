@@ -56,8 +56,13 @@ def read_table(raw: bytes, name: str) -> pd.DataFrame:
                        f"check that it is a valid {kind} file") from None
 
 
-def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source: str, rev: Any) -> Dataset:
-    """Check the column roles against ``frame`` and wrap it as a Dataset."""
+def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source: str, rev: Any,
+                 features: bool = True) -> Dataset:
+    """Check the column roles against ``frame`` and wrap it as a Dataset.
+
+    ``features=False`` checks target, group and time only and leaves the features out (``features`` is
+    empty): a split reads no features, so a string id or an undeclared column must not stop it.
+    """
     roles = {"target": params.target, "group": params.group, "time": params.time}
     for role, column in roles.items():
         if column is not None and column not in frame.columns:
@@ -68,6 +73,9 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     if frame.empty:
         raise BadInput(f"data.path: {source} has a header but no rows; point data.path at a file with data")
     _check_roles(frame, params, source)
+    if not features:
+        return Dataset(frame=frame.reset_index(drop=True), target=params.target, features=[], group=params.group,
+                       time=params.time, version=version, kind=params.kind, source=source, rev=rev)
     taken = {c for c in roles.values() if c}
     features = params.features or [c for c in frame.columns if c not in taken]
     missing = [c for c in features if c not in frame.columns]
@@ -141,6 +149,12 @@ class FileSource(DataSource):
         path: str
 
     def load(self) -> Dataset:
+        return self._load(features=True)
+
+    def load_roles(self) -> Dataset:
+        return self._load(features=False)
+
+    def _load(self, features: bool) -> Dataset:
         path = Path(self.params.path)
         if path.is_dir():
             raise BadInput(f"data.path: {path} is a folder; point data.path at a .csv or .parquet file")
@@ -151,7 +165,7 @@ class FileSource(DataSource):
         except OSError as exc:
             raise BadInput(f"data.path: cannot read {path}: {exc.strerror or exc}") from None
         version = hashlib.md5(raw).hexdigest()
-        return make_dataset(read_table(raw, path.name), self.params, version, str(path), None)
+        return make_dataset(read_table(raw, path.name), self.params, version, str(path), None, features)
 
     @classmethod
     def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
@@ -226,10 +240,16 @@ class DvcSource(DataSource):
         )
 
     def load(self) -> Dataset:
+        return self._load(features=True)
+
+    def load_roles(self) -> Dataset:
+        return self._load(features=False)
+
+    def _load(self, features: bool) -> Dataset:
         raw, recorded, actual = self._read()
         version = self._version(recorded, actual)
         return make_dataset(read_table(raw, self.params.path), self.params, version, self.params.path,
-                            self.params.rev)
+                            self.params.rev, features)
 
     @classmethod
     def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from scribbles.core.contracts import Dataset
 from scribbles.core.outputs import LOGITS, logits_of
 
 from .kit import DryRunError
+from .serving import serving_problems
 from .synthetic import SHAPES, synthetic_dataset
 
 ROWS = 48
@@ -141,6 +142,8 @@ def check_model(model: Any, workdir: Path, registry: Registry | None) -> list[st
         learns = any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
         if not logits.requires_grad or not learns:
             problems.append(f"{kind}: no parameter gets a gradient; the model cannot be trained")
+            continue
+        problems += serving_problems(module, dataset, kind)
     return problems
 
 
@@ -321,6 +324,8 @@ def dry_fit(strategy: Any, model: Any, loss: Any, kind: str = "tabular") -> list
                             f"it must give (rows, n_classes) = {(valid, spec.n_classes)}")
         elif not torch.isfinite(logits).all():
             problems.append("the trained model's class scores hold NaN or inf")
+        else:
+            problems += serving_problems(result.model, dataset, f"{kind}, trained")
     return problems
 
 
