@@ -218,20 +218,29 @@ def test_sqlite_store_has_layout_lineage_plots_and_models(in_project: Path) -> N
     assert accuracy == pytest.approx(folds[1].data.metrics["accuracy"], abs=1e-6)
 
 
-def test_sklearn_model_is_logged_with_signature(tmp_path: Path, digits_small) -> None:
-    """A scikit-learn estimator is saved in the sklearn flavour with a signature and an input example."""
-    import mlflow.sklearn
+def test_classic_model_is_logged_as_the_flow_hands_it_over(tmp_path: Path, digits_small) -> None:
+    """A classic model reaches the tracker as the flow gives it: its estimator inside an EstimatorModule, behind
+    the raw-feature standardisation, saved in the ``pytorch`` flavour with a signature and an input example.
+    Loaded back, its class probabilities on raw rows are scikit-learn's own ``predict_proba``."""
+    import mlflow.pytorch
+    import torch
+    from scribbles.core.estimators import EstimatorModule
+    from scribbles.core.serving import Standardised
     from scribbles.plugins.trackers.model_log import save_model
     from sklearn.neighbors import KNeighborsClassifier
 
     x = digits_small.drop(columns="label").to_numpy(dtype=np.float32)
     y = digits_small["label"].to_numpy()
-    estimator = KNeighborsClassifier(3).fit(x[:300], y[:300])
-    assert save_model(estimator, x[300:], tmp_path / "model") == "sklearn"
+    mean, std = float(x[:300].mean()), float(x[:300].std())
+    module = EstimatorModule(KNeighborsClassifier(3), 10).fit((x[:300] - mean) / std, y[:300])
+    assert save_model(Standardised(module, mean, std, (1, 8, 8)), x[300:], tmp_path / "model") == "pytorch"
     mlmodel = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
-    assert "sklearn" in mlmodel["flavors"] and "signature" in mlmodel
-    loaded = mlflow.sklearn.load_model(str(tmp_path / "model"))
-    assert (loaded.predict(x[300:]) == estimator.predict(x[300:])).all()
+    assert "pytorch" in mlmodel["flavors"] and "signature" in mlmodel and "saved_input_example_info" in mlmodel
+    loaded = mlflow.pytorch.load_model(str(tmp_path / "model"))
+    with torch.no_grad():
+        proba = loaded(torch.from_numpy(x[300:])).softmax(-1).numpy()
+    reference = KNeighborsClassifier(3).fit((x[:300] - mean) / std, y[:300]).predict_proba((x[300:] - mean) / std)
+    np.testing.assert_allclose(proba, reference, atol=1e-5)
 
 
 # ---------------------------------------------------------------- a real MLflow server
