@@ -83,8 +83,6 @@ def test_each_model_trains_one_epoch_on_its_demo_config(project: Path, model: st
     demo data of its kind: the run FINISHES with a loadable model and beats the majority-class baseline."""
     config = config_for(DEMO_CONFIG[model], *FAST, f"model={{name: {model}}}")
     result = experiment(config)
-    for fold in result["folds"]:
-        assert 0.0 <= fold["accuracy"] <= 1.0
     # One epoch (or one fit) must beat always answering the most frequent class on the same folds.
     assert result["summary"]["accuracy_mean"] > majority_baseline(config)
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

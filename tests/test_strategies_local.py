@@ -161,9 +161,10 @@ def test_fp16_scaler_skips_an_inf_step_and_halves_the_scale() -> None:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_close_to_fp32(precision: str) -> None:
-    """Autocast runs the matmuls in half precision; the result stays near the fp32 run."""
+    """Autocast runs the matmuls in half precision: the weights differ from the fp32 run's by half-precision
+    rounding (an ignored ``train.precision`` would give fp32's weights bit for bit), and stay near them."""
     half, full = single(precision=precision), single()
-    assert float((half - full).norm() / full.norm()) < 0.05
+    assert 1e-5 < float((half - full).norm() / full.norm()) < 0.05
 
 
 def test_single_resumes_from_its_checkpoint(tmp_path: Path) -> None:
