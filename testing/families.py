@@ -204,11 +204,27 @@ def check_tracker(tracker: Any, workdir: Path, registry: Registry | None) -> lis
             _call("scribbles_run_error", pm.hook.scribbles_run_error,
                   ctx=RunErrorContext(run, RuntimeError("dry run failure"), "FAILED"))
         else:
+            # What a run hands over at a fold's end: the served model with raw rows, targets and predictions.
+            model, example = _served_model(dataset)
             _call("scribbles_fold_end", pm.hook.scribbles_fold_end,
-                  ctx=FoldEndContext(run, 0, {"accuracy": 0.5, "accuracy_tta": 0.5}))
+                  ctx=FoldEndContext(run, 0, {"accuracy": 0.5, "accuracy_tta": 0.5}, model=model,
+                                     input_example=example, y_true=dataset.labels(fold.valid),
+                                     y_pred=dataset.labels(fold.valid), classes=[str(c) for c in dataset.classes],
+                                     history=[{"train_loss": 1.0, "valid_loss": 1.1}]))
             _call("scribbles_run_end", pm.hook.scribbles_run_end,
                   ctx=RunEndContext(run, {"accuracy_mean": 0.5, "accuracy_std": 0.0}))
     return []
+
+
+def _served_model(dataset: Dataset) -> tuple[Any, np.ndarray]:
+    """A small torch model as the flow hands it to trackers (raw flat rows in, class scores out), and rows."""
+    import torch
+    from scribbles.core.serving import Standardised
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(len(dataset.features), len(dataset.classes)))
+    raw = np.array(dataset.inputs()[:5])
+    return Standardised(module, float(raw.mean()), float(raw.std()) or 1.0, dataset.shape), raw
 
 
 #: The contract check of each family.

@@ -263,3 +263,26 @@ def test_resume_of_a_run_that_failed_after_its_folds_keeps_curves_and_model(
         predicted = model(torch.from_numpy(np.array(data.inputs(fold1.valid)))).argmax(1).numpy()
     assert float((predicted == data.labels(fold1.valid)).mean()) == pytest.approx(
         folds["1"].data.metrics["accuracy"], abs=1e-6)
+
+
+def test_a_one_pass_fit_plots_train_and_valid_loss_per_fold(tmp_path: Path) -> None:
+    """Classic models have one 'epoch': the learning-curves plot shows each fold's two losses as bars whose
+    heights are the losses (read back from the picture), never an empty axes."""
+    from matplotlib.image import imread
+    from scribbles.plugins.trackers.plots import plot_learning_curves
+
+    histories = {0: [{"train_loss": 1.0, "valid_loss": 2.0}], 1: [{"train_loss": 1.0, "valid_loss": 4.0}]}
+    image = imread(plot_learning_curves(histories, "knn", tmp_path / "curves.png"))[..., :3]
+
+    def column_heights(hex_colour: str) -> list[int]:
+        colour = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        mask = np.abs(image - colour).max(-1) < 0.02
+        columns = np.flatnonzero(mask.sum(0) > 0)
+        runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)  # one run of columns per bar
+        inside = 0.84 * image.shape[1]  # the axes end there; the legend's swatches sit to the right
+        return [int(mask[:, run].sum(0).max()) for run in runs if len(run) and run[-1] < inside]
+
+    train, valid = column_heights("#4c78a8"), column_heights("#f58518")
+    assert len(train) == 2 and len(valid) == 2  # a bar per fold per loss
+    assert train[0] == pytest.approx(train[1], abs=2)
+    assert valid[0] == pytest.approx(2 * train[0], rel=0.05) and valid[1] == pytest.approx(4 * train[0], rel=0.05)
