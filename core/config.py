@@ -115,8 +115,12 @@ class ExperimentConfig(_Strict):
     """A whole experiment. Technique sections are ``{name: ..., <its own fields>}``."""
 
     experiment: str | None = None
+    #: What the target is: classes to tell apart, or a number to predict.
+    task: Literal["classification", "regression"] = "classification"
     data: dict[str, Any]
     split: dict[str, Any]
+    #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
+    preprocess: list[dict[str, Any]] | None = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
     loss: dict[str, Any] = Field(default_factory=lambda: {"name": "cross_entropy"})
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -20,7 +20,9 @@ from .errors import BadInput
 if TYPE_CHECKING:
     import torch
 
-FAMILIES: tuple[str, ...] = ("data", "splitter", "model", "loss", "strategy", "tta", "metric", "tracker")
+FAMILIES: tuple[str, ...] = (
+    "data", "splitter", "preprocess", "model", "loss", "strategy", "tta", "metric", "tracker",
+)
 DataKind = Literal["tabular", "sequence", "image"]
 
 
@@ -149,6 +151,8 @@ class ModelSpec:
     #: The class labels as text, in class-position order; a label written as space-separated tokens
     #: ("walking running") is a token sequence for sequence-labelling heads and the ``ctc`` loss.
     classes: tuple[str, ...] = ()
+    #: Rows of each class among the fold's train rows, in class order (class weights read it); () if unknown.
+    class_counts: tuple[int, ...] = ()
 
     def token_sequences(self) -> tuple[list[str], list[list[int]]]:
         """The sorted token vocabulary of ``classes`` and each class as a list of token positions."""
@@ -269,6 +273,30 @@ class SklearnSplitter:
 
     def __repr__(self) -> str:
         return f"SklearnSplitter({self.splitter!r})"
+
+
+class Preprocessor(Technique, abc.ABC):
+    """Base of the ``preprocess`` family: a scikit-learn transformer fitted on each fold's train rows only.
+
+    ``columns`` in the params picks the feature columns it applies to; without them it applies to every
+    feature column of the kinds in ``dtypes`` ("numeric" and/or "categorical", the latter meaning string,
+    boolean or categorical columns). Steps run in config order, each on the output of the one before.
+    """
+
+    family = "preprocess"
+    #: The column kinds a step without explicit ``columns`` applies to.
+    dtypes: ClassVar[frozenset[str]] = frozenset({"numeric"})
+    #: Whether the step keeps one output column per input column (scalers, imputers; not one-hot), so that
+    #: sequence and image rows keep their shape.
+    keeps_columns: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def transformer(self) -> Any:
+        """A fresh, unfitted scikit-learn transformer (``fit``/``transform``, pandas output supported)."""
+
+    def columns(self) -> list[str] | None:
+        """The feature columns named in the params, or None for every column of the kinds in ``dtypes``."""
+        return getattr(self.params, "columns", None)
 
 
 class Model(Technique, abc.ABC):
@@ -404,6 +432,7 @@ class Tracker(Technique):
 FAMILY_BASES: Mapping[str, type[Technique]] = {
     "data": DataSource,
     "splitter": Splitter,
+    "preprocess": Preprocessor,
     "model": Model,
     "loss": Loss,
     "strategy": Strategy,

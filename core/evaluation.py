@@ -276,6 +276,11 @@ def tta_groups(transforms: Sequence[TTATransform]) -> list[tuple[str, list[View]
     return [(label, t.views()) for label, t in zip(labels, transforms, strict=True)]
 
 
+def gain(greater_is_better: bool, before: float, after: float) -> float:
+    """How much ``after`` improves on ``before``: positive when better, whichever way the metric reads."""
+    return after - before if greater_is_better else before - after
+
+
 def tta_metrics(
     metrics: Sequence[Metric],
     y_true: np.ndarray,
@@ -283,8 +288,11 @@ def tta_metrics(
     model: nn.Module | None = None,
     inputs: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """The fold's final metrics: ``{m}``, ``{m}_tta``, ``{m}_tta_gain`` (TTA minus plain) and, per
-    transform, ``{m}_tta_{label}`` (TTA with that transform's views alone, e.g. ``accuracy_tta_hflip``).
+    """The fold's final metrics: ``{m}``, ``{m}_tta``, ``{m}_tta_gain`` and, per transform, ``{m}_tta_{label}``
+    (TTA with that transform's views alone, e.g. ``accuracy_tta_hflip``).
+
+    The gain is positive when TTA helps, whichever way the metric reads: TTA minus plain for a metric where
+    greater is better (accuracy), plain minus TTA where lower is better (log_loss).
 
     A metric on a model output other than probabilities (``reconstruction_mse``) scores the plain
     inputs; TTA views have no single reconstruction to compare, so its ``_tta`` value is the plain one.
@@ -303,7 +311,7 @@ def tta_metrics(
         tta = plain if result.tta is result.plain else metric.compute(y_true, result.tta)
         out[metric.name] = plain
         out[f"{metric.name}_tta"] = tta
-        out[f"{metric.name}_tta_gain"] = tta - plain
+        out[f"{metric.name}_tta_gain"] = gain(metric.greater_is_better, plain, tta)
         for label, probs in result.by_transform.items():
             out[f"{metric.name}_tta_{label}"] = metric.compute(y_true, probs)
     return out

@@ -13,6 +13,7 @@ from .contracts import (
     Loss,
     Metric,
     Model,
+    Preprocessor,
     Splitter,
     Strategy,
     Technique,
@@ -20,6 +21,7 @@ from .contracts import (
     TTATransform,
 )
 from .errors import ConfigError
+from .preprocessing import DEFAULT_STEPS
 from .registry import Registry
 
 
@@ -38,6 +40,8 @@ class Plan:
     merge: str = "mean"
     metrics: list[Metric] = field(default_factory=list)
     trackers: list[Tracker] = field(default_factory=list)
+    #: The preprocessing steps, fitted per fold on its train rows (``scribbles.core.preprocessing``).
+    preprocess: list[Preprocessor] = field(default_factory=list)
 
     @property
     def experiment(self) -> str:
@@ -108,6 +112,9 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     splitter = _build(registry, "splitter", config.split, "split")
     model = _build(registry, "model", config.model, "model")
     loss = _build(registry, "loss", config.loss, "loss")
+    steps = DEFAULT_STEPS if config.preprocess is None else config.preprocess
+    preprocess = [_build(registry, "preprocess", dict(step) if isinstance(step, dict) else {}, f"preprocess.{i}")
+                  for i, step in enumerate(steps)]
     kind = data.kind
     if kind not in model.kinds:
         raise ConfigError(
@@ -143,8 +150,10 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     strategy.check(config.train, model)
     resolved = {
         "experiment": config.experiment,
+        "task": config.task,
         "data": _dump(data),
         "split": _dump(splitter),
+        "preprocess": [_dump(step) for step in preprocess],
         "model": _dump(model),
         "loss": _dump(loss),
         "train": {**config.train.model_dump(mode="json"), "strategy": strategy.name},
@@ -160,7 +169,8 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         "tracking": [_dump(t) for t in trackers],
         "plugins": config.plugins.model_dump(mode="json"),
     }
-    return Plan(config, resolved, data, splitter, model, loss, strategy, tta, merge, metrics, trackers)
+    return Plan(config, resolved, data, splitter, model, loss, strategy, tta, merge, metrics, trackers,
+                preprocess=preprocess)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -320,6 +320,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         "data_version": run.data_version,
         "metrics": [m.name for m in plan.metrics],
         "greater_is_better": {m.name: bool(m.greater_is_better) for m in plan.metrics},
+        "task": plan.config.task,
         "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": i, **metrics[i]} for i in sorted(metrics)],
         "reuse": [{"fold": fold.index, "mode": reuse.mode, "source": reuse.source, "reason": reuse.reason}

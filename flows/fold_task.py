@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scribbles.core import BadInput, Dataset, Fold, ModelSpec, Plan, Registry, registry_for, resolve
+from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, registry_for, resolve
+from scribbles.core.baseline import baseline_metrics
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
+from scribbles.core.fold_inputs import fold_inputs
 from scribbles.core.guard import guarded_folds
+from scribbles.core.preprocessing import check_steps
 from scribbles.core.pretraining import model_builder
-from scribbles.core.serving import Standardised
+from scribbles.core.targets import check_target
 
 from .data_guard import allow_dirty_data
 
@@ -116,7 +119,10 @@ def dataset_for(plan: Plan) -> Dataset:
     """The plan's dataset, loaded once per process."""
     key = data_key(plan)
     if key not in _DATASETS:
-        _DATASETS[key] = plan.data.load()
+        dataset = plan.data.load()
+        check_target(dataset, plan.config.task)
+        check_steps(plan.preprocess, dataset)
+        _DATASETS[key] = dataset
     return _DATASETS[key]
 
 
@@ -160,12 +166,6 @@ def live_epochs(out: str, callback: Callable[[int, int, dict[str, float]], None]
         _LIVE.pop(out, None)
 
 
-def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised inputs and integer targets of ``rows``."""
-    x = (dataset.inputs(rows) - mean) / std
-    return torch.from_numpy(x), torch.from_numpy(dataset.labels(rows))
-
-
 def run_job(job: FoldJob) -> FoldResult:
     """Train on the fold's train rows, then evaluate its valid rows with and without TTA."""
     start = time.perf_counter()
@@ -176,11 +176,9 @@ def run_job(job: FoldJob) -> FoldResult:
                        f"{job.data_version}; give every machine the same data (dvc pull / dvc checkout)")
     plan, dataset = ready.plan, ready.dataset
     fold = next(f for f in ready.folds if f.index == job.fold)
-    # Standardise with statistics of the training rows only: the valid rows must not leak into them.
-    train_x = dataset.inputs(fold.train)
-    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
-    train, valid = tensors(dataset, fold.train, mean, std), tensors(dataset, fold.valid, mean, std)
-    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
+    # Preprocessing fitted on the training rows only: the valid rows must not leak into its statistics.
+    inputs = fold_inputs(plan.preprocess, dataset, fold.train, fold.valid)
+    train, valid, spec = inputs.train, inputs.valid, inputs.spec
     live = _LIVE.get(job.out)
 
     def on_epoch(epoch: int, metrics: Any) -> None:
@@ -206,11 +204,13 @@ def run_job(job: FoldJob) -> FoldResult:
         mode=tta.mode if tta else "auto",
     )
     metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
-    model = result.model
+    metrics.update(baseline_metrics(plan.metrics, plan.config.task, train[1].numpy(), valid[1].numpy(),
+                                    spec.n_classes))
     # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
-    example = dataset.inputs(fold.valid[:5]).reshape(min(5, len(fold.valid)), -1)
+    model = inputs.served(result.model) if isinstance(result.model, torch.nn.Module) else result.model
+    example = dataset.frame.iloc[fold.valid[:5]][dataset.features]
     if isinstance(model, torch.nn.Module):
-        model = Standardised(model, mean, std, dataset.shape)
+        example = example.to_numpy(dtype=np.float32)
     outputs = Path(job.out) / f"fold-{fold.index}.pkl"
     outputs.parent.mkdir(parents=True, exist_ok=True)
     with open(outputs, "wb") as handle:

@@ -20,7 +20,6 @@ import torch
 from scribbles.core import (
     BadInput,
     Dataset,
-    ModelSpec,
     Plan,
     RunEndContext,
     RunErrorContext,
@@ -29,11 +28,11 @@ from scribbles.core import (
 )
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
+from scribbles.core.fold_inputs import fold_inputs
 from scribbles.core.pretraining import model_builder
 
 from . import fold_task
 from .experiment import load_data, make_folds, run_context
-from .fold_task import tensors
 from .prefect_env import configure_prefect
 
 configure_prefect()
@@ -87,11 +86,9 @@ def verdict(points: list[CurvePoint]) -> str:
 
 def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.ndarray) -> tuple[float, float]:
     """Train on ``train_rows`` as the experiment does; the error on those rows and on ``valid_rows``."""
-    # Standardise with statistics of the training rows only, as train_fold does.
-    train_x = dataset.inputs(train_rows)
-    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
-    train, valid = tensors(dataset, train_rows, mean, std), tensors(dataset, valid_rows, mean, std)
-    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
+    # Preprocessing fitted on the training rows only, as train_fold does.
+    inputs = fold_inputs(plan.preprocess, dataset, train_rows, valid_rows)
+    train, valid, spec = inputs.train, inputs.valid, inputs.spec
     config = plan.config.train
     result = plan.strategy.fit(
         model_builder(plan.model, spec, train[0], config),

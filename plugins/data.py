@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +27,9 @@ class ColumnParams(BaseModel):
     time: str | None = None
     kind: DataKind = "tabular"
     shape: list[int] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+    layout: Literal["time_major", "channel_major"] = Field(
+        "time_major", description="sequence columns: every channel of step 0, then of step 1 (time_major: "
+                                  "t00_x, t00_y, t01_x ...), or every step of channel 0 first (channel_major)")
 
     @model_validator(mode="after")
     def _shape_fits_kind(self) -> ColumnParams:
@@ -81,26 +85,18 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise BadInput(f"data.features: {', '.join(missing[:5])} not in {source}")
-    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise BadInput(
-            f"data.features: {', '.join(non_numeric[:5])} in {source} are not numeric; "
-            "list the numeric columns in data.features"
-        )
+    # Text columns and missing values are the preprocessing's to handle (one_hot, impute): checked against
+    # the configured steps before any work (``scribbles.core.preprocessing.check_steps``).
     if not features:
         raise BadInput(f"data.features: {source} has no feature columns besides target, group and time")
-    holes = [c for c in features if frame[c].isna().any()]
-    if holes:
-        raise BadInput(
-            f"data.features: {', '.join(holes[:5])} in {source} hold missing values "
-            f"(e.g. row {int(frame[holes[0]].isna().to_numpy().argmax())}); fill or drop them first"
-        )
     shape = tuple(params.shape) if params.shape else (len(features),)
     size = 1
     for dim in shape:
         size *= dim
     if size != len(features):
         raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features")
+    if params.kind == "sequence":
+        features = _time_major(features, shape, params.layout)
     return Dataset(
         frame=frame.reset_index(drop=True),
         target=params.target,
@@ -113,6 +109,30 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
         source=source,
         rev=rev,
     )
+
+
+def _fastest_cycle(names: list[str]) -> int | None:
+    """How many distinct values the name part that changes first (between columns 0 and 1) takes, or None."""
+    tokens = [re.findall(r"\d+|[A-Za-z]+", name) for name in names]
+    if len(tokens) < 2 or len({len(t) for t in tokens}) != 1:
+        return None
+    changed = [i for i, (a, b) in enumerate(zip(tokens[0], tokens[1], strict=True)) if a != b]
+    return len({t[changed[0]] for t in tokens}) if len(changed) == 1 else None
+
+
+def _time_major(features: list[str], shape: tuple[int, ...], layout: str) -> list[str]:
+    """Sequence features in the order the model reads them, (steps, channels) row-major: every channel of a
+    step together. ``channel_major`` columns are reordered; time-major columns whose names show the other
+    order (the part that changes first cycles over the steps, not the channels) are refused."""
+    steps, channels = shape
+    if layout == "channel_major":
+        return [features[c * steps + t] for t in range(steps) for c in range(channels)]
+    if steps != channels and channels > 1 and _fastest_cycle(features) == steps:
+        raise BadInput(f"data.layout: the sequence columns ({features[0]}, {features[1]}, ...) look channel-major "
+                       f"(every step of one channel, then the next); scribbles reads [steps, channels] = "
+                       f"{list(shape)} time-major (every channel of step 0, then step 1). Set "
+                       "`data.layout: channel_major` to have them reordered")
+    return features
 
 
 def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None:

@@ -9,7 +9,7 @@ the outputs a loss reads, so that a model lacking one is refused before any work
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,9 @@ class _Params(BaseModel):
 
 
 class _CrossEntropy(nn.Module):
-    def __init__(self, label_smoothing: float) -> None:
+    def __init__(self, label_smoothing: float, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.inner = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.inner = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
     def forward(self, outputs: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return self.inner(logits_of(outputs), batch[1])
@@ -39,9 +39,27 @@ class CrossEntropy(Loss):
 
     class Params(_Params):
         label_smoothing: float = Field(0.0, ge=0, lt=1)
+        class_weight: Literal["balanced"] | list[float] | None = Field(
+            None, description="'balanced': n_rows / (n_classes * rows of the class), from the fold's train rows "
+                              "(scikit-learn's compute_class_weight); or one weight per class")
 
     def build(self, spec: ModelSpec) -> nn.Module:
-        return _CrossEntropy(self.params.label_smoothing)
+        return _CrossEntropy(self.params.label_smoothing, class_weights(self.params.class_weight, spec))
+
+
+def class_weights(how: str | list[float] | None, spec: ModelSpec) -> torch.Tensor | None:
+    """Per-class loss weights: None, 'balanced' from the spec's train class counts, or as given."""
+    if how is None:
+        return None
+    if how == "balanced":
+        counts = torch.tensor(spec.class_counts or [1] * spec.n_classes, dtype=torch.float32)
+        # A class absent from the train rows gets weight 0 rather than a division by zero.
+        weights = counts.sum() / (len(counts) * counts.clamp_min(1))
+        return torch.where(counts > 0, weights, torch.zeros_like(weights))
+    if len(how) != spec.n_classes:
+        raise BadInput(f"loss.class_weight: {len(how)} weights for {spec.n_classes} classes; give one per class "
+                       "in class order, or 'balanced'")
+    return torch.tensor(how, dtype=torch.float32)
 
 
 # ---------------------------------------------------------------- supervised contrastive

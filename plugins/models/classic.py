@@ -99,13 +99,15 @@ class Svm(_Classic):
         gamma: Literal["scale", "auto"] | float = "scale"
         degree: int = Field(3, ge=1, description="poly kernel only")
         probability: bool = Field(False, description="Platt-scaled probabilities (slower, seeded)")
+        class_weight: Literal["balanced"] | None = Field(None, description="weigh classes by inverse frequency")
         seed: int = 0
 
     def build(self, spec: ModelSpec) -> SvmModule:
         from sklearn.svm import SVC
 
         p = self.params
-        svc = SVC(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree, break_ties=True, random_state=p.seed)
+        svc = SVC(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree, class_weight=p.class_weight,
+                  break_ties=True, random_state=p.seed)
         if p.probability:
             # Platt scaling as scikit-learn 1.9 advises in place of SVC(probability=True), deprecated there.
             from sklearn.calibration import CalibratedClassifierCV
@@ -126,13 +128,14 @@ class DecisionTree(_Classic):
         criterion: Literal["entropy", "gini", "log_loss"] = "entropy"
         max_depth: int | None = Field(None, ge=1)
         min_samples_leaf: int = Field(1, ge=1)
+        class_weight: Literal["balanced"] | None = Field(None, description="weigh classes by inverse frequency")
         seed: int = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
         from sklearn.tree import DecisionTreeClassifier
 
         p = self.params
-        tree = DecisionTreeClassifier(criterion=p.criterion, max_depth=p.max_depth,
+        tree = DecisionTreeClassifier(criterion=p.criterion, max_depth=p.max_depth, class_weight=p.class_weight,
                                       min_samples_leaf=p.min_samples_leaf, random_state=p.seed)
         return EstimatorModule(tree, spec.n_classes)
 

@@ -129,7 +129,7 @@ class MlflowTracker(Tracker):
         self.current_fold = 0
         #: Where each fold's saved model is: ("folder", a local folder) for a fold trained here, or
         #: ("run", run id) for a reused one. The highest fold's is logged on the parent at the end.
-        self.models: dict[int, tuple[str, Any]] = {}
+        self.models: dict[int, tuple[str, Any, str]] = {}
         self.tmp = Path(tempfile.gettempdir())  # replaced by a folder of its own when a run starts
 
     # -- calls that run on the logging thread
@@ -220,9 +220,11 @@ class MlflowTracker(Tracker):
         if ctx.model is not None and ctx.input_example is not None:
             # Every fold keeps its model: a later resume or cached run takes it from here.
             folder = self.tmp / f"model-{ctx.fold_index}"
-            if save_model(ctx.model, ctx.input_example, folder):
+            flavour = save_model(ctx.model, ctx.input_example, folder)
+            if flavour:
                 self.client.log_artifacts(run_id, str(folder), "model")
-                self.models[ctx.fold_index] = ("folder", folder)
+                self.client.set_tag(run_id, "scribbles.model_flavour", flavour)
+                self.models[ctx.fold_index] = ("folder", folder, flavour)
         self.client.set_terminated(self.fold_ids.pop(ctx.fold_index), "FINISHED")
 
     def _reuse_records(self, index: int, source: str) -> None:
@@ -239,7 +241,8 @@ class MlflowTracker(Tracker):
             if index in self.fold_ids:  # a cached fold's new run
                 self.client.log_dict(self.fold_ids[index], matrix, "confusion_matrix.json")
         if any(item.path == "model" for item in self.client.list_artifacts(source)):
-            self.models[index] = ("run", source)
+            flavour = self.client.get_run(source).data.tags.get("scribbles.model_flavour", "pytorch")
+            self.models[index] = ("run", source, flavour)
 
     def _log_model(self) -> None:
         """The highest fold's model on the parent: saved here, or taken from the run a reused fold came from."""
@@ -248,11 +251,11 @@ class MlflowTracker(Tracker):
         if not self.models:
             return
         index = max(self.models)
-        where, value = self.models[index]
+        where, value, flavour = self.models[index]
         folder = Path(value) if where == "folder" else Path(
             self.client.download_artifacts(value, "model", str(self.tmp / "reused-model")))
         self.client.log_artifacts(self.parent_id, str(folder), "model")
-        tags = [RunTag("scribbles.model_flavour", "pytorch"), RunTag("scribbles.model_fold", str(index))]
+        tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index))]
         self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
 
     def _log_fold_report(self) -> None:
