@@ -71,7 +71,7 @@ class TTAConfig(_Strict):
     """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
     transforms: list[dict[str, Any]] = Field(default_factory=list)
-    merge: Literal["mean", "gmean", "max", "beta"] = "mean"
+    merge: Literal["mean", "median", "gmean", "max", "beta"] = "mean"
     beta: float = Field(0.25, ge=0, le=1, description="merge beta: weight of the plain view (fastai's)")
     mode: Literal["auto", "batched", "loop"] = Field(
         "auto", description="views stacked in one forward pass, one pass per view, or the faster measured"
@@ -83,7 +83,8 @@ class EvaluateConfig(_Strict):
     """Evaluation: optional TTA and the metrics to report."""
 
     tta: TTAConfig | None = None
-    metrics: list[str | dict[str, Any]] = Field(default_factory=lambda: ["accuracy"])
+    #: Default: accuracy (classification) or rmse (regression).
+    metrics: list[str | dict[str, Any]] | None = None
 
 
 class PluginsConfig(_Strict):
@@ -122,7 +123,8 @@ class ExperimentConfig(_Strict):
     #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
     preprocess: list[dict[str, Any]] | None = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
-    loss: dict[str, Any] = Field(default_factory=lambda: {"name": "cross_entropy"})
+    #: Default: cross_entropy (classification) or mse (regression).
+    loss: dict[str, Any] | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "mlflow"}])
@@ -131,8 +133,8 @@ class ExperimentConfig(_Strict):
 
     @field_validator("data", "split", "model", "loss")
     @classmethod
-    def _has_name(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "name" not in value:
+    def _has_name(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and "name" not in value:
             raise ValueError("needs a 'name' (the technique to use)")
         return value
 

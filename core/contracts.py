@@ -153,6 +153,9 @@ class ModelSpec:
     classes: tuple[str, ...] = ()
     #: Rows of each class among the fold's train rows, in class order (class weights read it); () if unknown.
     class_counts: tuple[int, ...] = ()
+    #: "classification" (``n_classes`` class scores per row) or "regression" (``n_classes`` is 1: one
+    #: predicted value per row, in the target's units).
+    task: str = "classification"
 
     def token_sequences(self) -> tuple[list[str], list[list[int]]]:
         """The sorted token vocabulary of ``classes`` and each class as a list of token positions."""
@@ -213,6 +216,8 @@ class Splitter(Technique, abc.ABC):
     guards: ClassVar[frozenset[str]] = frozenset()
     #: Rows or duration that must separate train from valid in time ("7D", 3), if any.
     gap: ClassVar[int | str] = 0
+    #: Whether the folds keep class proportions (the target read as classes): refused for regression.
+    stratified: ClassVar[bool] = False
 
     @abc.abstractmethod
     def split(self, dataset: Dataset) -> Iterator[Fold]:
@@ -310,6 +315,8 @@ class Model(Technique, abc.ABC):
     default_strategy: ClassVar[str] = "single"
     #: The only strategies that can train this model; None (the default) allows every torch strategy.
     strategies: ClassVar[frozenset[str] | None] = None
+    #: The tasks the model can learn; a torch model predicts a regression target as one output column.
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -327,6 +334,8 @@ class Loss(Technique, abc.ABC):
     family = "loss"
     #: Model outputs this loss reads; a model that lacks one is refused when the config is resolved.
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    #: The tasks this loss trains: class targets, or real-valued ones.
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -415,8 +424,11 @@ class Metric(Technique, abc.ABC):
 
     family = "metric"
     greater_is_better: ClassVar[bool] = True
-    #: "proba" (class probabilities), or the name of a model output this metric scores.
+    #: "proba" (class probabilities; for regression, the predictions, (rows, 1)), or the name of a model
+    #: output this metric scores.
     needs: ClassVar[str] = "proba"
+    #: The tasks this metric scores.
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     @abc.abstractmethod
     def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -27,6 +27,16 @@ class FoldInputs:
     fitted: Fitted
     #: One row's shape as the model sees it (a one-hot step widens tabular rows).
     input_shape: tuple[int, ...]
+    #: Regression: the model learns (y - center) / scale, with the train targets' mean and std (as
+    #: scikit-learn's TransformedTargetRegressor with a StandardScaler); 0 and 1 for classification.
+    target_center: float = 0.0
+    target_scale: float = 1.0
+
+    def in_target_units(self, model: Any) -> Any:
+        """The trained model giving predictions in the target's units (regression); the model itself else."""
+        if self.spec.task != "regression":
+            return model
+        return TargetScaled(model, self.target_center, self.target_scale)
 
     def served(self, model: Any) -> Any:
         """``model`` behind its fold's preprocessing: a torch module on raw feature rows (flat, in feature
@@ -36,6 +46,21 @@ class FoldInputs:
         if maps is None:
             return PipelineModel(self.fitted, model, self.input_shape)
         return Standardised(model, maps.center, maps.scale, self.input_shape, maps.fill)
+
+
+class TargetScaled(torch.nn.Module):
+    """``model(x) * scale + center``: a regression model trained on standardised targets, in target units."""
+
+    def __init__(self, model: torch.nn.Module, center: float, scale: float) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("center", torch.tensor(float(center)))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .outputs import logits_of
+
+        return logits_of(self.model(x)) * self.scale + self.center
 
 
 @dataclass
@@ -56,18 +81,34 @@ class PipelineModel:
             return logits_of(self.module(x)).numpy()
 
 
+def targets(dataset: Dataset, rows: np.ndarray, task: str) -> np.ndarray:
+    """Class positions (int64) for classification; the target's values (float32) for regression."""
+    if task == "regression":
+        return dataset.frame[dataset.target].to_numpy(dtype=np.float32)[rows]
+    return dataset.labels(rows)
+
+
 def fold_inputs(steps: Sequence[Preprocessor], dataset: Dataset, train_rows: np.ndarray,
-                valid_rows: np.ndarray) -> FoldInputs:
-    """Fit ``steps`` on the train rows' features, transform both sides; targets as class positions."""
+                valid_rows: np.ndarray, task: str = "classification") -> FoldInputs:
+    """Fit ``steps`` on the train rows' features, transform both sides; targets as ``targets`` gives them."""
     frame = dataset.frame
     fitted = fit(steps, frame.iloc[train_rows], dataset.features)
     x_train, x_valid = fitted.transform(frame.iloc[train_rows]), fitted.transform(frame.iloc[valid_rows])
     shape = tuple(dataset.shape) if fitted.keeps_columns else (x_train.shape[1],)
-    counts = np.bincount(dataset.labels(train_rows), minlength=len(dataset.classes))
-    spec = ModelSpec(dataset.kind, shape, len(dataset.classes), tuple(map(str, dataset.classes)),
-                     tuple(int(c) for c in counts))
+    center, scale = 0.0, 1.0
+    if task == "regression":
+        spec = ModelSpec(dataset.kind, shape, 1, (), (), task)
+        y = targets(dataset, train_rows, task)
+        center, scale = float(y.mean()), float(y.std()) or 1.0
+    else:
+        counts = np.bincount(dataset.labels(train_rows), minlength=len(dataset.classes))
+        spec = ModelSpec(dataset.kind, shape, len(dataset.classes), tuple(map(str, dataset.classes)),
+                         tuple(int(c) for c in counts), task)
 
     def side(x: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(x.reshape(len(rows), *shape)), torch.from_numpy(dataset.labels(rows))
+        y = targets(dataset, rows, task)
+        if task == "regression":
+            y = ((y - center) / scale).astype(np.float32)
+        return torch.from_numpy(x.reshape(len(rows), *shape)), torch.from_numpy(y)
 
-    return FoldInputs(side(x_train, train_rows), side(x_valid, valid_rows), spec, fitted, shape)
+    return FoldInputs(side(x_train, train_rows), side(x_valid, valid_rows), spec, fitted, shape, center, scale)

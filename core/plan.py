@@ -77,6 +77,21 @@ def _check_outputs(model: Model, user: Loss | Metric, where: str) -> None:
         )
 
 
+#: What a config that names no loss or metrics gets, per task.
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
+#: TTA merges that make sense for real-valued predictions.
+REGRESSION_MERGES = ("mean", "median")
+
+
+def _check_task(task: str, technique: Model | Loss | Metric, where: str) -> None:
+    """Refuse a model, loss or metric that does not serve ``task``."""
+    if task not in technique.tasks:
+        others = "classification" if task == "regression" else "regression"
+        raise ConfigError(f"{technique.family} '{technique.name}' is for {others}, and this config's task is {task}; "
+                          f"pick a {technique.family} for {task} or set `task: {others}`", where)
+
+
 def _build_transform(
     registry: Registry, section: dict[str, Any], where: str, kind: str, shape: tuple[int, ...]
 ) -> TTATransform:
@@ -111,7 +126,13 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     data = _build(registry, "data", config.data, "data")
     splitter = _build(registry, "splitter", config.split, "split")
     model = _build(registry, "model", config.model, "model")
-    loss = _build(registry, "loss", config.loss, "loss")
+    task = config.task
+    loss = _build(registry, "loss", config.loss or {"name": DEFAULT_LOSS[task]}, "loss")
+    _check_task(task, model, "model.name")
+    _check_task(task, loss, "loss.name")
+    if task == "regression" and splitter.stratified:
+        raise ConfigError(f"splitter '{splitter.name}' keeps class proportions, which a regression target does not "
+                          "have; use its unstratified counterpart (kfold, group_kfold)", "split.name")
     steps = DEFAULT_STEPS if config.preprocess is None else config.preprocess
     preprocess = [_build(registry, "preprocess", dict(step) if isinstance(step, dict) else {}, f"preprocess.{i}")
                   for i, step in enumerate(steps)]
@@ -135,13 +156,17 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     merge = "mean"
     if config.evaluate.tta is not None:
         merge = config.evaluate.tta.merge
+        if task == "regression" and merge not in REGRESSION_MERGES:
+            raise ConfigError(f"merge '{merge}' combines class probabilities; a regression's TTA predictions merge "
+                              f"by {' or '.join(REGRESSION_MERGES)}", "evaluate.tta.merge")
         shape = data.shape
         for i, section in enumerate(config.evaluate.tta.transforms):
             tta.append(_build_transform(registry, section, f"evaluate.tta.transforms.{i}", kind, shape))
     metrics = []
-    for i, item in enumerate(config.evaluate.metrics):
+    for i, item in enumerate(config.evaluate.metrics or DEFAULT_METRICS[task]):
         section = {"name": item} if isinstance(item, str) else item
         metrics.append(_build(registry, "metric", section, f"evaluate.metrics.{i}"))
+        _check_task(task, metrics[-1], f"evaluate.metrics.{i}")
         if metrics[-1].needs != "proba":
             _check_outputs(model, metrics[-1], f"evaluate.metrics.{i}")
     trackers = [

@@ -254,7 +254,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
 def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, folds: list[Fold],
                job: FoldJob, force: bool) -> dict[str, Any]:
     hook = registry.hook
-    classes = [str(c) for c in dataset.classes]
+    classes = [] if plan.config.task == "regression" else [str(c) for c in dataset.classes]
     metrics: dict[int, dict[str, float]] = {}
     work = Path(job.out)
 

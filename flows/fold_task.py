@@ -24,7 +24,7 @@ from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, registry_for
 from scribbles.core.baseline import baseline_metrics
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
-from scribbles.core.fold_inputs import fold_inputs
+from scribbles.core.fold_inputs import fold_inputs, targets
 from scribbles.core.guard import guarded_folds
 from scribbles.core.preprocessing import check_steps
 from scribbles.core.pretraining import model_builder
@@ -177,7 +177,8 @@ def run_job(job: FoldJob) -> FoldResult:
     plan, dataset = ready.plan, ready.dataset
     fold = next(f for f in ready.folds if f.index == job.fold)
     # Preprocessing fitted on the training rows only: the valid rows must not leak into its statistics.
-    inputs = fold_inputs(plan.preprocess, dataset, fold.train, fold.valid)
+    task = plan.config.task
+    inputs = fold_inputs(plan.preprocess, dataset, fold.train, fold.valid, task)
     train, valid, spec = inputs.train, inputs.valid, inputs.spec
     live = _LIVE.get(job.out)
 
@@ -193,29 +194,31 @@ def run_job(job: FoldJob) -> FoldResult:
         plan.config.train,
         [on_epoch],
     )
+    trained = inputs.in_target_units(result.model)  # a regression model predicts in the target's units
+    y_train, y_valid = targets(dataset, fold.train, task), targets(dataset, fold.valid, task)
     tta = plan.config.evaluate.tta
     probs = evaluate_groups(
-        result.model,
+        trained,
         valid[0],
         tta_groups(plan.tta),
         plan.merge,
         (tta.chunk if tta else None) or plan.config.train.batch_size * 4,
         beta=tta.beta if tta else 0.25,
         mode=tta.mode if tta else "auto",
+        class_dim=None if task == "regression" else -1,  # a regression's predictions are not softmaxed
     )
-    metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
-    metrics.update(baseline_metrics(plan.metrics, plan.config.task, train[1].numpy(), valid[1].numpy(),
-                                    spec.n_classes))
+    metrics = tta_metrics(plan.metrics, y_valid, probs, result.model, valid[0])
+    metrics.update(baseline_metrics(plan.metrics, task, y_train, y_valid, spec.n_classes))
     # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
-    model = inputs.served(result.model) if isinstance(result.model, torch.nn.Module) else result.model
+    model = inputs.served(trained) if isinstance(trained, torch.nn.Module) else trained
     example = dataset.frame.iloc[fold.valid[:5]][dataset.features]
     if isinstance(model, torch.nn.Module):
         example = example.to_numpy(dtype=np.float32)
     outputs = Path(job.out) / f"fold-{fold.index}.pkl"
     outputs.parent.mkdir(parents=True, exist_ok=True)
     with open(outputs, "wb") as handle:
-        pickle.dump({"model": model, "input_example": example, "y_true": valid[1].numpy(),
-                     "y_pred": probs.plain.argmax(1)}, handle)
+        pickle.dump({"model": model, "input_example": example, "y_true": y_valid,
+                     "y_pred": probs.plain[:, 0] if task == "regression" else probs.plain.argmax(1)}, handle)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
 

@@ -87,7 +87,8 @@ def verdict(points: list[CurvePoint]) -> str:
 def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.ndarray) -> tuple[float, float]:
     """Train on ``train_rows`` as the experiment does; the error on those rows and on ``valid_rows``."""
     # Preprocessing fitted on the training rows only, as train_fold does.
-    inputs = fold_inputs(plan.preprocess, dataset, train_rows, valid_rows)
+    task = plan.config.task
+    inputs = fold_inputs(plan.preprocess, dataset, train_rows, valid_rows, task)
     train, valid, spec = inputs.train, inputs.valid, inputs.spec
     config = plan.config.train
     result = plan.strategy.fit(
@@ -100,6 +101,10 @@ def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.
     )
     scores = []
     for x, y in (train, valid):
+        if task == "regression":  # the error is the RMSE, in the target's units
+            predicted, _ = evaluate(result.model, x, chunk=config.batch_size * 4, class_dim=None)
+            scores.append(float(np.sqrt(np.mean((predicted[:, 0] - y.numpy()) ** 2))))
+            continue
         proba, _ = evaluate(result.model, x, chunk=config.batch_size * 4)
         scores.append(float(np.mean(proba.argmax(1) != y.numpy())))
     return scores[0], scores[1]

@@ -181,6 +181,57 @@ class Reconstruction(Loss):
         return _Reconstruction(self.params.classification_weight)
 
 
+# ---------------------------------------------------------------- regression
+
+
+class _Regression(nn.Module):
+    """A regression loss on the model's single output column against real-valued targets."""
+
+    def __init__(self, kind: str, delta: float = 1.0) -> None:
+        super().__init__()
+        self.kind, self.delta = kind, delta  # plain values: the module pickles to spawned workers
+
+    def forward(self, outputs: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        predicted = logits_of(outputs).float().reshape(len(batch[1]), -1)[:, 0]
+        target = batch[1].float()
+        if self.kind == "huber":
+            return F.huber_loss(predicted, target, delta=self.delta)
+        return F.l1_loss(predicted, target) if self.kind == "l1" else F.mse_loss(predicted, target)
+
+
+class Mse(Loss):
+    """Mean squared error of the predictions (regression); torch's mse_loss."""
+
+    name = "mse"
+    tasks = frozenset({"regression"})
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return _Regression("mse")
+
+
+class L1(Loss):
+    """Mean absolute error of the predictions (regression), robust to outlying targets; torch's l1_loss."""
+
+    name = "l1"
+    tasks = frozenset({"regression"})
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return _Regression("l1")
+
+
+class Huber(Loss):
+    """Huber loss (regression): squared below ``delta``, absolute above (Huber 1964); torch's huber_loss."""
+
+    name = "huber"
+    tasks = frozenset({"regression"})
+
+    class Params(_Params):
+        delta: float = Field(1.0, gt=0, description="where squared turns absolute, in the target's units")
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return _Regression("huber", self.params.delta)
+
+
 @hookimpl
 def scribbles_techniques() -> Iterable[type[Technique]]:
-    return [CrossEntropy, SupCon, CTC, Reconstruction]
+    return [CrossEntropy, SupCon, CTC, Reconstruction, Mse, L1, Huber]

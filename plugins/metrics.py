@@ -114,6 +114,44 @@ class RocAuc(Metric):
         return float(np.mean(scores)) if scores else float("nan")
 
 
+# ---------------------------------------------------------------- regression: predictions of shape (rows, 1)
+
+
+class Rmse(Metric):
+    """Root mean squared error of the predictions, in the target's units (regression)."""
+
+    name = "rmse"
+    greater_is_better = False
+    tasks = frozenset({"regression"})
+
+    def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((np.asarray(proba, dtype=np.float64)[:, 0] - y_true) ** 2)))
+
+
+class Mae(Metric):
+    """Mean absolute error of the predictions, in the target's units (regression)."""
+
+    name = "mae"
+    greater_is_better = False
+    tasks = frozenset({"regression"})
+
+    def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        return float(np.mean(np.abs(np.asarray(proba, dtype=np.float64)[:, 0] - y_true)))
+
+
+class R2(Metric):
+    """Coefficient of determination (scikit-learn's r2_score): 1 is perfect, 0 is predicting the valid mean."""
+
+    name = "r2"
+    tasks = frozenset({"regression"})
+
+    def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y_true, np.asarray(proba, dtype=np.float64)[:, 0]))
+
+
 @hookimpl
 def scribbles_techniques() -> Iterable[type[Technique]]:
-    return [Accuracy, F1Macro, LogLoss, ReconstructionMSE, BalancedAccuracy, PrecisionMacro, RecallMacro, RocAuc]
+    return [Accuracy, F1Macro, LogLoss, ReconstructionMSE, BalancedAccuracy, PrecisionMacro, RecallMacro, RocAuc,
+            Rmse, Mae, R2]

@@ -36,7 +36,7 @@ from scribbles.core import (
     hookimpl,
 )
 
-from .plots import confusion_counts, plot_confusion, plot_learning_curves
+from .plots import confusion_counts, plot_confusion, plot_learning_curves, plot_residuals
 from .worker import LogWorker
 
 # MLflow 3 sends usage telemetry from background threads that retry while there is no network; they
@@ -121,6 +121,8 @@ class MlflowTracker(Tracker):
         self.histories: dict[int, list[dict[str, float]]] = {}
         self.reports: dict[int, dict[str, Any]] = {}
         self.pooled: np.ndarray | None = None
+        #: A regression's (true, predicted) valid values of every fold trained here, for the residual plot.
+        self.residuals: list[tuple[np.ndarray, np.ndarray]] = []
         self.classes: list[str] = []
         self.logged_artifacts: set[str] = set()
         #: Per-epoch metrics not yet sent, and when they were last sent.
@@ -266,6 +268,11 @@ class MlflowTracker(Tracker):
         """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
         if self.histories:
             path = plot_learning_curves(self.histories, f"{title}: learning curves", self.tmp / "learning_curves.png")
+            self.client.log_artifact(self.parent_id, str(path), "plots")
+        if self.residuals:
+            true, predicted = (np.concatenate(side) for side in zip(*self.residuals, strict=True))
+            path = plot_residuals(true, predicted, f"{title}: every fold's valid rows, no TTA",
+                                  self.tmp / "residuals.png")
             self.client.log_artifact(self.parent_id, str(path), "plots")
         if self.pooled is not None:
             path = plot_confusion(self.pooled, self.classes, f"{title}: every fold's valid rows, no TTA",
@@ -425,6 +432,8 @@ class MlflowTracker(Tracker):
             counts = None
             if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
                 counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
+            elif ctx.y_true is not None and ctx.y_pred is not None:  # regression: residuals, not counts
+                self.residuals.append((np.asarray(ctx.y_true, dtype=float), np.asarray(ctx.y_pred, dtype=float)))
             self._submit(self._end_fold, ctx, self.pending, counts)
             self.pending, self.flushed_at = [], time.monotonic()
 
