@@ -233,6 +233,16 @@ class SklearnSplitter:
         return f"SklearnSplitter({self.splitter!r})"
 
 
+def _stamp_builds(cls: type) -> None:
+    """Wrap a subclass's own ``build`` so the module it returns carries its recipe (core.recipe)."""
+    from .recipe import stamping
+
+    build = cls.__dict__.get("build")
+    if callable(build) and not getattr(build, "__isabstractmethod__", False) \
+            and not getattr(build, "__scribbles_stamping__", False):
+        cls.build = stamping(build)  # type: ignore[attr-defined]
+
+
 class Model(Technique, abc.ABC):
     """Base of the ``model`` family: ``build(spec)`` returns a ``torch.nn.Module``."""
 
@@ -240,6 +250,10 @@ class Model(Technique, abc.ABC):
     kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "sequence", "image"})
     #: Named outputs of the built module (see ``scribbles.core.outputs``); a plain tensor is "logits".
     outputs: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _stamp_builds(cls)
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -257,6 +271,10 @@ class Loss(Technique, abc.ABC):
     family = "loss"
     #: Model outputs this loss reads; a model that lacks one is refused when the config is resolved.
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _stamp_builds(cls)
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:

@@ -45,7 +45,8 @@ from scribbles.core.sweep import label, trials
 
 from . import fold_task
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
-from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
+from .fold_outputs import read_outputs
+from .fold_task import FoldJob, FoldResult, plan_for, run_job
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
 from .redact import mask_params, mask_tree
@@ -271,7 +272,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         if reuse.mode != "resumed" and not result.live:
             for number, values in enumerate(result.history):
                 epoch(fold.index, number, values)
-        outputs = read_outputs(result)
+        outputs = read_outputs(result.outputs, registry)
         artifacts = {} if reuse.mode == "resumed" else {
             "result": write_result(work / "results", fold.index, result.metrics, result.history)}
         hook.scribbles_fold_end(ctx=FoldEndContext(

@@ -134,14 +134,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_second_machine_joins_over_loopback(tmp_path: Path) -> None:
+def test_second_machine_joins_over_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`scribbles join HOST:PORT` runs a second elastic agent; the two-node job gets its data over the
-    process group and ends at single's weights."""
+    process group (JSON and tensors, after both machines proved the job token) and ends at single's
+    weights."""
+    monkeypatch.setenv("SCRIBBLES_JOB_TOKEN", "a-token-both-machines-share-0123")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     joiner = subprocess.Popen([str(Path(sys.executable).with_name("scribbles")), "join", f"127.0.0.1:{port}",
-                               "--jobs", "1", "--max-failures", "30"],
+                               "--jobs", "1", "--max-failures", "30", "--local-addr", "127.0.0.1"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         config = TrainConfig(**BASE, nodes=2, rdzv_endpoint=f"127.0.0.1:{port}",
