@@ -32,6 +32,7 @@ from scribbles.core.evaluation import evaluate
 from scribbles.core.pretraining import model_builder
 
 from . import fold_task
+from .config_ref import unstash
 from .experiment import load_data, make_folds, run_context
 from .fold_task import tensors
 from .prefect_env import configure_prefect
@@ -155,6 +156,7 @@ def check_fractions(fractions: list[float]) -> list[float]:
 def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_folds: int | None = None
              ) -> dict[str, Any]:
     """Learning curves on the configured split, the verdict, and a run with the plot for the trackers."""
+    config = unstash(config)  # Prefect records a masked config and a reference (see config_ref)
     fractions = check_fractions(list(fractions or DEFAULT_FRACTIONS))
     parsed = parse_config(config)
     registry = registry_for(parsed)
