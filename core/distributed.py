@@ -16,7 +16,8 @@ size) and the final weights. The parent watches heartbeats: no progress from any
 Trust: nothing a worker receives can run code. Modules are rebuilt from this machine's installed
 techniques (``core.recipe``), tensors load with ``weights_only=True``, and workers exchange bytes and
 JSON (``core.wire``), never pickles. On several machines every rank first proves it holds the shared
-job token, and the rendezvous store listens on the address of ``train.rdzv_endpoint`` only.
+job token; the rendezvous store listens on the address of ``train.rdzv_endpoint`` only (on loopback
+for one machine), as does worker rank 0's store on its own address.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,12 @@ def launcher_command(job_args: Sequence[str], workers: int, nodes: int = 1, endp
                      restarts: int = 0, local_addr: str | None = None) -> list[str]:
     """``python -m torch.distributed.run`` with the rendezvous for one machine or several.
 
-    On several machines no agent hosts the rendezvous store (``is_host=false``): the flow's process
-    serves it, bound to the endpoint's address (``rendezvous_store``). ``local_addr`` is the address
-    this machine's workers are reached at (default: the host name's).
+    With an ``endpoint`` no agent hosts the rendezvous store (``is_host=false``): the flow's process
+    serves it, bound to the endpoint's address (``rendezvous_store``); ``local_addr`` is the address
+    this machine's workers are reached at (default: the host name's). Without one (one machine only)
+    torch's ``--standalone`` rendezvous is used.
     """
-    if nodes == 1:
+    if nodes == 1 and endpoint is None:
         rendezvous = ["--standalone"]
     else:
         rendezvous = ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", str(endpoint),
@@ -105,37 +107,34 @@ def launcher_command(job_args: Sequence[str], workers: int, nodes: int = 1, endp
             "-m", "scribbles.core.distributed", *job_args]
 
 
-def launcher_env(nodes: int) -> dict[str, str]:
-    """The launcher's environment: on several machines the agents share no store of their own (torch's
-    shared one listens on every interface); worker rank 0 serves one bound to its address instead."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if nodes > 1:
-        env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
-    return env
+def launcher_env() -> dict[str, str]:
+    """The launcher's environment: the agents share no store of their own (torch's shared one listens on
+    every interface); worker rank 0 serves one bound to its own address instead (see ``_init_group``)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
 def bound_store(host: str, port: int, timeout: timedelta, world_size: int | None = None) -> dist.TCPStore:
-    """A TCPStore server listening on ``host:port`` only (torch's own binds every interface)."""
+    """A TCPStore server listening on ``host:port`` only (torch's own binds every interface); port 0
+    picks a free one (the store's ``port``)."""
     listener = socket.create_server((host, port), backlog=1024)
+    port = listener.getsockname()[1]
     # The store takes the listening socket over (and closes it when it goes).
     return dist.TCPStore(host, port, world_size, is_master=True, timeout=timeout, wait_for_workers=False,
                          master_listen_fd=listener.detach())
 
 
 @contextlib.contextmanager
-def rendezvous_store(config: TrainConfig) -> Any:
-    """The c10d rendezvous store of a multi-machine job, served by this process at ``rdzv_endpoint``."""
-    if config.nodes == 1:
-        yield None
-        return
-    host, port = str(config.rdzv_endpoint).rsplit(":", 1)
+def rendezvous_store(config: TrainConfig) -> Iterator[tuple[dist.TCPStore, str]]:
+    """The c10d rendezvous store of a job and its endpoint, served by this process: at ``rdzv_endpoint``
+    on several machines, on a free loopback port on one."""
+    host, port = str(config.rdzv_endpoint).rsplit(":", 1) if config.nodes > 1 else ("127.0.0.1", "0")
     try:
         store = bound_store(host, int(port), timedelta(seconds=config.timeout))
     except OSError as exc:
         raise BadInput(f"train.rdzv_endpoint: cannot listen on {config.rdzv_endpoint} ({exc.strerror}); use an "
                        f"address of this machine and a free port") from None
     try:
-        yield store
+        yield store, f"{host}:{store.port}"
     finally:
         del store
 
@@ -195,10 +194,11 @@ class _Stalled(Exception):
 
 
 def _start(command: list[str], job_dir: Path, log: Path, config: TrainConfig) -> subprocess.Popen[bytes]:
+    """Start the launcher ``command`` (a session of its own, output into ``log``)."""
     for folder in ("errors", "heartbeats", "pids"):
         shutil.rmtree(job_dir / folder, ignore_errors=True)
         (job_dir / folder).mkdir()
-    env = launcher_env(config.nodes)
+    env = launcher_env()
     env.setdefault("OMP_NUM_THREADS", str(cpu_threads(config)))
     with open(log, "ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -249,13 +249,12 @@ def launch(strategy: str, model: nn.Module, loss_fn: nn.Module, train: tuple[tor
         job_token(f"train.nodes={config.nodes}")  # refuse before any work, saying how to set it
     write_job(job_dir, strategy, model, loss_fn, train, valid, config)
     log = job_dir / "launcher.log"
-    host = str(config.rdzv_endpoint).rsplit(":", 1)[0] if config.nodes > 1 else None
-    command = launcher_command([str(job_dir)], config.workers, config.nodes, config.rdzv_endpoint,
-                               config.restarts, local_addr=host)
     reported = [0]
     for attempt in range(config.restarts + 1):
         # A fresh store per attempt: a relaunched agent must not find the last attempt's closed round.
-        with rendezvous_store(config):
+        with rendezvous_store(config) as (_, endpoint):
+            command = launcher_command([str(job_dir)], config.workers, config.nodes, endpoint, config.restarts,
+                                       local_addr=endpoint.rsplit(":", 1)[0])
             proc = _start(command, job_dir, log, config)
             try:
                 code = _supervise(proc, job_dir, config, log, callbacks, reported)

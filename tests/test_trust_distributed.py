@@ -132,16 +132,19 @@ def _listeners(port: int) -> set[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket table")
-def test_the_rendezvous_store_listens_on_the_endpoint_address_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_rendezvous_store_listens_on_the_endpoint_address_only() -> None:
+    """On several machines the store listens on train.rdzv_endpoint's address; on one, on loopback."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = TrainConfig(**BASE, nodes=2, rdzv_endpoint=f"127.0.0.1:{port}")
-    with rendezvous_store(config) as store:
-        store.set("k", "v")
-        assert _listeners(port) == {"127.0.0.1"}
-        del store  # the context's own reference goes when it ends
-    assert _listeners(port) == set()
+    for config in (TrainConfig(**BASE, nodes=2, rdzv_endpoint=f"127.0.0.1:{port}"), TrainConfig(**BASE)):
+        with rendezvous_store(config) as (store, endpoint):
+            store.set("k", "v")
+            host, bound = endpoint.rsplit(":", 1)
+            assert host == "127.0.0.1" and (config.nodes == 1 or int(bound) == port)
+            assert _listeners(int(bound)) == {"127.0.0.1"}
+            del store  # the context's own reference goes when it ends
+        assert _listeners(int(bound)) == set()
 
 
 def test_join_without_a_token_refuses_and_says_how_to_set_one() -> None:

@@ -38,7 +38,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     print(f"joining {args.endpoint} with {args.workers} worker(s); Ctrl-C stops", flush=True)
     try:
         while args.jobs == 0 or done < args.jobs:
-            code = subprocess.run(command, env=launcher_env(args.nodes)).returncode
+            code = subprocess.run(command, env=launcher_env()).returncode
             if code == 0:
                 done, failures = done + 1, 0
                 print(f"job {done} finished", flush=True)
