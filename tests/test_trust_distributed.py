@@ -183,3 +183,53 @@ def test_fold_outputs_round_trip_and_a_crafted_pickle_runs_nothing(tmp_path: Pat
     with pytest.raises(pickle.UnpicklingError):
         read_outputs(str(tmp_path / "torch.pt"), registry)
     assert not marker.exists()
+
+
+def _listening_sockets(pid: int) -> list[str]:
+    """The local addresses (hex, as /proc/net/tcp* writes them) that process ``pid`` listens on."""
+    listening = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                listening[fields[9]] = fields[1].rsplit(":", 1)[0]
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in listening:
+            found.append(listening[link[8:-1]])
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
+def test_a_one_machine_ddp_job_listens_on_loopback_only(tmp_path: Path) -> None:
+    """While a 2-worker ddp job trains, every socket the launcher and the workers listen on is bound to
+    127.0.0.1: none on every interface (the flow's own store: the test above)."""
+    import threading
+    import time
+
+    from scribbles.core import create
+
+    config = TrainConfig(**{**BASE, "epochs": 40, "lr": 1e-3, "workers": 2, "checkpoint_dir": str(tmp_path)})
+    box: dict[str, Any] = {}
+
+    def fit() -> None:
+        box["result"] = create("strategy", "ddp").fit(
+            build, loss(), torch.utils.data.TensorDataset(*TRAIN), torch.utils.data.TensorDataset(*VALID), config)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = next(tmp_path.glob("*/checkpoint.pt")).parent
+    workers = [int(p.read_text()) for p in (job / "pids").glob("*")]
+    agents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in workers}
+    seen = {pid: _listening_sockets(pid) for pid in [*agents, *workers]}
+    thread.join(timeout=300)
+    assert "result" in box
+    assert all(seen[pid] for pid in workers), seen  # the workers' own listeners were found
+    assert {address for found in seen.values() for address in found} == {"0100007F"}, seen
