@@ -17,6 +17,7 @@ Imports nothing beyond the standard library, so every layer can use it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 MASK = "***"
@@ -166,6 +168,20 @@ def mask_exception(exc: BaseException) -> BaseException:
                     mask_text(str(current)),)
         current = current.__cause__ or current.__context__
     return exc
+
+
+def masking_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` whose exceptions leave with their messages masked (what a flow's failed state keeps)."""
+
+    @functools.wraps(function)
+    def masked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except BaseException as exc:
+            mask_exception(exc)
+            raise
+
+    return masked
 
 
 class MaskedStream(io.TextIOBase):

@@ -41,7 +41,7 @@ from scribbles.core.errors import ConfigError
 from scribbles.core.evaluation import tta_groups
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
-from scribbles.core.redact import mask_exception, mask_log_handlers, mask_text
+from scribbles.core.redact import mask_log_handlers, mask_text, masking_errors
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
@@ -461,6 +461,7 @@ def experiment(
 
 
 @flow(name="scribbles-experiment", validate_parameters=False)
+@masking_errors  # Prefect keeps a failed run's message in its database
 def experiment_flow(
     config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
     force: bool = False, resume: str | None = None,
@@ -474,8 +475,5 @@ def experiment_flow(
             return run_sweep(parsed, allow_dirty, tags, force)
         continues = {"mlflow_run_id": resume} if resume else None
         return run_one(config, allow_dirty, tags, force, continues)
-    except BaseException as exc:
-        mask_exception(exc)  # Prefect stores the message as the run's state
-        raise
     finally:
         fold_task.forget()

@@ -30,6 +30,7 @@ from scribbles.core import (
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
 from scribbles.core.pretraining import model_builder
+from scribbles.core.redact import masking_errors
 
 from . import fold_task
 from .config_ref import unstash
@@ -153,6 +154,7 @@ def check_fractions(fractions: list[float]) -> list[float]:
 
 
 @flow(name="scribbles-diagnose", validate_parameters=False)
+@masking_errors  # Prefect keeps a failed run's message in its database
 def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_folds: int | None = None
              ) -> dict[str, Any]:
     """Learning curves on the configured split, the verdict, and a run with the plot for the trackers."""
