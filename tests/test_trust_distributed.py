@@ -233,3 +233,20 @@ def test_a_one_machine_ddp_job_listens_on_loopback_only(tmp_path: Path) -> None:
     assert "result" in box
     assert all(seen[pid] for pid in workers), seen  # the workers' own listeners were found
     assert {address for found in seen.values() for address in found} == {"0100007F"}, seen
+
+
+def test_the_job_token_comes_from_the_environment_or_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCRIBBLES_JOB_TOKEN, else the file SCRIBBLES_JOB_TOKEN_FILE names; missing or short: a BadInput saying how."""
+    from scribbles.core import BadInput
+    from scribbles.core.job_token import job_token
+
+    monkeypatch.delenv("SCRIBBLES_JOB_TOKEN", raising=False)
+    monkeypatch.delenv("SCRIBBLES_JOB_TOKEN_FILE", raising=False)
+    with pytest.raises(BadInput, match="join needs a shared job token: set SCRIBBLES_JOB_TOKEN"):
+        job_token("join")
+    (tmp_path / "token").write_text("from-a-file-0123456789\n")
+    monkeypatch.setenv("SCRIBBLES_JOB_TOKEN_FILE", str(tmp_path / "token"))
+    assert job_token("join") == b"from-a-file-0123456789"
+    monkeypatch.setenv("SCRIBBLES_JOB_TOKEN", "short")
+    with pytest.raises(BadInput, match="at least 16"):
+        job_token("join")
