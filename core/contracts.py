@@ -271,6 +271,16 @@ class SklearnSplitter:
         return f"SklearnSplitter({self.splitter!r})"
 
 
+def _stamp_builds(cls: type) -> None:
+    """Wrap a subclass's own ``build`` so the module it returns carries its recipe (core.recipe)."""
+    from .recipe import stamping
+
+    build = cls.__dict__.get("build")
+    if callable(build) and not getattr(build, "__isabstractmethod__", False) \
+            and not getattr(build, "__scribbles_stamping__", False):
+        cls.build = stamping(build)  # type: ignore[attr-defined]
+
+
 class Model(Technique, abc.ABC):
     """Base of the ``model`` family: ``build(spec)`` returns a ``torch.nn.Module``."""
 
@@ -282,6 +292,10 @@ class Model(Technique, abc.ABC):
     default_strategy: ClassVar[str] = "single"
     #: The only strategies that can train this model; None (the default) allows every torch strategy.
     strategies: ClassVar[frozenset[str] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _stamp_builds(cls)
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -299,6 +313,10 @@ class Loss(Technique, abc.ABC):
     family = "loss"
     #: Model outputs this loss reads; a model that lacks one is refused when the config is resolved.
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _stamp_builds(cls)
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,9 +24,9 @@ from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
 from scribbles.core.guard import guarded_folds
 from scribbles.core.pretraining import model_builder
-from scribbles.core.serving import Standardised
 
 from .data_guard import allow_dirty_data
+from .fold_outputs import write_outputs
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class FoldJob:
     data_version: str
     #: The project folder the config's relative data paths start from.
     root: str
-    #: Where the task leaves its model and predictions (``outputs.pkl``).
+    #: Where the task leaves its model and predictions (``fold_outputs``: tensors and JSON).
     out: str
 
 
@@ -51,7 +50,7 @@ class FoldResult:
     index: int
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
-    #: ``outputs.pkl`` with the model (on raw features), a few raw rows, valid targets and predictions.
+    #: ``fold-N.pt`` (+ .json, .skops) with the model, a few raw rows, valid targets and predictions.
     outputs: str | None = None
     #: True when the epochs were reported live through the hooks (same process as the flow).
     live: bool = False
@@ -206,23 +205,12 @@ def run_job(job: FoldJob) -> FoldResult:
         mode=tta.mode if tta else "auto",
     )
     metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
-    model = result.model
     # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
     example = dataset.inputs(fold.valid[:5]).reshape(min(5, len(fold.valid)), -1)
-    if isinstance(model, torch.nn.Module):
-        model = Standardised(model, mean, std, dataset.shape)
-    outputs = Path(job.out) / f"fold-{fold.index}.pkl"
-    outputs.parent.mkdir(parents=True, exist_ok=True)
-    with open(outputs, "wb") as handle:
-        pickle.dump({"model": model, "input_example": example, "y_true": valid[1].numpy(),
-                     "y_pred": probs.plain.argmax(1)}, handle)
+    module = isinstance(result.model, torch.nn.Module)
+    # A torch model is read back wrapped in Standardised (these statistics and the row shape).
+    serving = {"mean": mean, "std": std, "shape": list(dataset.shape)} if module else None
+    outputs = write_outputs(Path(job.out) / f"fold-{fold.index}", result.model, serving, example,
+                            valid[1].numpy(), probs.plain.argmax(1))
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
-
-
-def read_outputs(result: FoldResult) -> dict[str, Any]:
-    """The model, input example, targets and predictions a task left (empty when it left none)."""
-    if not result.outputs or not Path(result.outputs).exists():
-        return {}
-    with open(result.outputs, "rb") as handle:
-        return pickle.load(handle)  # our own task wrote it, in this run's folder
