@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from scribbles.core import TrainConfig, recompute
+from scribbles.core import TrainConfig, recompute, wire
 from scribbles.core.loop import train_epoch
 from scribbles.core.parallel import ENGINES, Engine
 from scribbles.core.training import pick_device, seed_everything
@@ -251,9 +251,7 @@ def worker(out: Path, skip_p3: bool) -> None:
             engine = ENGINES[strategy](device, rank, world)
             engine.setup(build(), config)
             train_epoch(engine, CrossEntropy(), inputs[:64], y[:64], config, 0)
-            counts = [0] * world
-            dist.all_gather_object(counts, engine.optimizer_bytes())
-            results[f"{name}_{strategy}"] = max(counts)
+            results[f"{name}_{strategy}"] = max(wire.all_gather_json(engine.optimizer_bytes(), device))
         seed_everything(0)
         model = build()
         zro = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.Adam, lr=1e-3)
@@ -261,9 +259,7 @@ def worker(out: Path, skip_p3: bool) -> None:
         zro.step()
         own = sum(v.numel() * v.element_size() for s in zro.optim.state.values() for v in s.values()
                   if isinstance(v, torch.Tensor))
-        counts = [0] * world
-        dist.all_gather_object(counts, own)
-        results[f"{name}_torch_zero"] = max(counts)
+        results[f"{name}_torch_zero"] = max(wire.all_gather_json(own, device))
     if rank == 0:
         out.write_text(json.dumps(results))
     dist.destroy_process_group()

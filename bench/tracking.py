@@ -51,7 +51,8 @@ from scribbles.core.config import parse_config
 from scribbles.core.guard import fold_report
 from scribbles.flows.demo_data import build_activity
 from scribbles.flows.experiment import run_context, summarise
-from scribbles.flows.fold_task import FoldJob, live_epochs, read_outputs, run_job
+from scribbles.flows.fold_outputs import read_outputs
+from scribbles.flows.fold_task import FoldJob, live_epochs, run_job
 
 
 @dataclass
@@ -120,7 +121,7 @@ def one_pass(raw: dict[str, Any], workdir: Path) -> Pass:
             # The flow's own task body, inline, epochs reported live as the flow does.
             with live_epochs(out, epoch):
                 result = run_job(FoldJob(raw, False, fold.index, dataset.version, os.getcwd(), out))
-            saved = read_outputs(result)
+            saved = read_outputs(result.outputs, registry)
             hook.scribbles_fold_end(ctx=FoldEndContext(
                 run, fold.index, result.metrics, model=saved.get("model"), input_example=saved.get("input_example"),
                 y_true=saved.get("y_true"), y_pred=saved.get("y_pred"), classes=[str(c) for c in dataset.classes],

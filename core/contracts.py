@@ -304,6 +304,16 @@ class Preprocessor(Technique, abc.ABC):
         return getattr(self.params, "columns", None)
 
 
+def _stamp_builds(cls: type) -> None:
+    """Wrap a subclass's own ``build`` so the module it returns carries its recipe (core.recipe)."""
+    from .recipe import stamping
+
+    build = cls.__dict__.get("build")
+    if callable(build) and not getattr(build, "__isabstractmethod__", False) \
+            and not getattr(build, "__scribbles_stamping__", False):
+        cls.build = stamping(build)  # type: ignore[attr-defined]
+
+
 class Model(Technique, abc.ABC):
     """Base of the ``model`` family: ``build(spec)`` returns a ``torch.nn.Module``."""
 
@@ -317,6 +327,10 @@ class Model(Technique, abc.ABC):
     strategies: ClassVar[frozenset[str] | None] = None
     #: The tasks the model can learn; a torch model predicts a regression target as one output column.
     tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _stamp_builds(cls)
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:
@@ -336,6 +350,10 @@ class Loss(Technique, abc.ABC):
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
     #: The tasks this loss trains: class targets, or real-valued ones.
     tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _stamp_builds(cls)
 
     @abc.abstractmethod
     def build(self, spec: ModelSpec) -> torch.nn.Module:

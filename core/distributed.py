@@ -1,7 +1,8 @@
 """Distributed training through torch's elastic launcher (``torch.distributed.run``).
 
-The parent process (the flow) writes a job folder - the pickled model and loss, the data tensors,
-the train config - and starts ``python -m torch.distributed.run ... -m scribbles.core.distributed
+The parent process (the flow) writes a job folder - the model's and loss's recipes (technique names,
+params, the data spec) with the train config as JSON, their initial state dicts and the data as
+tensors - and starts ``python -m torch.distributed.run ... -m scribbles.core.distributed
 JOB_DIR``. The launcher starts the workers, restarts the whole group from the last checkpoint when
 one dies (``train.restarts`` times), and carries the job to other machines that ran
 ``scribbles join HOST:PORT`` (their agents join the same c10d rendezvous).
@@ -11,6 +12,12 @@ writer rank (the lowest rank that has the folder), which also writes the per-epo
 metrics the parent turns into tracker calls (so trackers see each epoch once, whatever the world
 size) and the final weights. The parent watches heartbeats: no progress from any worker for
 ``train.timeout`` seconds fails the run with a message instead of a silent stall.
+
+Trust: nothing a worker receives can run code. Modules are rebuilt from this machine's installed
+techniques (``core.recipe``), tensors load with ``weights_only=True``, and workers exchange bytes and
+JSON (``core.wire``), never pickles. On several machines every rank first proves it holds the shared
+job token; the rendezvous store listens on the address of ``train.rdzv_endpoint`` only (on loopback
+for one machine), as does worker rank 0's store on its own address.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,16 +45,20 @@ import torch.distributed as dist
 from torch import nn
 
 from . import checkpoint as checkpoints
+from . import wire
 from .config import TrainConfig
 from .contracts import TrainResult
 from .errors import BadInput, ScribblesError
+from .job_token import job_token
+from .recipe import rebuild, recipe_of
 from .training import cpu_threads
 
 JOB_FILES = ("spec.json", "model.pt", "loss.pt", "data.pt")
 #: The c10d rendezvous id shared by the machine that runs the flow and those that join it.
 RDZV_ID = "scribbles"
 #: Errors that a restart cannot cure: the parent stops the launcher at once instead of retrying.
-FINAL_ERRORS = ("FloatingPointError", "BadInput", "ConfigError", "TypeError", "AttributeError", "KeyError")
+FINAL_ERRORS = ("FloatingPointError", "BadInput", "ConfigError", "TypeError", "AttributeError", "KeyError",
+                "NotAMember")
 
 
 class TrainingFailed(ScribblesError):
@@ -63,27 +75,68 @@ def write_job(job_dir: Path, strategy: str, model: nn.Module, loss_fn: nn.Module
     job_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("metrics.jsonl",):
         (job_dir / stale).unlink(missing_ok=True)
-    spec = {"strategy": strategy, "train": config.model_dump(mode="json")}
+    # Recipes, not pickles: a worker builds the modules from its own installed techniques, then loads
+    # the initial weights (pretrained ones included) as plain tensors.
+    spec = {"strategy": strategy, "train": config.model_dump(mode="json"),
+            "model": recipe_of(model, "model"), "loss": recipe_of(loss_fn, "loss")}
     (job_dir / "spec.json").write_text(json.dumps(spec))
-    # The model and loss are pickled whole (their classes by import path): workers rebuild exactly
-    # the module the parent built, initial weights included. Only this run's own workers read them.
-    torch.save(model, job_dir / "model.pt")
-    torch.save(loss_fn, job_dir / "loss.pt")
+    torch.save(model.state_dict(), job_dir / "model.pt")
+    torch.save(loss_fn.state_dict(), job_dir / "loss.pt")
     torch.save({"train_x": train[0], "train_y": train[1], "valid_x": valid[0], "valid_y": valid[1]},
                job_dir / "data.pt")
 
 
 def launcher_command(job_args: Sequence[str], workers: int, nodes: int = 1, endpoint: str | None = None,
-                     restarts: int = 0, host: bool = True) -> list[str]:
-    """``python -m torch.distributed.run`` with the rendezvous for one machine or several."""
-    if nodes == 1:
+                     restarts: int = 0, local_addr: str | None = None) -> list[str]:
+    """``python -m torch.distributed.run`` with the rendezvous for one machine or several.
+
+    With an ``endpoint`` no agent hosts the rendezvous store (``is_host=false``): the flow's process
+    serves it, bound to the endpoint's address (``rendezvous_store``); ``local_addr`` is the address
+    this machine's workers are reached at (default: the host name's). Without one (one machine only)
+    torch's ``--standalone`` rendezvous is used.
+    """
+    if nodes == 1 and endpoint is None:
         rendezvous = ["--standalone"]
     else:
         rendezvous = ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", str(endpoint),
-                      "--rdzv-id", RDZV_ID, "--rdzv-conf", f"is_host={str(host).lower()}"]
+                      "--rdzv-id", RDZV_ID, "--rdzv-conf", "is_host=false"]
+        if local_addr:
+            rendezvous += ["--local-addr", local_addr]
     return [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(workers),
             "--max-restarts", str(restarts), "--monitor-interval", "0.2",
             "-m", "scribbles.core.distributed", *job_args]
+
+
+def launcher_env() -> dict[str, str]:
+    """The launcher's environment: the agents share no store of their own (torch's shared one listens on
+    every interface); worker rank 0 serves one bound to its own address instead (see ``_init_group``)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def bound_store(host: str, port: int, timeout: timedelta, world_size: int | None = None) -> dist.TCPStore:
+    """A TCPStore server listening on ``host:port`` only (torch's own binds every interface); port 0
+    picks a free one (the store's ``port``)."""
+    listener = socket.create_server((host, port), backlog=1024)
+    port = listener.getsockname()[1]
+    # The store takes the listening socket over (and closes it when it goes).
+    return dist.TCPStore(host, port, world_size, is_master=True, timeout=timeout, wait_for_workers=False,
+                         master_listen_fd=listener.detach())
+
+
+@contextlib.contextmanager
+def rendezvous_store(config: TrainConfig) -> Iterator[tuple[dist.TCPStore, str]]:
+    """The c10d rendezvous store of a job and its endpoint, served by this process: at ``rdzv_endpoint``
+    on several machines, on a free loopback port on one."""
+    host, port = str(config.rdzv_endpoint).rsplit(":", 1) if config.nodes > 1 else ("127.0.0.1", "0")
+    try:
+        store = bound_store(host, int(port), timedelta(seconds=config.timeout))
+    except OSError as exc:
+        raise BadInput(f"train.rdzv_endpoint: cannot listen on {config.rdzv_endpoint} ({exc.strerror}); use an "
+                       f"address of this machine and a free port") from None
+    try:
+        yield store, f"{host}:{store.port}"
+    finally:
+        del store
 
 
 def _read_metrics(path: Path) -> dict[int, dict[str, float]]:
@@ -141,10 +194,11 @@ class _Stalled(Exception):
 
 
 def _start(command: list[str], job_dir: Path, log: Path, config: TrainConfig) -> subprocess.Popen[bytes]:
+    """Start the launcher ``command`` (a session of its own, output into ``log``)."""
     for folder in ("errors", "heartbeats", "pids"):
         shutil.rmtree(job_dir / folder, ignore_errors=True)
         (job_dir / folder).mkdir()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = launcher_env()
     env.setdefault("OMP_NUM_THREADS", str(cpu_threads(config)))
     with open(log, "ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -191,23 +245,27 @@ def launch(strategy: str, model: nn.Module, loss_fn: nn.Module, train: tuple[tor
     the checkpoint between attempts, so a retried call resumes too; it is removed once the weights
     are back.
     """
+    if config.nodes > 1:
+        job_token(f"train.nodes={config.nodes}")  # refuse before any work, saying how to set it
     write_job(job_dir, strategy, model, loss_fn, train, valid, config)
     log = job_dir / "launcher.log"
-    command = launcher_command([str(job_dir)], config.workers, config.nodes, config.rdzv_endpoint,
-                               config.restarts)
     reported = [0]
     for attempt in range(config.restarts + 1):
-        proc = _start(command, job_dir, log, config)
-        try:
-            code = _supervise(proc, job_dir, config, log, callbacks, reported)
-        except _Stalled as stall:
-            if attempt < config.restarts:
-                continue
-            raise TrainingFailed(str(stall)) from None
-        except BaseException:
-            if proc.poll() is None:
-                _kill(proc, job_dir)
-            raise
+        # A fresh store per attempt: a relaunched agent must not find the last attempt's closed round.
+        with rendezvous_store(config) as (_, endpoint):
+            command = launcher_command([str(job_dir)], config.workers, config.nodes, endpoint, config.restarts,
+                                       local_addr=endpoint.rsplit(":", 1)[0])
+            proc = _start(command, job_dir, log, config)
+            try:
+                code = _supervise(proc, job_dir, config, log, callbacks, reported)
+            except _Stalled as stall:
+                if attempt < config.restarts:
+                    continue
+                raise TrainingFailed(str(stall)) from None
+            except BaseException:
+                if proc.poll() is None:
+                    _kill(proc, job_dir)
+                raise
         break
     if code != 0 or not (job_dir / "final.pt").exists():
         raise TrainingFailed(_failure(job_dir, config, log))
@@ -229,13 +287,14 @@ class Group:
     def __init__(self, job_dirs: Sequence[str] | None, device: torch.device) -> None:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.device = device
-        everyone: list[Any] = [None] * self.world
-        dist.all_gather_object(everyone, list(job_dirs) if job_dirs else None)
+        if int(os.environ.get("LOCAL_WORLD_SIZE", self.world)) < self.world:  # other machines take part
+            wire.prove_membership(job_token("a training job on several machines"), device)
+        everyone = wire.all_gather_json(list(job_dirs) if job_dirs else None, device)
         holders = [r for r, dirs in enumerate(everyone) if dirs]
         if not holders:
             raise BadInput("no worker has the job folder: start the training from the flow, not only joiners")
         self.writer = holders[0]
-        self.job_dirs: list[str] = everyone[self.writer]
+        self.job_dirs = [str(d) for d in everyone[self.writer]]
         self.local = bool(job_dirs)
         self.files_everywhere = len(holders) == self.world
 
@@ -245,12 +304,11 @@ class Group:
         if self.files_everywhere:
             path = job_dir / name
             return path.read_bytes() if path.exists() else None
-        box: list[Any] = [None]
+        data = None
         if self.rank == self.writer:
             path = job_dir / name
-            box[0] = path.read_bytes() if path.exists() else None
-        dist.broadcast_object_list(box, src=self.writer)
-        return box[0]
+            data = path.read_bytes() if path.exists() else None
+        return wire.broadcast_bytes(data, self.writer, self.device)
 
 
 class _Beat:
@@ -270,20 +328,22 @@ def run_job(job_dir: Path, group: Group) -> None:
     """Train one job (or skip it when its final weights exist) on every rank."""
     from .loop import run
     from .parallel import ENGINES
+    from .registry import default_registry
 
-    box = [(job_dir / "final.pt").exists() if group.rank == group.writer else None]
-    dist.broadcast_object_list(box, src=group.writer)
-    if box[0]:  # an earlier attempt finished this job; its weights are waiting for the parent
-        return
+    finished = (job_dir / "final.pt").exists() if group.rank == group.writer else False
+    if wire.broadcast_bytes(b"1" if finished else b"", group.writer, group.device):
+        return  # an earlier attempt finished this job; its weights are waiting for the parent
     files = {name: group.fetch(job_dir, name) for name in JOB_FILES}
     spec = json.loads(files["spec.json"] or b"{}")
     config = TrainConfig(**spec["train"])
     if group.device.type == "cpu":
         torch.set_num_threads(cpu_threads(config))
-    # The parent of this run wrote these two pickles a moment ago; everything else loads weights_only.
-    model = torch.load(io.BytesIO(files["model.pt"] or b""), weights_only=False)
-    loss_fn = torch.load(io.BytesIO(files["loss.pt"] or b""), weights_only=False)
-    data = torch.load(io.BytesIO(files["data.pt"] or b""), weights_only=True)
+    # Built from this machine's techniques, then the sent weights: plain tensors, no code.
+    registry = default_registry()
+    model, loss_fn = rebuild(spec["model"], registry), rebuild(spec["loss"], registry)
+    model.load_state_dict(_tensors(files["model.pt"]))
+    loss_fn.load_state_dict(_tensors(files["loss.pt"]))
+    data = _tensors(files["data.pt"])
     engine = ENGINES[spec["strategy"]](group.device, group.rank, group.world, group.writer)
     engine.setup(model, config)
     saved_bytes = group.fetch(job_dir, "checkpoint.pt")
@@ -313,6 +373,11 @@ def run_job(job_dir: Path, group: Group) -> None:
     dist.barrier()
 
 
+def _tensors(raw: bytes | None) -> Any:
+    """Tensors (a state dict, the data) from a job file; ``weights_only`` refuses anything that is code."""
+    return torch.load(io.BytesIO(raw or b""), map_location="cpu", weights_only=True)
+
+
 def _device(choice: str) -> torch.device:
     if choice != "cpu" and torch.cuda.is_available():
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -327,7 +392,13 @@ def _init_group(backend: str, timeout: timedelta) -> None:
     The launcher's store outlives a restart; without the prefix a restarted worker can read the
     address a killed worker published and wait on it (seen as connect errors and stalls).
     """
-    store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "True") == "True":
+        store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    else:  # several machines: rank 0 serves the workers' store on its own address only
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        store = bound_store(host, port, timeout, world) if rank == 0 else \
+            dist.TCPStore(host, port, world, is_master=False, timeout=timeout)
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     prefixed = dist.PrefixStore(f"scribbles/attempt-{attempt}/", store)
     dist.init_process_group(backend, store=prefixed, rank=rank, world_size=world, timeout=timeout)

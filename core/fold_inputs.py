@@ -38,14 +38,22 @@ class FoldInputs:
             return model
         return TargetScaled(model, self.target_center, self.target_scale)
 
+    def serving(self) -> dict[str, Any]:
+        """What ``served`` needs, as plain values (JSON): per-column ``mean``, ``std`` and ``fill`` when every
+        step is column-wise, else ``pipeline: true`` (the fitted pipeline travels on its own); the row
+        ``shape``; the regression ``target`` scaling, or None."""
+        target = [self.target_center, self.target_scale] if self.spec.task == "regression" else None
+        maps = column_maps(self.fitted)
+        if maps is None:
+            return {"pipeline": True, "shape": list(self.input_shape), "target": target}
+        return {"mean": maps.center.tolist(), "std": maps.scale.tolist(), "fill": maps.fill.tolist(),
+                "shape": list(self.input_shape), "target": target}
+
     def served(self, model: Any) -> Any:
         """``model`` behind its fold's preprocessing: a torch module on raw feature rows (flat, in feature
         order) when every step is column-wise; else the model and the fitted pipeline together
         (``PipelineModel``), which takes a DataFrame of the raw columns."""
-        maps = column_maps(self.fitted)
-        if maps is None:
-            return PipelineModel(self.fitted, model, self.input_shape)
-        return Standardised(model, maps.center, maps.scale, self.input_shape, maps.fill)
+        return served(model, self.serving(), self.fitted)
 
 
 class TargetScaled(torch.nn.Module):
@@ -112,3 +120,17 @@ def fold_inputs(steps: Sequence[Preprocessor], dataset: Dataset, train_rows: np.
         return torch.from_numpy(x.reshape(len(rows), *shape)), torch.from_numpy(y)
 
     return FoldInputs(side(x_train, train_rows), side(x_valid, valid_rows), spec, fitted, shape, center, scale)
+
+
+def served(module: torch.nn.Module, serving: dict[str, Any], fitted: Fitted | None = None) -> Any:
+    """A trained module (predicting standardised targets, for regression) behind what ``serving`` describes:
+    target units restored, then the per-column maps (``Standardised``) or the fitted pipeline
+    (``PipelineModel``, which needs ``fitted``)."""
+    if serving.get("target"):
+        module = TargetScaled(module, *serving["target"])
+    shape = tuple(serving.get("shape") or ())
+    if serving.get("pipeline"):
+        if fitted is None:
+            raise ValueError("a model behind a one-hot pipeline needs the fitted pipeline")
+        return PipelineModel(fitted, module, shape)
+    return Standardised(module, serving["mean"], serving["std"], shape, serving.get("fill"))

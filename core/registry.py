@@ -6,9 +6,11 @@ Built-ins are listed in ``BUILTIN_PLUGINS``; third-party plugins come from the e
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata as md
+import io
 import os
 import re
 import sys
@@ -119,7 +121,9 @@ class Registry:
     def _collect_one(self, impl: Any, provider: str) -> None:
         try:
             contributed = list(impl.function() or ())
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit included: a plugin never ends the command
             raise PluginError(
                 f"plugin {provider}: scribbles_techniques() raised {type(exc).__name__}: {exc}; "
                 f"fix the plugin or block it with `plugins: {{deny: [{_dist_name(provider)}]}}`"
@@ -285,9 +289,13 @@ def _load_entry_points(
         block = f"fix or uninstall it, or block it with `plugins: {{deny: [{dist_name}]}}`"
         message = ""
         try:
-            plugin = ep.load()
-        except Exception as exc:
+            plugin = _import_isolated(ep)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit (sys.exit, argparse) and the like too: one problem line
             reason = str(exc).splitlines()[0] if str(exc) else ""
+            if isinstance(exc, SystemExit):
+                reason = f"{reason or exc.code} (the module exits when imported: sys.exit() or parse_args())"
             message = (
                 f"plugin {provider} (entry point '{ep.name} = {ep.value}') could not be loaded: "
                 f"{type(exc).__name__}: {reason}; {block}"
@@ -311,6 +319,18 @@ def _load_entry_points(
                 raise PluginError(message)
             problems.append(message)
     return problems, loaded
+
+
+def _import_isolated(ep: md.EntryPoint) -> Any:
+    """``ep.load()`` with what the module prints while importing held back: shown when the import
+    works, dropped when it fails (a usage message of the plugin's own argparse, say), since the problem
+    line says what happened."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        plugin = ep.load()
+    sys.stdout.write(out.getvalue())
+    sys.stderr.write(err.getvalue())
+    return plugin
 
 
 def declared_api_version(plugin: Any) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from scribbles.core import BadInput, ScribblesError
+from scribbles.core.redact import mask_output, mask_text
 from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
@@ -45,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def one_line(exc: BaseException) -> str:
-    """The error's message on one line (a library's multi-line reason included)."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    """The error's message on one line (a library's multi-line reason included), secrets masked."""
+    return mask_text("; ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages."""
+    # First: every line this process (and the libraries it loads) prints passes the secret mask.
+    mask_output()
     configure_prefect()
     args = build_parser().parse_args(argv)
     if args.strict:

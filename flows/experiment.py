@@ -41,11 +41,14 @@ from scribbles.core.errors import ConfigError
 from scribbles.core.evaluation import tta_groups
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
+from scribbles.core.redact import mask_log_handlers, mask_text, masking_errors
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
+from .config_ref import stashed, unstash
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
-from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
+from .fold_outputs import read_outputs
+from .fold_task import FoldJob, FoldResult, plan_for, run_job
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
 from .redact import mask_params, mask_tree
@@ -134,10 +137,10 @@ def run_context(
         experiment=plan.experiment,
         config=config,
         params=mask_params(flatten(config)),
-        tags=tags,
+        tags={key: mask_text(value) for key, value in tags.items()},  # a data path may be a URL with a password
         data_version=dataset.version,
-        data_source=dataset.source,
-        data_rev=dataset.rev,
+        data_source=mask_text(dataset.source),
+        data_rev=mask_text(dataset.rev) if dataset.rev else dataset.rev,
         n_folds=n_folds,
         artifacts=artifacts,
     )
@@ -234,7 +237,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
         key = inputs.key(fold.index)
         if fold.index in finished and cache is not None:
             saved = cache.record(finished[fold.index])
-            if saved is not None:
+            if not isinstance(saved, str):
                 source = finished[fold.index].info.run_id
                 reason = f"finished before the stop (run {source})"
                 out.append(Reuse(key, "resumed", source, saved[0], saved[1], reason))
@@ -243,8 +246,10 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
             out.append(Reuse(key, reason="no MLflow tracker to cache in"))
         elif force:
             out.append(Reuse(key, reason="--force"))
-        elif (hit := cache.find(key)) is not None:
-            out.append(hit)
+        elif (found := cache.find(key))[0] is not None:
+            out.append(found[0])
+        elif found[1]:  # an identical fold exists but cannot be trusted: say why it is trained again
+            out.append(Reuse(key, reason=found[1]))
         else:
             before = cache.previous_inputs(fold.index)
             out.append(Reuse(key, reason=explain(inputs, before) if before else "first run of this fold"))
@@ -271,7 +276,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         if reuse.mode != "resumed" and not result.live:
             for number, values in enumerate(result.history):
                 epoch(fold.index, number, values)
-        outputs = read_outputs(result)
+        outputs = read_outputs(result.outputs, registry)
         artifacts = {} if reuse.mode == "resumed" else {
             "result": write_result(work / "results", fold.index, result.metrics, result.history)}
         hook.scribbles_fold_end(ctx=FoldEndContext(
@@ -440,7 +445,6 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
     }
 
 
-@flow(name="scribbles-experiment", validate_parameters=False)
 def experiment(
     config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
     force: bool = False, resume: str | None = None,
@@ -450,10 +454,24 @@ def experiment(
     ``allow_dirty`` reads data that differ from what DVC records (the run is tagged
     ``scribbles.allow_dirty``); ``tags`` are added to the run's tags (``scribbles.rerun_of``, say);
     ``force`` trains every fold even when an identical earlier fold could be reused; ``resume`` is the
-    MLflow run id of a stopped parent run to finish in place.
+    MLflow run id of a stopped parent run to finish in place. Prefect records the flow's parameters:
+    it gets the config with its secrets masked and a reference to the real one (``config_ref``).
     """
-    parsed = parse_config(config)
+    with stashed(config) as safe:
+        return experiment_flow(safe, allow_dirty, tags, force, resume)
+
+
+@flow(name="scribbles-experiment", validate_parameters=False)
+@masking_errors  # Prefect keeps a failed run's message in its database
+def experiment_flow(
+    config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
+    force: bool = False, resume: str | None = None,
+) -> dict[str, Any]:
+    """The experiment as a Prefect flow; ``config`` may be a masked config with a reference (config_ref)."""
+    mask_log_handlers()  # Prefect's handlers (its database's among them) exist by now
+    config = unstash(config)
     try:
+        parsed = parse_config(config)
         if parsed.sweep is not None:
             return run_sweep(parsed, allow_dirty, tags, force)
         continues = {"mlflow_run_id": resume} if resume else None

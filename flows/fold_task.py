@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from scribbles.core.pretraining import model_builder
 from scribbles.core.targets import check_target
 
 from .data_guard import allow_dirty_data
+from .fold_outputs import write_outputs
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class FoldJob:
     data_version: str
     #: The project folder the config's relative data paths start from.
     root: str
-    #: Where the task leaves its model and predictions (``outputs.pkl``).
+    #: Where the task leaves its model and predictions (``fold_outputs``: tensors and JSON).
     out: str
 
 
@@ -54,7 +54,7 @@ class FoldResult:
     index: int
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
-    #: ``outputs.pkl`` with the model (on raw features), a few raw rows, valid targets and predictions.
+    #: ``fold-N.pt`` (+ .json, .skops) with the model, a few raw rows, valid targets and predictions.
     outputs: str | None = None
     #: True when the epochs were reported live through the hooks (same process as the flow).
     live: bool = False
@@ -209,23 +209,15 @@ def run_job(job: FoldJob) -> FoldResult:
     )
     metrics = tta_metrics(plan.metrics, y_valid, probs, result.model, valid[0])
     metrics.update(baseline_metrics(plan.metrics, task, y_train, y_valid, spec.n_classes))
-    # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
-    model = inputs.served(trained) if isinstance(trained, torch.nn.Module) else trained
+    # The logged model takes raw feature columns as the data file holds them: flat rows in feature order,
+    # or (after a one-hot step) a DataFrame of the raw columns.
+    module = isinstance(result.model, torch.nn.Module)
+    serving = inputs.serving() if module else None
     example = dataset.frame.iloc[fold.valid[:5]][dataset.features]
-    if isinstance(model, torch.nn.Module):
+    if serving is not None and "pipeline" not in serving:
         example = example.to_numpy(dtype=np.float32)
-    outputs = Path(job.out) / f"fold-{fold.index}.pkl"
-    outputs.parent.mkdir(parents=True, exist_ok=True)
-    with open(outputs, "wb") as handle:
-        pickle.dump({"model": model, "input_example": example, "y_true": y_valid,
-                     "y_pred": probs.plain[:, 0] if task == "regression" else probs.plain.argmax(1)}, handle)
+    y_pred = probs.plain[:, 0] if task == "regression" else probs.plain.argmax(1)
+    outputs = write_outputs(Path(job.out) / f"fold-{fold.index}", result.model, serving, example, y_valid, y_pred,
+                            inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
-
-
-def read_outputs(result: FoldResult) -> dict[str, Any]:
-    """The model, input example, targets and predictions a task left (empty when it left none)."""
-    if not result.outputs or not Path(result.outputs).exists():
-        return {}
-    with open(result.outputs, "rb") as handle:
-        return pickle.load(handle)  # our own task wrote it, in this run's folder

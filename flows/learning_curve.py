@@ -30,8 +30,10 @@ from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
 from scribbles.core.fold_inputs import fold_inputs
 from scribbles.core.pretraining import model_builder
+from scribbles.core.redact import masking_errors
 
 from . import fold_task
+from .config_ref import unstash
 from .experiment import load_data, make_folds, run_context
 from .prefect_env import configure_prefect
 
@@ -154,9 +156,11 @@ def check_fractions(fractions: list[float]) -> list[float]:
 
 
 @flow(name="scribbles-diagnose", validate_parameters=False)
+@masking_errors  # Prefect keeps a failed run's message in its database
 def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_folds: int | None = None
              ) -> dict[str, Any]:
     """Learning curves on the configured split, the verdict, and a run with the plot for the trackers."""
+    config = unstash(config)  # Prefect records a masked config and a reference (see config_ref)
     fractions = check_fractions(list(fractions or DEFAULT_FRACTIONS))
     parsed = parse_config(config)
     registry = registry_for(parsed)

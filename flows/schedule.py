@@ -25,7 +25,8 @@ def serve(config: ExperimentConfig, *, cron: str | None, interval: float | None,
     from prefect.deployments.runner import EntrypointType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from .experiment import experiment
+    from .config_ref import stashed
+    from .experiment import experiment_flow
 
     if not PREFECT_API_URL.value():
         # Prefect's temporary server has no scheduler: run a real one for as long as this serves.
@@ -38,20 +39,23 @@ def serve(config: ExperimentConfig, *, cron: str | None, interval: float | None,
         return
     strategy = ConcurrencyLimitStrategy.CANCEL_NEW if overlap == "skip" else ConcurrencyLimitStrategy.ENQUEUE
     deployment = name or f"{config.experiment}"
-    parameters: dict[str, Any] = {
-        "config": config.model_dump(mode="json"),
-        "allow_dirty": allow_dirty,
-        "tags": {"scribbles.schedule": deployment},
-    }
-    experiment.serve(
-        name=deployment,
-        cron=cron,
-        interval=interval,
-        parameters=parameters,
-        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
-        enforce_parameter_schema=False,
-        pause_on_shutdown=False,
-        print_starting_message=False,
-        # Each run starts `scribbles.flows.experiment:experiment` by module, wherever scribbles is installed.
-        entrypoint_type=EntrypointType.MODULE_PATH,
-    )
+    # The deployment's parameters live in Prefect's database: a masked config and a reference to a file
+    # only this user reads, removed when serving stops.
+    with stashed(config.model_dump(mode="json")) as safe:
+        parameters: dict[str, Any] = {
+            "config": safe,
+            "allow_dirty": allow_dirty,
+            "tags": {"scribbles.schedule": deployment},
+        }
+        experiment_flow.serve(
+            name=deployment,
+            cron=cron,
+            interval=interval,
+            parameters=parameters,
+            global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
+            enforce_parameter_schema=False,
+            pause_on_shutdown=False,
+            print_starting_message=False,
+            # Each run starts `scribbles.flows.experiment:experiment_flow` by module, wherever scribbles is.
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )

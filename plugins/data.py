@@ -226,6 +226,9 @@ class DvcSource(DataSource):
                 + (f" at rev {self.params.rev}" if self.params.rev else "")
                 + "; build it (`scribbles data build`) or `dvc pull`"
             ) from None
+        except Exception as exc:  # a remote repo that cannot be cloned (unreachable, no access)
+            raise BadInput(f"data.repo: cannot read {path} from {repo} ({type(exc).__name__}: {exc}); "
+                           f"check the URL, the network and your access, or use a local repo") from None
         if info.get("type") == "directory":
             raise BadInput(f"data.path: {path} is a folder in the DVC repo; point data.path at a file in it")
         recorded = dvc_md5(info)

@@ -66,29 +66,39 @@ def children(client: MlflowClient, parent: str) -> list[Any]:
 # ---------------------------------------------------------------- keys and reasons
 
 
-def test_explain_names_every_change_and_code_version_tracks_uncommitted_code(tmp_path: Path) -> None:
+def test_explain_shows_what_differs_and_code_version_tracks_the_code_that_trains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reasons name each change by the part that differs; the code version follows scribbles' and the
+    plugins' source (an edit without a new version too), not the user's repository commit."""
+    from helpers import fake_dist
+
     before = Inputs({"train.lr": "0.01", "model.name": "mlp"}, "aaa", "c1", "{}")
     assert explain(Inputs({"train.lr": "0.02", "model.name": "mlp"}, "aaa", "c1", "{}"), before) == \
         "train.lr 0.01 -> 0.02"
     both = explain(Inputs({"train.lr": "0.01", "model.name": "mlp"}, "bbb", "c2", "{}"), before)
     assert "data changed (aaa -> bbb)" in both and "code changed (c1 -> c2)" in both
     assert before.key(0) != before.key(1) and before.key(0) == Inputs(dict(before.params), "aaa", "c1", "{}").key(0)
+    long_before = Inputs({}, "0123456789abcdef" * 2, "X" * 40 + "1", "{}")
+    why = explain(Inputs({}, "0123456789abcdef" + "f" * 16, "X" * 40 + "2", "{}"), long_before)
+    assert "(…ef0123456789… -> …efffffffffff…)" in why and "(…XX1 -> …XX2)" in why, why
 
-    assert code_version(tmp_path) == "unknown"  # not a git repository
+    monkeypatch.chdir(tmp_path)
     git("init", "-q", cwd=tmp_path)
-    (tmp_path / "model.py").write_text("A = 1\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-keeper", "from scribbles.core import hookimpl\nA = 1\n")
+    monkeypatch.syspath_prepend(str(site))
+    clean = code_version()
+    assert json.loads(clean)["scribbles-keeper"].startswith("0.1.0 src ")
+    (tmp_path / "configs.yaml").write_text("a config, a note: not code\n")
     git("add", "-A", cwd=tmp_path)
-    git("commit", "-qm", "code", cwd=tmp_path)
-    clean = code_version(tmp_path)
-    assert len(clean) == 40
-    (tmp_path / "notes.db").write_text("not code")  # untracked non-Python files are not code
-    (tmp_path / "data.dvc").write_text("outs: []\n")  # nor are DVC pointers (data have their own version)
-    assert code_version(tmp_path) == clean
-    (tmp_path / "model.py").write_text("A = 2\n")
-    edited = code_version(tmp_path)
-    assert edited.startswith(clean + "+")
-    (tmp_path / "extra.py").write_text("B = 1\n")
-    assert code_version(tmp_path) not in (clean, edited)
+    git("commit", "-qm", "a commit", cwd=tmp_path)
+    assert code_version() == clean
+    (site / "scribbles_keeper.py").write_text("from scribbles.core import hookimpl\nA = 2\n")  # same version
+    edited = code_version()
+    assert edited != clean
+    changed = explain(Inputs({}, "d", edited, "{}"), Inputs({}, "d", clean, "{}"))
+    assert changed.startswith("code changed (scribbles-keeper ") and "scribbles " not in changed, changed
 
 
 # ---------------------------------------------------------------- caching across runs
@@ -133,9 +143,47 @@ def test_identical_rerun_is_cached_a_changed_one_says_why_and_force_retrains(pro
     runs = children(client, forced["links"]["mlflow_run_id"])
     assert all("scribbles.cached_from" not in r.data.tags for r in runs)
 
-    (project / "features.py").write_text("SCALE = 2\n")  # new code in the project: every fold retrains
-    recoded = experiment(config())
-    assert all(r["mode"] == "" and r["reason"].startswith("code changed") for r in recoded["reuse"])
+    (project / "notes.md").write_text("a note\n")  # committing in the user's project changes no code
+    git("add", "-A", cwd=project)
+    git("commit", "-qm", "notes", cwd=project)
+    again = experiment(config())
+    assert [r["mode"] for r in again["reuse"]] == ["cached", "cached"]
+
+
+def _artifact_file(client: MlflowClient, run_id: str, name: str) -> Path:
+    """The local file of one artifact of a run in a file-backed artifact store."""
+    from urllib.parse import urlparse
+
+    return Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / name
+
+
+def test_a_modified_or_deleted_cache_entry_is_not_reused(project: Path) -> None:
+    """Editing a cached fold_result.json (accuracy 0.999) or deleting the runs it came from with MLflow's
+    own delete_run: the next identical run trains those folds again and says why."""
+    client = store(project)
+    first = experiment(config())
+    trained = {int(r.data.tags["scribbles.fold"]): r for r in children(client, first["links"]["mlflow_run_id"])}
+    assert all(r.data.tags["scribbles.sha256.fold_result.json"] for r in trained.values())
+    second = experiment(config())
+    assert [r["mode"] for r in second["reuse"]] == ["cached", "cached"]
+
+    tampered = _artifact_file(client, trained[0].info.run_id, "fold_result.json")
+    record = json.loads(tampered.read_text())
+    record["metrics"]["accuracy"] = 0.999
+    tampered.write_text(json.dumps(record))
+    third = experiment(config())
+    assert third["reuse"][0]["mode"] == "" and third["reuse"][1]["mode"] == "cached"
+    assert third["reuse"][0]["reason"] == f"cached result of run {trained[0].info.run_id} was modified"
+    assert third["folds"][0]["accuracy"] != 0.999
+    assert third["folds"][0]["accuracy"] == first["folds"][0]["accuracy"]  # trained again, same result
+
+    for run in [*trained.values(), client.get_run(first["links"]["mlflow_run_id"])]:
+        client.delete_run(run.info.run_id)
+    fourth = experiment(config())
+    assert fourth["reuse"][1]["mode"] == "" and "was deleted" in fourth["reuse"][1]["reason"]
+    assert trained[1].info.run_id in fourth["reuse"][1]["reason"]
+    assert fourth["reuse"][0]["mode"] == "cached"  # fold 0's newer source (the third run) is intact
+    assert fourth["reuse"][0]["source"] not in {r.info.run_id for r in trained.values()}
 
 
 def test_cli_run_prints_why_each_fold_ran(project: Path, prefect_api: str) -> None:

@@ -47,6 +47,11 @@ BROKEN = {
                           "    pass\n",
     "scribbles-oldapi": GOOD.format(api=0, name="old_halves"),
     "scribbles-strapi": GOOD.format(api="'1'", name="str_halves"),
+    "scribbles-exits": "import sys\nsys.exit(3)\n",
+    "scribbles-argparse": "import argparse\nargparse.ArgumentParser(prog='theirs').parse_args(['--their-flag'])\n",
+    "scribbles-halts": "class Halt(BaseException):\n    pass\nraise Halt('stop everything')\n",
+    "scribbles-exithook": "import sys\nfrom scribbles.core import hookimpl\n@hookimpl\ndef scribbles_techniques():\n"
+                          "    sys.exit('bye')\n",
     "scribbles-classplugin": '''
         from scribbles.core import hookimpl
         class Plugin:
@@ -66,6 +71,11 @@ EXPECTED = {
     "scribbles-misspelt": "hook scribbles_run_strat matches no hook spec; did you mean scribbles_run_start?",
     "scribbles-oldapi": "needs scribbles plugin API 0, but scribbles",
     "scribbles-strapi": "SCRIBBLES_API_VERSION is '1'; it must be an int",
+    "scribbles-exits": "(entry point 'scribbles_exits = scribbles_exits') could not be loaded: SystemExit: 3 (the "
+                       "module exits when imported",
+    "scribbles-argparse": "could not be loaded: SystemExit: 2 (the module exits when imported",
+    "scribbles-halts": "could not be loaded: Halt: stop everything",
+    "scribbles-exithook": "scribbles_techniques() raised SystemExit: bye",
     "scribbles-classplugin": "is a class; register an instance or a module (did you forget the ()?)",
 }
 
@@ -81,8 +91,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     sys.modules.pop("scribbles_classplugin", None)
 
 
-def test_each_broken_plugin_is_one_problem_and_the_rest_load(site: Path) -> None:
-    """Eight kinds of broken plugin next to a good one: eight one-line problems, good and built-ins load."""
+def test_each_broken_plugin_is_one_problem_and_the_rest_load(site: Path, capfd: pytest.CaptureFixture) -> None:
+    """Twelve kinds of broken plugin (sys.exit, argparse and other BaseExceptions at import among them) next
+    to a good one: twelve one-line problems, nothing else printed, good and built-ins load."""
     for name, source in BROKEN.items():
         fake_dist(site, name, source)
     fake_dist(site, "scribbles-good", GOOD.format(api=HOOK_API_VERSION, name="halves"))
@@ -91,6 +102,7 @@ def test_each_broken_plugin_is_one_problem_and_the_rest_load(site: Path) -> None
     kfold = next(i for i in registry.techniques("splitter") if i.name == "kfold")
     assert kfold.provider == BUILTIN_PROVIDER
     assert len(registry.problems) == len(BROKEN), "\n".join(registry.problems)
+    assert "theirs" not in "".join(capfd.readouterr())  # the plugin's own usage message is held back
     for name, fragment in EXPECTED.items():
         line = next((p for p in registry.problems if f"{name} 1.2.0" in p), None)
         assert line is not None and fragment in line and "\n" not in line, (name, line)
@@ -146,3 +158,22 @@ def test_testing_kit_imports_no_orchestration_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_plugin_that_exits_at_import_does_not_take_the_command_down(tmp_path: Path) -> None:
+    """`scribbles plugins` with a plugin calling argparse's parse_args() at import: the command works and
+    prints one warning naming the distribution and entry point (no usage of the plugin's own); with
+    --strict it is one error line, exit 2."""
+    from helpers import run_cli
+
+    fake_dist(tmp_path, "scribbles-argparse", BROKEN["scribbles-argparse"])
+    env = {"PYTHONPATH": str(tmp_path), "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0"}
+    done = run_cli("plugins", cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: plugin scribbles-argparse 1.2.0 (entry point "
+                                                         "'scribbles_argparse = scribbles_argparse')"), warnings
+    assert "theirs" not in done.stdout + done.stderr and "kfold" in done.stdout
+    strict = run_cli("--strict", "plugins", cwd=tmp_path, env=env, timeout=120)
+    lines = [line for line in strict.stderr.splitlines() if line.strip()]
+    assert strict.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: plugin scribbles-argparse")

@@ -134,14 +134,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_second_machine_joins_over_loopback(tmp_path: Path) -> None:
+def test_second_machine_joins_over_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`scribbles join HOST:PORT` runs a second elastic agent; the two-node job gets its data over the
-    process group and ends at single's weights."""
+    process group (JSON and tensors, after both machines proved the job token) and ends at single's
+    weights."""
+    monkeypatch.setenv("SCRIBBLES_JOB_TOKEN", "a-token-both-machines-share-0123")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     joiner = subprocess.Popen([str(Path(sys.executable).with_name("scribbles")), "join", f"127.0.0.1:{port}",
-                               "--jobs", "1", "--max-failures", "30"],
+                               "--jobs", "1", "--max-failures", "30", "--local-addr", "127.0.0.1"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         config = TrainConfig(**BASE, nodes=2, rdzv_endpoint=f"127.0.0.1:{port}",
@@ -154,6 +156,31 @@ def test_second_machine_joins_over_loopback(tmp_path: Path) -> None:
         assert_same(vector(box["result"].model), single())
         out, _ = joiner.communicate(timeout=120)
         assert joiner.returncode == 0 and "job 1 finished" in out
+    finally:
+        if joiner.poll() is None:
+            joiner.kill()
+
+
+def test_a_machine_without_the_job_token_cannot_join(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A joiner holding another token: the flow's job fails at once naming the rank that did not prove the
+    token (nothing of the job is sent to it), and the joiner gives up."""
+    monkeypatch.setenv("SCRIBBLES_JOB_TOKEN", "the-flow-machines-token-0123456")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rogue_env = {**os.environ, "SCRIBBLES_JOB_TOKEN": "a-rogue-machines-guess-98765432"}
+    joiner = subprocess.Popen([str(Path(sys.executable).with_name("scribbles")), "join", f"127.0.0.1:{port}",
+                               "--jobs", "1", "--max-failures", "1", "--restarts", "0", "--local-addr", "127.0.0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rogue_env)
+    try:
+        config = TrainConfig(**BASE, nodes=2, rdzv_endpoint=f"127.0.0.1:{port}", timeout=60,
+                             checkpoint_dir=str(tmp_path / "ck"))
+        thread, box = _fit_in_thread("ddp", config, [])
+        thread.join(timeout=300)
+        assert isinstance(box.get("error"), TrainingFailed), box
+        assert "did not prove the job token" in str(box["error"])
+        out, _ = joiner.communicate(timeout=120)
+        assert joiner.returncode != 0 and "job 1 finished" not in out
     finally:
         if joiner.poll() is None:
             joiner.kill()

@@ -254,6 +254,8 @@ def _config(model: str = "mlp", **train: object) -> object:
         ("mlp", {"strategy": "sklearn"}, "train.strategy", "torch model"),
         ("mlp", {"strategy": "single", "workers": 2}, "train.workers", "ddp"),
         ("mlp", {"strategy": "ddp", "nodes": 2}, "train.rdzv_endpoint", "HOST:PORT"),
+        ("mlp", {"strategy": "ddp", "nodes": 2, "rdzv_endpoint": "127.0.0.1:29400"}, "train.nodes",
+         "SCRIBBLES_JOB_TOKEN"),
     ],
 )
 def test_bad_strategy_options_are_named(model: str, train: dict, field: str, words: str) -> None:

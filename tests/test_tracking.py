@@ -65,6 +65,14 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+#: Where each `mlflow_server` keeps its store and artifacts, by URL.
+SERVER_ROOTS: dict[str, Path] = {}
+
+
+def mlflow_server_root(url: str) -> Path:
+    return SERVER_ROOTS[url]
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 (SQLite backend, temporary artifact folder); yields its URL."""
@@ -77,6 +85,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
+    SERVER_ROOTS[url] = root
     try:
         wait_for_http(f"{url}/health", process)
         yield url
@@ -147,6 +156,107 @@ def test_secrets_are_masked_in_params_and_config_artifact(tmp_path: Path, activi
     assert "hunter2" not in (tmp_path / "resolved_config.yaml").read_text()
     assert f"bob:{MASK}@" in ctx.params["tracking"]
     assert plan.resolved["tracking"][0]["tracking_uri"].endswith("hunter2@127.0.0.1:9")  # the run still uses it
+
+
+def test_masking_rules_cover_user_info_queries_json_and_remembered_values() -> None:
+    """Every URL's user info, token-like query parameters, JSON documents in strings, new key names; a
+    secret masked once is masked in any later text (an error message, a log line)."""
+    from scribbles.core.redact import mask_text, mask_value
+
+    assert mask_text("see https://tok123456@h.example/x and http://u:pw-123456@h:1/") == \
+        f"see https://{MASK}@h.example/x and http://u:{MASK}@h:1/"
+    assert mask_text("https://h/x?team=a&access_token=abcdef123&sig=zz9988") == \
+        f"https://h/x?team=a&access_token={MASK}&sig={MASK}"
+    assert json.loads(mask_value('{"a": 1, "b": {"client_credentials": "c-123456"}}')) == \
+        {"a": 1, "b": {"client_credentials": MASK}}
+    assert mask_tree({"db_passwd": "p-123456", "auth": "a-123456", "author": "ann", "max_tokens": None}) == \
+        {"db_passwd": MASK, "auth": MASK, "author": "ann", "max_tokens": None}
+    assert mask_text("login failed for p-123456 (a-123456)") == f"login failed for {MASK} ({MASK})"
+
+
+KEEPER = """
+    from pydantic import BaseModel, ConfigDict
+    from scribbles.core import Tracker, hookimpl
+
+    class Keeper(Tracker):
+        \"\"\"A tracker that holds credentials in its params, as one for a real service would.\"\"\"
+        name = "keeper"
+        class Params(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            passwd: str = ""
+            credentials: str = ""
+            auth: str = ""
+            endpoint: str = ""
+            webhook: str = ""
+            options: str = ""
+
+    @hookimpl
+    def scribbles_techniques():
+        return [Keeper]
+"""
+
+
+def _prefect_files() -> list[Path]:
+    """The files of the session's Prefect database (SQLite, with its write-ahead log)."""
+    from prefect.settings import get_current_settings
+
+    url = str(get_current_settings().server.database.connection_url.get_secret_value()
+              if hasattr(get_current_settings().server.database.connection_url, "get_secret_value")
+              else get_current_settings().server.database.connection_url)
+    database = Path(url.split(":///", 1)[1])
+    return [p for p in database.parent.glob(database.name + "*") if p.is_file()]
+
+
+def test_planted_secrets_are_found_nowhere_a_run_writes(tmp_path: Path, shared_project: Path, prefect_api: str,
+                                                        mlflow_server: str) -> None:
+    """A distinct secret in each place a user may put one (the tracking URI's password, config keys
+    passwd/credentials/auth, a URL's user part, a token query parameter, a token inside a JSON string,
+    a data.repo URL's password): none is in the run's output, the MLflow store and artifacts, or
+    Prefect's database; the run still works with them."""
+    from helpers import fake_dist
+
+    secrets = {name: f"{name}-S3CR3T-{os.getpid()}" for name in
+               ("uri", "passwd", "credentials", "auth", "user", "query", "json", "repo")}
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-keeper", KEEPER)
+    config = yaml.safe_load((REPO / "configs" / "activity.yaml").read_text())
+    config.update(experiment="planted", split={"name": "group_kfold", "n_splits": 2},
+                  model={"name": "gru", "hidden": 8}, train={**config["train"], "epochs": 1}, evaluate={})
+    config["tracking"] = [{"name": "mlflow"}, {
+        "name": "keeper", "passwd": secrets["passwd"], "credentials": secrets["credentials"], "auth": secrets["auth"],
+        "endpoint": f"https://{secrets['user']}@keeper.invalid/v1",
+        "webhook": f"https://keeper.invalid/hook?team=a&access_token={secrets['query']}",
+        "options": json.dumps({"retries": 2, "nested": {"api_token": secrets["json"]}})}]
+    good = tmp_path / "planted.yaml"
+    good.write_text(yaml.safe_dump(config))
+    bad = tmp_path / "bad_repo.yaml"
+    bad.write_text(yaml.safe_dump({**config, "data": {
+        **config["data"], "repo": f"https://bob:{secrets['repo']}@127.0.0.1:9/data.git"}}))
+    uri = mlflow_server.replace("http://", f"http://alice:{secrets['uri']}@")
+    env = {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(site), "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0",
+           "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "INFO"}
+    ran = run_cli("run", str(good), cwd=shared_project, env=env)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "MLflow parent run" in ran.stdout
+    failed = run_cli("run", str(bad), cwd=shared_project, env=env)
+    assert failed.returncode in (1, 2) and "data.repo" in failed.stderr, failed.stderr[-2000:]
+    client = MlflowClient(mlflow_server)
+    parent, _ = family(client, "planted")
+    assert parent.info.status == "FINISHED"
+    written = {"stdout": ran.stdout + failed.stdout, "stderr": ran.stderr + failed.stderr}
+    server_root = Path(mlflow_server_root(mlflow_server))
+    for path in [*server_root.rglob("*"), *_prefect_files(), *shared_project.rglob("*")]:
+        if path.is_file() and ".git" not in path.parts and ".dvc" not in path.parts:
+            written[str(path)] = path.read_bytes().decode("latin-1")
+    leaks = {name: [where for where, text in written.items() if secret in text] for name, secret in secrets.items()}
+    assert leaks == {name: [] for name in secrets}
+    # The places searched are the ones that record the run: Prefect kept the (masked) config with its
+    # reference, MLflow the masked params, and the output names the store with the password masked.
+    prefect_text = "".join(text for where, text in written.items() if Path(where) in set(_prefect_files()))
+    assert "scribbles_config_ref" in prefect_text and "keeper" in prefect_text
+    assert any("server.db" in where and "***" in text for where, text in written.items())
+    assert f"alice:{MASK}@" in ran.stdout
 
 
 # ---------------------------------------------------------------- layout, lineage, artifacts (SQLite)

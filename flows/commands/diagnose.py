@@ -32,11 +32,13 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     resolve(config, registry)  # every config error before Prefect starts or any work is done
     if args.folds is not None and args.folds < 1:
         raise BadInput("--folds must be at least 1")
+    from ..config_ref import stashed
     from ..learning_curve import diagnose
 
     out = console()
     out.print(f"[bold]scribbles[/] diagnosing [cyan]{config.experiment}[/] from {args.config}")
-    result = diagnose(config.model_dump(mode="json"), fractions, args.folds)
+    with stashed(config.model_dump(mode="json")) as safe:  # Prefect keeps flow parameters: no secrets
+        result = diagnose(safe, fractions, args.folds)
     print_diagnosis(out, result)
     return EXIT_OK
 

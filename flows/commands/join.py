@@ -2,8 +2,10 @@
 
 Runs torch's elastic agent (``torch.distributed.run``) against the c10d rendezvous at HOST:PORT, the
 ``train.rdzv_endpoint`` of the machine running the flow (with ``train.nodes`` > 1). The job itself
-(model, data, config) comes over the process group, so this machine needs scribbles installed but
-no copy of the data. One job is one fold: the agent joins again for the next, until Ctrl-C.
+(technique names, config, weights, data) comes over the process group as JSON and tensors, so this
+machine needs scribbles and the same plugins installed but no copy of the data. Every machine must
+hold the same job token (``SCRIBBLES_JOB_TOKEN``): a job is accepted only from, and with, ranks that
+prove they hold it. One job is one fold: the agent joins again for the next, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,19 +23,22 @@ from .common import EXIT_FAILED, EXIT_OK
 
 def cmd_join(args: argparse.Namespace) -> int:
     """Serve training jobs at HOST:PORT until interrupted (or ``--jobs`` have finished)."""
-    from scribbles.core.distributed import launcher_command
+    from scribbles.core.distributed import launcher_command, launcher_env
+    from scribbles.core.job_token import job_token
 
     if not re.fullmatch(r"[^:\s]+:\d{1,5}", args.endpoint):
         raise BadInput(f"join: {args.endpoint!r} is not HOST:PORT (the train.rdzv_endpoint of the flow's machine)")
     if args.workers < 1 or args.nodes < 2:
         raise BadInput("join: --workers must be >= 1 and --nodes (the flow's train.nodes) >= 2")
+    job_token("join")
     command = launcher_command(["--timeout", str(args.timeout), "--device", args.device], args.workers,
-                               nodes=args.nodes, endpoint=args.endpoint, restarts=args.restarts, host=False)
+                               nodes=args.nodes, endpoint=args.endpoint, restarts=args.restarts,
+                               local_addr=args.local_addr)
     done = failures = 0
     print(f"joining {args.endpoint} with {args.workers} worker(s); Ctrl-C stops", flush=True)
     try:
         while args.jobs == 0 or done < args.jobs:
-            code = subprocess.run(command).returncode
+            code = subprocess.run(command, env=launcher_env()).returncode
             if code == 0:
                 done, failures = done + 1, 0
                 print(f"job {done} finished", flush=True)
@@ -55,6 +60,8 @@ def add_parser(verbs: Any) -> None:
     join.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     join.add_argument("--nodes", type=int, default=2, help="machines in the job, the flow's train.nodes")
     join.add_argument("--timeout", type=float, default=1800.0, help="seconds before a stalled collective fails")
+    join.add_argument("--local-addr", default=None,
+                      help="the address of this machine the others reach its workers at (default: host name's)")
     join.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     join.add_argument("--restarts", type=int, default=2, help="restarts of failed workers (as train.restarts)")
     join.add_argument("--jobs", type=int, default=0, help="stop after this many jobs (0: serve until Ctrl-C)")

@@ -6,7 +6,8 @@ import re
 import warnings
 
 import torch
-from scribbles.core import ConfigError, Model, TrainConfig
+from scribbles.core import BadInput, ConfigError, Model, TrainConfig
+from scribbles.core.job_token import job_token
 
 CLASSIC = "sklearn"
 
@@ -65,3 +66,7 @@ def check_world(strategy: str, config: TrainConfig) -> None:
                               "HOST:PORT of this machine, which the others join", "train.rdzv_endpoint")
         if not re.fullmatch(r"[^:\s]+:\d{1,5}", config.rdzv_endpoint):
             raise ConfigError(f"{config.rdzv_endpoint!r} is not HOST:PORT", "train.rdzv_endpoint")
+        try:
+            job_token(f"strategy '{strategy}' on {config.nodes} machines")
+        except BadInput as exc:
+            raise ConfigError(str(exc), "train.nodes") from None

@@ -13,6 +13,7 @@ for the store. mlflow is imported inside the methods: the registry loads where o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from scribbles.core import (
     Tracker,
     hookimpl,
 )
+from scribbles.core.redact import mask_text
 
 from .plots import confusion_counts, plot_confusion, plot_learning_curves, plot_residuals
 from .worker import LogWorker
@@ -43,6 +45,8 @@ from .worker import LogWorker
 # took CPU from training (and nothing leaves this machine without being asked). A user's setting wins.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+#: The sha256 of a fold artifact's content, recorded when the fold run finishes (the fold cache checks it).
+ARTIFACT_HASH_TAG = "scribbles.sha256.{name}"
 MAX_PARAM_LENGTH = 6000
 #: MLflow takes at most 100 params per ``log_batch``.
 PARAMS_PER_BATCH = 100
@@ -208,6 +212,8 @@ class MlflowTracker(Tracker):
 
     def _end_fold(self, ctx: FoldEndContext, epochs: list[tuple[int, dict[str, float]]],
                   counts: np.ndarray | None) -> None:
+        from mlflow.entities import RunTag
+
         from .model_log import save_model
 
         run_id = self.fold_ids[ctx.fold_index]
@@ -217,8 +223,13 @@ class MlflowTracker(Tracker):
             matrix = {"classes": list(ctx.classes), "rows": "true class", "columns": "predicted class",
                       "counts": counts.tolist()}
             self.client.log_dict(run_id, matrix, "confusion_matrix.json")
+        hashes = []
         for path in ctx.artifacts.values():
             self.client.log_artifact(run_id, str(path))
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            hashes.append(RunTag(ARTIFACT_HASH_TAG.format(name=Path(path).name), digest))
+        if hashes:
+            self.client.log_batch(run_id, tags=hashes, synchronous=True)
         if ctx.model is not None and ctx.input_example is not None:
             # Every fold keeps its model: a later resume or cached run takes it from here.
             folder = self.tmp / f"model-{ctx.fold_index}"
@@ -323,7 +334,7 @@ class MlflowTracker(Tracker):
         run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
         self.sweep_id = run.info.run_id
         ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
-                         mlflow_tracking_uri=self.client.tracking_uri)
+                         mlflow_tracking_uri=mask_text(self.client.tracking_uri))
         self._log_params(self.sweep_id, ctx.params)
         for path in ctx.artifacts.values():
             self.client.log_artifact(self.sweep_id, str(path))
@@ -388,7 +399,7 @@ class MlflowTracker(Tracker):
     def _link(self, ctx: RunContext) -> None:
         ctx.links["mlflow_run_id"] = self.parent_id or ""
         ctx.links["mlflow_experiment_id"] = self.experiment_id
-        ctx.links["mlflow_tracking_uri"] = self.client.tracking_uri
+        ctx.links["mlflow_tracking_uri"] = mask_text(self.client.tracking_uri)  # links are printed
 
     @hookimpl
     def scribbles_fold_start(self, ctx: FoldContext) -> None:
@@ -461,7 +472,8 @@ class MlflowTracker(Tracker):
     def scribbles_run_error(self, ctx: RunErrorContext) -> None:
         if ctx.run.kind == "sweep":
             if self.sweep_id is not None:
-                self.client.set_tag(self.sweep_id, "scribbles.error", f"{type(ctx.error).__name__}: {ctx.error}"[:5000])
+                error = mask_text(f"{type(ctx.error).__name__}: {ctx.error}")[:5000]
+                self.client.set_tag(self.sweep_id, "scribbles.error", error)
                 self.client.set_terminated(self.sweep_id, ctx.status)
                 self.sweep_id = None
             return
@@ -480,7 +492,7 @@ class MlflowTracker(Tracker):
         for run_id in list(self.fold_ids.values()):
             self.client.set_terminated(run_id, ctx.status)
         self.fold_ids.clear()
-        message = f"{type(ctx.error).__name__}: {ctx.error}"[:5000]
+        message = mask_text(f"{type(ctx.error).__name__}: {ctx.error}")[:5000]
         self.client.set_tag(self.parent_id, "scribbles.error", message)
         self.client.set_terminated(self.parent_id, ctx.status)
         self.parent_id = None

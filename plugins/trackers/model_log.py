@@ -76,7 +76,7 @@ def save_model(model: Any, input_example: Any, path: Path) -> str | None:
     from mlflow.models import infer_signature
     from scribbles.core.outputs import logits_of
 
-    example = np.asarray(input_example, dtype=np.float32)[:EXAMPLE_ROWS]
+    example = np.array(input_example, dtype=np.float32)[:EXAMPLE_ROWS]  # a writable copy for torch
     with torch.no_grad():
         output = logits_of(model(torch.as_tensor(example))).numpy()
     # Pickle, not MLflow's default torch.export ("pt2"): exporting a small GRU took 9-18 s per
