@@ -67,6 +67,11 @@ class TrainConfig(_Strict):
         raise ValueError("must be true, false, 'selective' or 'full'")
 
 
+#: What a config that names no loss or metrics gets, per task.
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
+
+
 class TTAConfig(_Strict):
     """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
@@ -240,11 +245,13 @@ def _known_fields(path: str) -> str:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment config; ``experiment`` defaults to the file's stem."""
     raw = read_yaml(path)
-    for section in ("model", "loss"):
+    if "model" not in raw:
         # `--set model.hidden=[8]` refines the default model instead of replacing it with a nameless one.
-        if section not in raw:
-            raw[section] = ExperimentConfig.model_fields[section].default_factory()  # type: ignore[misc]
+        raw["model"] = ExperimentConfig.model_fields["model"].default_factory()  # type: ignore[misc]
     raw = apply_overrides(raw, overrides)
+    loss = raw.get("loss") if isinstance(raw, dict) else None
+    if isinstance(loss, dict) and "name" not in loss:  # `--set loss.label_smoothing=0.1` refines the default
+        raw["loss"] = {"name": DEFAULT_LOSS.get(str(raw.get("task", "classification")), "cross_entropy"), **loss}
     config = parse_config(raw, str(path))
     if not config.experiment:
         config.experiment = Path(path).stem

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compose import Compose
-from .config import ExperimentConfig
+from .config import DEFAULT_LOSS, DEFAULT_METRICS, ExperimentConfig
 from .contracts import (
     DataSource,
     Loss,
@@ -77,9 +77,6 @@ def _check_outputs(model: Model, user: Loss | Metric, where: str) -> None:
         )
 
 
-#: What a config that names no loss or metrics gets, per task.
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
-DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
 #: TTA merges that make sense for real-valued predictions.
 REGRESSION_MERGES = ("mean", "median")
 
