@@ -51,6 +51,7 @@ class StratifiedGroupKFold(Splitter):
     """Group k-fold whose valid folds keep the class shares of the whole (greedy, like scikit-learn's)."""
 
     name = "stratified_group_kfold"
+    stratified = True
     guards = frozenset({"group"})
 
     class Params(Params):
