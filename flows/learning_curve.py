@@ -112,6 +112,23 @@ def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.
     return scores[0], scores[1]
 
 
+def baseline_error(plan: Plan, dataset: Dataset, folds: list[Any]) -> float:
+    """The valid error of a model that ignores the features (scikit-learn's dummy estimators on each fold's
+    train targets), averaged over ``folds``: the line a learning curve has to get below."""
+    from scribbles.core.baseline import baseline_predictions
+    from scribbles.core.fold_inputs import targets
+
+    task, errors_ = plan.config.task, []
+    for fold in folds:
+        y_train, y_valid = targets(dataset, fold.train, task), targets(dataset, fold.valid, task)
+        predicted = baseline_predictions(task, y_train, len(y_valid), len(dataset.classes))
+        if task == "regression":
+            errors_.append(float(np.sqrt(np.mean((predicted[:, 0] - y_valid) ** 2))))
+        else:
+            errors_.append(float(np.mean(predicted.argmax(1) != y_valid)))
+    return float(np.mean(errors_))
+
+
 def learning_curve(plan: Plan, dataset: Dataset, folds: list[Any], fractions: list[float]) -> Diagnosis:
     """Train and valid error at every fraction, averaged over ``folds``, and the verdict."""
     points = []
@@ -196,4 +213,5 @@ def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_f
             for tracker in plan.trackers:
                 registry.pm.unregister(tracker)
     return {"experiment": plan.experiment, "verdict": diagnosis.verdict, "advice": diagnosis.advice,
-            "points": [asdict(p) for p in diagnosis.points], "links": dict(run.links)}
+            "points": [asdict(p) for p in diagnosis.points], "links": dict(run.links),
+            "baseline_error": baseline_error(plan, dataset, folds), "task": plan.config.task}

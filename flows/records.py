@@ -80,6 +80,7 @@ def compare(runs: list[Any]) -> dict[str, Any]:
             both = entry["mean"] is not None and entry["tta_mean"] is not None
             # The fold-mean gain the run logged: positive when TTA helps, whichever way the metric reads.
             entry["tta_gain"] = m.get(f"{name}_tta_gain_mean", entry["tta_mean"] - entry["mean"]) if both else None
+            entry["baseline"] = m.get(f"{name}_baseline_mean")  # a model that ignores the features
             metrics[name] = entry
         rows.append({
             "run_id": run.info.run_id,
