@@ -27,6 +27,8 @@ class ColumnParams(BaseModel):
     time: str | None = None
     kind: DataKind = "tabular"
     shape: list[int] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+    sequence_id: str | None = Field(None, description="long format: the column naming each row's sequence")
+    step: str | None = Field(None, description="long format: the column ordering the rows of a sequence")
     layout: Literal["time_major", "channel_major"] = Field(
         "time_major", description="sequence columns: every channel of step 0, then of step 1 (time_major: "
                                   "t00_x, t00_y, t01_x ...), or every step of channel 0 first (channel_major)")
@@ -67,6 +69,8 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     ``features=False`` checks target, group and time only and leaves the features out (``features`` is
     empty): a split reads no features, so a string id or an undeclared column must not stop it.
     """
+    if params.sequence_id is not None:
+        frame, params = to_wide(frame, params, source)
     roles = {"target": params.target, "group": params.group, "time": params.time}
     for role, column in roles.items():
         if column is not None and column not in frame.columns:
@@ -109,6 +113,44 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
         source=source,
         rev=rev,
     )
+
+
+def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.DataFrame, ColumnParams]:
+    """Long-format sequences (one row per sequence and step, a column per channel) as one row per sequence.
+
+    Rows are ordered by ``step`` within each ``sequence_id``; every sequence needs the same number of steps.
+    Target, group and time must hold one value per sequence (the time kept is its first step's). The
+    channels are ``features`` (default: every other numeric column); the wide columns are time-major,
+    ``t000_<channel>``, and the params come back with ``kind: sequence`` and ``shape: [steps, channels]``.
+    """
+    sid, step = params.sequence_id, params.step
+    for field, column in (("sequence_id", sid), ("step", step)):
+        if column is None or column not in frame.columns:
+            raise BadInput(f"data.{field}: {column!r} is not a column of {source}; long-format data need both "
+                           "data.sequence_id and data.step")
+    roles = {c for c in (sid, step, params.target, params.group, params.time) if c}
+    channels = params.features or [c for c in frame.columns
+                                   if c not in roles and pd.api.types.is_numeric_dtype(frame[c])]
+    ordered = frame.sort_values([sid, step], kind="stable")
+    lengths = ordered.groupby(sid, sort=False).size()
+    if lengths.nunique() != 1:
+        raise BadInput(f"data.step: sequences in {source} have {lengths.min()} to {lengths.max()} steps "
+                       f"(e.g. {lengths.idxmin()!r}); every sequence needs the same number")
+    steps = int(lengths.iloc[0])
+    per_sequence = [c for c in (params.target, params.group, params.time) if c]
+    constant = [c for c in (params.target, params.group) if c]  # the time varies: its first step is kept
+    varying = [c for c in constant if (ordered.groupby(sid, sort=False)[c].nunique(dropna=False) > 1).any()]
+    if varying:
+        raise BadInput(f"data.{'target' if varying[0] == params.target else 'group'}: column {varying[0]!r} changes "
+                       f"within a sequence in {source}; it must hold one value per {sid}")
+    first = ordered.groupby(sid, sort=False)[per_sequence].first()
+    values = ordered[channels].to_numpy().reshape(len(first), steps, len(channels))
+    wide = pd.DataFrame(values.reshape(len(first), -1),
+                        columns=[f"t{t:03d}_{c}" for t in range(steps) for c in channels], index=first.index)
+    wide = pd.concat([first, wide], axis=1).reset_index(drop=True)
+    update = {"kind": "sequence", "shape": [steps, len(channels)], "features": None, "sequence_id": None,
+              "step": None, "layout": "time_major"}
+    return wide, params.model_copy(update=update)
 
 
 def _fastest_cycle(names: list[str]) -> int | None:

@@ -261,3 +261,29 @@ def test_channel_major_sequence_columns_are_refused_or_reordered(tmp_path: Path)
     dataset = create("data", "file", **params, layout="channel_major").load()
     # Read back as (steps, channels), the layout the models expect: row 0, step t, channel c.
     np.testing.assert_allclose(dataset.inputs()[0], values[0].T, rtol=1e-6)
+
+
+def test_long_format_sequences_become_rows_with_their_group_and_time(tmp_path: Path) -> None:
+    """One row per (sequence, step) with a column per channel: one row per sequence, time-major, its group
+    and first time kept, and the same inputs as the wide layout would give."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seq in range(6):
+        for t in range(5):
+            rows.append({"window": f"w{seq}", "t": t, "subject": seq % 3, "label": seq % 2,
+                         "at": f"2024-01-{seq + 1:02d}T00:00:{t:02d}", "ax": rng.normal(), "ay": rng.normal()})
+    long = pd.DataFrame(rows).sample(frac=1, random_state=0)  # rows in any order
+    long.to_csv(tmp_path / "long.csv", index=False)
+    dataset = create("data", "file", path=str(tmp_path / "long.csv"), target="label", group="subject", time="at",
+                     sequence_id="window", step="t").load()
+    assert len(dataset) == 6 and dataset.kind == "sequence" and dataset.shape == (5, 2)
+    ordered = pd.DataFrame(rows)
+    first = ordered[ordered.window == "w3"].sort_values("t")
+    np.testing.assert_allclose(dataset.inputs()[3], first[["ax", "ay"]].to_numpy(), rtol=1e-6)
+    assert dataset.frame["subject"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert dataset.frame["at"].iloc[3] == "2024-01-04T00:00:00"
+    uneven = long[~((long.window == "w2") & (long.t == 4))]
+    uneven.to_csv(tmp_path / "uneven.csv", index=False)
+    with pytest.raises(Exception, match=r"data\.step: sequences .* have 4 to 5 steps"):
+        create("data", "file", path=str(tmp_path / "uneven.csv"), target="label", sequence_id="window",
+               step="t").load()
