@@ -59,7 +59,8 @@ def _estimator(path: Path) -> Any:
     untrusted = skops.io.get_untrusted_types(data=data)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
     if refused:
-        raise ValueError(f"{path.name} holds types outside scikit-learn, numpy, scipy and scribbles models: {', '.join(refused)}")
+        raise ValueError(f"{path.name} holds types outside scikit-learn, numpy, scipy and scribbles models: "
+                         f"{', '.join(refused)}")
     return skops.io.loads(data, trusted=untrusted)
 
 
