@@ -29,6 +29,17 @@ def _quiet() -> Any:
         yield
 
 
+def project_root(start: Path) -> Path:
+    """The DVC project ``start`` is in (DVC looks upward for ``.dvc/``); BadInput when there is none."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        return Path(Repo.find_root(str(start)))
+    except NotDvcRepoError:
+        raise BadInput(f"{start} is not in a DVC repository; run `dvc init` there first") from None
+
+
 def _repo(root: Path) -> Any:
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
@@ -85,6 +96,8 @@ def _refuse_foreign_data(pointer: Path, data_dir: Path) -> None:
                            f"building would overwrite {targets}. {fix}")
     if data_dir.is_dir():
         foreign = sorted(p.name for p in data_dir.iterdir() if p.name not in DATASETS)
+        if not pointer.is_file():  # nothing records what is there: even a file named digits.csv may be theirs
+            foreign = sorted(p.name for p in data_dir.iterdir())
         if foreign:
             raise BadInput(f"{data_dir} holds files that are not scribbles' demo data ({', '.join(foreign[:5])}); "
                            f"building would write {targets} among them. {fix}")

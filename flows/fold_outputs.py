@@ -23,7 +23,9 @@ from scribbles.core.preprocessing import Fitted
 from scribbles.core.recipe import ATTRIBUTE, rebuild
 
 #: Modules whose classes a fitted estimator may be made of; anything else is refused when read back.
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+#: scribbles' own classic models (the Gaussian-mixture classifier) are code this process already runs, and
+#: skops restores them from their state without calling anything else.
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "scribbles.plugins.models.")
 
 
 def write_outputs(base: Path, model: Any, serving: dict[str, Any] | None, example: Any,
@@ -66,7 +68,8 @@ def _estimator(path: Path) -> Any:
     untrusted = skops.io.get_untrusted_types(data=data)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
     if refused:
-        raise ValueError(f"{path.name} holds types outside scikit-learn/numpy/scipy: {', '.join(refused)}")
+        raise ValueError(f"{path.name} holds types outside scikit-learn, numpy, scipy and scribbles models: "
+                         f"{', '.join(refused)}")
     return skops.io.loads(data, trusted=untrusted)
 
 

@@ -8,6 +8,7 @@ repository's configs and data.dvc); epochs and folds are cut with `--set`, nothi
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -159,6 +160,9 @@ def test_split_reads_only_the_columns_the_splitter_needs(tmp_path: Path) -> None
         "split": {"name": "group_kfold", "n_splits": 4},
         "model": {"name": "mlp"},
     }))
+    refused = run_cli("split", "split.yaml", "--out", "folds.csv", "--plot", "missing/timeline.png", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: --plot:"), refused.stderr
+    assert not (tmp_path / "folds.csv").exists()  # nothing written before the refusal
     result = run_cli("split", "split.yaml", "--out", "folds.csv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     folds = pd.read_csv(tmp_path / "folds.csv")
@@ -177,19 +181,25 @@ def test_data_build_refuses_a_project_that_is_not_the_demo(tmp_path: Path) -> No
     root = make_dvc_project(tmp_path / "mine", {"measurements.csv": own})
     before = {p.name: p.read_bytes() for p in (root / "data").iterdir()}
     pointer = (root / "data.dvc").read_text()
-    for args in (("data", "build"), ("data", "build", "--force")):
-        result = run_cli(*args, cwd=root)
+    # From the project root, and from folders inside it (DVC finds its project upward from there).
+    for args, where in itertools.product((("data", "build"), ("data", "build", "--force")),
+                                         (root, root / "data", root / ".dvc")):
+        result = run_cli(*args, cwd=where)
         assert result.returncode == 2, result.stdout + result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and "data/activity.csv" in lines[0]
+    assert not (root / "data" / "data").exists() and not (root / ".dvc" / "data").exists()
     assert {p.name: p.read_bytes() for p in (root / "data").iterdir()} == before
     assert (root / "data.dvc").read_text() == pointer
 
-    # No data.dvc yet, but data/ holds the user's own files: refused too, nothing written.
+    # No data.dvc yet, but data/ holds the user's own files, even one named like a demo file: refused too.
     (root / "data.dvc").unlink()
-    result = run_cli("data", "build", cwd=root)
-    assert result.returncode == 2 and "measurements.csv" in result.stderr
-    assert sorted(p.name for p in (root / "data").iterdir()) == ["measurements.csv"]
+    (root / "data" / "digits.csv").write_text("label,x\n1,2\n")
+    for args in (("data", "build"), ("data", "build", "--force")):
+        result = run_cli(*args, cwd=root)
+        assert result.returncode == 2 and "measurements.csv" in result.stderr, result.stderr
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["digits.csv", "measurements.csv"]
+    assert (root / "data" / "digits.csv").read_text() == "label,x\n1,2\n"
 
 
 def test_demo_md5_is_what_the_committed_data_dvc_records() -> None:

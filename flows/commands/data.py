@@ -11,9 +11,11 @@ from .common import EXIT_FAILED, EXIT_OK
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Build the demo datasets, or say whether data/ matches data.dvc."""
-    from ..data_store import build, describe_status, status
+    from ..data_store import build, describe_status, project_root, status
 
-    root = Path.cwd()
+    # DVC finds its project upward from here: data build and status act on that project's data/, never on a
+    # data/ folder below the working directory.
+    root = project_root(Path.cwd())
     if args.action == "build":
         written = build(root, force=args.force)
         print(f"built {', '.join(written)}" if written else "data/ already built")

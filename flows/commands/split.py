@@ -87,6 +87,10 @@ def cmd_split(args: argparse.Namespace) -> int:
     out_path = Path(args.out)
     if out_path.is_dir():
         raise BadInput(f"--out: {out_path} is a directory; give a file name like folds.csv")
+    if args.plot:  # checked before anything is written: a bad --plot must not leave a CSV behind
+        plot_dir = Path(args.plot).parent
+        if not plot_dir.is_dir():
+            raise BadInput(f"--plot: directory {plot_dir} does not exist; create it or pick another path")
     dataset = plan.data.load_roles()  # a split reads no features: only the columns the splitter needs
     folds = guarded_folds(plan.splitter, dataset)
     write_csv_atomically(assignment_table(folds), out_path)
