@@ -124,10 +124,15 @@ def check_metric(metric: Any, workdir: Path, registry: Registry | None) -> list[
     needs = metric.needs
     if needs != "proba":
         return check_output_metric(metric, needs, registry)
+    rng = np.random.default_rng(0)
+    if "classification" not in metric.tasks:  # a regression metric scores predictions (rows, 1)
+        target = rng.normal(10.0, 3.0, 48)
+        noisy_score = _call("compute()", metric.compute, target, (target + rng.normal(0, 3.0, 48))[:, None])
+        perfect_score = _call("compute()", metric.compute, target, target[:, None])
+        return _score_problems(metric, perfect_score, noisy_score, "a perfect prediction", "a noisy one")
     dataset = synthetic_dataset()
     y_true = dataset.labels()
     classes = len(dataset.classes)
-    rng = np.random.default_rng(0)
     noisy = rng.dirichlet(np.ones(classes), size=len(y_true))
     perfect = np.eye(classes)[y_true]
     noisy_score = _call("compute()", metric.compute, y_true, noisy)
