@@ -9,10 +9,10 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .yaml_reader import clip, read_text, safe_load
 
 
 class _Strict(BaseModel):
@@ -139,22 +139,9 @@ class ExperimentConfig(_Strict):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file, or a ConfigError naming the file and the problem."""
+    """The mapping in a YAML file, or a ConfigError naming the file and the problem (reading is bounded)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; pass the path to a YAML config")
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory; pass the path to a YAML config file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = safe_load(read_text(path), str(path))
     if raw is None:
         raise ConfigError(f"{path} is empty; a config needs at least data: and split: sections")
     if not isinstance(raw, dict):
@@ -169,11 +156,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} must look like key.path=value, e.g. train.epochs=3")
+            raise ConfigError(f"--set {clip(item)} must look like key.path=value, e.g. train.epochs=3")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
+            value = safe_load(text, f"--set {key.strip()}") if text.strip() else ""
+        except ConfigError as exc:
+            if "not valid YAML" not in str(exc):
+                raise
+            value = text  # `--set data.path=a: b` means the text itself
         node = raw
         parts = key.strip().split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -182,7 +171,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {key}: {where} is {child!r}, not a section", where)
+                raise ConfigError(f"--set {key}: {where} is {clip(child)}, not a section", where)
             node = child
         node[parts[-1]] = value
     return raw
@@ -205,7 +194,7 @@ def _describe(err: Any) -> str:
         return f"{path}: unknown field in {section}; known fields: {fields}{closest(path.rsplit('.', 1)[-1], fields)}"
     if err["type"] == "missing":
         return f"{path}: required"
-    return f"{path}: {err['msg']} (got {err.get('input')!r})"
+    return f"{path}: {err['msg']} (got {clip(err.get('input'))})"
 
 
 def closest(name: str, known: str | list[str]) -> str:

@@ -43,6 +43,8 @@ class Case:
     text: str | bytes | None = None
     argv: list[str] | None = None
     sets: list[str] = field(default_factory=list)
+    #: Builds the command line in a scratch folder (a FIFO, say) when a fixed ``argv`` cannot.
+    prepare: Callable[[Path], list[str]] | None = None
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -71,6 +73,18 @@ def _data(path: str, **fields: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+#: Nine levels of nine aliases: 387 million values from a few hundred bytes ("billion laughs").
+BOMB_VALUE = "[&a0 [x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
+BOMB = "data: {name: file, path: files/good.csv}\nsplit: {name: kfold}\ntrain:\n  epochs: " + BOMB_VALUE + "\n"
+
+
+def _fifo(tmp: Path) -> list[str]:
+    path = tmp / "config.yaml"
+    os.mkfifo(path)
+    return ["run", str(path)]
+
+
 CASES = [
     # -- the config file itself
     Case("config-missing", ["nope.yaml does not exist"], argv=["run", "nope.yaml"]),
@@ -79,6 +93,18 @@ CASES = [
     Case("config-not-yaml", ["not valid YAML at line 2"], text="data: [\n"),
     Case("config-not-mapping", ["must hold a mapping", "not list"], text="- data\n- split\n"),
     Case("config-empty", ["is empty", "data: and split:"], text=""),
+    # -- configs that would hang, exhaust or flood the reader (core/yaml_reader.py)
+    Case("config-is-device", ["/dev/zero is not a regular file"], argv=["run", "/dev/zero"]),
+    Case("config-is-fifo", ["is not a regular file (a device, pipe or socket)"], prepare=lambda tmp: _fifo(tmp)),
+    Case("config-too-large", ["is larger than 1024 KiB"], text="# " + "x" * (1 << 20) + "\n"),
+    Case("config-alias-bomb", ["expands its aliases (*name) to more than 100,000 values"], text=BOMB),
+    Case("config-deep-nesting", ["nests deeper than 64 levels at line 1"], text="data: " + "[" * 20_000),
+    Case("config-deep-mappings", ["nests deeper than 64 levels"], text="data: " + "{a: " * 5_000),
+    Case("config-recursive-alias", ["an alias refers to a node that contains it"], text="data: &d [*d]\n"),
+    Case("config-duplicate-section", ["key 'train' appears twice (lines 2 and 4); keep one"],
+         text="data: {name: x}\ntrain: {epochs: 1}\nsplit: {name: kfold}\ntrain: {epochs: 2}\n"),
+    Case("config-duplicate-field", ["key 'epochs' appears twice"],
+         text="data: {name: file}\nsplit: {name: kfold}\ntrain:\n  epochs: 1\n  epochs: 2\n"),
     # -- sections and fields
     Case("unknown-section", ["modle: unknown field in the top level; known fields: ", "did you mean 'model'?"],
          change=lambda c: c.update(modle=c.pop("model"))),
@@ -128,6 +154,10 @@ CASES = [
     Case("set-below-a-value", ["--set data.path.x: data.path is 'files/good.csv', not a section"],
          sets=["data.path.x=1"]),
     Case("set-wrong-type", ["train.lr: ", "'abc'"], sets=["train.lr=abc"]),
+    Case("set-huge-value", ["train.lr: ", "(got 'aaaa", "...aaaa"], sets=["train.lr=" + "a" * 100_000]),
+    Case("set-alias-bomb", ["--set train.epochs expands its aliases"], sets=["train.epochs=" + BOMB_VALUE]),
+    Case("set-deep-nesting", ["--set model.hidden nests deeper than 64 levels"],
+         sets=["model.hidden=" + "[" * 20_000]),
     # -- data files
     Case("data-missing", ["data.path: files/nope.csv does not exist"], change=_data("files/nope.csv")),
     Case("data-empty", ["data.path: empty.csv is empty"], change=_data("files/empty.csv")),
@@ -214,6 +244,8 @@ def argv_of(case: Case, cases_dir: Path) -> list[str]:
     """The command line of ``case``; its config (if any) is written outside the project."""
     if case.argv is not None:
         return case.argv
+    if case.prepare is not None:
+        return case.prepare(cases_dir)
     path = cases_dir / f"{case.id}.yaml"
     if case.text is not None:
         path.write_bytes(case.text if isinstance(case.text, bytes) else case.text.encode())
@@ -248,7 +280,8 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
     assert code == 2, out + err
     assert "Traceback" not in out + err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[:2000]
+    assert len(lines[0]) < 600, f"quoted input must be cut short: {lines[0][:2000]}"
     for fragment in case.expect:
         assert fragment in lines[0], lines[0]
     assert not (project / "mlflow.db").exists()
