@@ -28,6 +28,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see `{self.prog} --help`\n")
 
 
+#: The longest error line printed: a terminal's screenful.
+MAX_LINE = 1000
+
 STRICT_HELP = "a plugin that fails to load is an error, not a warning (or SCRIBBLES_STRICT_PLUGINS=1)"
 
 
@@ -45,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def one_line(exc: BaseException) -> str:
-    """The error's message on one line (a library's multi-line reason included)."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    """The error's message on one line (a library's multi-line reason included), at most MAX_LINE long."""
+    line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    # Messages clip what they quote; this is the last guard against a library quoting a whole input.
+    return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 20]} ... ({len(line)} characters)"
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:

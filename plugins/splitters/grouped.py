@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import BadInput, Dataset, Fold, Splitter
+from scribbles.core import BadInput, Dataset, Fold, Seed, Splitter
 from scribbles.core.columns import class_codes, group_codes
 
 from .common import Params, Size, check_count, fold_dtype, folds_from_assignment, lightest_first, shuffle_sizes
@@ -27,7 +27,7 @@ class GroupKFold(Splitter):
 
     class Params(Params):
         shuffle: bool = Field(False, description="deal shuffled groups into folds instead of balancing rows")
-        seed: int = Field(0, description="seed of the shuffle")
+        seed: Seed = Field(0, description="seed of the shuffle")
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         k = self.params.n_splits
@@ -55,7 +55,7 @@ class StratifiedGroupKFold(Splitter):
 
     class Params(Params):
         shuffle: bool = Field(False, description="shuffle groups before the greedy assignment")
-        seed: int = Field(0, description="seed of the shuffle")
+        seed: Seed = Field(0, description="seed of the shuffle")
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         k = self.params.n_splits
@@ -154,7 +154,7 @@ class GroupShuffle(Splitter):
         n_splits: int = Field(5, ge=1, description="number of draws")
         test_size: Size = Field(None, description="fraction or count of valid groups (default 0.2)")
         train_size: Size = Field(None, description="fraction or count of train groups (default: the rest)")
-        seed: int = 0
+        seed: Seed = 0
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         codes, n_groups = group_codes(dataset, self.name)
