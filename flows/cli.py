@@ -6,8 +6,10 @@ Each verb lives in its own module under ``flows/commands`` (listed in ``COMMANDS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,6 +20,7 @@ from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
+from .interrupts import Terminated, exit_code, raise_terminated
 from .prefect_env import configure_prefect
 
 
@@ -61,6 +64,9 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
     func: Callable[[argparse.Namespace], int] = args.func
+    # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143.
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
+        signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return func(args)
     except BadInput as exc:
@@ -69,9 +75,9 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except ScribblesError as exc:
         print(f"failed: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped", file=sys.stderr)
+        return exit_code(exc)
     except Exception:
         traceback.print_exc()
         print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)

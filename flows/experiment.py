@@ -46,6 +46,7 @@ from scribbles.core.sweep import label, trials
 from . import fold_task
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
 from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
+from .interrupts import raise_terminated
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
 from .redact import mask_params, mask_tree
@@ -56,10 +57,6 @@ from prefect import flow, task  # noqa: E402  (configure_prefect must run first)
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 configure_prefect()  # prefect's own logging setup resets logger levels on import
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C."""
 
 
 @task(name="load-data", cache_policy=NO_CACHE)
@@ -157,13 +154,9 @@ def _on_sigterm(handler: Any) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated("stopped by SIGTERM")
-
-
 def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
-    return _on_sigterm(_raise_terminated)
+    return _on_sigterm(raise_terminated)
 
 
 def sigterm_ignored() -> contextlib.AbstractContextManager[None]:

@@ -40,9 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
     from ..experiment import experiment, observing
+    from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
 
-    with observing(ConsoleProgress()):
+    with orchestrated(), observing(ConsoleProgress()):
         result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty, force=args.force)
     print_results(out, result)
     return EXIT_OK
