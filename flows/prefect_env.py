@@ -52,7 +52,18 @@ class HideUserErrors(logging.Filter):
         if "aborted by an interrupt signal" in message:
             return False  # Ctrl-C or SIGTERM: the command says "stopped" itself, and the runs end KILLED
         # Prefect words it "...Failed('Task run encountered an exception BadInput: ...')".
-        return not any(name in message or f"exception {name[:-1]}:" in message for name in self.NAMES)
+        names = {f"{kind.__name__}(" for kind in _kinds(ScribblesError)} | set(self.NAMES)
+        return not any(name in message or f"exception {name[:-1]}:" in message for name in names)
+
+
+def _kinds(base: type[BaseException]) -> list[type[BaseException]]:
+    """``base`` and every subclass of it defined so far (ServerLost, a plugin's own errors)."""
+    found, todo = [], [base]
+    while todo:
+        kind = todo.pop()
+        found.append(kind)
+        todo.extend(kind.__subclasses__())
+    return found
 
 
 def _caused_by(exc: BaseException | None, kinds: tuple[type[BaseException], ...]) -> bool:

@@ -1,0 +1,182 @@
+"""Faults injected into real runs (real processes, signals, Prefect server and SQLite MLflow store).
+
+Every case ends cleanly: one line, the documented exit code, no MLflow run left RUNNING, and no
+process of scribbles' left behind. These runs use no configured ``PREFECT_API_URL``: each starts its
+own temporary Prefect server (flows/prefect_server.py), which is what the faults are about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from helpers import SCRIBBLES
+from scribbles.testing import synthetic_frame
+
+#: Seconds to wait for a run to reach training (the temporary server starts first: slow on 2 busy cores).
+START_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a CSV and a config whose run trains until stopped (1,000,000 epochs)."""
+    root = tmp_path_factory.mktemp("faults")
+    synthetic_frame(rows=200).to_csv(root / "good.csv", index=False)
+    config = {
+        "experiment": "faults",
+        "data": {"name": "file", "path": "good.csv", "target": "y", "group": "g", "time": "t"},
+        "split": {"name": "kfold", "n_splits": 2},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"epochs": 1_000_000, "batch_size": 16},
+    }
+    (root / "forever.yaml").write_text(yaml.safe_dump(config))
+    (root / "short.yaml").write_text(yaml.safe_dump({**config, "train": {"epochs": 1, "batch_size": 64}}))
+    return root
+
+
+def start(project: Path, config: str, store: str) -> subprocess.Popen[str]:
+    """`scribbles run CONFIG` in a process group of its own, on its own store, with no Prefect server given."""
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / store}"
+
+    def default_sigint() -> None:  # a test runner started in the background may have SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen([SCRIBBLES, "run", config], cwd=project, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, preexec_fn=default_sigint)
+
+
+def statuses(db: Path) -> dict[str, str]:
+    """Run name -> status of every MLflow run in the store (read directly: no MLflow in the test)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        return dict(con.execute("SELECT name, status FROM runs").fetchall())
+
+
+def wait_training(process: subprocess.Popen[str], db: Path) -> psutil.Process:
+    """Wait until a fold run is RUNNING; return the run's temporary Prefect server process."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        with contextlib.suppress(sqlite3.Error):
+            if db.exists() and any(name.startswith("fold-") and status == "RUNNING"
+                                   for name, status in statuses(db).items()):
+                return server_of(process)
+        time.sleep(0.5)
+    raise AssertionError(f"no fold started within {START_TIMEOUT} s")
+
+
+def server_of(process: subprocess.Popen[str]) -> psutil.Process:
+    """The temporary Prefect server started by ``process``."""
+    children = psutil.Process(process.pid).children(recursive=True)
+    servers = [c for c in children if "scribbles.flows.prefect_server" in " ".join(c.cmdline())]
+    assert len(servers) == 1, [c.cmdline() for c in children]
+    return servers[0]
+
+
+def gone(proc: psutil.Process, within: float) -> bool:
+    """True when ``proc`` has exited within ``within`` seconds."""
+    _, alive = psutil.wait_procs([proc], timeout=within)
+    return not alive
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def test_sigkill_takes_the_temporary_prefect_server_along(project: Path) -> None:
+    """SIGKILL of `scribbles run` (nothing of it can clean up) still ends its Prefect server within 5 s."""
+    process = start(project, "forever.yaml", "killed.db")
+    try:
+        server = wait_training(process, project / "killed.db")
+        process.kill()
+        process.wait(10)
+        assert gone(server, 5), "the temporary Prefect server outlived scribbles"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("sig", "code", "line"), [(signal.SIGINT, 130, "stopped"),
+                                                   (signal.SIGTERM, 143, "stopped by SIGTERM")])
+def test_a_stop_to_the_process_group_ends_in_5_s_with_runs_killed(project: Path, sig: int, code: int,
+                                                                  line: str) -> None:
+    """Ctrl-C or SIGTERM to the whole group (a terminal, `docker stop`): exit 130/143 in 5 s, runs KILLED."""
+    store = f"stop-{sig}.db"
+    process = start(project, "forever.yaml", store)
+    try:
+        server = wait_training(process, project / store)
+        began = time.monotonic()
+        os.killpg(process.pid, sig)
+        _, err = process.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, err
+    assert took < 5, f"took {took:.1f} s"
+    assert error_lines(err) == [line], err
+    runs = statuses(project / store)
+    assert "RUNNING" not in runs.values() and "KILLED" in runs.values(), runs
+    assert gone(server, 5)
+
+
+def test_a_lost_prefect_server_fails_the_run_in_one_line(project: Path) -> None:
+    """The temporary server killed mid-run: exit 1 within seconds, one failed: line, runs FAILED, not RUNNING."""
+    process = start(project, "forever.yaml", "lost.db")
+    try:
+        server = wait_training(process, project / "lost.db")
+        server.kill()
+        _, err = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1, err
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("failed: lost the temporary Prefect server"), err
+    runs = statuses(project / "lost.db")
+    assert "RUNNING" not in runs.values() and "FAILED" in runs.values(), runs
+
+
+def test_runs_started_together_each_have_their_own_server(project: Path) -> None:
+    """Three runs at once each bind their own port before their server starts: all finish, none crosses."""
+    processes = [start(project, "short.yaml", f"together-{i}.db") for i in range(3)]
+    try:
+        outputs = [p.communicate(timeout=400) for p in processes]
+    finally:
+        for p in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+    for p, (out, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, out + err
+    for i in range(3):
+        runs = statuses(project / f"together-{i}.db")
+        assert set(runs.values()) == {"FINISHED"} and len(runs) == 3, runs
+
+
+def test_the_temporary_server_holds_its_port_from_the_start(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port is bound before the server process exists, so no other process can take it; the server
+    process is a child of this one and has exited when the block ends."""
+    import socket
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from scribbles.flows.prefect_server import temporary_api
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: None}), \
+            temporary_api(log=tmp_path / "server.log") as server:
+        assert server is not None
+        port = int(os.environ["PREFECT_API_URL"].rsplit(":", 1)[1].split("/")[0])
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))
+        assert psutil.Process(server.pid).ppid() == os.getpid()
+    assert server.poll() is not None
+    assert "PREFECT_API_URL" not in os.environ
