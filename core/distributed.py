@@ -46,7 +46,7 @@ JOB_FILES = ("spec.json", "model.pt", "loss.pt", "data.pt")
 #: The c10d rendezvous id shared by the machine that runs the flow and those that join it.
 RDZV_ID = "scribbles"
 #: Errors that a restart cannot cure: the parent stops the launcher at once instead of retrying.
-FINAL_ERRORS = ("FloatingPointError", "BadInput", "ConfigError", "TypeError", "AttributeError", "KeyError")
+FINAL_ERRORS = ("FloatingPointError", "Diverged", "BadInput", "ConfigError", "TypeError", "AttributeError", "KeyError")
 
 
 class TrainingFailed(ScribblesError):

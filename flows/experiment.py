@@ -37,7 +37,7 @@ from scribbles.core import (
     RunErrorContext,
 )
 from scribbles.core.config import ExperimentConfig, parse_config
-from scribbles.core.errors import ConfigError
+from scribbles.core.errors import ConfigError, ScribblesError
 from scribbles.core.evaluation import tta_groups
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
@@ -353,7 +353,24 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         run.tags[CODE_TAG] = code_version()
         run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
         job = FoldJob(config, allow_dirty, -1, dataset.version, str(Path.cwd()), str(work / "outputs"))
-        return _run_folds(plan, registry, run, dataset, folds, job, force)
+        try:
+            return _run_folds(plan, registry, run, dataset, folds, job, force)
+        except Exception as exc:
+            if parent is None:
+                raise
+            # A sweep goes on without this trial; its runs are already FAILED (see _run_folds).
+            raise TrialFailed(exc, dict(run.links)) from exc
+
+
+class TrialFailed(ScribblesError):
+    """A sweep trial failed; ``links`` are its runs' (the MLflow run id), ``reason`` the error on one line."""
+
+    def __init__(self, error: Exception, links: dict[str, str]) -> None:
+        self.reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+        if isinstance(error, ScribblesError):
+            self.reason = " ".join(str(error).split())[:500]
+        self.links = links
+        super().__init__(self.reason)
 
 
 def rank(results: list[dict[str, Any]], metric: str, greater: bool) -> list[dict[str, Any]]:
@@ -410,9 +427,14 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
         try:
             with sigterm_as_interrupt():
                 for number, (assignment, trial) in enumerate(configs):
-                    result = run_one(trial, allow_dirty, tags, force, parent=sweep,
-                                     run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                    try:
+                        result = run_one(trial, allow_dirty, tags, force, parent=sweep,
+                                         run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                    except TrialFailed as failed:  # it fails alone: the other trials still run
+                        result = {"summary": {}, "links": failed.links, "failed": failed.reason}
                     results.append({"trial": number, "assignment": assignment, **result})
+                if all("failed" in r for r in results):
+                    raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
                 ranked = rank(results, rank_by, greater)
                 with _registered(registry, plugins):
                     registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))

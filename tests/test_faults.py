@@ -180,3 +180,34 @@ def test_the_temporary_server_holds_its_port_from_the_start(tmp_path: Path,
         assert psutil.Process(server.pid).ppid() == os.getpid()
     assert server.poll() is not None
     assert "PREFECT_API_URL" not in os.environ
+
+
+def test_a_diverging_trial_fails_alone_and_ranks_last(project: Path, prefect_api: str) -> None:
+    """train.lr 1e30 among three trials: that trial ends FAILED with its reason, the others run, the sweep
+    finishes with the failed trial ranked last (exit 0: the sweep's own run FINISHED, as its status says)."""
+    config = yaml.safe_load((project / "short.yaml").read_text())
+    config["sweep"] = {"grid": {"train.lr": [0.001, 1e30, 0.01]}}
+    (project / "sweep.yaml").write_text(yaml.safe_dump(config))
+    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'sweep.db'}"}
+    result = subprocess.run([SCRIBBLES, "run", "sweep.yaml"], cwd=project, env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "trial 1 failed: train_loss is nan at epoch 0; lower train.lr" in result.stdout, result.stdout
+    rows = [line for line in result.stdout.splitlines() if "│" in line and line.split("│")[1].strip().isdigit()]
+    assert rows[-1].split("│")[2].strip() == "1e+30" and "failed" in rows[-1], rows
+    runs = statuses(project / "sweep.db")
+    trials = {name: status for name, status in runs.items() if name.startswith("trial ")}
+    assert sorted(trials.values()) == ["FAILED", "FINISHED", "FINISHED"], runs
+    assert runs["sweep of 3 trials"] == "FINISHED" and "RUNNING" not in runs.values(), runs
+
+
+def test_divergence_is_one_failed_line(project: Path, prefect_api: str) -> None:
+    """A run whose loss diverges: exit 1, one failed: line with the fix, runs FAILED."""
+    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'diverged.db'}"}
+    result = subprocess.run([SCRIBBLES, "run", "short.yaml", "--set", "train.lr=1e30"], cwd=project,
+                            env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert error_lines(result.stderr) == ["failed: train_loss is nan at epoch 0; lower train.lr"], result.stderr
+    runs = statuses(project / "diverged.db")
+    assert "RUNNING" not in runs.values() and "FAILED" in runs.values(), runs

@@ -60,13 +60,17 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
         table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
-        table.add_row(
-            str(rank), *(str(trial["assignment"][p]) for p in paths),
-            f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
-            f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
-            trial.get("links", {}).get("mlflow_run_id", "")[:8],
-        )
+        if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
+            scores = ["failed", "-"]
+        else:
+            scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
+                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}"]
+        table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
+                      trial.get("links", {}).get("mlflow_run_id", "")[:8])
     out.print(table)
+    for trial in result["trials"]:
+        if "failed" in trial:
+            out.print(f"trial {trial['trial']} failed: {trial['failed']}", markup=False)
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
     if cached:
         out.print(f"{cached} trial folds reused from earlier identical runs")
