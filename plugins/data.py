@@ -247,7 +247,7 @@ class DvcSource(DataSource):
         pointer = dvc_pointer(Path(self.params.repo or Path.cwd()), path)
         raise BadInput(
             f"data.path: {path} (md5 {actual}) differs from what {pointer or 'DVC'} records ({recorded}); "
-            f"restore it with `dvc checkout {pointer or path}`, record the new data with "
+            f"restore it with `dvc checkout --relink --force {pointer or path}`, record the new data with "
             f"`dvc add {pointer.removesuffix('.dvc') if pointer else path}` (and commit the .dvc file), "
             "or run anyway with `--allow-dirty` (the run is tagged scribbles.allow_dirty)"
         )

@@ -48,7 +48,14 @@ class GroupKFold(Splitter):
 
 
 class StratifiedGroupKFold(Splitter):
-    """Group k-fold whose valid folds keep the class shares of the whole (greedy, like scikit-learn's)."""
+    """Group k-fold whose valid folds keep the class shares of the whole (greedy, like scikit-learn's).
+
+    The folds are scikit-learn's wherever those are valid. scikit-learn's greedy assignment can leave a
+    fold without any group although there are at least as many groups as folds (4 groups, 4 folds:
+    groups [0,0,0,0,1,2,2,3,3], y [1,1,1,1,0,1,1,0,0] gives an empty fold in scikit-learn 1.9); there,
+    and only there, each empty fold takes the smallest group of the fold holding the most groups, so
+    that every fold validates on something (one group per fold when groups == folds).
+    """
 
     name = "stratified_group_kfold"
     guards = frozenset({"group"})
@@ -87,6 +94,7 @@ class StratifiedGroupKFold(Splitter):
         # Groups with the most uneven class mix first, as scikit-learn does.
         order = np.argsort(-np.std(counts, axis=1), kind="stable")
         group_fold = _most_even_fold(counts, order, class_rows, k)
+        _fill_empty_folds(group_fold, counts.sum(axis=1), k)
         yield from folds_from_assignment(group_fold.astype(fold_dtype(k))[codes], k)
 
 
@@ -141,6 +149,22 @@ def _most_even_fold(counts: np.ndarray, order: np.ndarray, class_rows: np.ndarra
         fold_rows[best] += rows_of[group]
         group_fold[group] = best
     return group_fold
+
+
+def _fill_empty_folds(group_fold: np.ndarray, rows_of: np.ndarray, k: int) -> None:
+    """Give every empty fold the smallest group of the fold with the most groups (in place).
+
+    Needs at least ``k`` groups (``check_count``), so a fold with two or more groups is always there.
+    A split without empty folds is left exactly as it is.
+    """
+    per_fold = np.bincount(group_fold, minlength=k)
+    for empty in np.flatnonzero(per_fold == 0).tolist():
+        donor = int(np.argmax(per_fold))
+        members = np.flatnonzero(group_fold == donor)
+        moved = members[int(np.argmin(rows_of[members]))]
+        group_fold[moved] = empty
+        per_fold[donor] -= 1
+        per_fold[empty] += 1
 
 
 class GroupShuffle(Splitter):
