@@ -36,3 +36,7 @@ class Diverged(ScribblesError, FloatingPointError):
 
     Still a FloatingPointError, for code that caught the numeric error before this class existed.
     """
+
+
+class ScribblesWarning(UserWarning):
+    """Something was set right on the way (a damaged file set aside, say); the command line prints one line."""

@@ -12,10 +12,12 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from scribbles.core import BadInput, ScribblesError
+from scribbles.core.errors import ScribblesWarning
 from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
@@ -57,9 +59,21 @@ def one_line(exc: BaseException) -> str:
     return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 20]} ... ({len(line)} characters)"
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """scribbles' own warnings as one ``warning:`` line; every other warning as Python writes it."""
+    if issubclass(category, ScribblesWarning):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages."""
     configure_prefect()
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)

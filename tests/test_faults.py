@@ -211,3 +211,56 @@ def test_divergence_is_one_failed_line(project: Path, prefect_api: str) -> None:
     assert error_lines(result.stderr) == ["failed: train_loss is nan at epoch 0; lower train.lr"], result.stderr
     runs = statuses(project / "diverged.db")
     assert "RUNNING" not in runs.values() and "FAILED" in runs.values(), runs
+
+
+def test_a_failed_checkpoint_write_is_one_error_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A write the OS refuses part-way (a file-size limit: EFBIG, as ENOSPC on a full disk) ends as one
+    ScribblesError naming train.checkpoint_dir; no partial ``.checkpoint.pt.<pid>.tmp`` is left."""
+    import resource
+
+    import torch
+    from scribbles.core import ScribblesError
+    from scribbles.core.checkpoint import atomic_save
+
+    target = tmp_path / "checkpoint.pt"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing us
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+        with pytest.raises(ScribblesError, match=r"train.checkpoint_dir: cannot write the checkpoint .*checkpoint.pt"):
+            atomic_save({"w": torch.zeros(1 << 20)}, target)  # 4 MiB of weights
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unloadable_checkpoint_is_set_aside_and_the_fold_trains_from_the_start(tmp_path: Path) -> None:
+    """A checkpoint cut short: a warning, the file renamed .unloadable, training from epoch 0 to the end."""
+    import torch
+    from scribbles.core import TrainConfig
+    from scribbles.core.checkpoint import CheckpointWarning, atomic_save
+    from scribbles.core.training import train_single
+
+    path = tmp_path / "checkpoint.pt"
+    atomic_save({"epoch": 0, "history": [{"train_loss": 1.0}], "model": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    epochs = []
+    with pytest.warns(CheckpointWarning, match="cannot be loaded .*set aside as checkpoint.pt.unloadable"):
+        result = train_single(model, _BatchLoss(), (x, y), (x, y),
+                              TrainConfig(epochs=2, batch_size=8, device="cpu"),
+                              [lambda epoch, metrics: epochs.append(epoch)], path)
+    assert epochs == [0, 1] and len(result.history) == 2
+    assert (tmp_path / "checkpoint.pt.unloadable").exists()
+
+
+class _BatchLoss:
+    """Cross-entropy in the project's loss convention: ``loss(outputs, (x, y))``."""
+
+    def __call__(self, outputs, batch):  # type: ignore[no-untyped-def]
+        import torch
+
+        return torch.nn.functional.cross_entropy(outputs, batch[1])
