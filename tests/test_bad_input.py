@@ -172,6 +172,8 @@ CASES = [
     Case("hidden-negative", ["model.hidden.0", "greater than or equal to 1"], sets=["model.hidden=[-4]"]),
     Case("shape-negative", ["data.shape.0", "greater than or equal to 1"],
          change=_data("files/good.csv", kind="sequence", shape=[-2, -2])),
+    Case("rdzv-port-out-of-range", ["train.rdzv_endpoint: 'h:99999' is not HOST:PORT with a port of 1 to 65535"],
+         sets=["train.nodes=2", "train.strategy=ddp", "train.rdzv_endpoint=h:99999"]),
     # -- --set
     Case("set-without-equals", ["--set 'train.epochs' must look like key.path=value"], sets=["train.epochs"]),
     Case("set-without-key", ["must look like key.path=value"], sets=["=3"]),

@@ -264,3 +264,25 @@ class _BatchLoss:
         import torch
 
         return torch.nn.functional.cross_entropy(outputs, batch[1])
+
+
+def test_nobody_joining_a_multi_node_run_ends_it_after_train_timeout(project: Path, prefect_api: str) -> None:
+    """train.nodes=2 and no second machine: the run fails after train.timeout with one line naming the
+    rendezvous endpoint and how to join it; its runs end FAILED."""
+    from scribbles.flows.prefect_server import free_port
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'alone.db'}"}
+    began = time.monotonic()
+    result = subprocess.run(
+        [SCRIBBLES, "run", "short.yaml", "--set", "train.strategy=ddp", "--set", "train.nodes=2",
+         "--set", f"train.rdzv_endpoint={endpoint}", "--set", "train.timeout=15", "--set", "train.restarts=0"],
+        cwd=project, env={**os.environ, **env}, capture_output=True, text=True, timeout=400)
+    took = time.monotonic() - began
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "no worker started within train.timeout=15s" in lines[0], result.stderr
+    assert f"rendezvous at {endpoint}" in lines[0] and f"scribbles join {endpoint} --nodes 2" in lines[0]
+    assert took < 200, took
+    runs = statuses(project / "alone.db")
+    assert "RUNNING" not in runs.values() and "FAILED" in runs.values(), runs
