@@ -44,6 +44,7 @@ from scribbles.core.plan import flatten
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
+from .failures import as_failure
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
 from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
 from .interrupts import raise_terminated
@@ -472,5 +473,10 @@ def experiment(
             return run_sweep(parsed, allow_dirty, tags, force)
         continues = {"mlflow_run_id": resume} if resume else None
         return run_one(config, allow_dirty, tags, force, continues)
+    except Exception as exc:
+        failure = as_failure(exc)  # a full disk or a broken store: one line, not a library's traceback
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         fold_task.forget()

@@ -29,6 +29,8 @@ SHUTDOWN_NOISE = (
     "sqlalchemy.pool.impl.AsyncAdaptedQueuePool",
     "uvicorn.error",
     "asyncio",
+    # MLflow logs a failing store's error before raising it; the command reports it once, in one line.
+    "mlflow.store.db.utils",
 )
 #: Libraries whose INFO lines (database migrations, say) would clutter the command's output.
 CHATTY = ("mlflow", "alembic", "dvc")

@@ -161,7 +161,12 @@ def orchestrated() -> Iterator[None]:
             yield
         except Exception as exc:
             if not lost.is_set() and not isinstance(exc, httpx.TransportError):
-                raise
+                from .failures import as_failure
+
+                failure = as_failure(exc)
+                if failure is None:
+                    raise
+                raise failure from None
             where = f"the temporary Prefect server (pid {server.pid}, exit code {server.returncode})" \
                 if lost.is_set() and server is not None else \
                 f"the Prefect API at {os.environ.get('PREFECT_API_URL', '')} ({type(exc).__name__})"

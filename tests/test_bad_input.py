@@ -8,6 +8,7 @@ binary. Every case also checks that no MLflow run was created and that nothing i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,23 @@ def _fifo(tmp: Path) -> list[str]:
 
 def _corrupt_store(tmp: Path) -> list[str]:
     (tmp / "mlflow.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
+    return ["run", _base_config(tmp)]
+
+
+def _corrupt_pages(tmp: Path) -> list[str]:
+    """A SQLite store whose header is fine but some of whose pages hold random bytes (a bad disk)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp / "mlflow.db")) as con:
+        con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT, status TEXT)")
+        con.execute("CREATE INDEX by_name ON runs (name)")
+        con.executemany("INSERT INTO runs (name, status) VALUES (?, ?)", [(f"run-{i}" * 5, "FINISHED")
+                                                                          for i in range(3000)])
+        con.commit()
+    with open(tmp / "mlflow.db", "r+b") as handle:
+        for page in (5, 20, 40):
+            handle.seek(page * 4096 + 100)
+            handle.write(bytes(range(200)))
     return ["run", _base_config(tmp)]
 
 
@@ -233,6 +251,9 @@ CASES = [
          env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}"}),
     Case("tracking-corrupt-store", ["cannot open the MLflow store", "file is not a database", "move it aside"],
          prepare=lambda tmp: _corrupt_store(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
+    Case("tracking-corrupt-pages", ["the MLflow store", "is corrupt (*** in database main *** On tree page",
+                                    "move it aside"],
+         prepare=lambda tmp: _corrupt_pages(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
     Case("tracking-server-down", ["the MLflow tracking server http://127.0.0.1:9 did not answer within 3 s"],
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("split-needs-group", ["data.group: splitter 'group_kfold'", "needs data.group"],

@@ -286,3 +286,28 @@ def test_nobody_joining_a_multi_node_run_ends_it_after_train_timeout(project: Pa
     assert took < 200, took
     runs = statuses(project / "alone.db")
     assert "RUNNING" not in runs.values() and "FAILED" in runs.values(), runs
+
+
+def test_a_full_mlflow_store_is_one_failed_line(project: Path, prefect_api: str, tmp_path: Path) -> None:
+    """The store's disk fills mid-run (a 64 KiB file-size limit on the run: its WAL cannot grow, EFBIG as
+    ENOSPC would): one failed: line naming the store and the fix, no traceback, no temporary file left."""
+    import resource
+
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "full.db"
+    MlflowClient(f"sqlite:///{store}").search_experiments()  # the tables exist; only the run's writes fail
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+
+    result = subprocess.run([SCRIBBLES, "run", "short.yaml"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=400, preexec_fn=limited)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"failed: MLFLOW_TRACKING_URI: the MLflow store sqlite:///{store} failed"), lines[0]
+    assert "free space" in lines[0] and "scribbles resume" in lines[0]
+    assert not list(project.rglob("*.tmp"))

@@ -122,7 +122,8 @@ def _check_sqlite(path: Path, field: str) -> None:
         raise BadInput(f"{field}: cannot open the MLflow store {path} ({exc}); restore it from a backup "
                        "or move it aside to start a new store") from None
     if problems != ["ok"]:
-        raise BadInput(f"{field}: the MLflow store {path} is corrupt ({'; '.join(problems)[:160]}); restore it "
+        found = " ".join("; ".join(problems).split())[:160]
+        raise BadInput(f"{field}: the MLflow store {path} is corrupt ({found}); restore it "
                        "from a backup or move it aside to start a new store")
 
 
