@@ -319,9 +319,9 @@ def test_sigterm_mid_epoch_leaves_no_run_running(in_project: Path, prefect_api: 
         waited = time.monotonic() - sent
     finally:
         stop(process)
-    assert process.returncode == 130, err
+    assert process.returncode == 143, err  # 128 + SIGTERM, as a shell reports it
     assert "stopped" in err and "Traceback" not in err
-    assert waited < 30
+    assert waited < 5
     runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
     statuses = {r.info.run_id: r.info.status for r in runs}
     assert statuses and set(statuses.values()) == {"KILLED"}, statuses
