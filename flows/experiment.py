@@ -50,6 +50,7 @@ from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
 from .interrupts import raise_terminated
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
+from .prefect_server import ServerLost
 from .redact import mask_params, mask_tree
 
 configure_prefect()
@@ -357,8 +358,8 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         try:
             return _run_folds(plan, registry, run, dataset, folds, job, force)
         except Exception as exc:
-            if parent is None:
-                raise
+            if parent is None or isinstance(exc, ServerLost) or as_failure(exc) is not None:
+                raise  # not a sweep, or the machine failed: the next trial would fail the same way
             # A sweep goes on without this trial; its runs are already FAILED (see _run_folds).
             raise TrialFailed(exc, dict(run.links)) from exc
 

@@ -294,6 +294,7 @@ CASES = [
          argv=["rerun", "0123abcd"]),
     Case("resume-without-store", ["there is no MLflow store at"], argv=["resume", "0123abcd"]),
     Case("compare-without-store", ["there is no MLflow store at"], argv=["compare"]),
+    Case("ui-without-store", ["there is no MLflow store at"], argv=["ui"]),
     Case("plugins-unknown-family", ["--family: unknown family 'optimiser'"], argv=["plugins", "--family", "optimiser"]),
     Case("unknown-verb", ["invalid choice: 'rnu'", "scribbles --help"], argv=["rnu"]),
     Case("run-without-config", ["the following arguments are required: config"], argv=["run"]),

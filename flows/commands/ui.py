@@ -16,7 +16,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from scribbles.plugins.trackers.store import check_store
 
     uri = tracking_uri()
-    check_store(uri)  # a bogus URI or a corrupt store: one line now, not a server that never answers
+    # A bogus URI, a corrupt store or none at all: one line now, not a server that never answers
+    # (the UI only reads, so it creates no store either).
+    check_store(uri, must_exist=True)
     if uri.startswith(("http://", "https://")):
         print(f"the MLflow store is a tracking server: its UI is at {uri}")
         return EXIT_OK
