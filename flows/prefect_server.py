@@ -66,9 +66,11 @@ def local_server(port: int | None = None, log: Path | None = None, timeout: floa
     child_env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": url,
                  **(env or {})}
     child_env.pop("PREFECT_API_URL", None)
+    # Through `exec` below: the server gets SIGTERM when this process ends, SIGKILL included (Linux).
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", __name__, "exec", str(os.getpid()), *command],
             stdout=out, stderr=subprocess.STDOUT, env=child_env, start_new_session=True,
         )
     try:
@@ -115,7 +117,7 @@ def temporary_api(log: Path | None = None) -> Iterator[subprocess.Popen[bytes] |
     env.pop("PREFECT_API_URL", None)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(listener.fileno()), str(os.getpid())],
+            [sys.executable, "-m", __name__, "serve", str(listener.fileno()), str(os.getpid())],
             stdout=out, stderr=subprocess.STDOUT, env=env, pass_fds=(listener.fileno(),), start_new_session=True,
         )
     listener.close()  # the server holds the port now
@@ -268,5 +270,15 @@ def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
         process.wait()
 
 
+def _exec_with(parent: int, command: list[str]) -> None:
+    """Become ``command``, which the kernel will stop when ``parent`` ends (PDEATHSIG survives exec)."""
+    _die_with(parent)
+    os.execv(command[0], command)
+
+
 if __name__ == "__main__":
-    _serve_on(int(sys.argv[1]), int(sys.argv[2]))
+    # `serve FD PARENT`: the temporary API on an inherited socket; `exec PARENT COMMAND...`: a server command.
+    if sys.argv[1] == "serve":
+        _serve_on(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "exec":
+        _exec_with(int(sys.argv[2]), sys.argv[3:])

@@ -311,3 +311,28 @@ def test_a_full_mlflow_store_is_one_failed_line(project: Path, prefect_api: str,
     assert lines[0].startswith(f"failed: MLFLOW_TRACKING_URI: the MLflow store sqlite:///{store} failed"), lines[0]
     assert "free space" in lines[0] and "scribbles resume" in lines[0]
     assert not list(project.rglob("*.tmp"))
+
+
+def test_the_prefect_server_of_serve_ends_with_its_parent() -> None:
+    """`scribbles serve`'s `prefect server start` runs through the `exec` wrapper: SIGKILL of its parent
+    ends it (a stand-in command here: starting a real server takes a minute on a busy machine)."""
+    import sys
+    import textwrap
+
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-m", "scribbles.flows.prefect_server", "exec", str(os.getpid()),
+                                  "/bin/sleep", "300"], start_new_session=True)
+        print(child.pid, flush=True)
+        time.sleep(300)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while "sleep" not in " ".join(child.cmdline()) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the wrapper has become the command
+        parent.kill()
+        parent.wait()
+        assert gone(child, 5), "the server command outlived its parent"
+    finally:
+        parent.kill()
