@@ -163,6 +163,9 @@ class FileSource(DataSource):
         path = Path(self.params.path)
         if path.is_dir():
             raise BadInput(f"data.path: {path} is a folder; point data.path at a .csv or .parquet file")
+        if path.exists() and not path.is_file():  # /dev/zero never ends, a FIFO blocks: neither is read
+            raise BadInput(f"data.path: {path} is not a regular file (a device, pipe or socket); point data.path "
+                           "at a .csv or .parquet file")
         if not path.is_file():
             raise BadInput(f"data.path: {path} does not exist (paths resolve against {Path.cwd()})")
         try:

@@ -110,6 +110,15 @@ def _corrupt_pages(tmp: Path) -> list[str]:
     return ["run", _base_config(tmp)]
 
 
+def _data_device(tmp: Path) -> list[str]:
+    """data.path names a device (a link to /dev/zero with a .csv name, so the suffix check passes)."""
+    os.symlink("/dev/zero", tmp / "zero.csv")
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    config["data"]["path"] = str(tmp / "zero.csv")
+    (tmp / "device.yaml").write_text(yaml.safe_dump(config))
+    return ["run", str(tmp / "device.yaml")]
+
+
 def _base_config(tmp: Path) -> str:
     path = tmp / "base.yaml"
     path.write_text(yaml.safe_dump(BASE, sort_keys=False))
@@ -230,6 +239,8 @@ CASES = [
          change=_data("files/nanfeature.csv")),
     Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features"],
          change=_data("files/good.csv", kind="sequence", shape=[3, 3])),
+    Case("data-is-device", ["data.path: {tmp}/zero.csv is not a regular file"],
+         prepare=lambda tmp: _data_device(tmp)),
     Case("data-inf-feature", ["data.features: f2 in files/inffeature.csv hold infinite values (e.g. row 4)"],
          change=_data("files/inffeature.csv")),
     Case("data-nan-group", ["data.group: column 'g' in files/nangroup.csv has 1 missing values (e.g. row 6)"],
