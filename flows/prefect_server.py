@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scribbles.core import ScribblesError
+from scribbles.core import BadInput, ScribblesError
 
 DEFAULT_PORT = 4200
 
@@ -104,7 +104,12 @@ def temporary_api(log: Path | None = None) -> Iterator[subprocess.Popen[bytes] |
         temporary_settings,
     )
 
-    if PREFECT_API_URL.value():
+    configured = PREFECT_API_URL.value()
+    if configured:
+        # Prefect's client would retry an absent server for about a minute per request.
+        if not healthy(str(configured).rstrip("/")):
+            raise BadInput(f"PREFECT_API_URL: no Prefect API answers at {configured}; start that server, or unset "
+                           "PREFECT_API_URL and each run starts a temporary one")
         yield None
         return
     log = log or Path(".scribbles") / "prefect-server.log"

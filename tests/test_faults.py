@@ -336,3 +336,16 @@ def test_the_prefect_server_of_serve_ends_with_its_parent() -> None:
         assert gone(child, 5), "the server command outlived its parent"
     finally:
         parent.kill()
+
+
+def test_an_absent_configured_prefect_server_is_one_error_before_any_run(project: Path, tmp_path: Path) -> None:
+    """PREFECT_API_URL naming a server that is not there: exit 2 in seconds, one error: line, no store."""
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'none.db'}"}
+    result = subprocess.run([SCRIBBLES, "run", "short.yaml"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert error_lines(result.stderr) == [
+        "error: PREFECT_API_URL: no Prefect API answers at http://127.0.0.1:9/api; start that server, or unset "
+        "PREFECT_API_URL and each run starts a temporary one"], result.stderr
+    assert not (tmp_path / "none.db").exists()
