@@ -349,3 +349,21 @@ def test_an_absent_configured_prefect_server_is_one_error_before_any_run(project
         "error: PREFECT_API_URL: no Prefect API answers at http://127.0.0.1:9/api; start that server, or unset "
         "PREFECT_API_URL and each run starts a temporary one"], result.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("argv", [["rerun", "0123abcd"], ["resume", "0123abcd"], ["compare", "--experiment", "nope"]])
+def test_read_only_verbs_on_a_store_say_one_line_and_change_nothing(tmp_path: Path, argv: list[str]) -> None:
+    """A bad id or name on an existing store: exit 2, one error: line, none of MLflow's INFO lines, the
+    store's bytes unchanged."""
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "mlflow.db"
+    MlflowClient(f"sqlite:///{store}").search_experiments()
+    before = store.read_bytes()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    result = subprocess.run([SCRIBBLES, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "INFO" not in result.stdout + result.stderr
+    assert store.read_bytes() == before
