@@ -22,7 +22,7 @@ from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
-from .interrupts import Terminated, exit_code, raise_terminated
+from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, raise_terminated
 from .prefect_env import configure_prefect
 
 
@@ -108,4 +108,8 @@ def main() -> None:
     # torn down; a user must never see those, so stderr goes to /dev/null for the shutdown only.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # Stopped: the runs are ended and said so. Prefect's exit handlers would spend seconds flushing
+        # events to its API for a run that is over; a stop must take effect within seconds.
+        os._exit(code)
     sys.exit(code)
