@@ -36,12 +36,20 @@ def atomic_save(obj: Any, path: Path) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for attempt in range(3):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as handle:
+                    torch.save(obj, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                # The folder went away under us: an identical job (same key, another run) finished and
+                # removed it. Make it again; a third loss in a row is a real problem, reported below.
+                if attempt == 2:
+                    raise
     except (OSError, RuntimeError) as exc:
         _remove(tmp)
         raise ScribblesError(f"train.checkpoint_dir: cannot write the checkpoint {path} ({_reason(exc, path)}); "
@@ -81,13 +89,13 @@ def load_or_set_aside(path: Path) -> dict[str, Any] | None:
     ``<name>.unloadable`` (kept for inspection, never read again) with a warning, and the fold trains
     from the start.
     """
-    if not path.exists():
-        return None
     try:
         saved = load(path)
         if not isinstance(saved, dict) or not {"epoch", "history"} <= saved.keys():
             raise ValueError("it lacks the epoch and history a checkpoint holds")
         return saved
+    except FileNotFoundError:  # none, or removed just now by an identical job that finished
+        return None
     except Exception as exc:  # torch reports a damaged file in several ways (RuntimeError, EOFError, ...)
         aside = path.with_name(path.name + ".unloadable")
         with contextlib.suppress(OSError):
