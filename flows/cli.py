@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from scribbles.core import BadInput, ScribblesError
 from scribbles.core.errors import ScribblesWarning
@@ -79,8 +79,19 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
     func: Callable[[argparse.Namespace], int] = args.func
     # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143.
+    previous: Any = None
     with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
-        signal.signal(signal.SIGTERM, raise_terminated)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return _run(func, args)
+    finally:  # a caller running commands in its own process (the tests) gets its handlers back
+        warnings.formatwarning = _python_format
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run the verb; errors become exit codes and one-line messages."""
     try:
         return func(args)
     except BadInput as exc:
