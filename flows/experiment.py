@@ -37,7 +37,7 @@ from scribbles.core import (
     RunErrorContext,
 )
 from scribbles.core.config import ExperimentConfig, parse_config
-from scribbles.core.errors import ConfigError
+from scribbles.core.errors import ConfigError, ScribblesError
 from scribbles.core.evaluation import tta_groups
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
@@ -46,11 +46,14 @@ from scribbles.core.sweep import label, trials
 
 from . import fold_task
 from .config_ref import stashed, unstash
+from .failures import as_failure
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
 from .fold_outputs import read_outputs
 from .fold_task import FoldJob, FoldResult, plan_for, run_job
+from .interrupts import raise_terminated
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
+from .prefect_server import ServerLost
 from .redact import mask_params, mask_tree
 
 configure_prefect()
@@ -59,10 +62,6 @@ from prefect import flow, task  # noqa: E402  (configure_prefect must run first)
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 configure_prefect()  # prefect's own logging setup resets logger levels on import
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C."""
 
 
 @task(name="load-data", cache_policy=NO_CACHE)
@@ -160,13 +159,9 @@ def _on_sigterm(handler: Any) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated("stopped by SIGTERM")
-
-
 def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
-    return _on_sigterm(_raise_terminated)
+    return _on_sigterm(raise_terminated)
 
 
 def sigterm_ignored() -> contextlib.AbstractContextManager[None]:
@@ -365,7 +360,24 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         run.tags[CODE_TAG] = code_version()
         run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
         job = FoldJob(config, allow_dirty, -1, dataset.version, str(Path.cwd()), str(work / "outputs"))
-        return _run_folds(plan, registry, run, dataset, folds, job, force)
+        try:
+            return _run_folds(plan, registry, run, dataset, folds, job, force)
+        except Exception as exc:
+            if parent is None or isinstance(exc, ServerLost) or as_failure(exc) is not None:
+                raise  # not a sweep, or the machine failed: the next trial would fail the same way
+            # A sweep goes on without this trial; its runs are already FAILED (see _run_folds).
+            raise TrialFailed(exc, dict(run.links)) from exc
+
+
+class TrialFailed(ScribblesError):
+    """A sweep trial failed; ``links`` are its runs' (the MLflow run id), ``reason`` the error on one line."""
+
+    def __init__(self, error: Exception, links: dict[str, str]) -> None:
+        self.reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+        if isinstance(error, ScribblesError):
+            self.reason = " ".join(str(error).split())[:500]
+        self.links = links
+        super().__init__(self.reason)
 
 
 def rank(results: list[dict[str, Any]], metric: str, greater: bool) -> list[dict[str, Any]]:
@@ -422,9 +434,14 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
         try:
             with sigterm_as_interrupt():
                 for number, (assignment, trial) in enumerate(configs):
-                    result = run_one(trial, allow_dirty, tags, force, parent=sweep,
-                                     run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                    try:
+                        result = run_one(trial, allow_dirty, tags, force, parent=sweep,
+                                         run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                    except TrialFailed as failed:  # it fails alone: the other trials still run
+                        result = {"summary": {}, "links": failed.links, "failed": failed.reason}
                     results.append({"trial": number, "assignment": assignment, **result})
+                if all("failed" in r for r in results):
+                    raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
                 ranked = rank(results, rank_by, greater)
                 with _registered(registry, plugins):
                     registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))
@@ -475,5 +492,10 @@ def experiment_flow(
             return run_sweep(parsed, allow_dirty, tags, force)
         continues = {"mlflow_run_id": resume} if resume else None
         return run_one(config, allow_dirty, tags, force, continues)
+    except Exception as exc:
+        failure = as_failure(exc)  # a full disk or a broken store: one line, not a library's traceback
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         fold_task.forget()

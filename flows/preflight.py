@@ -12,7 +12,22 @@ from scribbles.core.guard import check_fold
 
 
 def preflight(plan: Plan) -> None:
-    """Load the data and make every fold through the leakage guard; raise what the flow would raise."""
+    """Check the stores, load the data and make every fold through the leakage guard.
+
+    Raises what the flow would raise, before Prefect starts.
+    """
+    check_stores(plan)
     dataset = plan.data.load()
     for fold in plan.splitter.split(dataset):
         check_fold(dataset, fold, plan.splitter)
+
+
+def check_stores(plan: Plan) -> None:
+    """Every MLflow tracker's store can be opened (see ``check_store``): checked in seconds, writing nothing."""
+    from scribbles.plugins.trackers import tracking_uri
+    from scribbles.plugins.trackers.store import check_store
+
+    for index, tracker in enumerate(plan.trackers):
+        if tracker.name == "mlflow":
+            own = getattr(tracker.params, "tracking_uri", None)
+            check_store(own or tracking_uri(), f"tracking.{index}.tracking_uri" if own else "MLFLOW_TRACKING_URI")

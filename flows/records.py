@@ -18,10 +18,15 @@ LINEAGE_TAG = "scribbles.data_version"
 
 def client() -> Any:
     """An MlflowClient on this project's store (``MLFLOW_TRACKING_URI`` or ./mlflow.db)."""
-    from mlflow.tracking import MlflowClient
     from scribbles.plugins.trackers import tracking_uri
+    from scribbles.plugins.trackers.store import check_store
 
-    return MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    # Reading runs back never creates a store: a missing one is an error before MLflow opens (and creates) it.
+    check_store(uri, must_exist=True)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
 
 
 def is_parent(run: Any) -> bool:

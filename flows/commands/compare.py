@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, console, count
 
 
 def _cell(value: float | None, spread: float | None = None) -> str:
@@ -63,6 +63,6 @@ def add_parser(verbs: Any) -> None:
     """Register `scribbles compare`."""
     compare = verbs.add_parser("compare", help="runs side by side: params that differ, metric mean and std")
     compare.add_argument("--experiment", help="MLflow experiment name (default: that of the latest run)")
-    compare.add_argument("--runs", type=int, default=5, help="how many of the most recent runs (default 5)")
+    compare.add_argument("--runs", type=count(1), default=5, help="how many of the most recent runs (default 5)")
     compare.add_argument("--json", action="store_true", help="machine-readable output")
     compare.set_defaults(func=cmd_compare)

@@ -40,9 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
     from ..experiment import experiment, observing
+    from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
 
-    with observing(ConsoleProgress()):
+    with orchestrated(), observing(ConsoleProgress()):
         result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty, force=args.force)
     print_results(out, result)
     return EXIT_OK
@@ -59,13 +60,17 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
         table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
-        table.add_row(
-            str(rank), *(str(trial["assignment"][p]) for p in paths),
-            f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
-            f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
-            trial.get("links", {}).get("mlflow_run_id", "")[:8],
-        )
+        if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
+            scores = ["failed", "-"]
+        else:
+            scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
+                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}"]
+        table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
+                      trial.get("links", {}).get("mlflow_run_id", "")[:8])
     out.print(table)
+    for trial in result["trials"]:
+        if "failed" in trial:
+            out.print(f"trial {trial['trial']} failed: {trial['failed']}", markup=False)
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
     if cached:
         out.print(f"{cached} trial folds reused from earlier identical runs")

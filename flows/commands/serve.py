@@ -7,7 +7,7 @@ from typing import Any
 
 from scribbles.core import BadInput
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, console, seconds
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -16,8 +16,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.cron is not None:
         check_cron(args.cron)
-    elif args.interval is not None and args.interval <= 0:
-        raise BadInput(f"--interval: {args.interval} must be a positive number of seconds, e.g. --interval 3600")
     config = checked_config(args)
     when = f"on cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     out = console()
@@ -54,7 +52,7 @@ def add_parser(verbs: Any) -> None:
     serve.add_argument("config", help="experiment config (YAML)")
     when = serve.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", metavar="EXPR", help="a cron schedule, e.g. '0 3 * * *'")
-    when.add_argument("--interval", type=float, metavar="SECONDS", help="a run every SECONDS seconds")
+    when.add_argument("--interval", type=seconds, metavar="SECONDS", help="a run every SECONDS seconds")
     serve.add_argument("--overlap", choices=("skip", "queue"), default="skip",
                        help="a run due while the previous one still runs: skip it (default) or queue it")
     serve.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import Model, ModelSpec, Technique, hookimpl
+from scribbles.core import Model, ModelSpec, Seed, Technique, hookimpl
 from scribbles.core.estimators import EstimatorModule
 
 
@@ -99,7 +99,7 @@ class Svm(_Classic):
         gamma: Literal["scale", "auto"] | float = "scale"
         degree: int = Field(3, ge=1, description="poly kernel only")
         probability: bool = Field(False, description="Platt-scaled probabilities (slower, seeded)")
-        seed: int = 0
+        seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> SvmModule:
         from sklearn.svm import SVC
@@ -126,7 +126,7 @@ class DecisionTree(_Classic):
         criterion: Literal["entropy", "gini", "log_loss"] = "entropy"
         max_depth: int | None = Field(None, ge=1)
         min_samples_leaf: int = Field(1, ge=1)
-        seed: int = 0
+        seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
         from sklearn.tree import DecisionTreeClassifier
@@ -188,7 +188,7 @@ class GaussianMixture(_Classic):
         covariance: Literal["full", "tied", "diag", "spherical"] = "diag"
         max_iter: int = Field(100, ge=1)
         reg_covar: float = Field(1e-3, gt=0, description="added to covariance diagonals for stability")
-        seed: int = 0
+        seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
         p = self.params
