@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -39,8 +40,10 @@ from scribbles.core import (
 from scribbles.core.config import ExperimentConfig, parse_config
 from scribbles.core.errors import ConfigError
 from scribbles.core.evaluation import tta_groups
+from scribbles.core.fingerprint import split_fingerprint
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
+from scribbles.core.repeats import Repeated
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
@@ -130,6 +133,12 @@ def run_context(
     }
     if plan.resolved["data"].get("allow_dirty"):
         tags["scribbles.allow_dirty"] = "true"
+    tags["scribbles.greater_is_better"] = json.dumps({m.name: bool(m.greater_is_better) for m in plan.metrics})
+    if folds:
+        tags.update(split_fingerprint(dataset.version, plan.resolved["split"], folds))
+    if isinstance(plan.splitter, Repeated):
+        tags["scribbles.repeats"] = str(plan.splitter.repeats)
+        tags["scribbles.folds_per_repeat"] = str(len(folds or []) // plan.splitter.repeats)
     return RunContext(
         experiment=plan.experiment,
         config=config,

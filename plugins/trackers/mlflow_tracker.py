@@ -78,6 +78,14 @@ def experiment_id(client: Any, name: str) -> str:
         return str(found.experiment_id)
 
 
+def fold_name(tags: dict[str, str], index: int) -> str:
+    """``fold-3``; under repeated CV ``repeat-1/fold-3`` (fold 3 of repeat 1), with its tags alongside."""
+    per_repeat = int(tags.get("scribbles.folds_per_repeat") or 0)
+    if per_repeat <= 0:
+        return f"fold-{index}"
+    return f"repeat-{index // per_repeat}/fold-{index % per_repeat}"
+
+
 def describe(ctx: RunContext) -> str:
     """The run's description (``mlflow.note.content``): what produced it, in one paragraph."""
     tags = ctx.tags
@@ -120,6 +128,8 @@ class MlflowTracker(Tracker):
     def _reset(self) -> None:
         self.histories: dict[int, list[dict[str, float]]] = {}
         self.reports: dict[int, dict[str, Any]] = {}
+        #: Final metrics of every fold (plain and TTA), for the paired statistics of `scribbles compare`.
+        self.scores: dict[int, dict[str, float]] = {}
         self.pooled: np.ndarray | None = None
         self.classes: list[str] = []
         self.logged_artifacts: set[str] = set()
@@ -180,12 +190,14 @@ class MlflowTracker(Tracker):
         tags = {
             "mlflow.parentRunId": self.parent_id or "",
             "scribbles.fold": str(index),
+            **({"scribbles.repeat": str(index // int(ctx.tags["scribbles.folds_per_repeat"]))}
+               if ctx.tags.get("scribbles.folds_per_repeat") else {}),
             **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
             **(extra or {}),
         }
         # Params stay on the parent only: the folds of a run share them, and a 40-row insert per fold
         # is logging work that competes with training for the interpreter.
-        run = self.client.create_run(self.experiment_id, run_name=f"fold-{index}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=fold_name(ctx.tags, index), tags=tags)
         self.fold_ids[index] = run.info.run_id
         self.client.log_dict(run.info.run_id, report, "fold_report.json")
 
@@ -259,6 +271,13 @@ class MlflowTracker(Tracker):
         if self.reports:
             self.client.log_dict(self.parent_id, [self.reports[i] for i in sorted(self.reports)], "fold_report.json")
 
+    def _log_fold_scores(self) -> None:
+        """``fold_scores.json``: each fold's sizes and final metrics, what paired statistics read back."""
+        folds = [{"fold": i, "train_rows": self.reports.get(i, {}).get("train_rows"),
+                  "valid_rows": self.reports.get(i, {}).get("valid_rows"), "metrics": self.scores[i]}
+                 for i in sorted(self.scores)]
+        self.client.log_dict(self.parent_id, {"folds": folds}, "fold_scores.json")
+
     def _log_run_plots(self, title: str) -> None:
         """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
         if self.histories:
@@ -273,6 +292,7 @@ class MlflowTracker(Tracker):
         self._log_metrics(self.parent_id, ctx.summary)
         self._log_new_artifacts(self.parent_id, ctx.run.artifacts)
         self._log_fold_report()
+        self._log_fold_scores()
 
     def _run_close(self) -> None:
         self.client.set_terminated(self.parent_id, "FINISHED")
@@ -413,6 +433,7 @@ class MlflowTracker(Tracker):
         if self.parent_id is None:
             return
         with self._timed("fold_end"):
+            self.scores[ctx.fold_index] = {k: float(v) for k, v in ctx.metrics.items()}
             if ctx.reuse == "resumed":  # the run being finished holds the fold run: draw, do not log again
                 self.histories[ctx.fold_index] = [dict(epoch) for epoch in ctx.history]
             if ctx.reuse and ctx.reused_from:

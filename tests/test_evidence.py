@@ -1,0 +1,131 @@
+"""Decisions with evidence, end to end on a real flow and a real MLflow SQLite store: the split
+fingerprint, paired `scribbles compare A B`, repeated cross-validation.
+
+Runs are a k-NN on the small activity slice (the sklearn strategy: seconds per run).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_dvc_project, run_cli, work_in
+from mlflow.tracking import MlflowClient
+from scribbles.core import load_config
+from scribbles.core.fingerprint import TAGS
+from scribbles.core.stats import compare_paired
+from scribbles.flows.experiment import experiment
+
+REPO = Path(__file__).resolve().parents[1]
+KNN = ("split.name=kfold", "split.n_splits=3", "split.shuffle=true", "split.seed=0", "experiment=evidence")
+
+
+@pytest.fixture(scope="module")
+def evidence_project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
+    """A git + DVC project with the small activity slice."""
+    return make_dvc_project(tmp_path_factory.mktemp("evidence") / "proj", {"activity.csv": activity_small})
+
+
+@pytest.fixture
+def project(evidence_project: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
+    return work_in(evidence_project, monkeypatch)
+
+
+def knn(*overrides: str) -> dict:
+    """The shipped k-NN config on shuffled 3-fold k-fold (overrides after)."""
+    return load_config(REPO / "configs" / "activity-knn.yaml", [*KNN, *overrides]).model_dump(mode="json")
+
+
+def folds_of(client: MlflowClient, parent_id: str) -> list:
+    exp = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([exp], f"tags.\"mlflow.parentRunId\" = '{parent_id}'")
+    return sorted(runs, key=lambda r: int(r.data.tags["scribbles.fold"]))
+
+
+def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: str) -> None:
+    """Fingerprints on parent and folds; `compare A B --json` equals the statistics of the fold runs'
+    own metrics; a run on other folds is refused with exit 2 and the reason."""
+    a = experiment(knn())["links"]["mlflow_run_id"]
+    b = experiment(knn("model.metric=manhattan", "model.weights=distance"))["links"]["mlflow_run_id"]
+    other = experiment(knn("split.seed=1"))["links"]["mlflow_run_id"]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run_a, run_b = client.get_run(a), client.get_run(b)
+    fingerprint = run_a.data.tags[TAGS["fingerprint"]]
+    assert len(fingerprint) == 64 and run_b.data.tags[TAGS["fingerprint"]] == fingerprint
+    assert client.get_run(other).data.tags[TAGS["fingerprint"]] != fingerprint
+    assert json.loads(run_a.data.tags[TAGS["split"]])["seed"] == 0
+    folds_a, folds_b = folds_of(client, a), folds_of(client, b)
+    assert {f.data.tags[TAGS["fingerprint"]] for f in folds_a} == {fingerprint}
+
+    env = {"PREFECT_API_URL": prefect_api}
+    out = run_cli("compare", a, b, "--json", "--rope", "0.01", cwd=project, env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["folds"] == 3 and [r["metric"] for r in report["results"]] == ["accuracy", "f1_macro", "log_loss"]
+    n = len(project.joinpath("data", "activity.csv").read_text().splitlines()) - 1
+    for result in report["results"]:
+        name = result["metric"]
+        ours = compare_paired(name, np.array([f.data.metrics[name] for f in folds_a]),
+                              np.array([f.data.metrics[name] for f in folds_b]),
+                              n_train=n * 2 / 3, n_test=n / 3, rope=0.01, greater_is_better=name != "log_loss")
+        assert result["mean_diff"] == pytest.approx(ours.mean_diff)
+        assert result["p"] == pytest.approx(ours.p, rel=1e-3)  # fold sizes differ by a row at most
+        assert result["wilcoxon_p"] == pytest.approx(ours.wilcoxon_p)
+        assert result["p_better"] + result["p_equivalent"] + result["p_worse"] == pytest.approx(1.0)
+    text = run_cli("compare", a, b, "--metric", "accuracy", cwd=project, env=env)
+    assert text.returncode == 0 and "corrected" in text.stdout and "Wilcoxon" in text.stdout, text.stderr
+
+    refused = run_cli("compare", a, other, cwd=project, env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and "assigned to folds differently" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    unknown = run_cli("compare", a, b, "--metric", "auc", cwd=project, env=env)
+    assert unknown.returncode == 2 and "--metric: 'auc'" in unknown.stderr and "accuracy" in unknown.stderr
+    negative = run_cli("compare", a, b, "--rope", "-1", cwd=project, env=env)
+    assert negative.returncode == 2 and "--rope" in negative.stderr
+    one = run_cli("compare", a, cwd=project, env=env)
+    assert one.returncode == 2 and "two run ids" in one.stderr
+
+
+def test_repeated_cv_runs_every_repeat_and_pairs_all_folds(project: Path, prefect_api: str) -> None:
+    """`split.repeats: 2` on 3-fold k-fold: 6 fold runs named by repeat and fold, each repeat a
+    different shuffle, and compare pairs all 6."""
+    result = experiment(knn("split.repeats=2", "experiment=repeated"))
+    b = experiment(knn("split.repeats=2", "experiment=repeated", "model.metric=manhattan"))
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    a_id = result["links"]["mlflow_run_id"]
+    folds = folds_of(client, a_id)
+    assert [f.info.run_name for f in folds] == [f"repeat-{r}/fold-{i}" for r in range(2) for i in range(3)]
+    assert [f.data.tags["scribbles.repeat"] for f in folds] == ["0", "0", "0", "1", "1", "1"]
+    assert len(result["folds"]) == 6
+    assert client.get_run(a_id).data.params["split.repeats"] == "2"
+    # Repeat 1 is a different shuffle from repeat 0: its first fold's accuracy is from other rows.
+    from scribbles.core import Dataset, create
+
+    frame = __import__("pandas").read_csv(project / "data" / "activity.csv")
+    dataset = Dataset(frame, "activity", [c for c in frame.columns if c not in ("activity", "subject", "timestamp")])
+    from scribbles.core.repeats import with_repeats
+
+    splitter = with_repeats(create("splitter", "kfold", n_splits=3, shuffle=True, seed=0), 2)
+    valid = [f.valid for f in splitter.split(dataset)]
+    assert len(valid) == 6 and not np.array_equal(valid[0], valid[3])
+    assert all(np.array_equal(v, f.valid) for v, f in zip(valid[:3], create(
+        "splitter", "kfold", n_splits=3, shuffle=True, seed=0).split(dataset), strict=True))
+    out = run_cli("compare", a_id, b["links"]["mlflow_run_id"], "--json", "--metric", "accuracy", cwd=project,
+                  env={"PREFECT_API_URL": prefect_api})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["folds"] == 6
+
+
+def test_repeats_on_a_splitter_that_does_not_shuffle_is_refused(project: Path, prefect_api: str) -> None:
+    """`split.repeats` on unshuffled folds: exit 2, one line naming the field and the fix, no run made."""
+    (project / "repeat.yaml").write_text((REPO / "configs" / "activity-knn.yaml").read_text())
+    out = run_cli("run", "repeat.yaml", "--set", "split.repeats=3", "--set", "experiment=never", cwd=project,
+                  env={"PREFECT_API_URL": prefect_api})
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: split.repeats: splitter 'group_kfold'") and "shuffle: true" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    assert client.get_experiment_by_name("never") is None
