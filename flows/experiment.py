@@ -50,6 +50,7 @@ from . import fold_task
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
 from .fold_task import FoldJob, FoldResult, plan_for, read_outputs, run_job
 from .lineage import git_commit, plugin_versions
+from .paired import mark_not_worse
 from .prefect_env import configure_prefect
 from .redact import mask_params, mask_tree
 
@@ -331,6 +332,8 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         "greater_is_better": {m.name: bool(m.greater_is_better) for m in plan.metrics},
         "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": i, **metrics[i]} for i in sorted(metrics)],
+        "fold_rows": {fold.index: [len(fold.train), len(fold.valid)] for fold in folds},
+        "split_fingerprint": run.tags.get("scribbles.split_fingerprint", ""),
         "reuse": [{"fold": fold.index, "mode": reuse.mode, "source": reuse.source, "reason": reuse.reason}
                   for fold, reuse in zip(folds, decisions, strict=True)],
         "summary": summary,
@@ -429,7 +432,7 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
                     result = run_one(trial, allow_dirty, tags, force, parent=sweep,
                                      run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
                     results.append({"trial": number, "assignment": assignment, **result})
-                ranked = rank(results, rank_by, greater)
+                ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
                 with _registered(registry, plugins):
                     registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))
         except BaseException as exc:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scribbles.core import BadInput
 from scribbles.core.fingerprint import TAGS, differences
-from scribbles.core.stats import Paired, compare_paired
+from scribbles.core.stats import Paired, compare_paired, not_worse
 
 #: Where a run records which of its metrics are better when greater.
 DIRECTIONS_TAG = "scribbles.greater_is_better"
@@ -105,3 +105,39 @@ def paired(mlflow: Any, run_a: Any, run_b: Any, metrics: list[str] | None = None
 def fingerprint_of(run: Any) -> str:
     """The run's split fingerprint tag ('' when it has none)."""
     return str(run.data.tags.get(TAGS["fingerprint"], ""))
+
+
+#: Significance level of the sweep's "not significantly worse than the best" mark.
+SWEEP_ALPHA = 0.05
+
+
+def mark_not_worse(ranked: list[dict[str, Any]], metric: str, greater: bool,
+                   alpha: float = SWEEP_ALPHA) -> list[dict[str, Any]]:
+    """Each ranked trial gains ``not_worse``: whether it is not significantly worse than the best trial.
+
+    Paired on the folds the trials share (equal split fingerprints), by the one-sided corrected t-test
+    at ``alpha`` (``scribbles.core.stats.not_worse``); None where the folds differ or a value is missing.
+    The best trial is marked True, and ``p_vs_best`` holds the two-sided corrected p-value.
+    """
+    if not ranked:
+        return ranked
+    best = ranked[0]
+
+    def scores(trial: dict[str, Any]) -> np.ndarray | None:
+        values = [fold.get(metric) for fold in trial.get("folds", [])]
+        return None if any(v is None for v in values) or len(values) < 2 else np.array(values, dtype=float)
+
+    best_scores = scores(best)
+    for trial in ranked:
+        trial["not_worse"], trial["p_vs_best"] = None, None
+        mine = scores(trial)
+        same = trial.get("split_fingerprint") and trial.get("split_fingerprint") == best.get("split_fingerprint")
+        if not same or best_scores is None or mine is None or len(mine) != len(best_scores):
+            continue
+        rows = np.array(list(best["fold_rows"].values()), dtype=float)
+        n_train, n_test = float(rows[:, 0].mean()), float(rows[:, 1].mean())
+        trial["not_worse"] = trial is best or not_worse(best_scores, mine, n_train, n_test, greater, alpha)
+        if trial is not best:
+            trial["p_vs_best"] = compare_paired(metric, mine, best_scores, n_train, n_test,
+                                                greater_is_better=greater).p
+    return ranked

@@ -129,3 +129,34 @@ def test_repeats_on_a_splitter_that_does_not_shuffle_is_refused(project: Path, p
     assert len(out.stderr.strip().splitlines()) == 1
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     assert client.get_experiment_by_name("never") is None
+
+
+def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path, prefect_api: str) -> None:
+    """A decision-tree sweep on 5-fold x 2 repeats: the stump is significantly worse than the best tree,
+    in the printed table and in trials.json; each mark agrees with the one-sided corrected test."""
+    from scribbles.core.stats import not_worse
+
+    (project / "sweep.yaml").write_text(
+        "experiment: sweep-evidence\n"
+        "data: {name: dvc, path: data/activity.csv, target: activity, group: subject, time: timestamp}\n"
+        "split: {name: stratified_kfold, n_splits: 5, shuffle: true, seed: 0, repeats: 2}\n"
+        "model: {name: decision_tree}\n"
+        "sweep: {grid: {model.max_depth: [1, 4, null]}}\n")
+    out = run_cli("run", "sweep.yaml", cwd=project, env={"PREFECT_API_URL": prefect_api})
+    assert out.returncode == 0, out.stderr
+    assert "vs best" in out.stdout and "worse (p" in out.stdout
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sweep-evidence")
+    sweep = next(r for r in client.search_runs([exp.experiment_id]) if "scribbles.sweep" in r.data.tags)
+    table = json.loads(Path(client.download_artifacts(sweep.info.run_id, "trials.json", str(project))).read_text())
+    assert table[0]["not_worse"] is True and table[0]["assignment"]["model.max_depth"] != 1
+    stump = next(t for t in table if t["assignment"]["model.max_depth"] == 1)
+    assert stump["not_worse"] is False and stump["p_vs_best"] < 0.05
+    best_folds = folds_of(client, table[0]["run_id"])
+    n = len(project.joinpath("data", "activity.csv").read_text().splitlines()) - 1
+    for trial in table[1:]:
+        folds = folds_of(client, trial["run_id"])
+        assert len(folds) == 10
+        expected = not_worse(np.array([f.data.metrics["accuracy"] for f in best_folds]),
+                             np.array([f.data.metrics["accuracy"] for f in folds]), n * 0.8, n * 0.2, True)
+        assert trial["not_worse"] is expected

@@ -48,6 +48,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _versus_best(trial: dict[str, Any], rank: int) -> str:
+    """``best``, ``= (p 0.41)``, ``worse (p 0.003)`` or ``?`` (not paired: other folds)."""
+    if rank == 1:
+        return "best"
+    mark = trial.get("not_worse")
+    if mark is None:
+        return "?"
+    p = trial.get("p_vs_best")
+    return f"{'=' if mark else 'worse'} (p {p:.2g})" if p is not None else ("=" if mark else "worse")
+
+
 def print_sweep(out: Any, result: dict[str, Any]) -> None:
     """The trials ranked by the sweep's metric: rank, assignment, mean ± std (plain and TTA), run id."""
     from rich.table import Table
@@ -55,7 +66,7 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
     name = result["rank_by"]
     table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
     paths = list(result["trials"][0]["assignment"]) if result["trials"] else []
-    for header in ("rank", *paths, name, f"{name} (TTA)", "run"):
+    for header in ("rank", *paths, name, f"{name} (TTA)", "vs best", "run"):
         table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
@@ -63,9 +74,12 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
             str(rank), *(str(trial["assignment"][p]) for p in paths),
             f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
             f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
+            _versus_best(trial, rank),
             trial.get("links", {}).get("mlflow_run_id", "")[:8],
         )
     out.print(table)
+    out.print("vs best: = not significantly worse than the best trial (corrected paired t-test on the same "
+              "folds, one-sided, alpha 0.05, p two-sided shown); worse: significantly worse; ?: folds differ")
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
     if cached:
         out.print(f"{cached} trial folds reused from earlier identical runs")

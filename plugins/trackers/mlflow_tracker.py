@@ -339,7 +339,9 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(self.sweep_id, str(path))
 
     def _end_sweep(self, ctx: RunEndContext) -> None:
+        # not_worse: not significantly worse than the best trial on the same folds (None: folds differ).
         table = [{"rank": rank, "trial": t["trial"], "assignment": t["assignment"], "summary": t["summary"],
+                  "not_worse": t.get("not_worse"), "p_vs_best": t.get("p_vs_best"),
                   "run_id": t.get("links", {}).get("mlflow_run_id")} for rank, t in enumerate(ctx.trials, 1)]
         self.client.log_dict(self.sweep_id, table, "trials.json")
         self._log_metrics(self.sweep_id, ctx.summary)
