@@ -284,6 +284,9 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         outputs = read_outputs(result)
         artifacts = {} if reuse.mode == "resumed" else {
             "result": write_result(work / "results", fold.index, result.metrics, result.history)}
+        groups = fold_task.group_folder(job.out, fold.index) / "group_metrics.csv"
+        if not reuse.mode and groups.exists():
+            artifacts["group_metrics"] = groups
         hook.scribbles_fold_end(ctx=FoldEndContext(
             run, fold.index, result.metrics, artifacts=artifacts, model=outputs.get("model"),
             input_example=outputs.get("input_example"), y_true=outputs.get("y_true"), y_pred=outputs.get("y_pred"),

@@ -63,13 +63,16 @@ def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: st
     out = run_cli("compare", a, b, "--json", "--rope", "0.01", cwd=project, env=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["folds"] == 3 and [r["metric"] for r in report["results"]] == ["accuracy", "f1_macro", "log_loss"]
+    names = ["accuracy", "f1_macro", "log_loss"]
+    assert report["folds"] == 3
+    assert [r["metric"] for r in report["results"]] == [*names, *(f"{m}_worst_group" for m in names)]
     n = len(project.joinpath("data", "activity.csv").read_text().splitlines()) - 1
     for result in report["results"]:
         name = result["metric"]
         ours = compare_paired(name, np.array([f.data.metrics[name] for f in folds_a]),
                               np.array([f.data.metrics[name] for f in folds_b]),
-                              n_train=n * 2 / 3, n_test=n / 3, rope=0.01, greater_is_better=name != "log_loss")
+                              n_train=n * 2 / 3, n_test=n / 3, rope=0.01,
+                              greater_is_better=not name.startswith("log_loss"))
         assert result["mean_diff"] == pytest.approx(ours.mean_diff)
         assert result["p"] == pytest.approx(ours.p, rel=1e-3)  # fold sizes differ by a row at most
         assert result["wilcoxon_p"] == pytest.approx(ours.wilcoxon_p)
@@ -87,6 +90,28 @@ def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: st
     assert negative.returncode == 2 and "--rope" in negative.stderr
     one = run_cli("compare", a, cwd=project, env=env)
     assert one.returncode == 2 and "two run ids" in one.stderr
+
+
+def test_each_fold_reports_its_groups_and_the_worst(project: Path, prefect_api: str) -> None:
+    """With a group column, each fold run holds group_metrics.csv (one row per valid subject) and
+    `{metric}_worst_group` equal to that table's worst value; the parent has its fold mean."""
+    import pandas as pd
+
+    parent = experiment(knn("experiment=groups"))["links"]["mlflow_run_id"]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    for fold in folds_of(client, parent):
+        path = client.download_artifacts(fold.info.run_id, "group_metrics.csv", str(project / "dl"))
+        table = pd.read_csv(path)
+        report = json.loads(Path(client.download_artifacts(fold.info.run_id, "fold_report.json",
+                                                           str(project / "dl"))).read_text())
+        assert table["rows"].sum() == report["valid_rows"] and len(table) == report["valid_groups"]
+        metrics = fold.data.metrics
+        assert metrics["accuracy_worst_group"] == pytest.approx(table["accuracy"].min())
+        assert metrics["log_loss_worst_group"] == pytest.approx(table["log_loss"].max())
+        assert metrics["accuracy_worst_group"] <= metrics["accuracy"]
+        overall = (table["accuracy"] * table["rows"]).sum() / table["rows"].sum()
+        assert overall == pytest.approx(metrics["accuracy"])  # the groups partition the valid rows
+    assert "accuracy_worst_group_mean" in client.get_run(parent).data.metrics
 
 
 def test_repeated_cv_runs_every_repeat_and_pairs_all_folds(project: Path, prefect_api: str) -> None:
