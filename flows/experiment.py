@@ -454,23 +454,44 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
     }
 
 
+def promote_after(result: dict[str, Any], alias: str) -> dict[str, Any]:
+    """Promote a finished run to ``alias`` when the evidence allows; what happened, never an exception
+    for a run that is simply not better (a scheduled run goes on either way)."""
+    from .promote import NotBetter, promote
+
+    run_id = result.get("links", {}).get("mlflow_run_id")
+    if not run_id:
+        return {"promoted": False, "reason": "no MLflow tracker: nothing to register"}
+    try:
+        done = promote(run_id, alias)
+    except NotBetter as exc:
+        print(f"not promoted to @{alias}: {exc}", flush=True)
+        return {"promoted": False, "reason": str(exc)}
+    print(f"promoted to @{alias}: {done.model} version {done.version}", flush=True)
+    return {"promoted": True, "model": done.model, "version": done.version, "evidence": done.evidence}
+
+
 @flow(name="scribbles-experiment", validate_parameters=False)
 def experiment(
     config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
-    force: bool = False, resume: str | None = None,
+    force: bool = False, resume: str | None = None, promote: str | None = None,
 ) -> dict[str, Any]:
     """Run one experiment (or every trial of its sweep) from a config mapping; per-fold metrics and summary.
 
     ``allow_dirty`` reads data that differ from what DVC records (the run is tagged
     ``scribbles.allow_dirty``); ``tags`` are added to the run's tags (``scribbles.rerun_of``, say);
     ``force`` trains every fold even when an identical earlier fold could be reused; ``resume`` is the
-    MLflow run id of a stopped parent run to finish in place.
+    MLflow run id of a stopped parent run to finish in place; ``promote`` is a registry alias the run
+    takes when it is significantly better than the alias's holder (``scribbles serve --promote``).
     """
     parsed = parse_config(config)
     try:
         if parsed.sweep is not None:
             return run_sweep(parsed, allow_dirty, tags, force)
         continues = {"mlflow_run_id": resume} if resume else None
-        return run_one(config, allow_dirty, tags, force, continues)
+        result = run_one(config, allow_dirty, tags, force, continues)
+        if promote:
+            result["promotion"] = promote_after(result, promote)
+        return result
     finally:
         fold_task.forget()

@@ -38,6 +38,13 @@ def knn(*overrides: str) -> dict:
     return load_config(REPO / "configs" / "activity-knn.yaml", [*KNN, *overrides]).model_dump(mode="json")
 
 
+def stump_config() -> dict:
+    """A depth-1 decision tree on the same folds as ``knn("experiment=promoted")``: clearly worse."""
+    config = knn("experiment=promoted")
+    config["model"] = {"name": "decision_tree", "max_depth": 1}
+    return config
+
+
 def folds_of(client: MlflowClient, parent_id: str) -> list:
     exp = client.get_run(parent_id).info.experiment_id
     runs = client.search_runs([exp], f"tags.\"mlflow.parentRunId\" = '{parent_id}'")
@@ -185,3 +192,58 @@ def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path,
         expected = not_worse(np.array([f.data.metrics["accuracy"] for f in best_folds]),
                              np.array([f.data.metrics["accuracy"] for f in folds]), n * 0.8, n * 0.2, True)
         assert trial["not_worse"] is expected
+
+
+def test_promote_registers_the_fold_ensemble_only_when_better(project: Path, prefect_api: str) -> None:
+    """First promotion takes the alias; the served ensemble averages the fold models' probabilities; a
+    worse run is refused (exit 1, nothing registered) unless --force, which is recorded; a run on other
+    folds is refused; a scheduled run's promotion (the flow's `promote`) refuses a run that is no better."""
+    import mlflow.pytorch
+    import torch
+
+    env = {"PREFECT_API_URL": prefect_api}
+    good = experiment(knn("experiment=promoted"))["links"]["mlflow_run_id"]
+    stump = experiment(stump_config())["links"]["mlflow_run_id"]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+    first = run_cli("promote", good, "--alias", "champion", "--json", cwd=project, env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["version"] == "1"
+    version = client.get_model_version_by_alias("promoted", "champion")
+    assert version.run_id == good and version.tags["scribbles.run_id"] == good
+    parent = client.get_run(good)
+    for tag in ("scribbles.data_version", "scribbles.split_fingerprint"):
+        assert version.tags[tag] == parent.data.tags[tag]
+    assert version.tags["scribbles.members"] == "3" and version.tags["scribbles.forced"] == "false"
+    assert version.source.startswith("models:/")  # a logged model of the run: its "Logged models" tab
+    assert client.get_logged_model(version.source.removeprefix("models:/")).source_run_id == good
+
+    served = mlflow.pytorch.load_model("models:/promoted@champion")
+    frame = __import__("pandas").read_csv(project / "data" / "activity.csv")
+    rows = torch.tensor(frame.drop(columns=["activity", "subject", "timestamp"]).to_numpy()[:7], dtype=torch.float32)
+    members = [mlflow.pytorch.load_model(client.download_artifacts(f.info.run_id, "model", str(project / f"m{i}")))
+               for i, f in enumerate(folds_of(client, good))]
+    expected = torch.stack([m(rows).softmax(-1) for m in members]).mean(0)
+    assert torch.allclose(served(rows).softmax(-1), expected, atol=1e-6)
+
+    refused = run_cli("promote", stump, "--alias", "champion", cwd=project, env=env)
+    assert refused.returncode == 1 and "not significantly better" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(client.search_model_versions("name = 'promoted'")) == 1
+    forced = run_cli("promote", stump, "--alias", "champion", "--force", cwd=project, env=env)
+    assert forced.returncode == 0, forced.stderr
+    holder = client.get_model_version_by_alias("promoted", "champion")
+    assert holder.run_id == stump and holder.tags["scribbles.forced"] == "true"
+    test = json.loads(holder.tags["scribbles.test"])
+    assert test["holder_run"] == good and test["p_one_sided"] > 0.5 and test["metric"] == "accuracy"
+
+    elsewhere = experiment(knn("experiment=promoted", "split.seed=3"))["links"]["mlflow_run_id"]
+    other = run_cli("promote", elsewhere, "--alias", "champion", cwd=project, env=env)
+    assert other.returncode == 1 and "not scored on the same folds" in other.stderr
+    # What `scribbles serve --promote` runs after each scheduled run: the same config again is no better.
+    again = experiment(stump_config(), promote="champion")
+    assert again["promotion"]["promoted"] is False and "not significantly better" in again["promotion"]["reason"]
+    for bad, field in ((["--alias", "v2"], "--alias"), (["--alias", "champion", "--alpha", "2"], "--alpha")):
+        out = run_cli("promote", good, *bad, cwd=project, env=env)
+        assert out.returncode == 2 and out.stderr.startswith(f"error: {field}"), out.stderr
+    assert len(client.search_model_versions("name = 'promoted'")) == 2
