@@ -132,12 +132,14 @@ def ensemble_folder(mlflow: Any, run: Any, out: Path) -> tuple[Path, int]:
 
 def register(mlflow: Any, run: Any, folder: Path, name: str, alias: str, tags: dict[str, str]) -> str:
     """The ensemble as a logged model of ``run`` and a new version of ``name`` holding ``alias``; its version."""
+    from mlflow.entities import LoggedModelOutput
     from mlflow.exceptions import MlflowException
 
     logged = mlflow.create_logged_model(run.info.experiment_id, name="fold-ensemble", source_run_id=run.info.run_id,
                                         tags=tags, model_type="scribbles fold ensemble")
     mlflow.log_model_artifacts(logged.model_id, str(folder))
     mlflow.finalize_logged_model(logged.model_id, "READY")
+    mlflow.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
     try:
         mlflow.create_registered_model(name, description=f"Models of the scribbles experiment {name!r}")
     except MlflowException as exc:

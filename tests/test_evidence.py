@@ -121,6 +121,47 @@ def test_each_fold_reports_its_groups_and_the_worst(project: Path, prefect_api: 
     assert "accuracy_worst_group_mean" in client.get_run(parent).data.metrics
 
 
+def test_mlflow_ui_gets_model_training_view_logged_model_and_readable_plots(project: Path, prefect_api: str) -> None:
+    """The experiment opens in the model-training view (a user's own choice kept); the parent's model is
+    one of its logged models and loads; the confusion matrix is full size with counts and rates; the
+    grouped fold timeline draws one block of valid groups per fold, not an even tint."""
+    import matplotlib.image
+    import mlflow.pytorch
+    from scribbles.core import Dataset, create
+    from scribbles.core.guard import guarded_folds
+    from scribbles.flows.plots import fold_timeline
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    client.create_experiment("chosen", tags={"mlflow.experimentKind": "genai_development"})
+    parent = experiment(knn("experiment=ui-view"))["links"]["mlflow_run_id"]
+    experiment(knn("experiment=chosen"))
+    assert client.get_experiment_by_name("ui-view").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment_by_name("chosen").tags["mlflow.experimentKind"] == "genai_development"
+    run = client.get_run(parent)
+    (output,) = run.outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert logged.source_run_id == parent and str(logged.status) in ("READY", "LoggedModelStatus.READY")
+    assert run.data.tags["scribbles.logged_model"] == output.model_id
+    assert mlflow.pytorch.load_model(f"models:/{output.model_id}") is not None
+
+    picture = matplotlib.image.imread(client.download_artifacts(parent, "plots/confusion_matrix.png",
+                                                                str(project / "ui")))
+    assert picture.shape[1] >= 800 and picture.shape[0] >= 450  # was about 250 px
+
+    frame = __import__("pandas").read_csv(project / "data" / "activity.csv")
+    dataset = Dataset(frame, "activity", ["x"], group="subject", time="timestamp")
+    folds = guarded_folds(create("splitter", "group_kfold", n_splits=3), dataset)
+    image = matplotlib.image.imread(fold_timeline(dataset, folds, project / "ui" / "timeline.png", "group_kfold"))
+    orange = np.all(np.abs(image[..., :3] - np.array([0xF5, 0x85, 0x18]) / 255) < 0.02, axis=-1)
+    assert orange.any()  # an even tint (the old drawing of a grouped split) has no pure valid colour
+    starts = set()
+    for row in np.flatnonzero(orange.sum(1) > 0.2 * orange.sum(1).max()):
+        columns = np.flatnonzero(orange[row])
+        assert columns.max() - columns.min() + 1 == len(columns)  # one block: groups drawn whole, in order
+        starts.add(int(columns.min()) // 10)
+    assert len(starts) >= 3  # each fold's block elsewhere along the groups
+
+
 def test_repeated_cv_runs_every_repeat_and_pairs_all_folds(project: Path, prefect_api: str) -> None:
     """`split.repeats: 2` on 3-fold k-fold: 6 fold runs named by repeat and fold, each repeat a
     different shuffle, and compare pairs all 6."""

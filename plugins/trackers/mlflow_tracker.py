@@ -52,6 +52,11 @@ FLUSH_S = 10.0
 ERROR_DRAIN_S = 20.0
 
 
+#: The experiment tag MLflow 3's UI reads to choose its view; without it an experiment opens in the GenAI
+#: view, where fold runs are hidden until the user switches. "custom_model_development" is "model training".
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
@@ -67,15 +72,16 @@ def experiment_id(client: Any, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    try:
-        return str(client.create_experiment(name))
-    except MlflowException:  # another run created it between the two calls
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return str(found.experiment_id)
+    if found is None:
+        try:
+            found = client.get_experiment(client.create_experiment(name, tags={KIND_TAG: MODEL_TRAINING}))
+        except MlflowException:  # another run created it between the two calls
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if KIND_TAG not in found.tags:  # made by an older scribbles, or by hand: the user's own choice stays
+        client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_TRAINING)
+    return str(found.experiment_id)
 
 
 def fold_name(tags: dict[str, str], index: int) -> str:
@@ -255,7 +261,7 @@ class MlflowTracker(Tracker):
 
     def _log_model(self) -> None:
         """The highest fold's model on the parent: saved here, or taken from the run a reused fold came from."""
-        from mlflow.entities import RunTag
+        from mlflow.entities import LoggedModelOutput, RunTag
 
         if not self.models:
             return
@@ -264,7 +270,14 @@ class MlflowTracker(Tracker):
         folder = Path(value) if where == "folder" else Path(
             self.client.download_artifacts(value, "model", str(self.tmp / "reused-model")))
         self.client.log_artifacts(self.parent_id, str(folder), "model")
-        tags = [RunTag("scribbles.model_flavour", "pytorch"), RunTag("scribbles.model_fold", str(index))]
+        # Also a logged model of the parent run: MLflow 3's UI lists it under the run's "Logged models".
+        logged = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=self.parent_id,
+                                                 tags={"scribbles.model_fold": str(index)}, model_type="pytorch")
+        self.client.log_model_artifacts(logged.model_id, str(folder))
+        self.client.finalize_logged_model(logged.model_id, "READY")
+        self.client.log_outputs(self.parent_id, [LoggedModelOutput(logged.model_id, step=0)])
+        tags = [RunTag("scribbles.model_flavour", "pytorch"), RunTag("scribbles.model_fold", str(index)),
+                RunTag("scribbles.logged_model", logged.model_id)]
         self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
 
     def _log_fold_report(self) -> None:
