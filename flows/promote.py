@@ -153,13 +153,13 @@ def register(mlflow: Any, run: Any, folder: Path, name: str, alias: str, tags: d
     return str(version.version)
 
 
-def check_alias(alias: str) -> None:
+def check_alias(alias: str, field: str = "--alias") -> None:
     """BadInput for an alias MLflow would refuse (``v3`` is reserved for versions; letters, digits, - and _)."""
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", alias) or re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
-        raise BadInput(f"--alias: {alias!r} is not a usable alias; letters, digits, '-' and '_', not 'latest' nor "
-                       "v<number> (those name versions), e.g. --alias champion")
+        raise BadInput(f"{field}: {alias!r} is not a usable alias; letters, digits, '-' and '_', not 'latest' nor "
+                       f"v<number> (those name versions), e.g. {field} champion")
 
 
 def promote(run_id: str, alias: str, alpha: float = 0.05, force: bool = False, metric: str | None = None,

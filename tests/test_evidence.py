@@ -288,3 +288,11 @@ def test_promote_registers_the_fold_ensemble_only_when_better(project: Path, pre
         out = run_cli("promote", good, *bad, cwd=project, env=env)
         assert out.returncode == 2 and out.stderr.startswith(f"error: {field}"), out.stderr
     assert len(client.search_model_versions("name = 'promoted'")) == 2
+
+
+def test_serve_promote_with_a_bad_alias_is_refused_before_serving(project: Path, prefect_api: str) -> None:
+    """`serve --promote v1`: exit 2 naming --promote, before any server, schedule or run."""
+    (project / "serve.yaml").write_text((REPO / "configs" / "activity-knn.yaml").read_text())
+    out = run_cli("serve", "serve.yaml", "--interval", "60", "--promote", "v1", cwd=project,
+                  env={"PREFECT_API_URL": prefect_api}, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("error: --promote: 'v1'"), out.stderr

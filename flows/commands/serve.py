@@ -21,7 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.promote is not None:
         from ..promote import check_alias
 
-        check_alias(args.promote)
+        check_alias(args.promote, "--promote")
     config = checked_config(args)
     when = f"on cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     out = console()
