@@ -90,7 +90,7 @@ def summarise(metrics: list[dict[str, float]]) -> dict[str, float]:
     """Mean and standard deviation across folds of every final metric."""
     summary: dict[str, float] = {}
     for name in metrics[0]:
-        values = np.array([m[name] for m in metrics])
+        values = np.array([m[name] for m in metrics if name in m])  # a fold kept from older code may lack one
         summary[f"{name}_mean"] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     return summary

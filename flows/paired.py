@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from scribbles.core import BadInput
-from scribbles.core.fingerprint import TAGS, differences
+from scribbles.core.fingerprint import differences
 from scribbles.core.stats import Paired, compare_paired, not_worse
 
 #: Where a run records which of its metrics are better when greater.
@@ -100,11 +100,6 @@ def paired(mlflow: Any, run_a: Any, run_b: Any, metrics: list[str] | None = None
                        direction(name, a.directions))
         for name in chosen
     ]
-
-
-def fingerprint_of(run: Any) -> str:
-    """The run's split fingerprint tag ('' when it has none)."""
-    return str(run.data.tags.get(TAGS["fingerprint"], ""))
 
 
 #: Significance level of the sweep's "not significantly worse than the best" mark.
