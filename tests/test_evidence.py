@@ -95,6 +95,10 @@ def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: st
     assert unknown.returncode == 2 and "--metric: 'auc'" in unknown.stderr and "accuracy" in unknown.stderr
     negative = run_cli("compare", a, b, "--rope", "-1", cwd=project, env=env)
     assert negative.returncode == 2 and "--rope" in negative.stderr
+    recent = json.loads(run_cli("compare", "--experiment", "evidence", "--json", cwd=project, env=env).stdout)
+    assert {r["run_id"]: r["split_fingerprint"] for r in recent["runs"]}[b] == fingerprint
+    listing = run_cli("compare", "--experiment", "evidence", cwd=project, env=env)
+    assert listing.returncode == 0 and fingerprint[:8] in listing.stdout, listing.stderr
     one = run_cli("compare", a, cwd=project, env=env)
     assert one.returncode == 2 and "two run ids" in one.stderr
 

@@ -106,6 +106,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ("data", [row["data_version"][:8] + (" dirty" if row["allow_dirty"] else "") for row in rows]),
         ("commit", [row["git_commit"][:8] + ("+dirty" if row["git_commit"].endswith("+dirty") else "")
                     for row in rows]),
+        # Equal here: the same folds, so `scribbles compare RUN_A RUN_B` can pair them.
+        ("folds", [row["split_fingerprint"][:8] or "-" for row in rows]),
     ]
     if any(row["rerun_of"] for row in rows):
         lineage.append(("rerun of", [(row["rerun_of"] or "")[:8] for row in rows]))
