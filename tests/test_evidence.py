@@ -107,8 +107,15 @@ def test_each_fold_reports_its_groups_and_the_worst(project: Path, prefect_api: 
     """With a group column, each fold run holds group_metrics.csv (one row per valid subject) and
     `{metric}_worst_group` equal to that table's worst value; the parent has its fold mean."""
     import pandas as pd
+    from rich.console import Console
+    from scribbles.flows.commands.run import print_results
 
-    parent = experiment(knn("experiment=groups"))["links"]["mlflow_run_id"]
+    result = experiment(knn("experiment=groups"))
+    parent = result["links"]["mlflow_run_id"]
+    console = Console(record=True, width=100)
+    print_results(console, result)
+    worst = np.array([f["accuracy_worst_group"] for f in result["folds"]])
+    assert f"worst group's accuracy: {worst.mean():.4f} ± {worst.std():.4f} over 3 folds" in console.export_text()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     for fold in folds_of(client, parent):
         path = client.download_artifacts(fold.info.run_id, "group_metrics.csv", str(project / "dl"))

@@ -127,6 +127,9 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key) for f in folds], signed=True)})"
             )
+        worst = [f[f"{name}_worst_group"] for f in folds if f"{name}_worst_group" in f]
+        if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
+            out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
     for note in result.get("reuse", []):
         what = {"cached": "reused", "resumed": "kept"}.get(note["mode"], "trained")
         out.print(f"fold {note['fold']} {what}: {note['reason']}")
