@@ -21,6 +21,7 @@ from .contracts import (
 )
 from .errors import ConfigError
 from .registry import Registry
+from .repeats import with_repeats
 
 
 @dataclass
@@ -105,7 +106,9 @@ def _dump_transform(transform: TTATransform) -> dict[str, Any]:
 def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     """Every technique of ``config`` built from the registry; a ConfigError names the first bad field."""
     data = _build(registry, "data", config.data, "data")
-    splitter = _build(registry, "splitter", config.split, "split")
+    split_section = dict(config.split)
+    repeats = split_section.pop("repeats", 1)
+    splitter = with_repeats(_build(registry, "splitter", split_section, "split"), repeats)
     model = _build(registry, "model", config.model, "model")
     loss = _build(registry, "loss", config.loss, "loss")
     kind = data.kind
@@ -144,7 +147,7 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     resolved = {
         "experiment": config.experiment,
         "data": _dump(data),
-        "split": _dump(splitter),
+        "split": {**_dump(splitter), **({"repeats": repeats} if repeats != 1 else {})},
         "model": _dump(model),
         "loss": _dump(loss),
         "train": {**config.train.model_dump(mode="json"), "strategy": strategy.name},

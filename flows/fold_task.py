@@ -22,6 +22,7 @@ import torch
 from scribbles.core import BadInput, Dataset, Fold, ModelSpec, Plan, Registry, registry_for, resolve
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
+from scribbles.core.groups import by_group, write_groups
 from scribbles.core.guard import guarded_folds
 from scribbles.core.pretraining import model_builder
 
@@ -205,6 +206,11 @@ def run_job(job: FoldJob) -> FoldResult:
         mode=tta.mode if tta else "auto",
     )
     metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
+    if dataset.group and dataset.group in dataset.frame.columns:  # per-group results and the worst group
+        table, worst = by_group(plan.metrics, valid[1].numpy(), probs.plain,
+                                dataset.frame[dataset.group].to_numpy()[fold.valid])
+        write_groups(table, group_folder(job.out, fold.index))
+        metrics.update(worst)
     # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
     example = dataset.inputs(fold.valid[:5]).reshape(min(5, len(fold.valid)), -1)
     module = isinstance(result.model, torch.nn.Module)
@@ -214,3 +220,8 @@ def run_job(job: FoldJob) -> FoldResult:
                             valid[1].numpy(), probs.plain.argmax(1))
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
+
+
+def group_folder(out: str, index: int) -> Path:
+    """Where fold ``index`` of a job writing to ``out`` leaves its ``group_metrics.csv``."""
+    return Path(out) / f"groups-{index}"

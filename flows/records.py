@@ -92,6 +92,7 @@ def compare(runs: list[Any]) -> dict[str, Any]:
             "start_time": run.info.start_time,
             "data_version": tags.get(LINEAGE_TAG, ""),
             "git_commit": tags.get("scribbles.git_commit", ""),
+            "split_fingerprint": tags.get("scribbles.split_fingerprint", ""),
             "rerun_of": tags.get("scribbles.rerun_of"),
             "allow_dirty": tags.get("scribbles.allow_dirty") == "true",
             "params": {k: run.data.params.get(k) for k in differing},

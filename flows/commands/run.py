@@ -49,6 +49,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _versus_best(trial: dict[str, Any], rank: int) -> str:
+    """``best``, ``= (p 0.41)``, ``worse (p 0.003)`` or ``?`` (not paired: other folds)."""
+    if rank == 1:
+        return "best"
+    mark = trial.get("not_worse")
+    if mark is None:
+        return "?"
+    p = trial.get("p_vs_best")
+    return f"{'=' if mark else 'worse'} (p {p:.2g})" if p is not None else ("=" if mark else "worse")
+
+
 def print_sweep(out: Any, result: dict[str, Any]) -> None:
     """The trials ranked by the sweep's metric: rank, assignment, mean ± std (plain and TTA), run id."""
     from rich.table import Table
@@ -56,18 +67,21 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
     name = result["rank_by"]
     table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
     paths = list(result["trials"][0]["assignment"]) if result["trials"] else []
-    for header in ("rank", *paths, name, f"{name} (TTA)", "run"):
+    for header in ("rank", *paths, name, f"{name} (TTA)", "vs best", "run"):
         table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
         if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
-            scores = ["failed", "-"]
+            scores = ["failed", "-", "-"]
         else:
             scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
-                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}"]
+                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
+                      _versus_best(trial, rank)]
         table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
                       trial.get("links", {}).get("mlflow_run_id", "")[:8])
     out.print(table)
+    out.print("vs best: = not significantly worse than the best trial (corrected paired t-test on the same "
+              "folds, one-sided, alpha 0.05, p two-sided shown); worse: significantly worse; ?: folds differ")
     for trial in result["trials"]:
         if "failed" in trial:
             out.print(f"trial {trial['trial']} failed: {trial['failed']}", markup=False)
@@ -118,6 +132,9 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key) for f in folds], signed=True)})"
             )
+        worst = [f[f"{name}_worst_group"] for f in folds if f"{name}_worst_group" in f]
+        if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
+            out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
     for note in result.get("reuse", []):
         what = {"cached": "reused", "resumed": "kept"}.get(note["mode"], "trained")
         out.print(f"fold {note['fold']} {what}: {note['reason']}")

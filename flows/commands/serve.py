@@ -16,6 +16,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.cron is not None:
         check_cron(args.cron)
+    if args.promote is not None:
+        from ..promote import check_alias
+
+        check_alias(args.promote, "--promote")
     config = checked_config(args)
     when = f"on cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     out = console()
@@ -28,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with sigterm_as_interrupt():
             serve(config, cron=args.cron, interval=args.interval, overlap=args.overlap,
-                  allow_dirty=args.allow_dirty)
+                  allow_dirty=args.allow_dirty, promote=args.promote)
     except KeyboardInterrupt:
         pass
     out.print("stopped serving")
@@ -57,4 +61,7 @@ def add_parser(verbs: Any) -> None:
                        help="a run due while the previous one still runs: skip it (default) or queue it")
     serve.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value")
     serve.add_argument("--allow-dirty", action="store_true", help="run on data that differ from what DVC records")
+    serve.add_argument("--promote", metavar="ALIAS",
+                       help="after each run, register it under this registry alias when significantly better "
+                            "than the alias's holder (see `scribbles promote`)")
     serve.set_defaults(func=cmd_serve)
