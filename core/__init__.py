@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import ExperimentConfig, TrainConfig, load_config
+from .config import ExperimentConfig, Seed, TrainConfig, Width, load_config
 from .context import (
     EpochContext,
     FoldContext,
@@ -59,6 +59,7 @@ __all__ = [
     "RunEndContext",
     "RunErrorContext",
     "ScribblesError",
+    "Seed",
     "Splitter",
     "Strategy",
     "TTATransform",
@@ -67,6 +68,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "View",
+    "Width",
     "create",
     "default_registry",
     "hookimpl",

@@ -8,16 +8,20 @@ state_dict and the optimizer state keyed by parameter name (``torch.distributed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import TrainConfig
+from .errors import ScribblesError, ScribblesWarning
 
 #: Fields of ``train`` that change how a run is carried out, not what it computes.
 OPERATIONAL_FIELDS = frozenset({"timeout", "restarts", "checkpoint_dir", "rdzv_endpoint", "threads", "device"})
@@ -27,20 +31,83 @@ def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``.
 
     A reader (or a restarted worker) sees the previous checkpoint or the new one, never half of one.
+    When the write fails (a full disk: torch reports it as a RuntimeError from its zip writer) the
+    temporary file is removed and the error is one ScribblesError naming the folder and the fix.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        for attempt in range(3):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as handle:
+                    torch.save(obj, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                # The folder went away under us: an identical job (same key, another run) finished and
+                # removed it. Make it again; a third loss in a row is a real problem, reported below.
+                if attempt == 2:
+                    raise
+    except (OSError, RuntimeError) as exc:
+        _remove(tmp)
+        raise ScribblesError(f"train.checkpoint_dir: cannot write the checkpoint {path} ({_reason(exc, path)}); "
+                             "free space there or point train.checkpoint_dir at another disk") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """Why a write failed, in words: the OS's reason, or the space left when torch hides it."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return " ".join(str(exc).split())[:120]
+    return f"{free // 2**20} MiB free on that disk" if free < 2**30 else " ".join(str(exc).split())[:120]
 
 
 def load(source: Path | bytes) -> dict[str, Any]:
     """A checkpoint from a file or its bytes, with ``weights_only=True`` (no code runs)."""
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     return torch.load(handle, map_location="cpu", weights_only=True)
+
+
+def load_or_set_aside(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``; None when there is none, or when it cannot be loaded.
+
+    A checkpoint cut short (a full disk, a machine that stopped mid-rename on a filesystem without
+    atomic renames) would otherwise fail every later run of the same config. It is renamed to
+    ``<name>.unloadable`` (kept for inspection, never read again) with a warning, and the fold trains
+    from the start.
+    """
+    try:
+        saved = load(path)
+        if not isinstance(saved, dict) or not {"epoch", "history"} <= saved.keys():
+            raise ValueError("it lacks the epoch and history a checkpoint holds")
+        return saved
+    except FileNotFoundError:  # none, or removed just now by an identical job that finished
+        return None
+    except Exception as exc:  # torch reports a damaged file in several ways (RuntimeError, EOFError, ...)
+        aside = path.with_name(path.name + ".unloadable")
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        warnings.warn(f"checkpoint {path} cannot be loaded ({reason}); set aside as {aside.name}, "
+                      "the fold trains from the start", CheckpointWarning, stacklevel=2)
+        return None
+
+
+class CheckpointWarning(ScribblesWarning):
+    """A checkpoint was set aside; training starts over."""
 
 
 def run_key(config: TrainConfig, strategy: str, *parts: Any) -> str:

@@ -226,6 +226,13 @@ class Times:
         return int(pd.Timedelta(amount).value)
 
 
+def to_instants(series: pd.Series) -> pd.Series:
+    """Timestamps as UTC instants: ``+01:00`` and ``+02:00`` around a daylight-saving switch are two
+    increasing instants, not "mixed time zones"; timestamps without an offset are read as UTC.
+    """
+    return pd.to_datetime(series, utc=True)
+
+
 def read_times(dataset: Dataset, column: str | None = None) -> Times:
     """The time column (``dataset.time`` unless ``column``) read as datetimes or numbers."""
     name = column or dataset.time
@@ -239,14 +246,13 @@ def read_times(dataset: Dataset, column: str | None = None) -> Times:
         is_datetime = False
     else:
         try:
-            parsed = pd.to_datetime(series)
-        except (ValueError, TypeError) as exc:
+            parsed = to_instants(series)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise BadInput(
                 f"data.time: column {name!r} cannot be read as timestamps ({str(exc).splitlines()[0]}); "
                 f"use ISO dates like 2026-01-31 12:00"
             ) from None
-        if parsed.dt.tz is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        parsed = parsed.dt.tz_localize(None)  # UTC instants as naive datetimes, ordered as the instants
         nat = parsed.isna().to_numpy()
         _no_missing(np.where(nat, -1, 0), name, "time")
         values = parsed.to_numpy().astype("datetime64[ns]").view(np.int64)

@@ -6,13 +6,23 @@ Only ``data`` and ``split`` are required; everything else has a default that wor
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .yaml_reader import clip, read_text, safe_load
+
+#: The largest seed every consumer takes: numpy's RandomState wants 0 <= seed < 2**32 (torch takes 2**64).
+SEED_MAX = 2**32 - 1
+#: A seed numpy and torch both accept; an error names the field before any work instead of deep in a fold.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="seed, 0 to 2**32 - 1")]
+#: A layer width, a channel count or a shape dimension: at least 1.
+Width = Annotated[int, Field(ge=1)]
+#: Integers beyond int64 fit no numpy or torch array; a config never needs one.
+INT_LIMIT = 2**63
 
 
 class _Strict(BaseModel):
@@ -44,7 +54,7 @@ class TrainConfig(_Strict):
         "default 0.75 for full, 1 for selective",
     )
     grad_accumulation: int = Field(1, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     timeout: float = Field(1800.0, gt=0, description="seconds before a stalled worker fails the run")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(
@@ -113,7 +123,7 @@ class SweepConfig(_Strict):
     grid: dict[str, list[Any]] | None = None
     random: dict[str, list[Any] | RandomRange] | None = None
     trials: int | None = Field(None, ge=1, description="random draws (random sweeps only)")
-    seed: int = 0
+    seed: Seed = 0
     rank_by: str | None = Field(None, description="metric ranking the trials; default the first metric")
 
 
@@ -150,22 +160,9 @@ class ExperimentConfig(_Strict):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file, or a ConfigError naming the file and the problem."""
+    """The mapping in a YAML file, or a ConfigError naming the file and the problem (reading is bounded)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; pass the path to a YAML config")
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory; pass the path to a YAML config file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = safe_load(read_text(path), str(path))
     if raw is None:
         raise ConfigError(f"{path} is empty; a config needs at least data: and split: sections")
     if not isinstance(raw, dict):
@@ -180,11 +177,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} must look like key.path=value, e.g. train.epochs=3")
+            raise ConfigError(f"--set {clip(item)} must look like key.path=value, e.g. train.epochs=3")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
+            value = safe_load(text, f"--set {key.strip()}") if text.strip() else ""
+        except ConfigError as exc:
+            if "not valid YAML" not in str(exc):
+                raise
+            value = text  # `--set data.path=a: b` means the text itself
         node = raw
         parts = key.strip().split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -193,7 +192,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {key}: {where} is {child!r}, not a section", where)
+                raise ConfigError(f"--set {key}: {where} is {clip(child)}, not a section", where)
             node = child
         node[parts[-1]] = value
     return raw
@@ -201,11 +200,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     """Validate a raw mapping; the error names every bad field by its dotted path."""
+    _refuse_unusable_numbers(raw, source)
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in exc.errors())) from None
     return config
+
+
+def _refuse_unusable_numbers(node: Any, source: str, path: str = "") -> None:
+    """ConfigError for any number no field can use: inf or nan (``.inf``, ``.nan``) or an int beyond int64.
+
+    Checked for the whole tree at once, technique sections included, because a plugin's float field
+    would accept ``.inf`` and fail only mid-training (a NaN loss), after Prefect and MLflow started.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_unusable_numbers(value, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_unusable_numbers(value, source, f"{path}.{index}" if path else str(index))
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{source}: {path}: {node} is not a finite number; give a finite value")
+    elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= INT_LIMIT:
+        raise ConfigError(f"{source}: {path}: {clip(node)} is too large; integers must be below 2**63")
 
 
 def _describe(err: Any) -> str:
@@ -216,7 +234,7 @@ def _describe(err: Any) -> str:
         return f"{path}: unknown field in {section}; known fields: {fields}{closest(path.rsplit('.', 1)[-1], fields)}"
     if err["type"] == "missing":
         return f"{path}: required"
-    return f"{path}: {err['msg']} (got {err.get('input')!r})"
+    return f"{path}: {err['msg']} (got {clip(err.get('input'))})"
 
 
 def closest(name: str, known: str | list[str]) -> str:

@@ -57,8 +57,8 @@ JOB_FILES = ("spec.json", "model.pt", "loss.pt", "data.pt")
 #: The c10d rendezvous id shared by the machine that runs the flow and those that join it.
 RDZV_ID = "scribbles"
 #: Errors that a restart cannot cure: the parent stops the launcher at once instead of retrying.
-FINAL_ERRORS = ("FloatingPointError", "BadInput", "ConfigError", "TypeError", "AttributeError", "KeyError",
-                "NotAMember")
+FINAL_ERRORS = ("FloatingPointError", "Diverged", "BadInput", "ConfigError", "TypeError", "AttributeError",
+                "KeyError", "NotAMember")
 
 
 class TrainingFailed(ScribblesError):
@@ -189,6 +189,15 @@ def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
     return "the launcher failed: " + " | ".join(tail)
 
 
+def _not_started(config: TrainConfig, log: Path) -> str:
+    """Why no worker started within ``train.timeout``: machines that never joined, or a launcher stuck."""
+    if config.nodes > 1:
+        return (f"no worker started within train.timeout={config.timeout:g}s: {config.nodes - 1} other "
+                f"machine(s) must join the rendezvous at {config.rdzv_endpoint} (`scribbles join "
+                f"{config.rdzv_endpoint} --nodes {config.nodes}` on each); launcher log: {log}")
+    return f"no worker started within train.timeout={config.timeout:g}s; launcher log: {log}"
+
+
 class _Stalled(Exception):
     """No worker made progress for ``train.timeout`` seconds."""
 
@@ -208,7 +217,9 @@ def _supervise(proc: subprocess.Popen[bytes], job_dir: Path, config: TrainConfig
                callbacks: Sequence[Callable[[int, Mapping[str, float]], None]], reported: list[int]) -> int:
     """Relay the writer's per-epoch metrics to ``callbacks`` until the launcher exits; ``reported[0]``
     counts the epochs already relayed, across attempts, so each is relayed once. Stops the launcher at
-    once on an error no restart can cure, or when every worker stalls."""
+    once on an error no restart can cure, when every worker stalls, or when no worker has started
+    within ``train.timeout`` (with ``train.nodes`` > 1: the other machines never joined)."""
+    started = time.monotonic()
     while True:
         code = proc.poll()
         metrics = _read_metrics(job_dir / "metrics.jsonl")
@@ -224,6 +235,9 @@ def _supervise(proc: subprocess.Popen[bytes], job_dir: Path, config: TrainConfig
             raise (BadInput if final[0]["type"] in ("BadInput", "ConfigError") else TrainingFailed)(
                 f"rank {final[0]['rank']} failed: {final[0]['type']}: {final[0]['message']}")
         beats = [p.stat().st_mtime for p in (job_dir / "heartbeats").glob("*")]
+        if not beats and reported[0] == 0 and time.monotonic() - started > config.timeout:
+            _kill(proc, job_dir)
+            raise TrainingFailed(_not_started(config, log))
         if beats and time.time() - max(beats) > config.timeout:
             _dump_stacks(job_dir)
             _kill(proc, job_dir)

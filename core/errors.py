@@ -29,3 +29,14 @@ class PluginError(BadInput):
 
 class LeakageError(ScribblesError):
     """A fold leaks between train and validation: the run stops before any training."""
+
+
+class Diverged(ScribblesError, FloatingPointError):
+    """Training diverged (a loss that is not finite): a failure of the run, reported in one line.
+
+    Still a FloatingPointError, for code that caught the numeric error before this class existed.
+    """
+
+
+class ScribblesWarning(UserWarning):
+    """Something was set right on the way (a damaged file set aside, say); the command line prints one line."""

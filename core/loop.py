@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .errors import Diverged
 from .parallel import Engine
 from .training import autocast, batches, epoch_order
 
@@ -114,7 +115,7 @@ def run(
         torch.manual_seed(epoch_seed(config.seed, epoch, engine.rank))
         train_loss = train_epoch(engine, loss_fn, *train, config, epoch, beat)
         if not math.isfinite(train_loss):
-            raise FloatingPointError(f"train_loss is {train_loss} at epoch {epoch}; lower train.lr")
+            raise Diverged(f"train_loss is {train_loss} at epoch {epoch}; lower train.lr")
         metrics = {"train_loss": train_loss,
                    "valid_loss": valid_loss(engine, loss_fn, *valid, config.batch_size)}
         history.append(metrics)

@@ -23,6 +23,7 @@ from .contracts import (
 from .errors import ConfigError
 from .preprocessing import DEFAULT_STEPS
 from .registry import Registry
+from .repeats import with_repeats
 
 
 @dataclass
@@ -121,7 +122,9 @@ def _dump_transform(transform: TTATransform) -> dict[str, Any]:
 def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     """Every technique of ``config`` built from the registry; a ConfigError names the first bad field."""
     data = _build(registry, "data", config.data, "data")
-    splitter = _build(registry, "splitter", config.split, "split")
+    split_section = dict(config.split)
+    repeats = split_section.pop("repeats", 1)
+    splitter = with_repeats(_build(registry, "splitter", split_section, "split"), repeats)
     model = _build(registry, "model", config.model, "model")
     task = config.task
     loss = _build(registry, "loss", config.loss or {"name": DEFAULT_LOSS[task]}, "loss")
@@ -174,7 +177,7 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         "experiment": config.experiment,
         "task": config.task,
         "data": _dump(data),
-        "split": _dump(splitter),
+        "split": {**_dump(splitter), **({"repeats": repeats} if repeats != 1 else {})},
         "preprocess": [_dump(step) for step in preprocess],
         "model": _dump(model),
         "loss": _dump(loss),

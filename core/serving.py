@@ -44,3 +44,23 @@ class Standardised(nn.Module):
         rows = (rows - self.mean) / self.std
         shaped = rows.reshape(len(x), *self.shape) if self.shape else rows.reshape(x.shape)
         return logits_of(self.model(shaped))
+
+
+class Ensemble(nn.Module):
+    """The fold models of a run as one model: ``log(mean_k softmax(member_k(x)))``.
+
+    The members' class probabilities are averaged with equal weight (each fold model saw a different
+    (k-1)/k of the rows); the output is the log of that average, so ``softmax(-1)`` of it gives the
+    averaged probabilities back and ``argmax`` the ensemble's class, as for any served model here.
+    Input: raw feature rows, as each member (``Standardised``) takes them.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member model")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([logits_of(member(x)).float().softmax(-1) for member in self.members]).mean(0)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()

@@ -114,7 +114,7 @@ def train_single(
         torch.set_num_threads(cpu_threads(config))
     engine = Engine(device)
     engine.setup(model, config)
-    saved = checkpoints.load(checkpoint) if checkpoint is not None and checkpoint.exists() else None
+    saved = checkpoints.load_or_set_aside(checkpoint) if checkpoint is not None else None
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         for callback in callbacks:

@@ -6,19 +6,24 @@ Each verb lives in its own module under ``flows/commands`` (listed in ``COMMANDS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from scribbles.core import BadInput, ScribblesError
+from scribbles.core.errors import ScribblesWarning
 from scribbles.core.redact import mask_output, mask_text
 from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
+from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, raise_terminated
 from .prefect_env import configure_prefect
 
 
@@ -28,6 +33,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"error: {message}; see `{self.prog} --help`\n")
 
+
+#: The longest error line printed: a terminal's screenful.
+MAX_LINE = 1000
 
 STRICT_HELP = "a plugin that fails to load is an error, not a warning (or SCRIBBLES_STRICT_PLUGINS=1)"
 
@@ -46,8 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def one_line(exc: BaseException) -> str:
-    """The error's message on one line (a library's multi-line reason included), secrets masked."""
-    return mask_text("; ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
+    """The error's message on one line (a library's multi-line reason included), secrets masked, at most
+    MAX_LINE long."""
+    line = mask_text("; ".join(part.strip() for part in str(exc).splitlines() if part.strip()))
+    # Messages clip what they quote; this is the last guard against a library quoting a whole input.
+    return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 20]} ... ({len(line)} characters)"
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """scribbles' own warnings as one ``warning:`` line; every other warning as Python writes it."""
+    if issubclass(category, ScribblesWarning):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
@@ -55,10 +77,25 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     # First: every line this process (and the libraries it loads) prints passes the secret mask.
     mask_output()
     configure_prefect()
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
     func: Callable[[argparse.Namespace], int] = args.func
+    # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143.
+    previous: Any = None
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return _run(func, args)
+    finally:  # a caller running commands in its own process (the tests) gets its handlers back
+        warnings.formatwarning = _python_format
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run the verb; errors become exit codes and one-line messages."""
     try:
         return func(args)
     except BadInput as exc:
@@ -67,9 +104,9 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except ScribblesError as exc:
         print(f"failed: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped", file=sys.stderr)
+        return exit_code(exc)
     except Exception:
         traceback.print_exc()
         print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)
@@ -86,4 +123,8 @@ def main() -> None:
     # torn down; a user must never see those, so stderr goes to /dev/null for the shutdown only.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # Stopped: the runs are ended and said so. Prefect's exit handlers would spend seconds flushing
+        # events to its API for a run that is over; a stop must take effect within seconds.
+        os._exit(code)
     sys.exit(code)

@@ -129,12 +129,44 @@ def _write(data_dir: Path, force: bool) -> list[str]:
 
 
 def status(root: Path) -> dict[str, Any]:
-    """DVC's status of data.dvc: an empty mapping when data/ matches it and is in the cache."""
+    """DVC's status of data.dvc, plus content checks: an empty mapping when data/ matches it and is cached.
+
+    DVC trusts a file whose size, mtime and inode are unchanged; a byte rewritten in place keeps all
+    three, so every tracked file's md5 is also compared with the one data.dvc records (what `run` checks).
+    """
     if not (root / POINTER).exists():
         raise BadInput(f"{root / POINTER} does not exist; run `scribbles data build` to create it")
     repo = _repo(root)
     with _quiet():
-        return repo.status(targets=[str(root / POINTER)])
+        changes = repo.status(targets=[str(root / POINTER)])
+    modified = content_changes(root, repo)
+    if modified and not changes:
+        changes = {POINTER: [{"changed outs": dict.fromkeys(modified, "modified (content differs from its md5)")}]}
+    return changes
+
+
+def content_changes(root: Path, repo: Any) -> list[str]:
+    """Tracked files (relative to ``root``) whose bytes' md5 differs from what data.dvc records."""
+    import hashlib
+    import json
+
+    import yaml
+
+    pointer = yaml.safe_load((root / POINTER).read_text()) or {}
+    changed = []
+    for out in pointer.get("outs", []):
+        oid, base = str(out.get("md5", "")), root / str(out.get("path", ""))
+        if oid.endswith(".dir"):
+            listing = Path(repo.cache.local.oid_to_path(oid))
+            if not listing.is_file():
+                continue  # not in the cache: DVC's own status reports that
+            entries = [(base / e["relpath"], e["md5"]) for e in json.loads(listing.read_text())]
+        else:
+            entries = [(base, oid)]
+        for path, md5 in entries:
+            if path.is_file() and hashlib.md5(path.read_bytes()).hexdigest() != md5:
+                changed.append(str(path.relative_to(root)))
+    return changed
 
 
 def describe_status(changes: dict[str, Any]) -> list[str]:

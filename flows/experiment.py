@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -37,20 +38,26 @@ from scribbles.core import (
     RunErrorContext,
 )
 from scribbles.core.config import ExperimentConfig, parse_config
-from scribbles.core.errors import ConfigError
+from scribbles.core.errors import ConfigError, ScribblesError
 from scribbles.core.evaluation import tta_groups
+from scribbles.core.fingerprint import split_fingerprint
 from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
 from scribbles.core.redact import mask_log_handlers, mask_text, masking_errors
+from scribbles.core.repeats import Repeated
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
 from .config_ref import stashed, unstash
+from .failures import as_failure
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
 from .fold_outputs import read_outputs
 from .fold_task import FoldJob, FoldResult, plan_for, run_job
+from .interrupts import raise_terminated
 from .lineage import git_commit, plugin_versions
+from .paired import mark_not_worse
 from .prefect_env import configure_prefect
+from .prefect_server import ServerLost
 from .redact import mask_params, mask_tree
 
 configure_prefect()
@@ -59,10 +66,6 @@ from prefect import flow, task  # noqa: E402  (configure_prefect must run first)
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 configure_prefect()  # prefect's own logging setup resets logger levels on import
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C."""
 
 
 @task(name="load-data", cache_policy=NO_CACHE)
@@ -89,7 +92,7 @@ def summarise(metrics: list[dict[str, float]]) -> dict[str, float]:
     """Mean and standard deviation across folds of every final metric."""
     summary: dict[str, float] = {}
     for name in metrics[0]:
-        values = np.array([m[name] for m in metrics])
+        values = np.array([m[name] for m in metrics if name in m])  # a fold kept from older code may lack one
         summary[f"{name}_mean"] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     return summary
@@ -133,6 +136,12 @@ def run_context(
     }
     if plan.resolved["data"].get("allow_dirty"):
         tags["scribbles.allow_dirty"] = "true"
+    tags["scribbles.greater_is_better"] = json.dumps({m.name: bool(m.greater_is_better) for m in plan.metrics})
+    if folds:
+        tags.update(split_fingerprint(dataset.version, plan.resolved["split"], folds))
+    if isinstance(plan.splitter, Repeated):
+        tags["scribbles.repeats"] = str(plan.splitter.repeats)
+        tags["scribbles.folds_per_repeat"] = str(len(folds or []) // plan.splitter.repeats)
     return RunContext(
         experiment=plan.experiment,
         config=config,
@@ -160,13 +169,9 @@ def _on_sigterm(handler: Any) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated("stopped by SIGTERM")
-
-
 def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
-    return _on_sigterm(_raise_terminated)
+    return _on_sigterm(raise_terminated)
 
 
 def sigterm_ignored() -> contextlib.AbstractContextManager[None]:
@@ -279,6 +284,9 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         outputs = read_outputs(result.outputs, registry)
         artifacts = {} if reuse.mode == "resumed" else {
             "result": write_result(work / "results", fold.index, result.metrics, result.history)}
+        groups = fold_task.group_folder(job.out, fold.index) / "group_metrics.csv"
+        if not reuse.mode and groups.exists():
+            artifacts["group_metrics"] = groups
         hook.scribbles_fold_end(ctx=FoldEndContext(
             run, fold.index, result.metrics, artifacts=artifacts, model=outputs.get("model"),
             input_example=outputs.get("input_example"), y_true=outputs.get("y_true"), y_pred=outputs.get("y_pred"),
@@ -328,6 +336,8 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         "task": plan.config.task,
         "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": i, **metrics[i]} for i in sorted(metrics)],
+        "fold_rows": {fold.index: [len(fold.train), len(fold.valid)] for fold in folds},
+        "split_fingerprint": run.tags.get("scribbles.split_fingerprint", ""),
         "reuse": [{"fold": fold.index, "mode": reuse.mode, "source": reuse.source, "reason": reuse.reason}
                   for fold, reuse in zip(folds, decisions, strict=True)],
         "summary": summary,
@@ -366,7 +376,24 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         run.tags[CODE_TAG] = code_version()
         run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
         job = FoldJob(config, allow_dirty, -1, dataset.version, str(Path.cwd()), str(work / "outputs"))
-        return _run_folds(plan, registry, run, dataset, folds, job, force)
+        try:
+            return _run_folds(plan, registry, run, dataset, folds, job, force)
+        except Exception as exc:
+            if parent is None or isinstance(exc, ServerLost) or as_failure(exc) is not None:
+                raise  # not a sweep, or the machine failed: the next trial would fail the same way
+            # A sweep goes on without this trial; its runs are already FAILED (see _run_folds).
+            raise TrialFailed(exc, dict(run.links)) from exc
+
+
+class TrialFailed(ScribblesError):
+    """A sweep trial failed; ``links`` are its runs' (the MLflow run id), ``reason`` the error on one line."""
+
+    def __init__(self, error: Exception, links: dict[str, str]) -> None:
+        self.reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+        if isinstance(error, ScribblesError):
+            self.reason = " ".join(str(error).split())[:500]
+        self.links = links
+        super().__init__(self.reason)
 
 
 def rank(results: list[dict[str, Any]], metric: str, greater: bool) -> list[dict[str, Any]]:
@@ -423,10 +450,15 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
         try:
             with sigterm_as_interrupt():
                 for number, (assignment, trial) in enumerate(configs):
-                    result = run_one(trial, allow_dirty, tags, force, parent=sweep,
-                                     run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                    try:
+                        result = run_one(trial, allow_dirty, tags, force, parent=sweep,
+                                         run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                    except TrialFailed as failed:  # it fails alone: the other trials still run
+                        result = {"summary": {}, "links": failed.links, "failed": failed.reason}
                     results.append({"trial": number, "assignment": assignment, **result})
-                ranked = rank(results, rank_by, greater)
+                if all("failed" in r for r in results):
+                    raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
+                ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
                 with _registered(registry, plugins):
                     registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))
         except BaseException as exc:
@@ -445,27 +477,46 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
     }
 
 
+def promote_after(result: dict[str, Any], alias: str) -> dict[str, Any]:
+    """Promote a finished run to ``alias`` when the evidence allows; what happened, never an exception
+    for a run that is simply not better (a scheduled run goes on either way)."""
+    from .promote import NotBetter, promote
+
+    run_id = result.get("links", {}).get("mlflow_run_id")
+    if not run_id:
+        return {"promoted": False, "reason": "no MLflow tracker: nothing to register"}
+    try:
+        done = promote(run_id, alias)
+    except NotBetter as exc:
+        print(f"not promoted to @{alias}: {exc}", flush=True)
+        return {"promoted": False, "reason": str(exc)}
+    print(f"promoted to @{alias}: {done.model} version {done.version}", flush=True)
+    return {"promoted": True, "model": done.model, "version": done.version, "evidence": done.evidence}
+
+
 def experiment(
     config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
-    force: bool = False, resume: str | None = None,
+    force: bool = False, resume: str | None = None, promote: str | None = None,
 ) -> dict[str, Any]:
     """Run one experiment (or every trial of its sweep) from a config mapping; per-fold metrics and summary.
 
     ``allow_dirty`` reads data that differ from what DVC records (the run is tagged
     ``scribbles.allow_dirty``); ``tags`` are added to the run's tags (``scribbles.rerun_of``, say);
     ``force`` trains every fold even when an identical earlier fold could be reused; ``resume`` is the
-    MLflow run id of a stopped parent run to finish in place. Prefect records the flow's parameters:
-    it gets the config with its secrets masked and a reference to the real one (``config_ref``).
+    MLflow run id of a stopped parent run to finish in place; ``promote`` is a registry alias the run
+    takes when it is significantly better than the alias's holder (``scribbles serve --promote``). Prefect
+    records the flow's parameters: it gets the config with its secrets masked and a reference to the real
+    one (``config_ref``).
     """
     with stashed(config) as safe:
-        return experiment_flow(safe, allow_dirty, tags, force, resume)
+        return experiment_flow(safe, allow_dirty, tags, force, resume, promote)
 
 
 @flow(name="scribbles-experiment", validate_parameters=False)
 @masking_errors  # Prefect keeps a failed run's message in its database
 def experiment_flow(
     config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
-    force: bool = False, resume: str | None = None,
+    force: bool = False, resume: str | None = None, promote: str | None = None,
 ) -> dict[str, Any]:
     """The experiment as a Prefect flow; ``config`` may be a masked config with a reference (config_ref)."""
     mask_log_handlers()  # Prefect's handlers (its database's among them) exist by now
@@ -475,6 +526,14 @@ def experiment_flow(
         if parsed.sweep is not None:
             return run_sweep(parsed, allow_dirty, tags, force)
         continues = {"mlflow_run_id": resume} if resume else None
-        return run_one(config, allow_dirty, tags, force, continues)
+        result = run_one(config, allow_dirty, tags, force, continues)
+        if promote:
+            result["promotion"] = promote_after(result, promote)
+        return result
+    except Exception as exc:
+        failure = as_failure(exc)  # a full disk or a broken store: one line, not a library's traceback
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         fold_task.forget()

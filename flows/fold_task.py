@@ -24,6 +24,7 @@ from scribbles.core.baseline import baseline_metrics
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
 from scribbles.core.fold_inputs import fold_inputs, targets
+from scribbles.core.groups import by_group, write_groups
 from scribbles.core.guard import guarded_folds
 from scribbles.core.preprocessing import check_steps
 from scribbles.core.pretraining import model_builder
@@ -209,6 +210,10 @@ def run_job(job: FoldJob) -> FoldResult:
     )
     metrics = tta_metrics(plan.metrics, y_valid, probs, result.model, valid[0])
     metrics.update(baseline_metrics(plan.metrics, task, y_train, y_valid, spec.n_classes))
+    if dataset.group and dataset.group in dataset.frame.columns:  # per-group results and the worst group
+        table, worst = by_group(plan.metrics, y_valid, probs.plain, dataset.frame[dataset.group].to_numpy()[fold.valid])
+        write_groups(table, group_folder(job.out, fold.index))
+        metrics.update(worst)
     # The logged model takes raw feature columns as the data file holds them: flat rows in feature order,
     # or (after a one-hot step) a DataFrame of the raw columns.
     module = isinstance(result.model, torch.nn.Module)
@@ -221,3 +226,8 @@ def run_job(job: FoldJob) -> FoldResult:
                             inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
+
+
+def group_folder(out: str, index: int) -> Path:
+    """Where fold ``index`` of a job writing to ``out`` leaves its ``group_metrics.csv``."""
+    return Path(out) / f"groups-{index}"

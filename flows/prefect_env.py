@@ -29,13 +29,15 @@ SHUTDOWN_NOISE = (
     "sqlalchemy.pool.impl.AsyncAdaptedQueuePool",
     "uvicorn.error",
     "asyncio",
+    # MLflow logs a failing store's error before raising it; the command reports it once, in one line.
+    "mlflow.store.db.utils",
 )
 #: Libraries whose INFO lines (database migrations, say) would clutter the command's output.
 CHATTY = ("mlflow", "alembic", "dvc")
 
 
 class HideUserErrors(logging.Filter):
-    """Drop Prefect's task/flow failure records caused by a ScribblesError.
+    """Drop Prefect's task/flow failure records caused by a ScribblesError or an interrupt.
 
     The command line reports those in one line (exit 2 for bad input); Prefect would print the
     same error again with a traceback. Other exceptions keep their tracebacks: those are bugs.
@@ -46,11 +48,37 @@ class HideUserErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from scribbles.core import ScribblesError
 
-        if record.exc_info and isinstance(record.exc_info[1], ScribblesError):
+        if record.exc_info and _caused_by(record.exc_info[1], (ScribblesError, KeyboardInterrupt)):
             return False
         message = record.getMessage()
+        if "aborted by an interrupt signal" in message:
+            return False  # Ctrl-C or SIGTERM: the command says "stopped" itself, and the runs end KILLED
         # Prefect words it "...Failed('Task run encountered an exception BadInput: ...')".
-        return not any(name in message or f"exception {name[:-1]}:" in message for name in self.NAMES)
+        names = {f"{kind.__name__}(" for kind in _kinds(ScribblesError)} | set(self.NAMES)
+        return not any(name in message or f"exception {name[:-1]}:" in message for name in names)
+
+
+def _kinds(base: type[BaseException]) -> list[type[BaseException]]:
+    """``base`` and every subclass of it defined so far (ServerLost, a plugin's own errors)."""
+    found, todo = [], [base]
+    while todo:
+        kind = todo.pop()
+        found.append(kind)
+        todo.extend(kind.__subclasses__())
+    return found
+
+
+def _caused_by(exc: BaseException | None, kinds: tuple[type[BaseException], ...]) -> bool:
+    """True when ``exc`` or an exception it was raised while handling is one of ``kinds``.
+
+    A stop can land inside a library (torch.save, say), which then raises its own error about it.
+    """
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, kinds):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine")

@@ -16,8 +16,12 @@ from scribbles.core.targets import check_target, constant_features
 
 
 def preflight(plan: Plan) -> None:
-    """Load the data, check its target and make every fold through the leakage guard; raise what the flow
-    would raise. Constant feature columns get one warning line on stderr."""
+    """Check the stores, load the data, check its target and make every fold through the leakage guard.
+
+    Raises what the flow would raise, before Prefect starts. Constant feature columns get one warning
+    line on stderr.
+    """
+    check_stores(plan)
     dataset = plan.data.load()
     check_target(dataset, plan.config.task)
     check_steps(plan.preprocess, dataset)
@@ -29,3 +33,14 @@ def preflight(plan: Plan) -> None:
               "no information; leave them out of data.features", file=sys.stderr)
     for fold in plan.splitter.split(dataset):
         check_fold(dataset, fold, plan.splitter)
+
+
+def check_stores(plan: Plan) -> None:
+    """Every MLflow tracker's store can be opened (see ``check_store``): checked in seconds, writing nothing."""
+    from scribbles.plugins.trackers import tracking_uri
+    from scribbles.plugins.trackers.store import check_store
+
+    for index, tracker in enumerate(plan.trackers):
+        if tracker.name == "mlflow":
+            own = getattr(tracker.params, "tracking_uri", None)
+            check_store(own or tracking_uri(), f"tracking.{index}.tracking_uri" if own else "MLFLOW_TRACKING_URI")

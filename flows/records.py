@@ -18,10 +18,15 @@ LINEAGE_TAG = "scribbles.data_version"
 
 def client() -> Any:
     """An MlflowClient on this project's store (``MLFLOW_TRACKING_URI`` or ./mlflow.db)."""
-    from mlflow.tracking import MlflowClient
     from scribbles.plugins.trackers import tracking_uri
+    from scribbles.plugins.trackers.store import check_store
 
-    return MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    # Reading runs back never creates a store: a missing one is an error before MLflow opens (and creates) it.
+    check_store(uri, must_exist=True)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
 
 
 def is_parent(run: Any) -> bool:
@@ -89,6 +94,7 @@ def compare(runs: list[Any]) -> dict[str, Any]:
             "start_time": run.info.start_time,
             "data_version": tags.get(LINEAGE_TAG, ""),
             "git_commit": tags.get("scribbles.git_commit", ""),
+            "split_fingerprint": tags.get("scribbles.split_fingerprint", ""),
             "rerun_of": tags.get("scribbles.rerun_of"),
             "allow_dirty": tags.get("scribbles.allow_dirty") == "true",
             "params": {k: run.data.params.get(k) for k in differing},

@@ -18,8 +18,11 @@ OVERLAP = ("skip", "queue")
 
 
 def serve(config: ExperimentConfig, *, cron: str | None, interval: float | None, overlap: str = "skip",
-          allow_dirty: bool = False, name: str | None = None) -> None:
-    """Serve the experiment on ``cron`` or every ``interval`` seconds until stopped (Ctrl-C, SIGTERM)."""
+          allow_dirty: bool = False, name: str | None = None, promote: str | None = None) -> None:
+    """Serve the experiment on ``cron`` or every ``interval`` seconds until stopped (Ctrl-C, SIGTERM).
+
+    With ``promote``, each run takes that registry alias when significantly better than its holder.
+    """
     configure_prefect()
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import EntrypointType
@@ -35,7 +38,8 @@ def serve(config: ExperimentConfig, *, cron: str | None, interval: float | None,
         with local_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
             print(f"Prefect server on {url.removesuffix('/api')} (the Prefect UI shows the schedule and the runs)",
                   flush=True)
-            serve(config, cron=cron, interval=interval, overlap=overlap, allow_dirty=allow_dirty, name=name)
+            serve(config, cron=cron, interval=interval, overlap=overlap, allow_dirty=allow_dirty, name=name,
+                  promote=promote)
         return
     strategy = ConcurrencyLimitStrategy.CANCEL_NEW if overlap == "skip" else ConcurrencyLimitStrategy.ENQUEUE
     deployment = name or f"{config.experiment}"
@@ -46,6 +50,7 @@ def serve(config: ExperimentConfig, *, cron: str | None, interval: float | None,
             "config": safe,
             "allow_dirty": allow_dirty,
             "tags": {"scribbles.schedule": deployment},
+            **({"promote": promote} if promote else {}),
         }
         experiment_flow.serve(
             name=deployment,

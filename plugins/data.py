@@ -10,9 +10,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scribbles.core import BadInput, Dataset, DataSource, Technique, hookimpl
+from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
+from scribbles.core.columns import to_instants
 from scribbles.core.contracts import DataKind
 
 
@@ -26,7 +28,7 @@ class ColumnParams(BaseModel):
     group: str | None = None
     time: str | None = None
     kind: DataKind = "tabular"
-    shape: list[int] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+    shape: list[Width] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
     sequence_id: str | None = Field(None, description="long format: the column naming each row's sequence")
     step: str | None = Field(None, description="long format: the column ordering the rows of a sequence")
     layout: Literal["time_major", "channel_major"] = Field(
@@ -80,6 +82,9 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
             )
     if frame.empty:
         raise BadInput(f"data.path: {source} has a header but no rows; point data.path at a file with data")
+    if len(frame) < 2:
+        raise BadInput(f"data.path: {source} has 1 row; cross-validation needs at least 2 (one to train on, "
+                       "one to validate), so add rows")
     _check_roles(frame, params, source)
     if not features:
         return Dataset(frame=frame.reset_index(drop=True), target=params.target, features=[], group=params.group,
@@ -93,6 +98,16 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     # the configured steps before any work (``scribbles.core.preprocessing.check_steps``).
     if not features:
         raise BadInput(f"data.features: {source} has no feature columns besides target, group and time")
+    # Text columns and missing values are for the preprocessing steps (one_hot, impute), checked against the
+    # config before any work; an infinite number in a numeric column is no value any step can fix.
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+    infinite = [c for c in numeric if np.isinf(frame[c].to_numpy(dtype=float)).any()]
+    if infinite:
+        raise BadInput(
+            f"data.features: {', '.join(infinite[:5])} in {source} hold infinite values "
+            f"(e.g. row {int(np.isinf(frame[infinite[0]].to_numpy(dtype=float)).argmax())}); "
+            "replace or drop them first"
+        )
     shape = tuple(params.shape) if params.shape else (len(features),)
     size = 1
     for dim in shape:
@@ -185,10 +200,17 @@ def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None
             f"data.target: column {params.target!r} in {source} has {int(missing.sum())} missing values "
             f"(e.g. row {int(missing.argmax())}); drop those rows or fill them"
         )
+    if params.group is not None:
+        holes = frame[params.group].isna().to_numpy()
+        if holes.any():
+            raise BadInput(
+                f"data.group: column {params.group!r} in {source} has {int(holes.sum())} missing values "
+                f"(e.g. row {int(holes.argmax())}); every row needs a group: fill them or drop those rows"
+            )
     if params.time is not None:
         column = frame[params.time]
         try:
-            parsed = pd.to_datetime(column)
+            parsed = to_instants(column)
         except (ValueError, TypeError, OverflowError) as exc:
             raise BadInput(
                 f"data.time: column {params.time!r} in {source} holds values that are not timestamps "
@@ -220,6 +242,9 @@ class FileSource(DataSource):
         path = Path(self.params.path)
         if path.is_dir():
             raise BadInput(f"data.path: {path} is a folder; point data.path at a .csv or .parquet file")
+        if path.exists() and not path.is_file():  # /dev/zero never ends, a FIFO blocks: neither is read
+            raise BadInput(f"data.path: {path} is not a regular file (a device, pipe or socket); point data.path "
+                           "at a .csv or .parquet file")
         if not path.is_file():
             raise BadInput(f"data.path: {path} does not exist (paths resolve against {Path.cwd()})")
         try:
@@ -253,6 +278,7 @@ class DvcSource(DataSource):
     def _read(self) -> tuple[bytes, str, str]:
         """The file's bytes, the md5 DVC records for it, and the md5 of the bytes read."""
         from dvc.api import DVCFileSystem  # imported here: the training core runs without dvc
+        from dvc.scm import SCMError
 
         repo = self.params.repo or str(Path.cwd())
         path = self.params.path
@@ -262,6 +288,9 @@ class DvcSource(DataSource):
             raise BadInput(f"data.repo: {repo} is not a DVC repository ({exc}); run `dvc init`") from None
         try:
             info = fs.info(path)
+        except SCMError as exc:  # an unknown rev (RevError), or a repo without git
+            raise BadInput(f"data.rev: {exc} in {repo}; give a commit, branch or tag that exists "
+                           "(`git log --oneline`), or drop data.rev to read the workspace") from None
         except FileNotFoundError:
             raise BadInput(
                 f"data.path: {path} is not in the DVC repo at {repo}"
@@ -276,8 +305,12 @@ class DvcSource(DataSource):
         recorded = dvc_md5(info)
         if not recorded:
             raise BadInput(f"data.path: {path} is not tracked by DVC; `dvc add` it, or use data name 'file'")
-        with fs.open(path, "rb") as handle:
-            raw = handle.read()
+        try:
+            with fs.open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:  # missing from the cache, unreadable: DVC's own words, one line
+            raise BadInput(f"data.path: cannot read {path} through DVC ({' '.join(str(exc).split())[:160]}); "
+                           "run `dvc pull` or `dvc checkout`") from None
         return raw, recorded, hashlib.md5(raw).hexdigest()
 
     def verify(self) -> str:
@@ -299,7 +332,7 @@ class DvcSource(DataSource):
         pointer = dvc_pointer(Path(self.params.repo or Path.cwd()), path)
         raise BadInput(
             f"data.path: {path} (md5 {actual}) differs from what {pointer or 'DVC'} records ({recorded}); "
-            f"restore it with `dvc checkout {pointer or path}`, record the new data with "
+            f"restore it with `dvc checkout --relink --force {pointer or path}`, record the new data with "
             f"`dvc add {pointer.removesuffix('.dvc') if pointer else path}` (and commit the .dvc file), "
             "or run anyway with `--allow-dirty` (the run is tagged scribbles.allow_dirty)"
         )

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import Model, ModelSpec, Technique, hookimpl
+from scribbles.core import Model, ModelSpec, Technique, Width, hookimpl
 from torch import nn
 
 
@@ -71,7 +71,7 @@ class CNN(Model):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
+        channels: list[Width] = Field(default_factory=lambda: [16, 32], min_length=1)
         dropout: float = Field(0.1, ge=0, lt=1)
         train_shift: int = Field(0, ge=0, description="random shifts of up to this many pixels while training")
 

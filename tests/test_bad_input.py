@@ -8,6 +8,7 @@ binary. Every case also checks that no MLflow run was created and that nothing i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ class Case:
     text: str | bytes | None = None
     argv: list[str] | None = None
     sets: list[str] = field(default_factory=list)
+    #: Builds the command line in a scratch folder (a FIFO, say) when a fixed ``argv`` cannot.
+    prepare: Callable[[Path], list[str]] | None = None
+    #: Environment for the case; ``{tmp}`` stands for the scratch folder.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -71,6 +76,55 @@ def _data(path: str, **fields: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+#: Nine levels of nine aliases: 387 million values from a few hundred bytes ("billion laughs").
+BOMB_VALUE = "[&a0 [x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
+BOMB = "data: {name: file, path: files/good.csv}\nsplit: {name: kfold}\ntrain:\n  epochs: " + BOMB_VALUE + "\n"
+
+
+def _fifo(tmp: Path) -> list[str]:
+    path = tmp / "config.yaml"
+    os.mkfifo(path)
+    return ["run", str(path)]
+
+
+def _corrupt_store(tmp: Path) -> list[str]:
+    (tmp / "mlflow.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
+    return ["run", _base_config(tmp)]
+
+
+def _corrupt_pages(tmp: Path) -> list[str]:
+    """A SQLite store whose header is fine but some of whose pages hold random bytes (a bad disk)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp / "mlflow.db")) as con:
+        con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT, status TEXT)")
+        con.execute("CREATE INDEX by_name ON runs (name)")
+        con.executemany("INSERT INTO runs (name, status) VALUES (?, ?)", [(f"run-{i}" * 5, "FINISHED")
+                                                                          for i in range(3000)])
+        con.commit()
+    with open(tmp / "mlflow.db", "r+b") as handle:
+        for page in (5, 20, 40):
+            handle.seek(page * 4096 + 100)
+            handle.write(bytes(range(200)))
+    return ["run", _base_config(tmp)]
+
+
+def _data_device(tmp: Path) -> list[str]:
+    """data.path names a device (a link to /dev/zero with a .csv name, so the suffix check passes)."""
+    os.symlink("/dev/zero", tmp / "zero.csv")
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    config["data"]["path"] = str(tmp / "zero.csv")
+    (tmp / "device.yaml").write_text(yaml.safe_dump(config))
+    return ["run", str(tmp / "device.yaml")]
+
+
+def _base_config(tmp: Path) -> str:
+    path = tmp / "base.yaml"
+    path.write_text(yaml.safe_dump(BASE, sort_keys=False))
+    return str(path)
+
+
 CASES = [
     # -- the config file itself
     Case("config-missing", ["nope.yaml does not exist"], argv=["run", "nope.yaml"]),
@@ -79,6 +133,18 @@ CASES = [
     Case("config-not-yaml", ["not valid YAML at line 2"], text="data: [\n"),
     Case("config-not-mapping", ["must hold a mapping", "not list"], text="- data\n- split\n"),
     Case("config-empty", ["is empty", "data: and split:"], text=""),
+    # -- configs that would hang, exhaust or flood the reader (core/yaml_reader.py)
+    Case("config-is-device", ["/dev/zero is not a regular file"], argv=["run", "/dev/zero"]),
+    Case("config-is-fifo", ["is not a regular file (a device, pipe or socket)"], prepare=lambda tmp: _fifo(tmp)),
+    Case("config-too-large", ["is larger than 1024 KiB"], text="# " + "x" * (1 << 20) + "\n"),
+    Case("config-alias-bomb", ["expands its aliases (*name) to more than 100,000 values"], text=BOMB),
+    Case("config-deep-nesting", ["nests deeper than 64 levels at line 1"], text="data: " + "[" * 20_000),
+    Case("config-deep-mappings", ["nests deeper than 64 levels"], text="data: " + "{a: " * 5_000),
+    Case("config-recursive-alias", ["an alias refers to a node that contains it"], text="data: &d [*d]\n"),
+    Case("config-duplicate-section", ["key 'train' appears twice (lines 2 and 4); keep one"],
+         text="data: {name: x}\ntrain: {epochs: 1}\nsplit: {name: kfold}\ntrain: {epochs: 2}\n"),
+    Case("config-duplicate-field", ["key 'epochs' appears twice"],
+         text="data: {name: file}\nsplit: {name: kfold}\ntrain:\n  epochs: 1\n  epochs: 2\n"),
     # -- sections and fields
     Case("unknown-section", ["modle: unknown field in the top level; known fields: ", "did you mean 'model'?"],
          change=lambda c: c.update(modle=c.pop("model"))),
@@ -120,6 +186,21 @@ CASES = [
     Case("dropout-out-of-range", ["model.dropout: ", "less than 1"], change=_set("model.dropout", 1.5)),
     Case("unknown-merge", ["evaluate.tta.merge: ", "'vote'"],
          change=_set("evaluate.tta", {"transforms": [], "merge": "vote"})),
+    Case("lr-inf", ["train.lr: inf is not a finite number"], change=_set("train.lr", float("inf"))),
+    Case("lr-nan", ["train.lr: nan is not a finite number"], sets=["train.lr=.nan"]),
+    Case("technique-float-inf", ["model.dropout: -inf is not a finite number"], sets=["model.dropout=-.inf"]),
+    Case("seed-beyond-int64", ["train.seed: 1180591620717411303424 is too large"], sets=["train.seed=" + str(2**70)]),
+    Case("seed-beyond-numpy", ["train.seed: ", "less than or equal to 4294967295"], sets=["train.seed=" + str(2**40)]),
+    Case("seed-negative", ["train.seed: ", "greater than or equal to 0"], sets=["train.seed=-1"]),
+    Case("split-seed-beyond-numpy", ["split.seed", "less than or equal to 4294967295"],
+         change=_set("split", {"name": "stratified_kfold", "n_splits": 2, "seed": 2**40})),
+    Case("sweep-seed-negative", ["sweep.seed: ", "greater than or equal to 0"],
+         change=_set("sweep", {"grid": {"train.lr": [0.1]}, "seed": -3})),
+    Case("hidden-negative", ["model.hidden.0", "greater than or equal to 1"], sets=["model.hidden=[-4]"]),
+    Case("shape-negative", ["data.shape.0", "greater than or equal to 1"],
+         change=_data("files/good.csv", kind="sequence", shape=[-2, -2])),
+    Case("rdzv-port-out-of-range", ["train.rdzv_endpoint: 'h:99999' is not HOST:PORT with a port of 1 to 65535"],
+         sets=["train.nodes=2", "train.strategy=ddp", "train.rdzv_endpoint=h:99999"]),
     # -- --set
     Case("set-without-equals", ["--set 'train.epochs' must look like key.path=value"], sets=["train.epochs"]),
     Case("set-without-key", ["must look like key.path=value"], sets=["=3"]),
@@ -128,6 +209,10 @@ CASES = [
     Case("set-below-a-value", ["--set data.path.x: data.path is 'files/good.csv', not a section"],
          sets=["data.path.x=1"]),
     Case("set-wrong-type", ["train.lr: ", "'abc'"], sets=["train.lr=abc"]),
+    Case("set-huge-value", ["train.lr: ", "(got 'aaaa", "...aaaa"], sets=["train.lr=" + "a" * 100_000]),
+    Case("set-alias-bomb", ["--set train.epochs expands its aliases"], sets=["train.epochs=" + BOMB_VALUE]),
+    Case("set-deep-nesting", ["--set model.hidden nests deeper than 64 levels"],
+         sets=["model.hidden=" + "[" * 20_000]),
     # -- data files
     Case("data-missing", ["data.path: files/nope.csv does not exist"], change=_data("files/nope.csv")),
     Case("data-empty", ["data.path: empty.csv is empty"], change=_data("files/empty.csv")),
@@ -154,6 +239,34 @@ CASES = [
          change=_data("files/nanfeature.csv")),
     Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features"],
          change=_data("files/good.csv", kind="sequence", shape=[3, 3])),
+    Case("data-is-device", ["data.path: {tmp}/zero.csv is not a regular file"],
+         prepare=lambda tmp: _data_device(tmp)),
+    Case("data-inf-feature", ["data.features: f2 in files/inffeature.csv hold infinite values (e.g. row 4)"],
+         change=_data("files/inffeature.csv")),
+    Case("data-nan-group", ["data.group: column 'g' in files/nangroup.csv has 1 missing values (e.g. row 6)"],
+         change=_data("files/nangroup.csv")),
+    Case("data-one-row", ["data.path: files/onerow.csv has 1 row; cross-validation needs at least 2"],
+         change=_data("files/onerow.csv")),
+    Case("split-one-group", ["split.n_splits: group_kfold needs at least 2 groups", "the data has 1"],
+         change=lambda c: (c["data"].update(path="files/onegroup.csv"), c.update(split={"name": "group_kfold"}))),
+    Case("dvc-unknown-rev", ["data.rev: unknown Git revision 'no-such-rev'", "git log --oneline"],
+         change=lambda c: c["data"].update(name="dvc", path="data/activity.csv", rev="no-such-rev")),
+    # -- the MLflow store, checked in seconds before Prefect or MLflow start
+    Case("tracking-unknown-scheme", ["MLFLOW_TRACKING_URI: the MLflow tracking URI 'bogus://x' has the unknown "
+                                     "scheme 'bogus'"], env={"MLFLOW_TRACKING_URI": "bogus://x"}),
+    Case("tracking-param-unknown-scheme", ["tracking.0.tracking_uri: ", "unknown scheme 'ftp'"],
+         change=_set("tracking", {"name": "mlflow", "tracking_uri": "ftp://x/y"})),
+    Case("tracking-under-proc", ["MLFLOW_TRACKING_URI: cannot create the MLflow store /proc/nope/mlflow.db"],
+         env={"MLFLOW_TRACKING_URI": "sqlite:////proc/nope/mlflow.db"}),
+    Case("tracking-store-is-folder", ["the MLflow store {tmp} is not a file"],
+         env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}"}),
+    Case("tracking-corrupt-store", ["cannot open the MLflow store", "file is not a database", "move it aside"],
+         prepare=lambda tmp: _corrupt_store(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
+    Case("tracking-corrupt-pages", ["the MLflow store", "is corrupt (*** in database main *** On tree page",
+                                    "move it aside"],
+         prepare=lambda tmp: _corrupt_pages(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
+    Case("tracking-server-down", ["the MLflow tracking server http://127.0.0.1:9 did not answer within 3 s"],
+         env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("split-needs-group", ["data.group: splitter 'group_kfold'", "needs data.group"],
          change=lambda c: (c["data"].pop("group"), c["data"].update(features=["f0", "f1", "f2", "f3"]),
                            c.update(split={"name": "group_kfold", "n_splits": 2}))),
@@ -164,6 +277,35 @@ CASES = [
     Case("dvc-folder", ["data.path: data is a folder in the DVC repo"],
          change=lambda c: c["data"].update(name="dvc", path="data")),
     # -- other verbs and the command line itself
+    Case("ui-port-out-of-range", ["argument --port: 99999 is not a port; give 1 to 65535"],
+         argv=["ui", "--port", "99999"]),
+    Case("ui-bogus-store", ["the unknown scheme 'bogus'"], argv=["ui"], env={"MLFLOW_TRACKING_URI": "bogus://x"}),
+    Case("join-port-out-of-range", ["join: 'HOST:99999' is not HOST:PORT with a port of 1 to 65535"],
+         argv=["join", "HOST:99999"]),
+    Case("join-timeout-nan", ["argument --timeout: nan must be a finite, positive number"],
+         argv=["join", "h:29400", "--timeout", "nan"]),
+    Case("join-workers-zero", ["argument --workers: 0 must be at least 1"], argv=["join", "h:29400", "--workers", "0"]),
+    Case("serve-interval-nan", ["argument --interval: nan must be a finite, positive number of seconds"],
+         argv=["serve", "x.yaml", "--interval", "nan"]),
+    Case("serve-interval-inf", ["argument --interval: inf must be a finite"],
+         argv=["serve", "x.yaml", "--interval", "inf"]),
+    Case("serve-interval-negative", ["argument --interval: -5 must be a finite, positive"],
+         argv=["serve", "x.yaml", "--interval=-5"]),
+    Case("compare-runs-zero", ["argument --runs: 0 must be at least 1"], argv=["compare", "--runs", "0"]),
+    Case("new-plugin-long-name", ["new-plugin: the name is 300 characters long; use at most 100"],
+         argv=["new-plugin", "a" * 300]),
+    Case("split-out-unwritable", ["--out: cannot write in /proc"],
+         prepare=lambda tmp: ["split", _base_config(tmp), "--out", "/proc/folds.csv"]),
+    Case("split-out-missing-folder", ["--out: directory nope does not exist"],
+         prepare=lambda tmp: ["split", _base_config(tmp), "--out", "nope/folds.csv"]),
+    Case("split-plot-unwritable", ["--plot: cannot write in /proc"],
+         prepare=lambda tmp: ["split", _base_config(tmp), "--out", str(tmp / "f.csv"), "--plot", "/proc/t.png"]),
+    # -- read-only verbs never create a store (none exists in the project)
+    Case("rerun-without-store", ["there is no MLflow store at", "mlflow.db", "scribbles run CONFIG"],
+         argv=["rerun", "0123abcd"]),
+    Case("resume-without-store", ["there is no MLflow store at"], argv=["resume", "0123abcd"]),
+    Case("compare-without-store", ["there is no MLflow store at"], argv=["compare"]),
+    Case("ui-without-store", ["there is no MLflow store at"], argv=["ui"]),
     Case("plugins-unknown-family", ["--family: unknown family 'optimiser'"], argv=["plugins", "--family", "optimiser"]),
     Case("unknown-verb", ["invalid choice: 'rnu'", "scribbles --help"], argv=["rnu"]),
     Case("run-without-config", ["the following arguments are required: config"], argv=["run"]),
@@ -185,6 +327,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
     good.iloc[:0].to_csv(files / "header.csv", index=False)
     (files / "corrupt.parquet").write_bytes(b"PAR1 this is not really parquet")
     (files / "binary.csv").write_bytes(b"\x00\xff\xfe\x01garbage\x9c\n\x00")
+    good.assign(f2=good["f2"].where(good.index != 4, float("inf"))).to_csv(files / "inffeature.csv", index=False)
+    good.assign(g=good["g"].where(good.index != 6)).to_csv(files / "nangroup.csv", index=False)
+    good.iloc[:1].to_csv(files / "onerow.csv", index=False)
+    good.assign(g=0).to_csv(files / "onegroup.csv", index=False)
     (files / "folder.csv").mkdir()
     (files / "folder.csv" / "part.csv").write_text("y\n1\n")
     broken = good.astype({"t": str})
@@ -214,6 +360,8 @@ def argv_of(case: Case, cases_dir: Path) -> list[str]:
     """The command line of ``case``; its config (if any) is written outside the project."""
     if case.argv is not None:
         return case.argv
+    if case.prepare is not None:
+        return case.prepare(cases_dir)
     path = cases_dir / f"{case.id}.yaml"
     if case.text is not None:
         path.write_bytes(case.text if isinstance(case.text, bytes) else case.text.encode())
@@ -237,6 +385,9 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
     """Exit 2, one 'error:' line with the field or file and the fix, no traceback, nothing written."""
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    expect = [fragment.format(tmp=tmp_path) for fragment in case.expect]
     argv = argv_of(case, tmp_path)
     before = snapshot(project)
     capfd.readouterr()
@@ -248,8 +399,9 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
     assert code == 2, out + err
     assert "Traceback" not in out + err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in case.expect:
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[:2000]
+    assert len(lines[0]) < 600, f"quoted input must be cut short: {lines[0][:2000]}"
+    for fragment in expect:
         assert fragment in lines[0], lines[0]
     assert not (project / "mlflow.db").exists()
     assert snapshot(project) == before

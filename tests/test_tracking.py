@@ -388,8 +388,8 @@ def test_dirty_data_refused_before_any_work_then_allowed(tmp_path: Path, activit
     refused = run_cli("run", "configs/activity.yaml", cwd=root, env={"PREFECT_API_URL": prefect_api})
     assert refused.returncode == 2, refused.stdout + refused.stderr
     message = refused.stderr
-    for fragment in ("data/activity.csv", "differs from what data.dvc records", "dvc checkout data.dvc",
-                     "dvc add data", "--allow-dirty"):
+    for fragment in ("data/activity.csv", "differs from what data.dvc records",
+                     "dvc checkout --relink --force data.dvc", "dvc add data", "--allow-dirty"):
         assert fragment in message, message
     assert "Traceback" not in message
     assert not (root / "mlflow.db").exists()  # refused before any run was opened
@@ -438,9 +438,9 @@ def test_sigterm_mid_epoch_leaves_no_run_running(in_project: Path, prefect_api: 
         waited = time.monotonic() - sent
     finally:
         stop(process)
-    assert process.returncode == 130, err
+    assert process.returncode == 143, err  # 128 + SIGTERM, as a shell reports it
     assert "stopped" in err and "Traceback" not in err
-    assert waited < 30
+    assert waited < 5
     runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
     statuses = {r.info.run_id: r.info.status for r in runs}
     assert statuses and set(statuses.values()) == {"KILLED"}, statuses

@@ -28,7 +28,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     print("data/ does not match data.dvc:")
     for line in describe_status(changes):
         print(f"  {line}")
-    print("fix: `scribbles data build` (demo data), `dvc checkout` (tracked version) or `dvc add data`")
+    # --relink --force: plain `dvc checkout` keeps a file whose size and mtime DVC has seen before.
+    print("fix: `scribbles data build --force` (demo data), `dvc checkout --relink --force data.dvc` (restore the "
+          "tracked version) or `dvc add data` (record the new data)")
     return EXIT_FAILED
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from scribbles.core import BadInput
 
-from .common import EXIT_FAILED, EXIT_OK
+from .common import EXIT_FAILED, EXIT_OK, count, seconds
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -26,10 +26,10 @@ def cmd_join(args: argparse.Namespace) -> int:
     from scribbles.core.distributed import launcher_command, launcher_env
     from scribbles.core.job_token import job_token
 
-    if not re.fullmatch(r"[^:\s]+:\d{1,5}", args.endpoint):
-        raise BadInput(f"join: {args.endpoint!r} is not HOST:PORT (the train.rdzv_endpoint of the flow's machine)")
-    if args.workers < 1 or args.nodes < 2:
-        raise BadInput("join: --workers must be >= 1 and --nodes (the flow's train.nodes) >= 2")
+    match = re.fullmatch(r"([^:\s]+):(\d{1,5})", args.endpoint)
+    if not match or not 1 <= int(match[2]) <= 65535:
+        raise BadInput(f"join: {args.endpoint[:80]!r} is not HOST:PORT with a port of 1 to 65535 "
+                       "(the train.rdzv_endpoint of the flow's machine)")
     job_token("join")
     command = launcher_command(["--timeout", str(args.timeout), "--device", args.device], args.workers,
                                nodes=args.nodes, endpoint=args.endpoint, restarts=args.restarts,
@@ -57,14 +57,14 @@ def add_parser(verbs: Any) -> None:
     """Register `scribbles join`."""
     join = verbs.add_parser("join", help="add this machine's workers to a training job")
     join.add_argument("endpoint", metavar="HOST:PORT", help="the train.rdzv_endpoint of the flow's machine")
-    join.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    join.add_argument("--nodes", type=int, default=2, help="machines in the job, the flow's train.nodes")
-    join.add_argument("--timeout", type=float, default=1800.0, help="seconds before a stalled collective fails")
+    join.add_argument("--workers", type=count(1), default=1, help="worker processes on this machine")
+    join.add_argument("--nodes", type=count(2), default=2, help="machines in the job, the flow's train.nodes")
+    join.add_argument("--timeout", type=seconds, default=1800.0, help="seconds before a stalled collective fails")
     join.add_argument("--local-addr", default=None,
                       help="the address of this machine the others reach its workers at (default: host name's)")
     join.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    join.add_argument("--restarts", type=int, default=2, help="restarts of failed workers (as train.restarts)")
-    join.add_argument("--jobs", type=int, default=0, help="stop after this many jobs (0: serve until Ctrl-C)")
-    join.add_argument("--max-failures", type=int, default=0,
+    join.add_argument("--restarts", type=count(0), default=2, help="restarts of failed workers (as train.restarts)")
+    join.add_argument("--jobs", type=count(0), default=0, help="stop after this many jobs (0: serve until Ctrl-C)")
+    join.add_argument("--max-failures", type=count(0), default=0,
                       help="give up after this many failed joins in a row (0: keep trying)")
     join.set_defaults(func=cmd_join)

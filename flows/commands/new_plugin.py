@@ -15,11 +15,18 @@ from .common import EXIT_OK
 DIST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
+#: Far below the 255 bytes a file name may have; the name becomes a folder, a module and a class name.
+MAX_NAME = 100
+
+
 def names_for(dist: str) -> dict[str, str]:
     """The import package, technique name and class name derived from a distribution name."""
+    if len(dist) > MAX_NAME:
+        raise BadInput(f"new-plugin: the name is {len(dist)} characters long; use at most {MAX_NAME} "
+                       "(it names a folder, a module and a class), e.g. scribbles-every-other")
     if not DIST_NAME.match(dist):
         raise BadInput(
-            f"new-plugin: {dist!r} is not a valid package name; use letters, digits, '-', '_' or '.', "
+            f"new-plugin: {dist[:60]!r} is not a valid package name; use letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit, e.g. scribbles-every-other"
         )
     package = re.sub(r"[-_.]+", "_", dist).lower()

@@ -18,10 +18,11 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     for note in rerun.notes:
         out.print(f"  {note}")
     from ..experiment import experiment, observing
+    from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
     from .run import print_results
 
-    with observing(ConsoleProgress()):
+    with orchestrated(), observing(ConsoleProgress()):
         # A rerun reproduces by training again: reusing the very folds it means to check would prove nothing.
         result = experiment(rerun.config, tags=rerun.tags, force=True)
     print_results(out, result)

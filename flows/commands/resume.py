@@ -18,10 +18,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     for note in resume.notes:
         out.print(f"  {note}")
     from ..experiment import experiment, observing
+    from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
     from .run import print_results
 
-    with observing(ConsoleProgress()):
+    with orchestrated(), observing(ConsoleProgress()):
         result = experiment(resume.config, resume=resume.run_id)
     print_results(out, result)
     return EXIT_OK

@@ -40,12 +40,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
     from ..experiment import experiment, observing
+    from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
 
-    with observing(ConsoleProgress()):
+    with orchestrated(), observing(ConsoleProgress()):
         result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty, force=args.force)
     print_results(out, result)
     return EXIT_OK
+
+
+def _versus_best(trial: dict[str, Any], rank: int) -> str:
+    """``best``, ``= (p 0.41)``, ``worse (p 0.003)`` or ``?`` (not paired: other folds)."""
+    if rank == 1:
+        return "best"
+    mark = trial.get("not_worse")
+    if mark is None:
+        return "?"
+    p = trial.get("p_vs_best")
+    return f"{'=' if mark else 'worse'} (p {p:.2g})" if p is not None else ("=" if mark else "worse")
 
 
 def print_sweep(out: Any, result: dict[str, Any]) -> None:
@@ -55,17 +67,24 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
     name = result["rank_by"]
     table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
     paths = list(result["trials"][0]["assignment"]) if result["trials"] else []
-    for header in ("rank", *paths, name, f"{name} (TTA)", "run"):
+    for header in ("rank", *paths, name, f"{name} (TTA)", "vs best", "run"):
         table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
-        table.add_row(
-            str(rank), *(str(trial["assignment"][p]) for p in paths),
-            f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
-            f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
-            trial.get("links", {}).get("mlflow_run_id", "")[:8],
-        )
+        if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
+            scores = ["failed", "-", "-"]
+        else:
+            scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
+                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
+                      _versus_best(trial, rank)]
+        table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
+                      trial.get("links", {}).get("mlflow_run_id", "")[:8])
     out.print(table)
+    out.print("vs best: = not significantly worse than the best trial (corrected paired t-test on the same "
+              "folds, one-sided, alpha 0.05, p two-sided shown); worse: significantly worse; ?: folds differ")
+    for trial in result["trials"]:
+        if "failed" in trial:
+            out.print(f"trial {trial['trial']} failed: {trial['failed']}", markup=False)
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
     if cached:
         out.print(f"{cached} trial folds reused from earlier identical runs")
@@ -126,6 +145,9 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key, up) for f in folds], signed=True)})"
             )
+        worst = [f[f"{name}_worst_group"] for f in folds if f"{name}_worst_group" in f]
+        if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
+            out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
     for note in result.get("reuse", []):
         what = {"cached": "reused", "resumed": "kept"}.get(note["mode"], "trained")
         out.print(f"fold {note['fold']} {what}: {note['reason']}")

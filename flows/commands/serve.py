@@ -7,7 +7,7 @@ from typing import Any
 
 from scribbles.core import BadInput
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, console, seconds
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -16,8 +16,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.cron is not None:
         check_cron(args.cron)
-    elif args.interval is not None and args.interval <= 0:
-        raise BadInput(f"--interval: {args.interval} must be a positive number of seconds, e.g. --interval 3600")
+    if args.promote is not None:
+        from ..promote import check_alias
+
+        check_alias(args.promote, "--promote")
     config = checked_config(args)
     when = f"on cron '{args.cron}'" if args.cron else f"every {args.interval:g} s"
     out = console()
@@ -30,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with sigterm_as_interrupt():
             serve(config, cron=args.cron, interval=args.interval, overlap=args.overlap,
-                  allow_dirty=args.allow_dirty)
+                  allow_dirty=args.allow_dirty, promote=args.promote)
     except KeyboardInterrupt:
         pass
     out.print("stopped serving")
@@ -54,9 +56,12 @@ def add_parser(verbs: Any) -> None:
     serve.add_argument("config", help="experiment config (YAML)")
     when = serve.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", metavar="EXPR", help="a cron schedule, e.g. '0 3 * * *'")
-    when.add_argument("--interval", type=float, metavar="SECONDS", help="a run every SECONDS seconds")
+    when.add_argument("--interval", type=seconds, metavar="SECONDS", help="a run every SECONDS seconds")
     serve.add_argument("--overlap", choices=("skip", "queue"), default="skip",
                        help="a run due while the previous one still runs: skip it (default) or queue it")
     serve.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value")
     serve.add_argument("--allow-dirty", action="store_true", help="run on data that differ from what DVC records")
+    serve.add_argument("--promote", metavar="ALIAS",
+                       help="after each run, register it under this registry alias when significantly better "
+                            "than the alias's holder (see `scribbles promote`)")
     serve.set_defaults(func=cmd_serve)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scribbles.core import BadInput, Dataset, Fold
+from scribbles.core import BadInput, Dataset, Fold, ScribblesError
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, console, writable_file
 
 
 def assignment_table(folds: list[Fold]) -> dict[str, np.ndarray]:
@@ -38,13 +38,20 @@ def write_csv_atomically(columns: dict[str, np.ndarray], out: Path) -> None:
     directory = out.parent if str(out.parent) else Path(".")
     if not directory.is_dir():
         raise BadInput(f"--out: directory {directory} does not exist; create it or pick another path")
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise ScribblesError(f"--out: cannot write in {directory} ({exc.strerror or exc})") from None
     try:
         with os.fdopen(handle, "w", newline="") as stream:
             pd.DataFrame(columns).to_csv(stream, index=False)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, out)
+    except OSError as exc:  # disk full, say: one line, and the partial file goes
+        Path(temporary).unlink(missing_ok=True)
+        raise ScribblesError(f"--out: cannot write {out} ({exc.strerror or exc}); free space or pick another "
+                             "path") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -85,12 +92,9 @@ def cmd_split(args: argparse.Namespace) -> int:
     registry = registry_for(config)
     plan = resolve(config, registry)
     out_path = Path(args.out)
-    if out_path.is_dir():
-        raise BadInput(f"--out: {out_path} is a directory; give a file name like folds.csv")
+    writable_file(out_path, "--out")
     if args.plot:  # checked before anything is written: a bad --plot must not leave a CSV behind
-        plot_dir = Path(args.plot).parent
-        if not plot_dir.is_dir():
-            raise BadInput(f"--plot: directory {plot_dir} does not exist; create it or pick another path")
+        writable_file(Path(args.plot), "--plot")
     dataset = plan.data.load_roles()  # a split reads no features: only the columns the splitter needs
     folds = guarded_folds(plan.splitter, dataset)
     write_csv_atomically(assignment_table(folds), out_path)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import Model, ModelSpec, Technique, hookimpl
+from scribbles.core import Model, ModelSpec, Technique, Width, hookimpl
 from torch import nn
 
 
@@ -21,7 +21,7 @@ class MLP(Model):
     name = "mlp"
 
     class Params(_Params):
-        hidden: list[int] = Field(default_factory=lambda: [128, 64])
+        hidden: list[Width] = Field(default_factory=lambda: [128, 64])
         dropout: float = Field(0.1, ge=0, lt=1)
 
     def build(self, spec: ModelSpec) -> nn.Module:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import Model, ModelSpec, Technique, hookimpl
+from scribbles.core import Model, ModelSpec, Seed, Technique, hookimpl
 from scribbles.core.estimators import EstimatorModule
 
 
@@ -102,7 +102,7 @@ class Svm(_Classic):
         degree: int = Field(3, ge=1, description="poly kernel only")
         probability: bool = Field(False, description="Platt-scaled probabilities (slower, seeded)")
         class_weight: Literal["balanced"] | None = Field(None, description="weigh classes by inverse frequency")
-        seed: int = 0
+        seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
         from sklearn.svm import SVC, SVR
@@ -133,7 +133,7 @@ class DecisionTree(_Classic):
         max_depth: int | None = Field(None, ge=1)
         min_samples_leaf: int = Field(1, ge=1)
         class_weight: Literal["balanced"] | None = Field(None, description="weigh classes by inverse frequency")
-        seed: int = 0
+        seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -200,7 +200,7 @@ class GaussianMixture(_Classic):
         covariance: Literal["full", "tied", "diag", "spherical"] = "diag"
         max_iter: int = Field(100, ge=1)
         reg_covar: float = Field(1e-3, gt=0, description="added to covariance diagonals for stability")
-        seed: int = 0
+        seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
         p = self.params

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import Model, ModelSpec, Technique, TrainConfig, hookimpl
+from scribbles.core import Model, ModelSpec, Technique, TrainConfig, Width, hookimpl
 from scribbles.core.outputs import output_of
 from scribbles.core.training import train_single
 from torch import nn
@@ -108,7 +108,7 @@ class _Representation(Model):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        hidden: list[int] = Field(default_factory=lambda: [128])
+        hidden: list[Width] = Field(default_factory=lambda: [128])
         latent: int = Field(16, ge=1, description="bottleneck width")
         dropout: float = Field(0.0, ge=0, lt=1)
         pretrain: int = Field(5, ge=0, description="epochs of reconstruction-only training first; 0: none")

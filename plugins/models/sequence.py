@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scribbles.core import BadInput, Model, ModelSpec, Technique, hookimpl
+from scribbles.core import BadInput, Model, ModelSpec, Technique, Width, hookimpl
 from torch import nn
 
 Head = Literal["classify", "ctc"]
@@ -130,7 +130,7 @@ class Cnn1d(_SequenceModel):
     name = "cnn1d"
 
     class Params(_Params):
-        channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+        channels: list[Width] = Field(default_factory=lambda: [32, 64], min_length=1)
         kernel: int = Field(5, ge=1, description="odd, so that padding keeps the length")
 
         @model_validator(mode="after")

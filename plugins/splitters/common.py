@@ -35,6 +35,12 @@ class Params(BaseModel):
 
 def check_count(splitter: str, n_splits: int, available: int, what: str) -> None:
     """BadInput when ``n_splits`` exceeds the rows or groups there are."""
+    if available < 2:
+        # "lower n_splits to at most 1" would name a value no splitter takes.
+        raise BadInput(
+            f"split.n_splits: {splitter} needs at least 2 {what} (one to train on, one to validate) but the "
+            f"data has {available}; add data, or pick a splitter over something the data has more of"
+        )
     if n_splits > available:
         raise BadInput(
             f"split.n_splits: {splitter} asks for {n_splits} folds but the data has {available} {what}; "

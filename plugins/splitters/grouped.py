@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import BadInput, Dataset, Fold, Splitter
+from scribbles.core import BadInput, Dataset, Fold, Seed, Splitter
 from scribbles.core.columns import class_codes, group_codes
 
 from .common import Params, Size, check_count, fold_dtype, folds_from_assignment, lightest_first, shuffle_sizes
@@ -27,7 +27,7 @@ class GroupKFold(Splitter):
 
     class Params(Params):
         shuffle: bool = Field(False, description="deal shuffled groups into folds instead of balancing rows")
-        seed: int = Field(0, description="seed of the shuffle")
+        seed: Seed = Field(0, description="seed of the shuffle")
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         k = self.params.n_splits
@@ -48,7 +48,14 @@ class GroupKFold(Splitter):
 
 
 class StratifiedGroupKFold(Splitter):
-    """Group k-fold whose valid folds keep the class shares of the whole (greedy, like scikit-learn's)."""
+    """Group k-fold whose valid folds keep the class shares of the whole (greedy, like scikit-learn's).
+
+    The folds are scikit-learn's wherever those are valid. scikit-learn's greedy assignment can leave a
+    fold without any group although there are at least as many groups as folds (4 groups, 4 folds:
+    groups [0,0,0,0,1,2,2,3,3], y [1,1,1,1,0,1,1,0,0] gives an empty fold in scikit-learn 1.9); there,
+    and only there, each empty fold takes the smallest group of the fold holding the most groups, so
+    that every fold validates on something (one group per fold when groups == folds).
+    """
 
     name = "stratified_group_kfold"
     stratified = True
@@ -56,7 +63,7 @@ class StratifiedGroupKFold(Splitter):
 
     class Params(Params):
         shuffle: bool = Field(False, description="shuffle groups before the greedy assignment")
-        seed: int = Field(0, description="seed of the shuffle")
+        seed: Seed = Field(0, description="seed of the shuffle")
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         k = self.params.n_splits
@@ -88,6 +95,7 @@ class StratifiedGroupKFold(Splitter):
         # Groups with the most uneven class mix first, as scikit-learn does.
         order = np.argsort(-np.std(counts, axis=1), kind="stable")
         group_fold = _most_even_fold(counts, order, class_rows, k)
+        _fill_empty_folds(group_fold, counts.sum(axis=1), k)
         yield from folds_from_assignment(group_fold.astype(fold_dtype(k))[codes], k)
 
 
@@ -144,6 +152,22 @@ def _most_even_fold(counts: np.ndarray, order: np.ndarray, class_rows: np.ndarra
     return group_fold
 
 
+def _fill_empty_folds(group_fold: np.ndarray, rows_of: np.ndarray, k: int) -> None:
+    """Give every empty fold the smallest group of the fold with the most groups (in place).
+
+    Needs at least ``k`` groups (``check_count``), so a fold with two or more groups is always there.
+    A split without empty folds is left exactly as it is.
+    """
+    per_fold = np.bincount(group_fold, minlength=k)
+    for empty in np.flatnonzero(per_fold == 0).tolist():
+        donor = int(np.argmax(per_fold))
+        members = np.flatnonzero(group_fold == donor)
+        moved = members[int(np.argmin(rows_of[members]))]
+        group_fold[moved] = empty
+        per_fold[donor] -= 1
+        per_fold[empty] += 1
+
+
 class GroupShuffle(Splitter):
     """Independent random draws of whole groups for validation (scikit-learn's GroupShuffleSplit)."""
 
@@ -155,7 +179,7 @@ class GroupShuffle(Splitter):
         n_splits: int = Field(5, ge=1, description="number of draws")
         test_size: Size = Field(None, description="fraction or count of valid groups (default 0.2)")
         train_size: Size = Field(None, description="fraction or count of train groups (default: the rest)")
-        seed: int = 0
+        seed: Seed = 0
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         codes, n_groups = group_codes(dataset, self.name)

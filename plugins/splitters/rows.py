@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scribbles.core import BadInput, Dataset, Fold, Splitter
+from scribbles.core import BadInput, Dataset, Fold, Seed, Splitter
 from scribbles.core.columns import class_codes
 
 from .common import Params, Size, check_count, fold_dtype, folds_from_assignment, shuffle_sizes
@@ -20,7 +20,7 @@ class KFold(Splitter):
 
     class Params(Params):
         shuffle: bool = Field(False, description="shuffle rows before cutting the folds")
-        seed: int = Field(0, description="seed of the shuffle")
+        seed: Seed = Field(0, description="seed of the shuffle")
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         n, k = len(dataset), self.params.n_splits
@@ -48,7 +48,7 @@ class StratifiedKFold(Splitter):
 
     class Params(Params):
         shuffle: bool = Field(False, description="shuffle within each class before cutting")
-        seed: int = Field(0, description="seed of the shuffle")
+        seed: Seed = Field(0, description="seed of the shuffle")
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         k = self.params.n_splits
@@ -95,7 +95,7 @@ class Shuffle(Splitter):
         n_splits: int = Field(10, ge=1, description="number of draws")
         test_size: Size = Field(None, description="fraction or count of valid rows (default 0.1)")
         train_size: Size = Field(None, description="fraction or count of train rows (default: the rest)")
-        seed: int = 0
+        seed: Seed = 0
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         n = len(dataset)

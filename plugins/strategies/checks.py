@@ -64,8 +64,10 @@ def check_world(strategy: str, config: TrainConfig) -> None:
         if not config.rdzv_endpoint:
             raise ConfigError(f"strategy '{strategy}' on {config.nodes} machines needs train.rdzv_endpoint: "
                               "HOST:PORT of this machine, which the others join", "train.rdzv_endpoint")
-        if not re.fullmatch(r"[^:\s]+:\d{1,5}", config.rdzv_endpoint):
-            raise ConfigError(f"{config.rdzv_endpoint!r} is not HOST:PORT", "train.rdzv_endpoint")
+        match = re.fullmatch(r"[^:\s]+:(\d{1,5})", config.rdzv_endpoint)
+        if not match or not 1 <= int(match[1]) <= 65535:
+            raise ConfigError(f"{config.rdzv_endpoint[:80]!r} is not HOST:PORT with a port of 1 to 65535",
+                              "train.rdzv_endpoint")
         try:
             job_token(f"strategy '{strategy}' on {config.nodes} machines")
         except BadInput as exc:

@@ -56,6 +56,11 @@ FLUSH_S = 10.0
 ERROR_DRAIN_S = 20.0
 
 
+#: The experiment tag MLflow 3's UI reads to choose its view; without it an experiment opens in the GenAI
+#: view, where fold runs are hidden until the user switches. "custom_model_development" is "model training".
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
@@ -71,15 +76,24 @@ def experiment_id(client: Any, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    try:
-        return str(client.create_experiment(name))
-    except MlflowException:  # another run created it between the two calls
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return str(found.experiment_id)
+    if found is None:
+        try:
+            found = client.get_experiment(client.create_experiment(name, tags={KIND_TAG: MODEL_TRAINING}))
+        except MlflowException:  # another run created it between the two calls
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if KIND_TAG not in found.tags:  # made by an older scribbles, or by hand: the user's own choice stays
+        client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_TRAINING)
+    return str(found.experiment_id)
+
+
+def fold_name(tags: dict[str, str], index: int) -> str:
+    """``fold-3``; under repeated CV ``repeat-1/fold-3`` (fold 3 of repeat 1), with its tags alongside."""
+    per_repeat = int(tags.get("scribbles.folds_per_repeat") or 0)
+    if per_repeat <= 0:
+        return f"fold-{index}"
+    return f"repeat-{index // per_repeat}/fold-{index % per_repeat}"
 
 
 def describe(ctx: RunContext) -> str:
@@ -124,6 +138,8 @@ class MlflowTracker(Tracker):
     def _reset(self) -> None:
         self.histories: dict[int, list[dict[str, float]]] = {}
         self.reports: dict[int, dict[str, Any]] = {}
+        #: Final metrics of every fold (plain and TTA), for the paired statistics of `scribbles compare`.
+        self.scores: dict[int, dict[str, float]] = {}
         self.pooled: np.ndarray | None = None
         #: A regression's (true, predicted) valid values of every fold trained here, for the residual plot.
         self.residuals: list[tuple[np.ndarray, np.ndarray]] = []
@@ -186,12 +202,14 @@ class MlflowTracker(Tracker):
         tags = {
             "mlflow.parentRunId": self.parent_id or "",
             "scribbles.fold": str(index),
+            **({"scribbles.repeat": str(index // int(ctx.tags["scribbles.folds_per_repeat"]))}
+               if ctx.tags.get("scribbles.folds_per_repeat") else {}),
             **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
             **(extra or {}),
         }
         # Params stay on the parent only: the folds of a run share them, and a 40-row insert per fold
         # is logging work that competes with training for the interpreter.
-        run = self.client.create_run(self.experiment_id, run_name=f"fold-{index}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=fold_name(ctx.tags, index), tags=tags)
         self.fold_ids[index] = run.info.run_id
         self.client.log_dict(run.info.run_id, report, "fold_report.json")
 
@@ -259,7 +277,7 @@ class MlflowTracker(Tracker):
 
     def _log_model(self) -> None:
         """The highest fold's model on the parent: saved here, or taken from the run a reused fold came from."""
-        from mlflow.entities import RunTag
+        from mlflow.entities import LoggedModelOutput, RunTag
 
         if not self.models:
             return
@@ -268,12 +286,26 @@ class MlflowTracker(Tracker):
         folder = Path(value) if where == "folder" else Path(
             self.client.download_artifacts(value, "model", str(self.tmp / "reused-model")))
         self.client.log_artifacts(self.parent_id, str(folder), "model")
-        tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index))]
+        # Also a logged model of the parent run: MLflow 3's UI lists it under the run's "Logged models".
+        logged = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=self.parent_id,
+                                                 tags={"scribbles.model_fold": str(index)}, model_type=flavour)
+        self.client.log_model_artifacts(logged.model_id, str(folder))
+        self.client.finalize_logged_model(logged.model_id, "READY")
+        self.client.log_outputs(self.parent_id, [LoggedModelOutput(logged.model_id, step=0)])
+        tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index)),
+                RunTag("scribbles.logged_model", logged.model_id)]
         self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
 
     def _log_fold_report(self) -> None:
         if self.reports:
             self.client.log_dict(self.parent_id, [self.reports[i] for i in sorted(self.reports)], "fold_report.json")
+
+    def _log_fold_scores(self) -> None:
+        """``fold_scores.json``: each fold's sizes and final metrics, what paired statistics read back."""
+        folds = [{"fold": i, "train_rows": self.reports.get(i, {}).get("train_rows"),
+                  "valid_rows": self.reports.get(i, {}).get("valid_rows"), "metrics": self.scores[i]}
+                 for i in sorted(self.scores)]
+        self.client.log_dict(self.parent_id, {"folds": folds}, "fold_scores.json")
 
     def _log_run_plots(self, title: str) -> None:
         """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
@@ -294,6 +326,7 @@ class MlflowTracker(Tracker):
         self._log_metrics(self.parent_id, ctx.summary)
         self._log_new_artifacts(self.parent_id, ctx.run.artifacts)
         self._log_fold_report()
+        self._log_fold_scores()
 
     def _run_close(self) -> None:
         self.client.set_terminated(self.parent_id, "FINISHED")
@@ -340,7 +373,9 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(self.sweep_id, str(path))
 
     def _end_sweep(self, ctx: RunEndContext) -> None:
+        # not_worse: not significantly worse than the best trial on the same folds (None: folds differ).
         table = [{"rank": rank, "trial": t["trial"], "assignment": t["assignment"], "summary": t["summary"],
+                  "not_worse": t.get("not_worse"), "p_vs_best": t.get("p_vs_best"),
                   "run_id": t.get("links", {}).get("mlflow_run_id")} for rank, t in enumerate(ctx.trials, 1)]
         self.client.log_dict(self.sweep_id, table, "trials.json")
         self._log_metrics(self.sweep_id, ctx.summary)
@@ -434,6 +469,7 @@ class MlflowTracker(Tracker):
         if self.parent_id is None:
             return
         with self._timed("fold_end"):
+            self.scores[ctx.fold_index] = {k: float(v) for k, v in ctx.metrics.items()}
             if ctx.reuse == "resumed":  # the run being finished holds the fold run: draw, do not log again
                 self.histories[ctx.fold_index] = [dict(epoch) for epoch in ctx.history]
             if ctx.reuse and ctx.reused_from:

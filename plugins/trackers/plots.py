@@ -31,23 +31,40 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
 
 
 def plot_confusion(counts: np.ndarray, classes: Sequence[str], title: str, path: Path) -> Path:
-    """A confusion matrix (rows: true class, columns: predicted), each cell with its count."""
+    """Two confusion matrices side by side (rows: true class, columns: predicted): counts, and rates
+    normalised per true class (each row sums to 1, its diagonal is the class's recall).
+
+    Sized for MLflow's artifact viewer at its default width (about 1000 x 500 px for a few classes);
+    the title sits above both panels, wrapped, so it is never cut off.
+    """
+    import textwrap
+
+    counts = np.asarray(counts)
     n = len(classes)
-    figure = _figure(1.4 + 0.42 * n, 1.5 + 0.42 * n)
-    figure.subplots_adjust(left=0.3, bottom=0.3, right=0.97, top=0.9)
-    ax = figure.add_subplot()
-    ax.imshow(counts, cmap="Blues")
-    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    threshold = counts.max() / 2 if counts.size else 0
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if counts[i, j] > threshold else "black")
-    figure.savefig(path, dpi=80)
+    totals = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    side = max(4.2, 1.8 + 0.45 * n)
+    figure = _figure(2 * side + 0.6, side + 0.9)
+    figure.subplots_adjust(left=0.12, bottom=0.2, right=0.98, top=0.84, wspace=0.35)
+    figure.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=11)
+    labels = [str(c) for c in classes]
+    for k, (values, what, text) in enumerate((
+        (counts, "counts", lambda v: str(int(v))),
+        (rates, "rate per true class (row sums to 1)", lambda v: f"{v:.2f}"),
+    )):
+        ax = figure.add_subplot(1, 2, k + 1)
+        ax.imshow(values, cmap="Blues", vmin=0, vmax=max(float(values.max()), 1e-12) if values.size else 1)
+        ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=9)
+        ax.set_yticks(range(n), labels, fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(what, fontsize=10)
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, text(values[i, j]), ha="center", va="center", fontsize=9 if n <= 10 else 7,
+                        color="white" if values[i, j] > threshold else "black")
+    figure.savefig(path, dpi=100)
     return path
 
 
@@ -59,7 +76,7 @@ def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]],
     """
     if max((len(h) for h in histories.values()), default=0) <= 1:
         return _plot_one_pass(histories, title, path)
-    figure = _figure(6.0, 3.8)
+    figure = _figure(8.0, 4.5)
     figure.subplots_adjust(left=0.12, bottom=0.13, right=0.84, top=0.9)
     ax = figure.add_subplot()
     from matplotlib import colormaps
@@ -74,16 +91,16 @@ def plot_learning_curves(histories: Mapping[int, Sequence[Mapping[str, float]]],
                         else None, label=f"fold {fold}" if name == "train_loss" else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (solid: train, dashed: valid)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=80)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.savefig(path, dpi=100)
     return path
 
 
 def _plot_one_pass(histories: Mapping[int, Sequence[Mapping[str, float]]], title: str, path: Path) -> Path:
     """Train and valid loss per fold, as paired bars: the picture of a model fitted once per fold."""
     folds = sorted(histories)
-    figure = _figure(6.0, 3.8)
+    figure = _figure(8.0, 4.5)
     figure.subplots_adjust(left=0.12, bottom=0.13, right=0.84, top=0.9)
     ax = figure.add_subplot()
     x = np.arange(len(folds))
@@ -93,9 +110,9 @@ def _plot_one_pass(histories: Mapping[int, Sequence[Mapping[str, float]]], title
     ax.set_xticks(x, [str(f) for f in folds])
     ax.set_xlabel("fold")
     ax.set_ylabel("loss after the one-pass fit")
-    ax.set_title(f"{title} (one-pass fit, no epochs)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=80)
+    ax.set_title(f"{title} (one-pass fit, no epochs)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.savefig(path, dpi=100)
     return path
 
 

@@ -48,7 +48,9 @@ class LogWorker:
                 try:
                     fn(*args)
                 except Exception as exc:  # recorded and re-raised by drain(); later calls still run
-                    log.warning("%s: %s failed: %s", self.name, getattr(fn, "__name__", fn), exc)
+                    # Debug, not warning: drain() raises the first failure, which the command reports once;
+                    # a full disk would otherwise print one warning per queued call.
+                    log.debug("%s: %s failed: %s", self.name, getattr(fn, "__name__", fn), exc)
                     self.errors.append(exc)
                 finally:
                     spent = time.perf_counter() - start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from scribbles.core import TTATransform, View
+from scribbles.core import Seed, TTATransform, View
 
 from ._params import Strict
 
@@ -23,7 +23,7 @@ def seeded_noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
 class _NoiseParams(Strict):
     std: float = Field(0.05, gt=0, description="noise standard deviation, in standardised units")
     copies: int = Field(2, ge=1, description="noisy views, each with its own seed")
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
 
 class Noise(TTATransform):
