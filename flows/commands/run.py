@@ -94,10 +94,11 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
 
 
 def print_results(out: Any, result: dict[str, Any]) -> None:
-    """The per-fold table (plain, TTA, TTA gain) with mean ± std, each transform alone, and the MLflow run.
+    """The per-fold table (plain, and with TTA the TTA score and gain) with mean ± std and the baseline, each
+    transform alone, the worst group, and the MLflow run.
 
-    The gain is TTA minus plain on each fold; its spread is the standard deviation of those per-fold
-    differences, tighter than the two columns' spreads because folds vary together.
+    The gain is how much TTA improves on plain on each fold (positive: better); its spread is the standard
+    deviation of those per-fold differences, tighter than the two columns' spreads because folds vary together.
     """
     from rich.table import Table
 
@@ -134,11 +135,10 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                                                   "m", "x", up) <= 0:
             out.print(f"[yellow]warning:[/] {name} {mean(f[name] for f in folds):.4f} does not beat the baseline "
                       f"{mean(baseline):.4f} (a model that ignores the features: {_describe(result)})")
-        if not labels:
-            continue
-        gains = [_gain(f, name, "tta", up) for f in folds]
-        out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds"
-                  f"{'' if up else ' (lower is better: the gain is plain minus TTA)'}")
+        if labels:
+            gains = [_gain(f, name, "tta", up) for f in folds]
+            out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds"
+                      f"{'' if up else ' (lower is better: the gain is plain minus TTA)'}")
         for label in labels if len(labels) > 1 else []:
             key = f"tta_{label}"
             out.print(
