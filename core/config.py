@@ -77,11 +77,16 @@ class TrainConfig(_Strict):
         raise ValueError("must be true, false, 'selective' or 'full'")
 
 
+#: What a config that names no loss or metrics gets, per task.
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
+
+
 class TTAConfig(_Strict):
     """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
     transforms: list[dict[str, Any]] = Field(default_factory=list)
-    merge: Literal["mean", "gmean", "max", "beta"] = "mean"
+    merge: Literal["mean", "median", "gmean", "max", "beta"] = "mean"
     beta: float = Field(0.25, ge=0, le=1, description="merge beta: weight of the plain view (fastai's)")
     mode: Literal["auto", "batched", "loop"] = Field(
         "auto", description="views stacked in one forward pass, one pass per view, or the faster measured"
@@ -93,7 +98,8 @@ class EvaluateConfig(_Strict):
     """Evaluation: optional TTA and the metrics to report."""
 
     tta: TTAConfig | None = None
-    metrics: list[str | dict[str, Any]] = Field(default_factory=lambda: ["accuracy"])
+    #: Default: accuracy (classification) or rmse (regression).
+    metrics: list[str | dict[str, Any]] | None = None
 
 
 class PluginsConfig(_Strict):
@@ -125,10 +131,15 @@ class ExperimentConfig(_Strict):
     """A whole experiment. Technique sections are ``{name: ..., <its own fields>}``."""
 
     experiment: str | None = None
+    #: What the target is: classes to tell apart, or a number to predict.
+    task: Literal["classification", "regression"] = "classification"
     data: dict[str, Any]
     split: dict[str, Any]
+    #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
+    preprocess: list[dict[str, Any]] | None = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
-    loss: dict[str, Any] = Field(default_factory=lambda: {"name": "cross_entropy"})
+    #: Default: cross_entropy (classification) or mse (regression).
+    loss: dict[str, Any] | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "mlflow"}])
@@ -137,8 +148,8 @@ class ExperimentConfig(_Strict):
 
     @field_validator("data", "split", "model", "loss")
     @classmethod
-    def _has_name(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "name" not in value:
+    def _has_name(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and "name" not in value:
             raise ValueError("needs a 'name' (the technique to use)")
         return value
 
@@ -252,11 +263,13 @@ def _known_fields(path: str) -> str:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment config; ``experiment`` defaults to the file's stem."""
     raw = read_yaml(path)
-    for section in ("model", "loss"):
+    if "model" not in raw:
         # `--set model.hidden=[8]` refines the default model instead of replacing it with a nameless one.
-        if section not in raw:
-            raw[section] = ExperimentConfig.model_fields[section].default_factory()  # type: ignore[misc]
+        raw["model"] = ExperimentConfig.model_fields["model"].default_factory()  # type: ignore[misc]
     raw = apply_overrides(raw, overrides)
+    loss = raw.get("loss") if isinstance(raw, dict) else None
+    if isinstance(loss, dict) and "name" not in loss:  # `--set loss.label_smoothing=0.1` refines the default
+        raw["loss"] = {"name": DEFAULT_LOSS.get(str(raw.get("task", "classification")), "cross_entropy"), **loss}
     config = parse_config(raw, str(path))
     if not config.experiment:
         config.experiment = Path(path).stem

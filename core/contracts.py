@@ -20,7 +20,9 @@ from .errors import BadInput
 if TYPE_CHECKING:
     import torch
 
-FAMILIES: tuple[str, ...] = ("data", "splitter", "model", "loss", "strategy", "tta", "metric", "tracker")
+FAMILIES: tuple[str, ...] = (
+    "data", "splitter", "preprocess", "model", "loss", "strategy", "tta", "metric", "tracker",
+)
 DataKind = Literal["tabular", "sequence", "image"]
 
 
@@ -149,6 +151,11 @@ class ModelSpec:
     #: The class labels as text, in class-position order; a label written as space-separated tokens
     #: ("walking running") is a token sequence for sequence-labelling heads and the ``ctc`` loss.
     classes: tuple[str, ...] = ()
+    #: Rows of each class among the fold's train rows, in class order (class weights read it); () if unknown.
+    class_counts: tuple[int, ...] = ()
+    #: "classification" (``n_classes`` class scores per row) or "regression" (``n_classes`` is 1: one
+    #: predicted value per row, in the target's units).
+    task: str = "classification"
 
     def token_sequences(self) -> tuple[list[str], list[list[int]]]:
         """The sorted token vocabulary of ``classes`` and each class as a list of token positions."""
@@ -209,6 +216,8 @@ class Splitter(Technique, abc.ABC):
     guards: ClassVar[frozenset[str]] = frozenset()
     #: Rows or duration that must separate train from valid in time ("7D", 3), if any.
     gap: ClassVar[int | str] = 0
+    #: Whether the folds keep class proportions (the target read as classes): refused for regression.
+    stratified: ClassVar[bool] = False
 
     @abc.abstractmethod
     def split(self, dataset: Dataset) -> Iterator[Fold]:
@@ -271,6 +280,30 @@ class SklearnSplitter:
         return f"SklearnSplitter({self.splitter!r})"
 
 
+class Preprocessor(Technique, abc.ABC):
+    """Base of the ``preprocess`` family: a scikit-learn transformer fitted on each fold's train rows only.
+
+    ``columns`` in the params picks the feature columns it applies to; without them it applies to every
+    feature column of the kinds in ``dtypes`` ("numeric" and/or "categorical", the latter meaning string,
+    boolean or categorical columns). Steps run in config order, each on the output of the one before.
+    """
+
+    family = "preprocess"
+    #: The column kinds a step without explicit ``columns`` applies to.
+    dtypes: ClassVar[frozenset[str]] = frozenset({"numeric"})
+    #: Whether the step keeps one output column per input column (scalers, imputers; not one-hot), so that
+    #: sequence and image rows keep their shape.
+    keeps_columns: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def transformer(self) -> Any:
+        """A fresh, unfitted scikit-learn transformer (``fit``/``transform``, pandas output supported)."""
+
+    def columns(self) -> list[str] | None:
+        """The feature columns named in the params, or None for every column of the kinds in ``dtypes``."""
+        return getattr(self.params, "columns", None)
+
+
 def _stamp_builds(cls: type) -> None:
     """Wrap a subclass's own ``build`` so the module it returns carries its recipe (core.recipe)."""
     from .recipe import stamping
@@ -292,6 +325,8 @@ class Model(Technique, abc.ABC):
     default_strategy: ClassVar[str] = "single"
     #: The only strategies that can train this model; None (the default) allows every torch strategy.
     strategies: ClassVar[frozenset[str] | None] = None
+    #: The tasks the model can learn; a torch model predicts a regression target as one output column.
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -313,6 +348,8 @@ class Loss(Technique, abc.ABC):
     family = "loss"
     #: Model outputs this loss reads; a model that lacks one is refused when the config is resolved.
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    #: The tasks this loss trains: class targets, or real-valued ones.
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -405,8 +442,11 @@ class Metric(Technique, abc.ABC):
 
     family = "metric"
     greater_is_better: ClassVar[bool] = True
-    #: "proba" (class probabilities), or the name of a model output this metric scores.
+    #: "proba" (class probabilities; for regression, the predictions, (rows, 1)), or the name of a model
+    #: output this metric scores.
     needs: ClassVar[str] = "proba"
+    #: The tasks this metric scores.
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     @abc.abstractmethod
     def compute(self, y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -422,6 +462,7 @@ class Tracker(Technique):
 FAMILY_BASES: Mapping[str, type[Technique]] = {
     "data": DataSource,
     "splitter": Splitter,
+    "preprocess": Preprocessor,
     "model": Model,
     "loss": Loss,
     "strategy": Strategy,

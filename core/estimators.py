@@ -21,10 +21,12 @@ FLOOR = 1e-12
 class EstimatorModule(nn.Module):
     """Wraps an estimator with ``fit(X, y)`` and ``predict_proba(X)`` (or ``decision_function``)."""
 
-    def __init__(self, estimator: Any, n_classes: int) -> None:
+    def __init__(self, estimator: Any, n_classes: int, regression: bool = False) -> None:
         super().__init__()
         self.estimator = estimator
         self.n_classes = n_classes
+        #: A regressor: ``forward`` gives its predictions, (rows, 1), not log-probabilities.
+        self.regression = regression
         # The evaluator finds the device through the parameters; this one holds nothing.
         self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
 
@@ -45,6 +47,10 @@ class EstimatorModule(nn.Module):
         return self.scores(x).argmax(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.regression:
+            rows = x.detach().cpu().float().numpy()
+            predicted = np.asarray(self.estimator.predict(rows.reshape(len(rows), -1)), dtype=np.float32)
+            return torch.from_numpy(predicted.reshape(len(rows), 1)).to(x.device)
         proba = self.scores(x.detach().cpu().float().numpy())
         logp = np.log(np.clip(proba, FLOOR, None))
         return torch.from_numpy(logp).float().to(x.device)

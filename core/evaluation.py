@@ -20,7 +20,7 @@ from .contracts import Metric, TTATransform, View
 from .outputs import logits_of, output_of
 
 IDENTITY = View("identity", lambda x: x, lambda y: y)
-MERGES: tuple[str, ...] = ("mean", "gmean", "max", "beta")
+MERGES: tuple[str, ...] = ("mean", "median", "gmean", "max", "beta")
 MODES: tuple[str, ...] = ("auto", "batched", "loop")
 #: Blocks that ``auto`` needs before it probes: below this, probing would cost more than it saves.
 PROBE_MIN_BLOCKS = 8
@@ -38,16 +38,21 @@ def clear_mode_cache() -> None:
     _MODE_CACHE.clear()
 
 
-def merge_probabilities(probs: torch.Tensor, how: str, beta: float = 0.25, class_dim: int = -1) -> torch.Tensor:
+def merge_probabilities(probs: torch.Tensor, how: str, beta: float = 0.25, class_dim: int | None = -1) -> torch.Tensor:
     """Merge (views, rows, ...) probabilities into (rows, ...); view 0 is the plain (identity) view.
 
-    ``mean`` averages; ``gmean`` is the geometric mean and ``max`` the element-wise maximum, both
-    renormalised over classes; ``beta`` is fastai's blend ``beta * plain + (1 - beta) * mean(augmented)``
-    (``torch.lerp(augmented, plain, beta)``). Merging probabilities, never logits, keeps every mode
-    finite (no NaN from negative logits), and every mode but ``beta`` is symmetric in the views.
+    ``mean`` averages; ``median`` takes the element-wise median (renormalised over classes, unless
+    ``class_dim`` is None: regression predictions); ``gmean`` is the geometric mean and ``max`` the
+    element-wise maximum, both renormalised over classes; ``beta`` is fastai's blend
+    ``beta * plain + (1 - beta) * mean(augmented)`` (``torch.lerp(augmented, plain, beta)``). Merging
+    probabilities, never logits, keeps every mode finite (no NaN from negative logits), and every mode
+    but ``beta`` is symmetric in the views.
     """
     if how == "mean":
         return probs.mean(0)
+    if how == "median":
+        merged = probs.median(0).values
+        return merged if class_dim is None else merged / merged.sum(class_dim, keepdim=True)
     if how == "beta":
         if len(probs) == 1:
             return probs[0]
@@ -66,14 +71,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _probs(logits: torch.Tensor, view: View, dense: bool, class_dim: int) -> torch.Tensor:
-    """One view's probabilities, its dense outputs mapped back to the original positions first."""
+def _probs(logits: torch.Tensor, view: View, dense: bool, class_dim: int | None) -> torch.Tensor:
+    """One view's probabilities, its dense outputs mapped back to the original positions first.
+
+    ``class_dim`` None: a regression's predictions, returned as they are (no softmax)."""
     if dense:
         logits = view.invert(logits)
-    return logits.float().softmax(class_dim)
+    return logits.float() if class_dim is None else logits.float().softmax(class_dim)
 
 
-def _batched(model: nn.Module, x: torch.Tensor, views: Sequence[View], class_dim: int) -> torch.Tensor:
+def _batched(model: nn.Module, x: torch.Tensor, views: Sequence[View], class_dim: int | None) -> torch.Tensor:
     """Every view of ``x`` stacked into one forward pass; (views, rows, ...)."""
     logits = logits_of(model(torch.cat([view.apply(x) for view in views])))
     logits = logits.reshape(len(views), len(x), *logits.shape[1:])
@@ -81,7 +88,7 @@ def _batched(model: nn.Module, x: torch.Tensor, views: Sequence[View], class_dim
     return torch.stack([_probs(logits[i], view, dense, class_dim) for i, view in enumerate(views)])
 
 
-def _loop(model: nn.Module, x: torch.Tensor, views: Sequence[View], class_dim: int) -> torch.Tensor:
+def _loop(model: nn.Module, x: torch.Tensor, views: Sequence[View], class_dim: int | None) -> torch.Tensor:
     """One forward pass per view of ``x``; (views, rows, ...)."""
     out = []
     for view in views:
@@ -119,7 +126,7 @@ def predict_views(
     views: Sequence[View],
     chunk: int = 256,
     mode: str = "auto",
-    class_dim: int = -1,
+    class_dim: int | None = -1,
 ) -> Prediction:
     """Probabilities of every view of ``inputs``, in blocks of ``chunk`` rows.
 
@@ -164,7 +171,8 @@ def predict_views(
 
 
 def _probe(
-    model: nn.Module, blocks: list[torch.Tensor], views: Sequence[View], device: torch.device, class_dim: int
+    model: nn.Module, blocks: list[torch.Tensor], views: Sequence[View], device: torch.device,
+    class_dim: int | None,
 ) -> tuple[str, dict[str, float], list[torch.Tensor]]:
     """Time both modes on the first blocks; return the faster, each mode's best seconds, and the outputs.
 
@@ -210,7 +218,7 @@ def evaluate_groups(
     *,
     beta: float = 0.25,
     mode: str = "auto",
-    class_dim: int = -1,
+    class_dim: int | None = -1,
 ) -> TTAResult:
     """Plain, TTA and per-transform TTA probabilities from one prediction of every view.
 
@@ -245,7 +253,7 @@ def evaluate(
     *,
     beta: float = 0.25,
     mode: str = "auto",
-    class_dim: int = -1,
+    class_dim: int | None = -1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Plain and TTA probabilities; with no views both are the plain ones.
 
@@ -276,6 +284,11 @@ def tta_groups(transforms: Sequence[TTATransform]) -> list[tuple[str, list[View]
     return [(label, t.views()) for label, t in zip(labels, transforms, strict=True)]
 
 
+def gain(greater_is_better: bool, before: float, after: float) -> float:
+    """How much ``after`` improves on ``before``: positive when better, whichever way the metric reads."""
+    return after - before if greater_is_better else before - after
+
+
 def tta_metrics(
     metrics: Sequence[Metric],
     y_true: np.ndarray,
@@ -283,8 +296,11 @@ def tta_metrics(
     model: nn.Module | None = None,
     inputs: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """The fold's final metrics: ``{m}``, ``{m}_tta``, ``{m}_tta_gain`` (TTA minus plain) and, per
-    transform, ``{m}_tta_{label}`` (TTA with that transform's views alone, e.g. ``accuracy_tta_hflip``).
+    """The fold's final metrics: ``{m}``, ``{m}_tta``, ``{m}_tta_gain`` and, per transform, ``{m}_tta_{label}``
+    (TTA with that transform's views alone, e.g. ``accuracy_tta_hflip``).
+
+    The gain is positive when TTA helps, whichever way the metric reads: TTA minus plain for a metric where
+    greater is better (accuracy), plain minus TTA where lower is better (log_loss).
 
     A metric on a model output other than probabilities (``reconstruction_mse``) scores the plain
     inputs; TTA views have no single reconstruction to compare, so its ``_tta`` value is the plain one.
@@ -303,7 +319,7 @@ def tta_metrics(
         tta = plain if result.tta is result.plain else metric.compute(y_true, result.tta)
         out[metric.name] = plain
         out[f"{metric.name}_tta"] = tta
-        out[f"{metric.name}_tta_gain"] = tta - plain
+        out[f"{metric.name}_tta_gain"] = gain(metric.greater_is_better, plain, tta)
         for label, probs in result.by_transform.items():
             out[f"{metric.name}_tta_{label}"] = metric.compute(y_true, probs)
     return out

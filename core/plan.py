@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compose import Compose
-from .config import ExperimentConfig
+from .config import DEFAULT_LOSS, DEFAULT_METRICS, ExperimentConfig
 from .contracts import (
     DataSource,
     Loss,
     Metric,
     Model,
+    Preprocessor,
     Splitter,
     Strategy,
     Technique,
@@ -20,6 +21,7 @@ from .contracts import (
     TTATransform,
 )
 from .errors import ConfigError
+from .preprocessing import DEFAULT_STEPS
 from .registry import Registry
 from .repeats import with_repeats
 
@@ -39,6 +41,8 @@ class Plan:
     merge: str = "mean"
     metrics: list[Metric] = field(default_factory=list)
     trackers: list[Tracker] = field(default_factory=list)
+    #: The preprocessing steps, fitted per fold on its train rows (``scribbles.core.preprocessing``).
+    preprocess: list[Preprocessor] = field(default_factory=list)
 
     @property
     def experiment(self) -> str:
@@ -72,6 +76,18 @@ def _check_outputs(model: Model, user: Loss | Metric, where: str) -> None:
             f"pick a model that does or another {user.family}",
             where,
         )
+
+
+#: TTA merges that make sense for real-valued predictions.
+REGRESSION_MERGES = ("mean", "median")
+
+
+def _check_task(task: str, technique: Model | Loss | Metric, where: str) -> None:
+    """Refuse a model, loss or metric that does not serve ``task``."""
+    if task not in technique.tasks:
+        others = "classification" if task == "regression" else "regression"
+        raise ConfigError(f"{technique.family} '{technique.name}' is for {others}, and this config's task is {task}; "
+                          f"pick a {technique.family} for {task} or set `task: {others}`", where)
 
 
 def _build_transform(
@@ -110,7 +126,16 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     repeats = split_section.pop("repeats", 1)
     splitter = with_repeats(_build(registry, "splitter", split_section, "split"), repeats)
     model = _build(registry, "model", config.model, "model")
-    loss = _build(registry, "loss", config.loss, "loss")
+    task = config.task
+    loss = _build(registry, "loss", config.loss or {"name": DEFAULT_LOSS[task]}, "loss")
+    _check_task(task, model, "model.name")
+    _check_task(task, loss, "loss.name")
+    if task == "regression" and splitter.stratified:
+        raise ConfigError(f"splitter '{splitter.name}' keeps class proportions, which a regression target does not "
+                          "have; use its unstratified counterpart (kfold, group_kfold)", "split.name")
+    steps = DEFAULT_STEPS if config.preprocess is None else config.preprocess
+    preprocess = [_build(registry, "preprocess", dict(step) if isinstance(step, dict) else {}, f"preprocess.{i}")
+                  for i, step in enumerate(steps)]
     kind = data.kind
     if kind not in model.kinds:
         raise ConfigError(
@@ -131,13 +156,17 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     merge = "mean"
     if config.evaluate.tta is not None:
         merge = config.evaluate.tta.merge
+        if task == "regression" and merge not in REGRESSION_MERGES:
+            raise ConfigError(f"merge '{merge}' combines class probabilities; a regression's TTA predictions merge "
+                              f"by {' or '.join(REGRESSION_MERGES)}", "evaluate.tta.merge")
         shape = data.shape
         for i, section in enumerate(config.evaluate.tta.transforms):
             tta.append(_build_transform(registry, section, f"evaluate.tta.transforms.{i}", kind, shape))
     metrics = []
-    for i, item in enumerate(config.evaluate.metrics):
+    for i, item in enumerate(config.evaluate.metrics or DEFAULT_METRICS[task]):
         section = {"name": item} if isinstance(item, str) else item
         metrics.append(_build(registry, "metric", section, f"evaluate.metrics.{i}"))
+        _check_task(task, metrics[-1], f"evaluate.metrics.{i}")
         if metrics[-1].needs != "proba":
             _check_outputs(model, metrics[-1], f"evaluate.metrics.{i}")
     trackers = [
@@ -146,8 +175,10 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
     strategy.check(config.train, model)
     resolved = {
         "experiment": config.experiment,
+        "task": config.task,
         "data": _dump(data),
         "split": {**_dump(splitter), **({"repeats": repeats} if repeats != 1 else {})},
+        "preprocess": [_dump(step) for step in preprocess],
         "model": _dump(model),
         "loss": _dump(loss),
         "train": {**config.train.model_dump(mode="json"), "strategy": strategy.name},
@@ -163,7 +194,8 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         "tracking": [_dump(t) for t in trackers],
         "plugins": config.plugins.model_dump(mode="json"),
     }
-    return Plan(config, resolved, data, splitter, model, loss, strategy, tta, merge, metrics, trackers)
+    return Plan(config, resolved, data, splitter, model, loss, strategy, tta, merge, metrics, trackers,
+                preprocess=preprocess)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -37,6 +37,7 @@ API_VERSION_ATTRIBUTE = "SCRIBBLES_API_VERSION"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "scribbles.plugins.data",
     "scribbles.plugins.splitters",
+    "scribbles.plugins.preprocess",
     "scribbles.plugins.models.baseline",
     "scribbles.plugins.models.sequence",
     "scribbles.plugins.models.representation",
@@ -54,6 +55,7 @@ _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
     "data": ("load",),
     "splitter": ("split",),
+    "preprocess": ("transformer",),
     "model": ("build",),
     "loss": ("build",),
     "strategy": ("fit",),

@@ -19,7 +19,7 @@ DATA_DIR = "data"
 POINTER = "data.dvc"
 #: What scribbles' own data.dvc records for the demo data/ (``test_data_build_reproduces_committed_data_dvc``
 #: checks it): a data.dvc that records anything else tracks someone's own data, which build must not touch.
-DEMO_MD5 = "99553d28210dd3a4cbb40dc32c7fa69d.dir"
+DEMO_MD5 = "f9c68c472378992969a4002fa1d11d8c.dir"
 
 
 @contextlib.contextmanager

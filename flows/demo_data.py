@@ -164,6 +164,33 @@ def build_activity_sequences(activity: pd.DataFrame | None = None) -> pd.DataFra
     return out.sort_values(["timestamp", "subject"], kind="mergesort").reset_index(drop=True)
 
 
+def build_energy(seed: int = 0, days: int = 3 * 365) -> pd.DataFrame:
+    """Return a seeded daily electricity-load series for forecasting (regression over time).
+
+    Columns: ``date`` (from 2023-01-01), ``season`` (text: winter, spring, summer, autumn), ``weekday``
+    (0 = Monday), ``temperature`` (deg C), ``humidity`` (%), ``wind`` (m/s), ``solar`` (W/m2: columns of very
+    different scales, as weather data have) and the target ``load_mwh``: a slow upward trend, heating below
+    15 deg C and cooling above 22, lower on weekends, and noise. Rows are in date order.
+    """
+    rng = np.random.RandomState(seed)
+    dates = pd.date_range("2023-01-01", periods=days, freq="D")
+    day = np.arange(days)
+    year = 2 * np.pi * (dates.dayofyear.to_numpy() - 15) / 365.25
+    temperature = 11 - 9 * np.cos(year) + rng.normal(0, 3, days)
+    humidity = np.clip(70 + 10 * np.cos(year) + rng.normal(0, 8, days), 20, 100)
+    wind = np.abs(rng.gamma(2.0, 2.0, days))
+    solar = np.clip(180 - 120 * np.cos(year) + rng.normal(0, 40, days), 5, None)
+    weekday = dates.dayofweek.to_numpy()
+    load = (400 + 0.05 * day + 6 * np.clip(15 - temperature, 0, None) + 9 * np.clip(temperature - 22, 0, None)
+            - 45 * (weekday >= 5) + 0.8 * wind - 0.05 * solar + rng.normal(0, 12, days))
+    seasons = np.array(["winter", "spring", "summer", "autumn"])[(dates.month.to_numpy() % 12) // 3]
+    return pd.DataFrame({
+        "date": dates.strftime("%Y-%m-%d"), "season": seasons, "weekday": weekday,
+        "temperature": temperature.round(4), "humidity": humidity.round(4), "wind": wind.round(4),
+        "solar": solar.round(4), "load_mwh": load.round(4),
+    })
+
+
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write ``frame`` to ``path`` byte-deterministically, atomically via a temporary file and os.replace."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -183,4 +210,5 @@ DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
     "digits.csv": build_digits,
     "activity.csv": build_activity,
     "activity_sequences.csv": build_activity_sequences,
+    "energy.csv": build_energy,
 }

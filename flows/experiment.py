@@ -264,7 +264,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
 def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, folds: list[Fold],
                job: FoldJob, force: bool) -> dict[str, Any]:
     hook = registry.hook
-    classes = [str(c) for c in dataset.classes]
+    classes = [] if plan.config.task == "regression" else [str(c) for c in dataset.classes]
     metrics: dict[int, dict[str, float]] = {}
     work = Path(job.out)
 
@@ -333,6 +333,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         "data_version": run.data_version,
         "metrics": [m.name for m in plan.metrics],
         "greater_is_better": {m.name: bool(m.greater_is_better) for m in plan.metrics},
+        "task": plan.config.task,
         "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": i, **metrics[i]} for i in sorted(metrics)],
         "fold_rows": {fold.index: [len(fold.train), len(fold.valid)] for fold in folds},

@@ -19,12 +19,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from scribbles.core import BadInput, Dataset, Fold, ModelSpec, Plan, Registry, registry_for, resolve
+from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, registry_for, resolve
+from scribbles.core.baseline import baseline_metrics
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
+from scribbles.core.fold_inputs import fold_inputs, targets
 from scribbles.core.groups import by_group, write_groups
 from scribbles.core.guard import guarded_folds
+from scribbles.core.preprocessing import check_steps
 from scribbles.core.pretraining import model_builder
+from scribbles.core.targets import check_target
 
 from .data_guard import allow_dirty_data
 from .fold_outputs import write_outputs
@@ -116,7 +120,10 @@ def dataset_for(plan: Plan) -> Dataset:
     """The plan's dataset, loaded once per process."""
     key = data_key(plan)
     if key not in _DATASETS:
-        _DATASETS[key] = plan.data.load()
+        dataset = plan.data.load()
+        check_target(dataset, plan.config.task)
+        check_steps(plan.preprocess, dataset)
+        _DATASETS[key] = dataset
     return _DATASETS[key]
 
 
@@ -160,12 +167,6 @@ def live_epochs(out: str, callback: Callable[[int, int, dict[str, float]], None]
         _LIVE.pop(out, None)
 
 
-def tensors(dataset: Dataset, rows: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised inputs and integer targets of ``rows``."""
-    x = (dataset.inputs(rows) - mean) / std
-    return torch.from_numpy(x), torch.from_numpy(dataset.labels(rows))
-
-
 def run_job(job: FoldJob) -> FoldResult:
     """Train on the fold's train rows, then evaluate its valid rows with and without TTA."""
     start = time.perf_counter()
@@ -176,11 +177,10 @@ def run_job(job: FoldJob) -> FoldResult:
                        f"{job.data_version}; give every machine the same data (dvc pull / dvc checkout)")
     plan, dataset = ready.plan, ready.dataset
     fold = next(f for f in ready.folds if f.index == job.fold)
-    # Standardise with statistics of the training rows only: the valid rows must not leak into them.
-    train_x = dataset.inputs(fold.train)
-    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
-    train, valid = tensors(dataset, fold.train, mean, std), tensors(dataset, fold.valid, mean, std)
-    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
+    # Preprocessing fitted on the training rows only: the valid rows must not leak into its statistics.
+    task = plan.config.task
+    inputs = fold_inputs(plan.preprocess, dataset, fold.train, fold.valid, task)
+    train, valid, spec = inputs.train, inputs.valid, inputs.spec
     live = _LIVE.get(job.out)
 
     def on_epoch(epoch: int, metrics: Any) -> None:
@@ -195,29 +195,35 @@ def run_job(job: FoldJob) -> FoldResult:
         plan.config.train,
         [on_epoch],
     )
+    trained = inputs.in_target_units(result.model)  # a regression model predicts in the target's units
+    y_train, y_valid = targets(dataset, fold.train, task), targets(dataset, fold.valid, task)
     tta = plan.config.evaluate.tta
     probs = evaluate_groups(
-        result.model,
+        trained,
         valid[0],
         tta_groups(plan.tta),
         plan.merge,
         (tta.chunk if tta else None) or plan.config.train.batch_size * 4,
         beta=tta.beta if tta else 0.25,
         mode=tta.mode if tta else "auto",
+        class_dim=None if task == "regression" else -1,  # a regression's predictions are not softmaxed
     )
-    metrics = tta_metrics(plan.metrics, valid[1].numpy(), probs, result.model, valid[0])
+    metrics = tta_metrics(plan.metrics, y_valid, probs, result.model, valid[0])
+    metrics.update(baseline_metrics(plan.metrics, task, y_train, y_valid, spec.n_classes))
     if dataset.group and dataset.group in dataset.frame.columns:  # per-group results and the worst group
-        table, worst = by_group(plan.metrics, valid[1].numpy(), probs.plain,
-                                dataset.frame[dataset.group].to_numpy()[fold.valid])
+        table, worst = by_group(plan.metrics, y_valid, probs.plain, dataset.frame[dataset.group].to_numpy()[fold.valid])
         write_groups(table, group_folder(job.out, fold.index))
         metrics.update(worst)
-    # The logged model takes raw feature rows as the data file holds them: flat, in feature order.
-    example = dataset.inputs(fold.valid[:5]).reshape(min(5, len(fold.valid)), -1)
+    # The logged model takes raw feature columns as the data file holds them: flat rows in feature order,
+    # or (after a one-hot step) a DataFrame of the raw columns.
     module = isinstance(result.model, torch.nn.Module)
-    # A torch model is read back wrapped in Standardised (these statistics and the row shape).
-    serving = {"mean": mean, "std": std, "shape": list(dataset.shape)} if module else None
-    outputs = write_outputs(Path(job.out) / f"fold-{fold.index}", result.model, serving, example,
-                            valid[1].numpy(), probs.plain.argmax(1))
+    serving = inputs.serving() if module else None
+    example = dataset.frame.iloc[fold.valid[:5]][dataset.features]
+    if serving is not None and "pipeline" not in serving:
+        example = example.to_numpy(dtype=np.float32)
+    y_pred = probs.plain[:, 0] if task == "regression" else probs.plain.argmax(1)
+    outputs = write_outputs(Path(job.out) / f"fold-{fold.index}", result.model, serving, example, y_valid, y_pred,
+                            inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
 

@@ -20,7 +20,6 @@ import torch
 from scribbles.core import (
     BadInput,
     Dataset,
-    ModelSpec,
     Plan,
     RunEndContext,
     RunErrorContext,
@@ -29,13 +28,13 @@ from scribbles.core import (
 )
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
+from scribbles.core.fold_inputs import fold_inputs
 from scribbles.core.pretraining import model_builder
 from scribbles.core.redact import masking_errors
 
 from . import fold_task
 from .config_ref import unstash
 from .experiment import load_data, make_folds, run_context
-from .fold_task import tensors
 from .prefect_env import configure_prefect
 
 configure_prefect()
@@ -89,11 +88,10 @@ def verdict(points: list[CurvePoint]) -> str:
 
 def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.ndarray) -> tuple[float, float]:
     """Train on ``train_rows`` as the experiment does; the error on those rows and on ``valid_rows``."""
-    # Standardise with statistics of the training rows only, as train_fold does.
-    train_x = dataset.inputs(train_rows)
-    mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
-    train, valid = tensors(dataset, train_rows, mean, std), tensors(dataset, valid_rows, mean, std)
-    spec = ModelSpec(dataset.kind, tuple(dataset.shape), len(dataset.classes), tuple(map(str, dataset.classes)))
+    # Preprocessing fitted on the training rows only, as train_fold does.
+    task = plan.config.task
+    inputs = fold_inputs(plan.preprocess, dataset, train_rows, valid_rows, task)
+    train, valid, spec = inputs.train, inputs.valid, inputs.spec
     config = plan.config.train
     result = plan.strategy.fit(
         model_builder(plan.model, spec, train[0], config),
@@ -105,9 +103,30 @@ def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.
     )
     scores = []
     for x, y in (train, valid):
+        if task == "regression":  # the error is the RMSE, in the target's units
+            predicted, _ = evaluate(result.model, x, chunk=config.batch_size * 4, class_dim=None)
+            scores.append(float(np.sqrt(np.mean((predicted[:, 0] - y.numpy()) ** 2))))
+            continue
         proba, _ = evaluate(result.model, x, chunk=config.batch_size * 4)
         scores.append(float(np.mean(proba.argmax(1) != y.numpy())))
     return scores[0], scores[1]
+
+
+def baseline_error(plan: Plan, dataset: Dataset, folds: list[Any]) -> float:
+    """The valid error of a model that ignores the features (scikit-learn's dummy estimators on each fold's
+    train targets), averaged over ``folds``: the line a learning curve has to get below."""
+    from scribbles.core.baseline import baseline_predictions
+    from scribbles.core.fold_inputs import targets
+
+    task, errors_ = plan.config.task, []
+    for fold in folds:
+        y_train, y_valid = targets(dataset, fold.train, task), targets(dataset, fold.valid, task)
+        predicted = baseline_predictions(task, y_train, len(y_valid), len(dataset.classes))
+        if task == "regression":
+            errors_.append(float(np.sqrt(np.mean((predicted[:, 0] - y_valid) ** 2))))
+        else:
+            errors_.append(float(np.mean(predicted.argmax(1) != y_valid)))
+    return float(np.mean(errors_))
 
 
 def learning_curve(plan: Plan, dataset: Dataset, folds: list[Any], fractions: list[float]) -> Diagnosis:
@@ -194,4 +213,5 @@ def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_f
             for tracker in plan.trackers:
                 registry.pm.unregister(tracker)
     return {"experiment": plan.experiment, "verdict": diagnosis.verdict, "advice": diagnosis.advice,
-            "points": [asdict(p) for p in diagnosis.points], "links": dict(run.links)}
+            "points": [asdict(p) for p in diagnosis.points], "links": dict(run.links),
+            "baseline_error": baseline_error(plan, dataset, folds), "task": plan.config.task}

@@ -7,17 +7,30 @@ is cached and tracked); reading a demo-sized file twice costs well under a secon
 
 from __future__ import annotations
 
+import sys
+
 from scribbles.core import Plan
 from scribbles.core.guard import check_fold
+from scribbles.core.preprocessing import check_steps
+from scribbles.core.targets import check_target, constant_features
 
 
 def preflight(plan: Plan) -> None:
-    """Check the stores, load the data and make every fold through the leakage guard.
+    """Check the stores, load the data, check its target and make every fold through the leakage guard.
 
-    Raises what the flow would raise, before Prefect starts.
+    Raises what the flow would raise, before Prefect starts. Constant feature columns get one warning
+    line on stderr.
     """
     check_stores(plan)
     dataset = plan.data.load()
+    check_target(dataset, plan.config.task)
+    check_steps(plan.preprocess, dataset)
+    # Image borders are often constant: a warning there would be noise.
+    constant = constant_features(dataset) if dataset.kind == "tabular" else []
+    if constant:
+        more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
+        print(f"warning: data.features: {', '.join(constant[:5])}{more} hold one value on every row and carry "
+              "no information; leave them out of data.features", file=sys.stderr)
     for fold in plan.splitter.split(dataset):
         check_fold(dataset, fold, plan.splitter)
 

@@ -83,7 +83,9 @@ def compare(runs: list[Any]) -> dict[str, Any]:
             entry = {key: m.get(f"{name}{suffix}") for key, suffix in
                      (("mean", "_mean"), ("std", "_std"), ("tta_mean", "_tta_mean"), ("tta_std", "_tta_std"))}
             both = entry["mean"] is not None and entry["tta_mean"] is not None
-            entry["tta_gain"] = entry["tta_mean"] - entry["mean"] if both else None
+            # The fold-mean gain the run logged: positive when TTA helps, whichever way the metric reads.
+            entry["tta_gain"] = m.get(f"{name}_tta_gain_mean", entry["tta_mean"] - entry["mean"]) if both else None
+            entry["baseline"] = m.get(f"{name}_baseline_mean")  # a model that ignores the features
             metrics[name] = entry
         rows.append({
             "run_id": run.info.run_id,
@@ -98,7 +100,9 @@ def compare(runs: list[Any]) -> dict[str, Any]:
             "params": {k: run.data.params.get(k) for k in differing},
             "metrics": metrics,
         })
-    return {"differing_params": differing, "metrics": names, "runs": rows}
+    # A run with TTA has the transforms among its params (``evaluate.tta.transforms``); without it, "".
+    tta = any(k.startswith("evaluate.tta.") for r in runs for k in r.data.params)
+    return {"differing_params": differing, "metrics": names, "runs": rows, "tta": tta}
 
 
 def find_run(mlflow: Any, run_id: str) -> Any:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,11 @@ class ColumnParams(BaseModel):
     time: str | None = None
     kind: DataKind = "tabular"
     shape: list[Width] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+    sequence_id: str | None = Field(None, description="long format: the column naming each row's sequence")
+    step: str | None = Field(None, description="long format: the column ordering the rows of a sequence")
+    layout: Literal["time_major", "channel_major"] = Field(
+        "time_major", description="sequence columns: every channel of step 0, then of step 1 (time_major: "
+                                  "t00_x, t00_y, t01_x ...), or every step of channel 0 first (channel_major)")
 
     @model_validator(mode="after")
     def _shape_fits_kind(self) -> ColumnParams:
@@ -65,6 +71,8 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     ``features=False`` checks target, group and time only and leaves the features out (``features`` is
     empty): a split reads no features, so a string id or an undeclared column must not stop it.
     """
+    if params.sequence_id is not None:
+        frame, params = to_wide(frame, params, source)
     roles = {"target": params.target, "group": params.group, "time": params.time}
     for role, column in roles.items():
         if column is not None and column not in frame.columns:
@@ -86,21 +94,14 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise BadInput(f"data.features: {', '.join(missing[:5])} not in {source}")
-    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise BadInput(
-            f"data.features: {', '.join(non_numeric[:5])} in {source} are not numeric; "
-            "list the numeric columns in data.features"
-        )
+    # Text columns and missing values are the preprocessing's to handle (one_hot, impute): checked against
+    # the configured steps before any work (``scribbles.core.preprocessing.check_steps``).
     if not features:
         raise BadInput(f"data.features: {source} has no feature columns besides target, group and time")
-    holes = [c for c in features if frame[c].isna().any()]
-    if holes:
-        raise BadInput(
-            f"data.features: {', '.join(holes[:5])} in {source} hold missing values "
-            f"(e.g. row {int(frame[holes[0]].isna().to_numpy().argmax())}); fill or drop them first"
-        )
-    infinite = [c for c in features if np.isinf(frame[c].to_numpy(dtype=float)).any()]
+    # Text columns and missing values are for the preprocessing steps (one_hot, impute), checked against the
+    # config before any work; an infinite number in a numeric column is no value any step can fix.
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+    infinite = [c for c in numeric if np.isinf(frame[c].to_numpy(dtype=float)).any()]
     if infinite:
         raise BadInput(
             f"data.features: {', '.join(infinite[:5])} in {source} hold infinite values "
@@ -113,6 +114,8 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
         size *= dim
     if size != len(features):
         raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features")
+    if params.kind == "sequence":
+        features = _time_major(features, shape, params.layout)
     return Dataset(
         frame=frame.reset_index(drop=True),
         target=params.target,
@@ -125,6 +128,68 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
         source=source,
         rev=rev,
     )
+
+
+def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.DataFrame, ColumnParams]:
+    """Long-format sequences (one row per sequence and step, a column per channel) as one row per sequence.
+
+    Rows are ordered by ``step`` within each ``sequence_id``; every sequence needs the same number of steps.
+    Target, group and time must hold one value per sequence (the time kept is its first step's). The
+    channels are ``features`` (default: every other numeric column); the wide columns are time-major,
+    ``t000_<channel>``, and the params come back with ``kind: sequence`` and ``shape: [steps, channels]``.
+    """
+    sid, step = params.sequence_id, params.step
+    for field, column in (("sequence_id", sid), ("step", step)):
+        if column is None or column not in frame.columns:
+            raise BadInput(f"data.{field}: {column!r} is not a column of {source}; long-format data need both "
+                           "data.sequence_id and data.step")
+    roles = {c for c in (sid, step, params.target, params.group, params.time) if c}
+    channels = params.features or [c for c in frame.columns
+                                   if c not in roles and pd.api.types.is_numeric_dtype(frame[c])]
+    ordered = frame.sort_values([sid, step], kind="stable")
+    lengths = ordered.groupby(sid, sort=False).size()
+    if lengths.nunique() != 1:
+        raise BadInput(f"data.step: sequences in {source} have {lengths.min()} to {lengths.max()} steps "
+                       f"(e.g. {lengths.idxmin()!r}); every sequence needs the same number")
+    steps = int(lengths.iloc[0])
+    per_sequence = [c for c in (params.target, params.group, params.time) if c]
+    constant = [c for c in (params.target, params.group) if c]  # the time varies: its first step is kept
+    varying = [c for c in constant if (ordered.groupby(sid, sort=False)[c].nunique(dropna=False) > 1).any()]
+    if varying:
+        raise BadInput(f"data.{'target' if varying[0] == params.target else 'group'}: column {varying[0]!r} changes "
+                       f"within a sequence in {source}; it must hold one value per {sid}")
+    first = ordered.groupby(sid, sort=False)[per_sequence].first()
+    values = ordered[channels].to_numpy().reshape(len(first), steps, len(channels))
+    wide = pd.DataFrame(values.reshape(len(first), -1),
+                        columns=[f"t{t:03d}_{c}" for t in range(steps) for c in channels], index=first.index)
+    wide = pd.concat([first, wide], axis=1).reset_index(drop=True)
+    update = {"kind": "sequence", "shape": [steps, len(channels)], "features": None, "sequence_id": None,
+              "step": None, "layout": "time_major"}
+    return wide, params.model_copy(update=update)
+
+
+def _fastest_cycle(names: list[str]) -> int | None:
+    """How many distinct values the name part that changes first (between columns 0 and 1) takes, or None."""
+    tokens = [re.findall(r"\d+|[A-Za-z]+", name) for name in names]
+    if len(tokens) < 2 or len({len(t) for t in tokens}) != 1:
+        return None
+    changed = [i for i, (a, b) in enumerate(zip(tokens[0], tokens[1], strict=True)) if a != b]
+    return len({t[changed[0]] for t in tokens}) if len(changed) == 1 else None
+
+
+def _time_major(features: list[str], shape: tuple[int, ...], layout: str) -> list[str]:
+    """Sequence features in the order the model reads them, (steps, channels) row-major: every channel of a
+    step together. ``channel_major`` columns are reordered; time-major columns whose names show the other
+    order (the part that changes first cycles over the steps, not the channels) are refused."""
+    steps, channels = shape
+    if layout == "channel_major":
+        return [features[c * steps + t] for t in range(steps) for c in range(channels)]
+    if steps != channels and channels > 1 and _fastest_cycle(features) == steps:
+        raise BadInput(f"data.layout: the sequence columns ({features[0]}, {features[1]}, ...) look channel-major "
+                       f"(every step of one channel, then the next); scribbles reads [steps, channels] = "
+                       f"{list(shape)} time-major (every channel of step 0, then step 1). Set "
+                       "`data.layout: channel_major` to have them reordered")
+    return features
 
 
 def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None:

@@ -9,7 +9,7 @@ the outputs a loss reads, so that a model lacking one is refused before any work
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,9 @@ class _Params(BaseModel):
 
 
 class _CrossEntropy(nn.Module):
-    def __init__(self, label_smoothing: float) -> None:
+    def __init__(self, label_smoothing: float, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.inner = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.inner = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
     def forward(self, outputs: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return self.inner(logits_of(outputs), batch[1])
@@ -39,9 +39,27 @@ class CrossEntropy(Loss):
 
     class Params(_Params):
         label_smoothing: float = Field(0.0, ge=0, lt=1)
+        class_weight: Literal["balanced"] | list[float] | None = Field(
+            None, description="'balanced': n_rows / (n_classes * rows of the class), from the fold's train rows "
+                              "(scikit-learn's compute_class_weight); or one weight per class")
 
     def build(self, spec: ModelSpec) -> nn.Module:
-        return _CrossEntropy(self.params.label_smoothing)
+        return _CrossEntropy(self.params.label_smoothing, class_weights(self.params.class_weight, spec))
+
+
+def class_weights(how: str | list[float] | None, spec: ModelSpec) -> torch.Tensor | None:
+    """Per-class loss weights: None, 'balanced' from the spec's train class counts, or as given."""
+    if how is None:
+        return None
+    if how == "balanced":
+        counts = torch.tensor(spec.class_counts or [1] * spec.n_classes, dtype=torch.float32)
+        # A class absent from the train rows gets weight 0 rather than a division by zero.
+        weights = counts.sum() / (len(counts) * counts.clamp_min(1))
+        return torch.where(counts > 0, weights, torch.zeros_like(weights))
+    if len(how) != spec.n_classes:
+        raise BadInput(f"loss.class_weight: {len(how)} weights for {spec.n_classes} classes; give one per class "
+                       "in class order, or 'balanced'")
+    return torch.tensor(how, dtype=torch.float32)
 
 
 # ---------------------------------------------------------------- supervised contrastive
@@ -163,6 +181,57 @@ class Reconstruction(Loss):
         return _Reconstruction(self.params.classification_weight)
 
 
+# ---------------------------------------------------------------- regression
+
+
+class _Regression(nn.Module):
+    """A regression loss on the model's single output column against real-valued targets."""
+
+    def __init__(self, kind: str, delta: float = 1.0) -> None:
+        super().__init__()
+        self.kind, self.delta = kind, delta  # plain values: the module pickles to spawned workers
+
+    def forward(self, outputs: Any, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        predicted = logits_of(outputs).float().reshape(len(batch[1]), -1)[:, 0]
+        target = batch[1].float()
+        if self.kind == "huber":
+            return F.huber_loss(predicted, target, delta=self.delta)
+        return F.l1_loss(predicted, target) if self.kind == "l1" else F.mse_loss(predicted, target)
+
+
+class Mse(Loss):
+    """Mean squared error of the predictions (regression); torch's mse_loss."""
+
+    name = "mse"
+    tasks = frozenset({"regression"})
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return _Regression("mse")
+
+
+class L1(Loss):
+    """Mean absolute error of the predictions (regression), robust to outlying targets; torch's l1_loss."""
+
+    name = "l1"
+    tasks = frozenset({"regression"})
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return _Regression("l1")
+
+
+class Huber(Loss):
+    """Huber loss (regression): squared below ``delta``, absolute above (Huber 1964); torch's huber_loss."""
+
+    name = "huber"
+    tasks = frozenset({"regression"})
+
+    class Params(_Params):
+        delta: float = Field(1.0, gt=0, description="where squared turns absolute, in the target's units")
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return _Regression("huber", self.params.delta)
+
+
 @hookimpl
 def scribbles_techniques() -> Iterable[type[Technique]]:
-    return [CrossEntropy, SupCon, CTC, Reconstruction]
+    return [CrossEntropy, SupCon, CTC, Reconstruction, Mse, L1, Huber]

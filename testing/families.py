@@ -124,10 +124,15 @@ def check_metric(metric: Any, workdir: Path, registry: Registry | None) -> list[
     needs = metric.needs
     if needs != "proba":
         return check_output_metric(metric, needs, registry)
+    rng = np.random.default_rng(0)
+    if "classification" not in metric.tasks:  # a regression metric scores predictions (rows, 1)
+        target = rng.normal(10.0, 3.0, 48)
+        noisy_score = _call("compute()", metric.compute, target, (target + rng.normal(0, 3.0, 48))[:, None])
+        perfect_score = _call("compute()", metric.compute, target, target[:, None])
+        return _score_problems(metric, perfect_score, noisy_score, "a perfect prediction", "a noisy one")
     dataset = synthetic_dataset()
     y_true = dataset.labels()
     classes = len(dataset.classes)
-    rng = np.random.default_rng(0)
     noisy = rng.dirichlet(np.ones(classes), size=len(y_true))
     perfect = np.eye(classes)[y_true]
     noisy_score = _call("compute()", metric.compute, y_true, noisy)
@@ -216,6 +221,36 @@ def check_tracker(tracker: Any, workdir: Path, registry: Registry | None) -> lis
     return []
 
 
+def check_preprocessor(step: Any, workdir: Path, registry: Registry | None) -> list[str]:
+    """Fitted on train rows, the step turns both sides into finite numbers, row for row; a step that says it
+    keeps columns keeps one per feature; fitting again on the same rows gives the same outputs."""
+    from scribbles.core.preprocessing import fit
+
+    dataset = synthetic_dataset()
+    frame = dataset.frame.copy()
+    features = list(dataset.features)
+    if step.dtypes == frozenset({"categorical"}):
+        frame["colour"] = np.where(np.arange(len(frame)) % 2, "red", "blue")
+        features.append("colour")
+    train, valid = frame.iloc[:36], frame.iloc[36:]
+    try:
+        fitted = fit([step], train, features)
+        out_train, out_valid = fitted.transform(train), fitted.transform(valid)
+    except Exception as exc:
+        return [f"fit/transform on the kit's columns raised {type(exc).__name__}: {str(exc)[:200]}"]
+    problems = []
+    if len(out_train) != len(train) or len(out_valid) != len(valid):
+        problems.append("transform changed the number of rows")
+    if not (np.isfinite(out_train).all() and np.isfinite(out_valid).all()):
+        problems.append("transform gave NaN or inf on finite inputs")
+    if step.keeps_columns and out_train.shape[1] != len(features):
+        problems.append(f"keeps_columns is true but {len(features)} columns became {out_train.shape[1]}")
+    again = fit([step], train, features).transform(train)
+    if not np.allclose(again, out_train) or not np.allclose(fitted.transform(train), out_train):
+        problems.append("refitting on the same train rows gave other outputs")
+    return problems
+
+
 def _served_model(dataset: Dataset) -> tuple[Any, np.ndarray]:
     """A small torch model as the flow hands it to trackers (raw flat rows in, class scores out), and rows."""
     import torch
@@ -231,6 +266,7 @@ def _served_model(dataset: Dataset) -> tuple[Any, np.ndarray]:
 CHECKS: dict[str, Callable[[Technique, Path, Registry | None], list[str]]] = {
     "data": check_data,
     "splitter": check_splitter,
+    "preprocess": check_preprocessor,
     "model": check_model,
     "loss": check_loss,
     "strategy": check_strategy,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scribbles.core import ConfigError, load_config, load_registry, resolve
+from scribbles.core import ConfigError, default_registry, load_config, load_registry, resolve
 
 MINIMAL = "data: {name: file, path: x.csv, target: y}\nsplit: {name: kfold}\n"
 
@@ -21,8 +21,10 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL, "my-exp.yaml"))
     assert config.experiment == "my-exp"
     assert config.model == {"name": "mlp"}
-    assert config.loss == {"name": "cross_entropy"}
-    assert config.evaluate.metrics == ["accuracy"]
+    assert config.loss is None  # the task's default, chosen when the config is resolved
+    assert resolve(config, default_registry()).loss.name == "cross_entropy"
+    assert config.evaluate.metrics is None
+    assert [m.name for m in resolve(config, default_registry()).metrics] == ["accuracy"]
     assert config.tracking == [{"name": "mlflow"}]
     plan = resolve(config, load_registry(autoload=False))
     assert plan.strategy.name == "single"

@@ -75,8 +75,8 @@ def test_merges_of_logit_like_extremes_stay_finite() -> None:
         merged = merge_probabilities(probs, how)
         assert torch.isfinite(merged).all(), how
         torch.testing.assert_close(merged.sum(-1), torch.ones(1))
-    with pytest.raises(ValueError, match="unknown merge 'median'"):
-        merge_probabilities(probs, "median")
+    with pytest.raises(ValueError, match="unknown merge 'vote'"):
+        merge_probabilities(probs, "vote")
 
 
 @pytest.mark.parametrize("how", ["mean", "gmean", "max", "beta"])
@@ -360,7 +360,7 @@ def test_config_resolves_compose_and_records_every_setting() -> None:
         ({"transforms": [{"name": "time_shift", "shifts": [12]}]}, "sequence", None, "shorter than the 12 steps"),
         ({"transforms": [{"name": "shift", "dx": [0], "dy": [0]}]}, "image", None, "no offset but (0, 0)"),
         ({"transforms": [{"name": "noise", "copies": 0}]}, "image", None, "evaluate.tta.transforms.0"),
-        ({"transforms": [], "merge": "median"}, "image", None, "evaluate.tta.merge"),
+        ({"transforms": [], "merge": "vote"}, "image", None, "evaluate.tta.merge"),
         ({"transforms": [], "mode": "fast"}, "image", None, "evaluate.tta.mode"),
         ({"transforms": [], "beta": 1.5}, "image", None, "evaluate.tta.beta"),
     ],

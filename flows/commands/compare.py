@@ -118,7 +118,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       end_section=key == table_data["differing_params"][-1])
     for name in table_data["metrics"]:
         entries = [row["metrics"][name] for row in rows]
-        table.add_row(name, *(_cell(e["mean"], e["std"]) for e in entries))
+        has_baseline = any(e.get("baseline") is not None for e in entries)
+        table.add_row(name, *(_cell(e["mean"], e["std"]) for e in entries),
+                      end_section=not table_data["tta"] and not has_baseline)
+        if has_baseline:
+            table.add_row(f"{name} baseline", *(_cell(e.get("baseline")) for e in entries), style="dim",
+                          end_section=not table_data["tta"])
+        if not table_data["tta"]:
+            continue
         table.add_row(f"{name} (TTA)", *(_cell(e["tta_mean"], e["tta_std"]) for e in entries))
         table.add_row("TTA gain", *("-" if e["tta_gain"] is None else f"{e['tta_gain']:+.4f}" for e in entries),
                       end_section=True)

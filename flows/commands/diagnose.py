@@ -55,6 +55,11 @@ def print_diagnosis(out: Any, result: dict[str, Any]) -> None:
                       f"{p['valid_error']:.4f}", f"{p['valid_error'] - p['train_error']:+.4f}")
     out.print(table)
     out.print(f"verdict: [bold]{result['verdict']}[/]: {result['advice']}")
+    if "baseline_error" in result:
+        end = result["points"][-1]["valid_error"]
+        beaten = "below" if end < result["baseline_error"] else "[yellow]not below[/]"
+        out.print(f"baseline valid error {result['baseline_error']:.4f} (a model that ignores the features); "
+                  f"the curve ends {beaten} it at {end:.4f}")
     links = result.get("links", {})
     if "mlflow_run_id" in links:
         out.print(f"MLflow run {links['mlflow_run_id']} holds the plot (learning_curve.png)")

@@ -94,10 +94,11 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
 
 
 def print_results(out: Any, result: dict[str, Any]) -> None:
-    """The per-fold table (plain, TTA, TTA gain) with mean ± std, each transform alone, and the MLflow run.
+    """The per-fold table (plain, and with TTA the TTA score and gain) with mean ± std and the baseline, each
+    transform alone, the worst group, and the MLflow run.
 
-    The gain is TTA minus plain on each fold; its spread is the standard deviation of those per-fold
-    differences, tighter than the two columns' spreads because folds vary together.
+    The gain is how much TTA improves on plain on each fold (positive: better); its spread is the standard
+    deviation of those per-fold differences, tighter than the two columns' spreads because folds vary together.
     """
     from rich.table import Table
 
@@ -107,30 +108,42 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     metrics = result["metrics"]
     folds = result["folds"]
     labels = result.get("transforms", [])
+    better = result.get("greater_is_better", {})
     out.print(f"[bold]{result['experiment']}[/]  (data {result['data_version'][:12]})")
-    # One table per metric keeps each within an 80-column terminal.
+    # One table per metric keeps each within an 80-column terminal; TTA columns only when there is TTA.
     for name in metrics:
+        up = better.get(name, True)
         table = Table()
-        for header in ("fold", name, f"{name} (TTA)", "TTA gain"):
+        headers = ("fold", name, f"{name} (TTA)", "TTA gain") if labels else ("fold", name)
+        for header in headers:
             table.add_column(header, justify="right", no_wrap=True)
         for fold in folds:
-            table.add_row(str(fold["fold"]), f"{fold[name]:.4f}", f"{fold[f'{name}_tta']:.4f}",
-                          f"{_gain(fold, name, 'tta'):+.4f}")
-        table.add_row(
-            "mean ± std",
-            _spread([f[name] for f in folds]),
-            _spread([f[f"{name}_tta"] for f in folds]),
-            _spread([_gain(f, name, "tta") for f in folds], signed=True),
-            style="bold",
-        )
+            cells = [f"{fold[name]:.4f}"]
+            if labels:
+                cells += [f"{fold[f'{name}_tta']:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
+            table.add_row(str(fold["fold"]), *cells)
+        spreads = [_spread([f[name] for f in folds])]
+        if labels:
+            spreads += [_spread([f[f"{name}_tta"] for f in folds]),
+                        _spread([_gain(f, name, "tta", up) for f in folds], signed=True)]
+        table.add_row("mean ± std", *spreads, style="bold")
+        baseline = [f[f"{name}_baseline"] for f in folds if f"{name}_baseline" in f]
+        if len(baseline) == len(folds):
+            table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
         out.print(table)
-        gains = [_gain(f, name, "tta") for f in folds]
-        out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds")
+        if len(baseline) == len(folds) and _gain({"m": mean(baseline), "m_x": mean(f[name] for f in folds)},
+                                                  "m", "x", up) <= 0:
+            out.print(f"[yellow]warning:[/] {name} {mean(f[name] for f in folds):.4f} does not beat the baseline "
+                      f"{mean(baseline):.4f} (a model that ignores the features: {_describe(result)})")
+        if labels:
+            gains = [_gain(f, name, "tta", up) for f in folds]
+            out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds"
+                      f"{'' if up else ' (lower is better: the gain is plain minus TTA)'}")
         for label in labels if len(labels) > 1 else []:
             key = f"tta_{label}"
             out.print(
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
-                f"(gain {_spread([_gain(f, name, key) for f in folds], signed=True)})"
+                f"(gain {_spread([_gain(f, name, key, up) for f in folds], signed=True)})"
             )
         worst = [f[f"{name}_worst_group"] for f in folds if f"{name}_worst_group" in f]
         if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
@@ -147,9 +160,23 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         )
 
 
-def _gain(fold: dict[str, float], name: str, key: str) -> float:
-    """``{name}_{key}`` minus plain ``{name}`` on one fold."""
-    return fold[f"{name}_{key}"] - fold[name]
+def mean(values: Any) -> float:
+    """The arithmetic mean of ``values``."""
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def _describe(result: dict[str, Any]) -> str:
+    from scribbles.core.baseline import DESCRIPTION
+
+    return DESCRIPTION.get(result.get("task", "classification"), "")
+
+
+def _gain(fold: dict[str, float], name: str, key: str, greater_is_better: bool = True) -> float:
+    """How much ``{name}_{key}`` improves on plain ``{name}`` on one fold (positive: better)."""
+    from scribbles.core.evaluation import gain
+
+    return gain(greater_is_better, fold[name], fold[f"{name}_{key}"])
 
 
 def _spread(values: list[float], signed: bool = False) -> str:

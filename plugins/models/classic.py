@@ -38,8 +38,8 @@ def default_k(n_rows: int) -> int:
 class KnnModule(EstimatorModule):
     """A k-NN estimator whose k, when not given, is round(ln N) of the rows it is fitted on."""
 
-    def __init__(self, estimator: Any, n_classes: int, k: int | None) -> None:
-        super().__init__(estimator, n_classes)
+    def __init__(self, estimator: Any, n_classes: int, k: int | None, regression: bool = False) -> None:
+        super().__init__(estimator, n_classes, regression)
         self.k = k
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> KnnModule:
@@ -59,9 +59,11 @@ class Knn(_Classic):
         weights: Literal["uniform", "distance"] = "uniform"
 
     def build(self, spec: ModelSpec) -> KnnModule:
-        from sklearn.neighbors import KNeighborsClassifier
+        from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
         p = self.params
+        if spec.task == "regression":
+            return KnnModule(KNeighborsRegressor(metric=p.metric, weights=p.weights), 1, p.k, regression=True)
         return KnnModule(KNeighborsClassifier(metric=p.metric, weights=p.weights), spec.n_classes, p.k)
 
 
@@ -99,13 +101,17 @@ class Svm(_Classic):
         gamma: Literal["scale", "auto"] | float = "scale"
         degree: int = Field(3, ge=1, description="poly kernel only")
         probability: bool = Field(False, description="Platt-scaled probabilities (slower, seeded)")
+        class_weight: Literal["balanced"] | None = Field(None, description="weigh classes by inverse frequency")
         seed: Seed = 0
 
-    def build(self, spec: ModelSpec) -> SvmModule:
-        from sklearn.svm import SVC
+    def build(self, spec: ModelSpec) -> EstimatorModule:
+        from sklearn.svm import SVC, SVR
 
         p = self.params
-        svc = SVC(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree, break_ties=True, random_state=p.seed)
+        if spec.task == "regression":
+            return EstimatorModule(SVR(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree), 1, regression=True)
+        svc = SVC(kernel=p.kernel, C=p.C, gamma=p.gamma, degree=p.degree, class_weight=p.class_weight,
+                  break_ties=True, random_state=p.seed)
         if p.probability:
             # Platt scaling as scikit-learn 1.9 advises in place of SVC(probability=True), deprecated there.
             from sklearn.calibration import CalibratedClassifierCV
@@ -126,13 +132,18 @@ class DecisionTree(_Classic):
         criterion: Literal["entropy", "gini", "log_loss"] = "entropy"
         max_depth: int | None = Field(None, ge=1)
         min_samples_leaf: int = Field(1, ge=1)
+        class_weight: Literal["balanced"] | None = Field(None, description="weigh classes by inverse frequency")
         seed: Seed = 0
 
     def build(self, spec: ModelSpec) -> EstimatorModule:
-        from sklearn.tree import DecisionTreeClassifier
+        from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
         p = self.params
-        tree = DecisionTreeClassifier(criterion=p.criterion, max_depth=p.max_depth,
+        if spec.task == "regression":  # the criterion is the squared error: the classification ones do not apply
+            tree = DecisionTreeRegressor(max_depth=p.max_depth, min_samples_leaf=p.min_samples_leaf,
+                                         random_state=p.seed)
+            return EstimatorModule(tree, 1, regression=True)
+        tree = DecisionTreeClassifier(criterion=p.criterion, max_depth=p.max_depth, class_weight=p.class_weight,
                                       min_samples_leaf=p.min_samples_leaf, random_state=p.seed)
         return EstimatorModule(tree, spec.n_classes)
 
@@ -182,6 +193,7 @@ class GaussianMixture(_Classic):
     """A generative classifier with one Gaussian mixture per class, fitted by EM."""
 
     name = "gaussian_mixture"
+    tasks = frozenset({"classification"})
 
     class Params(_Params):
         components: int = Field(2, ge=1, description="mixture components per class")

@@ -58,6 +58,7 @@ class StratifiedGroupKFold(Splitter):
     """
 
     name = "stratified_group_kfold"
+    stratified = True
     guards = frozenset({"group"})
 
     class Params(Params):

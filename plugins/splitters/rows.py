@@ -44,6 +44,7 @@ class StratifiedKFold(Splitter):
     """Folds that keep each class's share of the rows; scikit-learn's StratifiedKFold folds."""
 
     name = "stratified_kfold"
+    stratified = True
 
     class Params(Params):
         shuffle: bool = Field(False, description="shuffle within each class before cutting")

@@ -38,7 +38,7 @@ from scribbles.core import (
 )
 from scribbles.core.redact import mask_text
 
-from .plots import confusion_counts, plot_confusion, plot_learning_curves
+from .plots import confusion_counts, plot_confusion, plot_learning_curves, plot_residuals
 from .worker import LogWorker
 
 # MLflow 3 sends usage telemetry from background threads that retry while there is no network; they
@@ -141,6 +141,8 @@ class MlflowTracker(Tracker):
         #: Final metrics of every fold (plain and TTA), for the paired statistics of `scribbles compare`.
         self.scores: dict[int, dict[str, float]] = {}
         self.pooled: np.ndarray | None = None
+        #: A regression's (true, predicted) valid values of every fold trained here, for the residual plot.
+        self.residuals: list[tuple[np.ndarray, np.ndarray]] = []
         self.classes: list[str] = []
         self.logged_artifacts: set[str] = set()
         #: Per-epoch metrics not yet sent, and when they were last sent.
@@ -149,7 +151,7 @@ class MlflowTracker(Tracker):
         self.current_fold = 0
         #: Where each fold's saved model is: ("folder", a local folder) for a fold trained here, or
         #: ("run", run id) for a reused one. The highest fold's is logged on the parent at the end.
-        self.models: dict[int, tuple[str, Any]] = {}
+        self.models: dict[int, tuple[str, Any, str]] = {}
         self.tmp = Path(tempfile.gettempdir())  # replaced by a folder of its own when a run starts
 
     # -- calls that run on the logging thread
@@ -249,9 +251,11 @@ class MlflowTracker(Tracker):
         if ctx.model is not None and ctx.input_example is not None:
             # Every fold keeps its model: a later resume or cached run takes it from here.
             folder = self.tmp / f"model-{ctx.fold_index}"
-            if save_model(ctx.model, ctx.input_example, folder):
+            flavour = save_model(ctx.model, ctx.input_example, folder)
+            if flavour:
                 self.client.log_artifacts(run_id, str(folder), "model")
-                self.models[ctx.fold_index] = ("folder", folder)
+                self.client.set_tag(run_id, "scribbles.model_flavour", flavour)
+                self.models[ctx.fold_index] = ("folder", folder, flavour)
         self.client.set_terminated(self.fold_ids.pop(ctx.fold_index), "FINISHED")
 
     def _reuse_records(self, index: int, source: str) -> None:
@@ -268,7 +272,8 @@ class MlflowTracker(Tracker):
             if index in self.fold_ids:  # a cached fold's new run
                 self.client.log_dict(self.fold_ids[index], matrix, "confusion_matrix.json")
         if any(item.path == "model" for item in self.client.list_artifacts(source)):
-            self.models[index] = ("run", source)
+            flavour = self.client.get_run(source).data.tags.get("scribbles.model_flavour", "pytorch")
+            self.models[index] = ("run", source, flavour)
 
     def _log_model(self) -> None:
         """The highest fold's model on the parent: saved here, or taken from the run a reused fold came from."""
@@ -277,17 +282,17 @@ class MlflowTracker(Tracker):
         if not self.models:
             return
         index = max(self.models)
-        where, value = self.models[index]
+        where, value, flavour = self.models[index]
         folder = Path(value) if where == "folder" else Path(
             self.client.download_artifacts(value, "model", str(self.tmp / "reused-model")))
         self.client.log_artifacts(self.parent_id, str(folder), "model")
         # Also a logged model of the parent run: MLflow 3's UI lists it under the run's "Logged models".
         logged = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=self.parent_id,
-                                                 tags={"scribbles.model_fold": str(index)}, model_type="pytorch")
+                                                 tags={"scribbles.model_fold": str(index)}, model_type=flavour)
         self.client.log_model_artifacts(logged.model_id, str(folder))
         self.client.finalize_logged_model(logged.model_id, "READY")
         self.client.log_outputs(self.parent_id, [LoggedModelOutput(logged.model_id, step=0)])
-        tags = [RunTag("scribbles.model_flavour", "pytorch"), RunTag("scribbles.model_fold", str(index)),
+        tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index)),
                 RunTag("scribbles.logged_model", logged.model_id)]
         self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
 
@@ -306,6 +311,11 @@ class MlflowTracker(Tracker):
         """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
         if self.histories:
             path = plot_learning_curves(self.histories, f"{title}: learning curves", self.tmp / "learning_curves.png")
+            self.client.log_artifact(self.parent_id, str(path), "plots")
+        if self.residuals:
+            true, predicted = (np.concatenate(side) for side in zip(*self.residuals, strict=True))
+            path = plot_residuals(true, predicted, f"{title}: every fold's valid rows, no TTA",
+                                  self.tmp / "residuals.png")
             self.client.log_artifact(self.parent_id, str(path), "plots")
         if self.pooled is not None:
             path = plot_confusion(self.pooled, self.classes, f"{title}: every fold's valid rows, no TTA",
@@ -469,6 +479,8 @@ class MlflowTracker(Tracker):
             counts = None
             if ctx.y_true is not None and ctx.y_pred is not None and ctx.classes:
                 counts = confusion_counts(ctx.y_true, ctx.y_pred, len(ctx.classes))
+            elif ctx.y_true is not None and ctx.y_pred is not None:  # regression: residuals, not counts
+                self.residuals.append((np.asarray(ctx.y_true, dtype=float), np.asarray(ctx.y_pred, dtype=float)))
             self._submit(self._end_fold, ctx, self.pending, counts)
             self.pending, self.flushed_at = [], time.monotonic()
 

@@ -31,6 +31,33 @@ def _requirements(*names: str) -> list[str]:
     return pins
 
 
+class _PipelineScores:
+    """MLflow pyfunc wrapper of a ``PipelineModel``: raw feature columns (a DataFrame) in, class scores out."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        return self.model.scores(model_input)
+
+
+def _save_pipeline(model: Any, input_example: Any, path: Path) -> str:
+    """A ``PipelineModel`` (one-hot preprocessing) as an MLflow ``pyfunc`` model taking the raw columns."""
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    class Scores(_PipelineScores, mlflow.pyfunc.PythonModel):
+        pass
+
+    example = input_example.iloc[:EXAMPLE_ROWS]
+    mlflow.pyfunc.save_model(
+        str(path), python_model=Scores(model), input_example=example,
+        signature=infer_signature(example, model.scores(example)),
+        pip_requirements=_requirements("torch", "scikit-learn", "scribbles"),
+    )
+    return "pyfunc"
+
+
 def save_model(model: Any, input_example: Any, path: Path) -> str | None:
     """Save a torch ``model`` to ``path`` in the ``pytorch`` flavour; return the flavour, or None when
     ``model`` is not a torch module (nothing is written then).
@@ -39,7 +66,10 @@ def save_model(model: Any, input_example: Any, path: Path) -> str | None:
     signature is inferred from them and the model's class scores (rows, classes).
     """
     import torch
+    from scribbles.core.fold_inputs import PipelineModel
 
+    if isinstance(model, PipelineModel):
+        return _save_pipeline(model, input_example, path)
     if not isinstance(model, torch.nn.Module):
         return None
     import mlflow.pytorch

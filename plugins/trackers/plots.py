@@ -114,3 +114,17 @@ def _plot_one_pass(histories: Mapping[int, Sequence[Mapping[str, float]]], title
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.savefig(path, dpi=100)
     return path
+
+
+def plot_residuals(true: np.ndarray, predicted: np.ndarray, title: str, path: Path) -> Path:
+    """A regression's residuals (true minus predicted) against the predictions, with the zero line."""
+    figure = _figure(6.0, 3.8)
+    figure.subplots_adjust(left=0.14, bottom=0.13, right=0.97, top=0.9)
+    ax = figure.add_subplot()
+    ax.scatter(predicted, true - predicted, s=6, alpha=0.5, color="#4c78a8")
+    ax.axhline(0.0, color="#f58518", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (true - predicted)")
+    ax.set_title(title, fontsize=9)
+    figure.savefig(path, dpi=80)
+    return path

@@ -1,0 +1,289 @@
+"""Data as practitioners have it: per-fold preprocessing, regression, baselines, more metrics, sequence layouts,
+meaningless targets, and results that read the right way round.
+
+Values are checked against scikit-learn (its transformers, metrics and dummy estimators) on the same rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers import run_cli
+from mlflow.tracking import MlflowClient
+from scribbles.core import create, default_registry
+from scribbles.core.fold_inputs import served
+from scribbles.core.preprocessing import column_maps, fit
+
+REGISTRY = default_registry()
+
+
+def frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Columns of very different scales, a text column, a missing value, groups and a 3-class target."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    out = pd.DataFrame({
+        "g": np.repeat(np.arange(12), n // 12), "y": y,
+        "radiation": rng.normal(300, 80, n) + 60 * y, "wind": rng.normal(3, 1, n) + y,
+        "station": rng.choice(["north", "south", "east"], n), "rt": rng.normal(500, 90, n) + 40 * y,
+    })
+    out.loc[5, "wind"] = np.nan
+    return out
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_statistics_come_from_train_rows_only_and_match_scikit_learn() -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    data = frame()
+    train, valid = data.iloc[:80], data.iloc[80:].copy()
+    steps = [create("preprocess", "impute"), create("preprocess", "standard")]
+    features = ["radiation", "wind"]
+    fitted = fit(steps, train, features)
+    valid.loc[valid.index[0], "radiation"] = 1e9  # a valid-only value: it must not move anything
+    again = fit(steps, pd.concat([train]), features)
+    maps, maps_again = column_maps(fitted), column_maps(again)
+    np.testing.assert_allclose(maps.center, maps_again.center)
+    filled = train[features].fillna(train[features].median())
+    reference = StandardScaler().fit(filled)
+    np.testing.assert_allclose(maps.center, reference.mean_, rtol=1e-6)
+    np.testing.assert_allclose(maps.scale, reference.scale_, rtol=1e-6)
+    np.testing.assert_allclose(fitted.transform(train), reference.transform(filled), rtol=1e-5, atol=1e-5)
+
+
+def test_column_maps_reproduce_the_pipeline_on_raw_rows_with_missing_values() -> None:
+    """The logged model's own preprocessing (fill, center, scale per column) equals the fitted pipeline."""
+    data = frame()
+    steps = [create("preprocess", "robust"), create("preprocess", "impute", strategy="mean"),
+             create("preprocess", "standard")]
+    features = ["radiation", "wind"]
+    fitted = fit(steps, data.iloc[:80], features)
+    identity = served(torch.nn.Identity(), {"mean": column_maps(fitted).center.tolist(),
+                                            "std": column_maps(fitted).scale.tolist(),
+                                            "fill": column_maps(fitted).fill.tolist(), "shape": [2]})
+    raw = torch.tensor(data[features].to_numpy(dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(identity(raw).numpy(), fitted.transform(data), rtol=1e-4, atol=1e-4)
+
+
+def test_text_and_missing_features_need_their_steps(tmp_path: Path) -> None:
+    frame().to_csv(tmp_path / "d.csv", index=False)
+    base = {"data": {"name": "file", "path": "d.csv", "target": "y", "group": "g", "features":
+                     ["radiation", "wind", "station"]}, "split": {"name": "group_kfold", "n_splits": 3},
+            "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 1}, "tracking": []}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(base))
+    text = run_cli("run", "c.yaml", cwd=tmp_path)
+    assert text.returncode == 2 and "station are not numeric" in text.stderr and "one_hot" in text.stderr
+    missing = run_cli("run", "c.yaml", "--set", "preprocess=[{name: one_hot, columns: [station]}, {name: standard}]",
+                      cwd=tmp_path)
+    assert missing.returncode == 2 and "wind hold missing values (e.g. row 5)" in missing.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_one_hot_pipeline_runs_and_its_logged_model_takes_the_raw_columns(tmp_path: Path, prefect_api: str) -> None:
+    import mlflow.pyfunc
+
+    data = frame(240)
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "experiment": "one-hot", "data": {"name": "file", "path": "d.csv", "target": "y", "group": "g",
+                                          "features": ["radiation", "wind", "station"]},
+        "split": {"name": "group_kfold", "n_splits": 2},
+        "preprocess": [{"name": "impute"}, {"name": "one_hot", "columns": ["station"]}, {"name": "standard"}],
+        "model": {"name": "mlp", "hidden": [16]}, "train": {"epochs": 30, "lr": 0.01},
+    }))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("run", "c.yaml", cwd=tmp_path, env={"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": store})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("one-hot").experiment_id])
+    parent = next(r for r in runs if "scribbles.fold" not in r.data.tags)
+    fold1 = next(r for r in runs if r.data.tags.get("scribbles.fold") == "1")
+    assert parent.data.tags["scribbles.model_flavour"] == "pyfunc"
+    model = mlflow.pyfunc.load_model(client.download_artifacts(parent.info.run_id, "model", str(tmp_path)))
+    folds = list(create("splitter", "group_kfold", n_splits=2).split(
+        create("data", "file", path=str(tmp_path / "d.csv"), target="y", group="g",
+               features=["radiation", "wind", "station"]).load()))
+    valid = data.iloc[folds[1].valid]
+    scores = np.asarray(model.predict(valid[["radiation", "wind", "station"]]))
+    assert scores.shape == (len(valid), 3)
+    assert float(np.mean(scores.argmax(1) == valid["y"].to_numpy())) == pytest.approx(
+        fold1.data.metrics["accuracy"], abs=1e-6)
+
+
+# ---------------------------------------------------------------- regression
+
+
+def test_energy_forecast_beats_the_train_mean_and_logs_residuals(tmp_path: Path, prefect_api: str) -> None:
+    from scribbles.flows.demo_data import build_energy, write_csv
+
+    (tmp_path / "data").mkdir()
+    write_csv(build_energy(), tmp_path / "data" / "energy.csv")
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "energy-forecast.yaml").read_text())
+    config["data"] = {**config["data"], "name": "file"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("run", "c.yaml", "--set", "train.epochs=25", "--set", "split.n_splits=3", cwd=tmp_path,
+                     env={"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": store})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "(TTA)" not in result.stdout and "TTA gain" not in result.stdout  # no TTA: no TTA columns
+    client = MlflowClient(store)
+    parent = next(r for r in client.search_runs([client.get_experiment_by_name("energy-forecast").experiment_id])
+                  if "scribbles.fold" not in r.data.tags)
+    metrics = parent.data.metrics
+    assert metrics["rmse_mean"] < metrics["rmse_baseline_mean"] and metrics["r2_mean"] > 0
+    plots = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "residuals.png" in plots and "confusion_matrix.png" not in plots
+
+
+@pytest.mark.parametrize(("overrides", "field", "text"), [
+    ((), "data.target", "For a numeric target set `task: regression`"),
+    (("task=regression", "split.name=stratified_kfold"), "split.name", "keeps class proportions"),
+    (("task=regression", "loss.name=cross_entropy"), "loss.name", "is for classification"),
+    (("data.target=g",), "data.target", "is also data.group"),
+    (("data.features=[y, radiation]", "data.target=y"), "data.features", "lists the target column"),
+])
+def test_meaningless_targets_and_mismatched_tasks_are_refused_before_work(
+        overrides: tuple[str, ...], field: str, text: str, tmp_path: Path) -> None:
+    frame().to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "data": {"name": "file", "path": "d.csv", "target": "rt", "group": "g", "features": ["radiation"]},
+        "split": {"name": "kfold", "n_splits": 3}, "model": {"name": "mlp"}, "tracking": []}))
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    result = run_cli("run", "c.yaml", *sets, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: {field}") and text in result.stderr and "Traceback" not in result.stderr
+
+
+def test_one_class_target_is_refused_and_a_constant_feature_warned_once(tmp_path: Path) -> None:
+    data = frame()
+    data["one"] = "same"
+    data["flat"] = 7.0
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "data": {"name": "file", "path": "d.csv", "target": "one", "features": ["radiation"]},
+        "split": {"name": "kfold", "n_splits": 3}, "model": {"name": "mlp"}, "tracking": []}))
+    refused = run_cli("run", "c.yaml", cwd=tmp_path)
+    assert refused.returncode == 2 and "has one class (same)" in refused.stderr
+    split = run_cli("run", "c.yaml", "--set", "data.target=y", "--set", "data.features=[radiation, flat]",
+                    "--set", "train.epochs=1", cwd=tmp_path)
+    warnings = [line for line in split.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "flat" in warnings[0], split.stderr
+
+
+# ---------------------------------------------------------------- metrics, baseline, gain
+
+
+def test_new_metrics_equal_scikit_learn() -> None:
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 200)
+    proba = rng.dirichlet(np.ones(4), 200)
+    proba[np.arange(200), y] += 0.3
+    proba /= proba.sum(1, keepdims=True)
+    pred = proba.argmax(1)
+    expected = {
+        "balanced_accuracy": sk.balanced_accuracy_score(y, pred),
+        "precision_macro": sk.precision_score(y, pred, average="macro", zero_division=0),
+        "recall_macro": sk.recall_score(y, pred, average="macro", zero_division=0),
+        "roc_auc": sk.roc_auc_score(y, proba, multi_class="ovr", average="macro"),
+    }
+    for name, value in expected.items():
+        assert REGISTRY.create("metric", name).compute(y, proba) == pytest.approx(value), name
+    target = rng.normal(10, 3, 200)
+    predicted = (target + rng.normal(0, 1, 200)).reshape(-1, 1)
+    assert REGISTRY.create("metric", "rmse").compute(target, predicted) == pytest.approx(
+        np.sqrt(sk.mean_squared_error(target, predicted[:, 0])))
+    assert REGISTRY.create("metric", "mae").compute(target, predicted) == pytest.approx(
+        sk.mean_absolute_error(target, predicted[:, 0]))
+    assert REGISTRY.create("metric", "r2").compute(target, predicted) == pytest.approx(sk.r2_score(target, predicted))
+
+
+def test_balanced_class_weights_equal_scikit_learn() -> None:
+    from scribbles.core import ModelSpec
+    from scribbles.plugins.losses import class_weights
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    spec = ModelSpec("tabular", (2,), 3, ("a", "b", "c"), tuple(np.bincount(y)))
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    np.testing.assert_allclose(class_weights("balanced", spec).numpy(), expected, rtol=1e-6)
+
+
+def test_baseline_is_scikit_learns_dummy_on_the_train_rows() -> None:
+    from scribbles.core.baseline import baseline_metrics
+    from sklearn.dummy import DummyClassifier
+
+    y_train, y_valid = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 2, 2])
+    out = baseline_metrics([REGISTRY.create("metric", "accuracy"), REGISTRY.create("metric", "log_loss")],
+                           "classification", y_train, y_valid, 3)
+    dummy = DummyClassifier(strategy="prior").fit(np.zeros((6, 1)), y_train)
+    assert out["accuracy_baseline"] == pytest.approx(dummy.score(np.zeros((4, 1)), y_valid))
+    from sklearn.metrics import log_loss
+
+    assert out["log_loss_baseline"] == pytest.approx(log_loss(y_valid, dummy.predict_proba(np.zeros((4, 1)))))
+
+
+def test_gain_is_positive_when_tta_helps_whichever_way_the_metric_reads() -> None:
+    from scribbles.core.evaluation import TTAResult, tta_metrics
+
+    y = np.array([0, 1, 1])
+    plain = np.array([[0.6, 0.4], [0.5, 0.5], [0.4, 0.6]])
+    better = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9]])
+    out = tta_metrics([REGISTRY.create("metric", "log_loss"), REGISTRY.create("metric", "accuracy")], y,
+                      TTAResult(plain, better, {}, "batched"))
+    assert out["log_loss_tta"] < out["log_loss"] and out["log_loss_tta_gain"] > 0
+    assert out["log_loss_tta_gain"] == pytest.approx(out["log_loss"] - out["log_loss_tta"])
+    assert out["accuracy_tta_gain"] == pytest.approx(out["accuracy_tta"] - out["accuracy"])
+
+
+# ---------------------------------------------------------------- sequence layouts
+
+
+def test_channel_major_sequence_columns_are_refused_or_reordered(tmp_path: Path) -> None:
+    steps, channels = 4, 2
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(30, channels, steps))  # [row, channel, step]
+    columns = [f"c{c}_t{t:03d}" for c in range(channels) for t in range(steps)]  # channel-major
+    data = pd.DataFrame(values.reshape(30, -1), columns=columns)
+    data.insert(0, "y", np.arange(30) % 2)
+    data.to_csv(tmp_path / "s.csv", index=False)
+    params = {"path": str(tmp_path / "s.csv"), "target": "y", "kind": "sequence", "shape": [steps, channels]}
+    with pytest.raises(Exception, match=r"data\.layout: .*channel_major"):
+        create("data", "file", **params).load()
+    dataset = create("data", "file", **params, layout="channel_major").load()
+    # Read back as (steps, channels), the layout the models expect: row 0, step t, channel c.
+    np.testing.assert_allclose(dataset.inputs()[0], values[0].T, rtol=1e-6)
+
+
+def test_long_format_sequences_become_rows_with_their_group_and_time(tmp_path: Path) -> None:
+    """One row per (sequence, step) with a column per channel: one row per sequence, time-major, its group
+    and first time kept, and the same inputs as the wide layout would give."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seq in range(6):
+        for t in range(5):
+            rows.append({"window": f"w{seq}", "t": t, "subject": seq % 3, "label": seq % 2,
+                         "at": f"2024-01-{seq + 1:02d}T00:00:{t:02d}", "ax": rng.normal(), "ay": rng.normal()})
+    long = pd.DataFrame(rows).sample(frac=1, random_state=0)  # rows in any order
+    long.to_csv(tmp_path / "long.csv", index=False)
+    dataset = create("data", "file", path=str(tmp_path / "long.csv"), target="label", group="subject", time="at",
+                     sequence_id="window", step="t").load()
+    assert len(dataset) == 6 and dataset.kind == "sequence" and dataset.shape == (5, 2)
+    ordered = pd.DataFrame(rows)
+    first = ordered[ordered.window == "w3"].sort_values("t")
+    np.testing.assert_allclose(dataset.inputs()[3], first[["ax", "ay"]].to_numpy(), rtol=1e-6)
+    assert dataset.frame["subject"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert dataset.frame["at"].iloc[3] == "2024-01-04T00:00:00"
+    uneven = long[~((long.window == "w2") & (long.t == 4))]
+    uneven.to_csv(tmp_path / "uneven.csv", index=False)
+    with pytest.raises(Exception, match=r"data\.step: sequences .* have 4 to 5 steps"):
+        create("data", "file", path=str(tmp_path / "uneven.csv"), target="label", sequence_id="window",
+               step="t").load()
