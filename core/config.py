@@ -136,7 +136,7 @@ class ExperimentConfig(_Strict):
     data: dict[str, Any]
     split: dict[str, Any]
     #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
-    preprocess: list[dict[str, Any]] | None = None
+    preprocess: list[dict[str, Any] | str] | None = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
     #: Default: cross_entropy (classification) or mse (regression).
     loss: dict[str, Any] | None = None

@@ -134,8 +134,8 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         raise ConfigError(f"splitter '{splitter.name}' keeps class proportions, which a regression target does not "
                           "have; use its unstratified counterpart (kfold, group_kfold)", "split.name")
     steps = DEFAULT_STEPS if config.preprocess is None else config.preprocess
-    preprocess = [_build(registry, "preprocess", dict(step) if isinstance(step, dict) else {}, f"preprocess.{i}")
-                  for i, step in enumerate(steps)]
+    preprocess = [_build(registry, "preprocess", dict(step) if isinstance(step, dict) else {"name": step},
+                         f"preprocess.{i}") for i, step in enumerate(steps)]
     kind = data.kind
     if kind not in model.kinds:
         raise ConfigError(

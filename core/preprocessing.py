@@ -52,12 +52,19 @@ def check_steps(steps: Sequence[Preprocessor], dataset: Dataset) -> None:
     that changes the column count (one-hot) applies to tabular data only.
     """
     frame, features = dataset.frame, dataset.features
+    replaced: dict[str, int] = {}  # columns an earlier step (one-hot) turned into others
     for i, step in enumerate(steps):
         named = step.columns() or []
         unknown = [c for c in named if c not in features]
         if unknown:
             raise BadInput(f"preprocess.{i}.columns: {', '.join(map(repr, unknown[:5]))} are not feature columns; "
                            f"features: {', '.join(features[:12])}{' ...' if len(features) > 12 else ''}")
+        gone = [c for c in named if c in replaced]
+        if gone:
+            raise BadInput(f"preprocess.{i}.columns: {gone[0]!r} was already encoded by preprocess.{replaced[gone[0]]} "
+                           f"({steps[replaced[gone[0]]].name}); a later step cannot name it. Remove one of the two")
+        if not step.keeps_columns:
+            replaced.update({c: i for c in named or [c for c in features if not is_numeric(frame[c])]})
         if not step.keeps_columns and dataset.kind != "tabular":
             raise BadInput(f"preprocess.{i}: '{step.name}' changes the number of columns, which {dataset.kind} "
                            f"rows of shape {list(dataset.shape)} cannot take; use it on tabular data")

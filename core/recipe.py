@@ -60,6 +60,8 @@ def rebuild(recipe: dict[str, Any], registry: Registry) -> torch.nn.Module:
                        f"; only models and losses are rebuilt on workers")
     spec = recipe["spec"]
     model_spec = ModelSpec(str(spec["kind"]), tuple(int(n) for n in spec["input_shape"]), int(spec["n_classes"]),
-                           tuple(str(c) for c in spec.get("classes", ())))
+                           tuple(str(c) for c in spec.get("classes", ())),
+                           tuple(int(c) for c in spec.get("class_counts", ())),
+                           str(spec.get("task", "classification")))  # every field: a regressor stays one
     technique = registry.create(recipe["family"], str(recipe["name"]), **dict(recipe["params"]))
     return technique.build(model_spec)  # type: ignore[attr-defined]

@@ -119,6 +119,11 @@ def ensemble_folder(mlflow: Any, run: Any, out: Path) -> tuple[Path, int]:
         if not _has_model(mlflow, source):
             raise BadInput(f"RUN_ID: fold {fold.data.tags['scribbles.fold']} of run {run.info.run_id} kept no model "
                            "(its model family is not a torch module); such a run cannot be promoted")
+        flavour = mlflow.get_run(source).data.tags.get("scribbles.model_flavour", "pytorch")
+        if flavour != "pytorch":
+            raise BadInput(f"RUN_ID: the fold models of run {run.info.run_id} are MLflow '{flavour}' models (a one-hot "
+                           "preprocessing step keeps them outside torch); promote ensembles pytorch fold models only: "
+                           "register one with mlflow.register_model, or encode the text columns before the run")
         local = mlflow.download_artifacts(source, "model", str(out / f"fold-{fold.data.tags['scribbles.fold']}"))
         members.append(mlflow_pytorch.load_model(local))
         if example is None:

@@ -149,9 +149,13 @@ def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.
     ordered = frame.sort_values([sid, step], kind="stable")
     lengths = ordered.groupby(sid, sort=False).size()
     if lengths.nunique() != 1:
-        raise BadInput(f"data.step: sequences in {source} have {lengths.min()} to {lengths.max()} steps "
-                       f"(e.g. {lengths.idxmin()!r}); every sequence needs the same number")
+        raise BadInput(f"data.step: sequences in {source} have {int(lengths.min())} to {int(lengths.max())} rows "
+                       f"(e.g. {str(lengths.idxmin())!r}); every sequence needs the same number of steps, each once")
     steps = int(lengths.iloc[0])
+    if params.shape is not None and list(params.shape) != [steps, len(channels)]:
+        raise BadInput(f"data.shape: {list(params.shape)} but the long-format data hold {steps} steps of "
+                       f"{len(channels)} channels ({', '.join(channels[:5])}); set shape: [{steps}, {len(channels)}] "
+                       "or leave it out")
     per_sequence = [c for c in (params.target, params.group, params.time) if c]
     constant = [c for c in (params.target, params.group) if c]  # the time varies: its first step is kept
     varying = [c for c in constant if (ordered.groupby(sid, sort=False)[c].nunique(dropna=False) > 1).any()]

@@ -287,3 +287,50 @@ def test_long_format_sequences_become_rows_with_their_group_and_time(tmp_path: P
     with pytest.raises(Exception, match=r"data\.step: sequences .* have 4 to 5 steps"):
         create("data", "file", path=str(tmp_path / "uneven.csv"), target="label", sequence_id="window",
                step="t").load()
+
+
+@pytest.mark.parametrize("model", ["knn", "svm", "decision_tree", "mlp"])
+def test_every_model_learns_a_regression_target_through_the_fold_task(model: str, tmp_path: Path) -> None:
+    """The flow's own fold task (no Prefect) on a noisy linear target: each model, the classic ones as their
+    scikit-learn regressors, beats the train mean; the fold's model read back predicts in target units."""
+    from scribbles.core import default_registry as registry
+    from scribbles.flows import fold_task
+    from scribbles.flows.fold_outputs import read_outputs
+    from scribbles.flows.fold_task import FoldJob, run_job
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    data["y"] = 100 + 30 * data["a"] - 10 * data["b"] + rng.normal(0, 3, 200)
+    data.to_csv(tmp_path / "r.csv", index=False)
+    config = {"task": "regression", "data": {"name": "file", "path": str(tmp_path / "r.csv"), "target": "y"},
+              "split": {"name": "kfold", "n_splits": 2}, "model": {"name": model},
+              "train": {"epochs": 40, "lr": 0.01}, "tracking": []}
+    ready = fold_task.prepare(config, False)
+    try:
+        result = run_job(FoldJob(config, False, 0, ready.dataset.version, str(tmp_path), str(tmp_path / "out")))
+    finally:
+        fold_task.forget()
+    assert result.metrics["rmse"] < 0.5 * result.metrics["rmse_baseline"], result.metrics
+    served = read_outputs(result.outputs, registry())["model"]
+    valid = ready.folds[0].valid
+    with torch.no_grad():
+        predicted = served(torch.tensor(data[["a", "b"]].to_numpy(dtype=np.float32)[valid]))[:, 0].numpy()
+    rmse = float(np.sqrt(np.mean((predicted - data["y"].to_numpy()[valid]) ** 2)))
+    assert rmse == pytest.approx(result.metrics["rmse"], rel=1e-4)
+
+
+def test_preprocess_shorthand_and_a_column_encoded_twice(tmp_path: Path) -> None:
+    data = frame()
+    data.to_csv(tmp_path / "d.csv", index=False)
+    base = {"data": {"name": "file", "path": "d.csv", "target": "y", "group": "g",
+                     "features": ["radiation", "wind", "station"]},
+            "split": {"name": "group_kfold", "n_splits": 3}, "model": {"name": "mlp"}, "tracking": []}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(base))
+    twice = run_cli("run", "c.yaml", "--set", "preprocess=[impute, {name: one_hot, columns: [station]}, "
+                    "{name: one_hot, columns: [station]}]", cwd=tmp_path)
+    assert twice.returncode == 2 and twice.stderr.startswith("error: preprocess.2.columns: 'station' was already")
+    assert not (tmp_path / "mlflow.db").exists()
+    from scribbles.core import load_config, resolve
+
+    config = load_config(tmp_path / "c.yaml", ["preprocess=[impute, one_hot, standard]"])
+    assert [s.name for s in resolve(config, REGISTRY).preprocess] == ["impute", "one_hot", "standard"]
