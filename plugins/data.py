@@ -292,7 +292,11 @@ class DvcSource(DataSource):
             raise BadInput(f"data.repo: {repo} is not a DVC repository ({exc}); run `dvc init`") from None
         try:
             info = fs.info(path)
-        except SCMError as exc:  # an unknown rev (RevError), or a repo without git
+        except SCMError as exc:  # an unknown rev (RevError), a repo without git, or a remote that cannot be cloned
+            remote = "://" in repo or repo.startswith("git@")
+            if remote and type(exc).__name__ != "RevError":
+                raise BadInput(f"data.repo: cannot read {path} from {repo} ({type(exc).__name__}: {exc}); check the "
+                               "URL, the network and your access") from None
             raise BadInput(f"data.rev: {exc} in {repo}; give a commit, branch or tag that exists "
                            "(`git log --oneline`), or drop data.rev to read the workspace") from None
         except FileNotFoundError:

@@ -272,7 +272,8 @@ def test_nobody_joining_a_multi_node_run_ends_it_after_train_timeout(project: Pa
     from scribbles.flows.prefect_server import free_port
 
     endpoint = f"127.0.0.1:{free_port()}"
-    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'alone.db'}"}
+    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'alone.db'}",
+           "SCRIBBLES_JOB_TOKEN": "a-shared-secret-of-the-test"}  # multi-machine jobs need one (issue 15)
     began = time.monotonic()
     result = subprocess.run(
         [SCRIBBLES, "run", "short.yaml", "--set", "train.strategy=ddp", "--set", "train.nodes=2",

@@ -284,7 +284,7 @@ def test_long_format_sequences_become_rows_with_their_group_and_time(tmp_path: P
     assert dataset.frame["at"].iloc[3] == "2024-01-04T00:00:00"
     uneven = long[~((long.window == "w2") & (long.t == 4))]
     uneven.to_csv(tmp_path / "uneven.csv", index=False)
-    with pytest.raises(Exception, match=r"data\.step: sequences .* have 4 to 5 steps"):
+    with pytest.raises(Exception, match=r"data\.step: sequences .* have 4 to 5 rows \(e\.g\. .w2.\)"):
         create("data", "file", path=str(tmp_path / "uneven.csv"), target="label", sequence_id="window",
                step="t").load()
 

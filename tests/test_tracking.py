@@ -414,7 +414,7 @@ def test_sigterm_mid_epoch_leaves_no_run_running(in_project: Path, prefect_api: 
     store = f"sqlite:///{in_project / 'sigterm.db'}"
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": store}
     process = subprocess.Popen(
-        [SCRIBBLES, "run", str(REPO / "configs" / "activity.yaml"), "--set", "train.epochs=200",
+        [SCRIBBLES, "run", str(REPO / "configs" / "activity.yaml"), "--set", "train.epochs=100000",
          "--set", "split.n_splits=2", "--set", "experiment=sigterm"],
         cwd=in_project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -431,7 +431,7 @@ def test_sigterm_mid_epoch_leaves_no_run_running(in_project: Path, prefect_api: 
                 fold_run = next((r for r in runs if "mlflow.parentRunId" in r.data.tags), None)
         assert fold_run is not None, "no fold run appeared"
         while not client.get_metric_history(fold_run.info.run_id, "train_loss") and time.monotonic() < deadline:
-            time.sleep(0.5)  # an epoch or two in: the signal lands mid-epoch of a running fold
+            time.sleep(0.5)  # an epoch or two in (metrics flush every 10 s; 100000 epochs outlast it): mid-epoch
         process.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         _, err = process.communicate(timeout=60)

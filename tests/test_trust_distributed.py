@@ -172,7 +172,7 @@ def test_fold_outputs_round_trip_and_a_crafted_pickle_runs_nothing(tmp_path: Pat
     classic = create("model", "decision_tree").build(spec)
     classic.fit(x, y)
     for name, model in (("torch", torch_model), ("classic", classic)):
-        path = write_outputs(tmp_path / name, model, (0.5, 2.0), x[:5], y, y)
+        path = write_outputs(tmp_path / name, model, {"mean": 0.5, "std": 2.0, "shape": [6]}, x[:5], y, y)
         back = read_outputs(str(path), registry)
         assert np.array_equal(back["y_true"], y) and np.array_equal(back["input_example"], x[:5])
         expected = model(torch.from_numpy((x - 0.5) / 2.0))

@@ -10,11 +10,13 @@ MLflow's global state.
 from __future__ import annotations
 
 import logging
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 #: Rows kept as the input example: enough to show the shape, small enough to stay cheap.
 EXAMPLE_ROWS = 5
@@ -37,7 +39,7 @@ class _PipelineScores:
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         return self.model.scores(model_input)
 
 
@@ -46,15 +48,26 @@ def _save_pipeline(model: Any, input_example: Any, path: Path) -> str:
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    class Scores(_PipelineScores, mlflow.pyfunc.PythonModel):
-        pass
+    # Integer columns as floats: a missing value at serving time is then a NaN the pipeline imputes, not a
+    # schema error (MLflow's hint, printed once per fold otherwise).
+    example = input_example.iloc[:EXAMPLE_ROWS].copy()
+    for column in example.columns:
+        if pd.api.types.is_integer_dtype(example[column]):
+            example[column] = example[column].astype("float64")
+    # MLflow warns, per model, that a Python object is cloudpickled and that predict has no type hints: both
+    # are how this flavour works; the warning lines would repeat once per fold in the user's output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
 
-    example = input_example.iloc[:EXAMPLE_ROWS]
-    mlflow.pyfunc.save_model(
-        str(path), python_model=Scores(model), input_example=example,
-        signature=infer_signature(example, model.scores(example)),
-        pip_requirements=_requirements("torch", "scikit-learn", "scribbles"),
-    )
+        class Scores(_PipelineScores, mlflow.pyfunc.PythonModel):  # defined here: MLflow warns at definition
+            pass
+
+        mlflow.pyfunc.save_model(
+            str(path), python_model=Scores(model), input_example=example,
+            signature=infer_signature(example, model.scores(example)),
+            pip_requirements=_requirements("torch", "scikit-learn", "scribbles"),
+        )
     return "pyfunc"
 
 

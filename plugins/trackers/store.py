@@ -92,13 +92,26 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
 
 def _check_server(uri: str, field: str) -> None:
     """BadInput unless an HTTP tracking server answers (any status) within SERVER_CHECK_SECONDS."""
+    import base64
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     from scribbles.core import BadInput
 
+    # urllib cannot open a URL with user info: the credentials go in an Authorization header instead.
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health")
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_CHECK_SECONDS):
+        with urllib.request.urlopen(request, timeout=SERVER_CHECK_SECONDS):
             return
     except urllib.error.HTTPError:
         return  # it answered: a server is there (authentication and paths are MLflow's to report)
