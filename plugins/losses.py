@@ -226,7 +226,8 @@ class Huber(Loss):
     tasks = frozenset({"regression"})
 
     class Params(_Params):
-        delta: float = Field(1.0, gt=0, description="where squared turns absolute, in the target's units")
+        delta: float = Field(1.0, gt=0, description="where squared turns absolute, in standard deviations of the "
+                                                    "train targets (the model learns standardised targets)")
 
     def build(self, spec: ModelSpec) -> nn.Module:
         return _Regression("huber", self.params.delta)
