@@ -100,7 +100,10 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     The gain is how much TTA improves on plain on each fold (positive: better); its spread is the standard
     deviation of those per-fold differences, tighter than the two columns' spreads because folds vary together.
     """
+    from statistics import fmean
+
     from rich.table import Table
+    from scribbles.core.evaluation import gain
 
     if result.get("sweep"):
         print_sweep(out, result)
@@ -131,10 +134,10 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         if len(baseline) == len(folds):
             table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
         out.print(table)
-        if len(baseline) == len(folds) and _gain({"m": mean(baseline), "m_x": mean(f[name] for f in folds)},
-                                                  "m", "x", up) <= 0:
-            out.print(f"[yellow]warning:[/] {name} {mean(f[name] for f in folds):.4f} does not beat the baseline "
-                      f"{mean(baseline):.4f} (a model that ignores the features: {_describe(result)})")
+        score = fmean(f[name] for f in folds)
+        if len(baseline) == len(folds) and gain(up, fmean(baseline), score) <= 0:
+            out.print(f"[yellow]warning:[/] {name} {score:.4f} does not beat the baseline "
+                      f"{fmean(baseline):.4f} (a model that ignores the features: {_describe(result)})")
         if labels:
             gains = [_gain(f, name, "tta", up) for f in folds]
             out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds"
@@ -158,12 +161,6 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
             f"Open the MLflow UI with [bold]scribbles ui[/] (or `.venv/bin/scribbles ui`), "
             f"then browse to http://127.0.0.1:5000"
         )
-
-
-def mean(values: Any) -> float:
-    """The arithmetic mean of ``values``."""
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def _describe(result: dict[str, Any]) -> str:
