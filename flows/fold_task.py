@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, registry_for, resolve
+from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, early_stopping, registry_for, resolve
 from scribbles.core.baseline import baseline_metrics
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
@@ -225,6 +225,9 @@ def run_job(job: FoldJob) -> FoldResult:
     outputs = write_outputs(Path(job.out) / f"fold-{fold.index}", result.model, serving, example, y_valid, y_pred,
                             inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
+    stopping = plan.config.train.early_stopping
+    if stopping is not None and history:  # the epoch it stopped at and its best (core/early_stopping.py)
+        metrics.update(early_stopping.record(history, stopping, plan.config.train.epochs))
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
 
 
