@@ -121,12 +121,29 @@ def sampler_for(config: OptunaConfig, space: Space) -> Any:
     import optuna
 
     if config.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=config.seed)
+        return _Grid(space.grid(), seed=config.seed)
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=config.seed)
     if config.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=config.seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=max(config.startup_trials, 1))
+
+
+def _grid_class() -> type:
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        """Optuna's grid sampler without its ``study.stop()`` once the grid is covered: that call works only
+        inside ``study.optimize``, and the sweep's own loop stops at the budget (the grid's size)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return Grid
+
+
+def _Grid(search_space: dict[str, list[Any]], seed: int) -> Any:
+    return _grid_class()(search_space, seed=seed)
 
 
 def pruner_for(config: OptunaConfig, steps: int) -> Any:
@@ -246,7 +263,8 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                     reporter = Reporter(trial, settings.pruner, first.config.train.epochs, rank_by, greater)
                     try:
                         trial_tags = {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}
-                        result = run_one(raw, allow_dirty, trial_tags, force, {"mlflow_run_id": continues} if continues else None, parent=sweep,
+                        result = run_one(raw, allow_dirty, trial_tags, force,
+                                         {"mlflow_run_id": continues} if continues else None, parent=sweep,
                                          run_name=f"trial {trial.number}: {label(assignment)}", plots=Path(tmp),
                                          reporter=reporter)
                     except TrialFailed as failed:  # it fails alone: the other trials still run

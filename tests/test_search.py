@@ -1,0 +1,118 @@
+"""Optuna search (sweep.optuna): study beside the MLflow store, pruning across folds and epochs, early
+stopping, resume of a killed sweep. Real Prefect, real SQLite MLflow store, real Optuna journal, real
+DVC project, real gloo processes for the 2-worker check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from helpers import make_dvc_project, run_cli, work_in
+from mlflow.tracking import MlflowClient
+
+#: Two folds of a small MLP, few epochs: seconds per trial.
+CONFIG: dict[str, Any] = {
+    "experiment": "search",
+    "data": {"name": "dvc", "path": "data/activity.csv", "target": "activity", "group": "subject",
+             "time": "timestamp"},
+    "split": {"name": "group_kfold", "n_splits": 2},
+    "model": {"name": "mlp", "hidden": [16]},
+    "train": {"epochs": 3, "batch_size": 64, "lr": 0.003},
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, activity_small, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Path:
+    root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    monkeypatch.delenv("SCRIBBLES_STUDY_STORAGE", raising=False)
+    return work_in(root, monkeypatch)
+
+
+def store(root: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def children(client: MlflowClient, parent: str) -> list[Any]:
+    runs = client.search_runs([client.get_run(parent).info.experiment_id],
+                              f"tags.\"mlflow.parentRunId\" = '{parent}'", max_results=1000)
+    return sorted(runs, key=lambda r: (int(r.data.tags.get("scribbles.fold", -1)), r.info.start_time))
+
+
+def sweep_run(client: MlflowClient, name: str = "search") -> Any:
+    exp = client.get_experiment_by_name(name)
+    tops = [r for r in client.search_runs([exp.experiment_id], max_results=1000)
+            if "mlflow.parentRunId" not in r.data.tags]
+    assert len(tops) == 1
+    return tops[0]
+
+
+def write(project: Path, **changes: Any) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    (project / "exp.yaml").write_text(yaml.safe_dump(config))
+
+
+def study_of(project: Path, run: Any) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = project / "optuna-journal.log"  # beside mlflow.db
+    assert journal.exists()
+    return optuna.load_study(study_name=run.data.tags["scribbles.study"],
+                             storage=JournalStorage(JournalFileBackend(str(journal))))
+
+
+def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: Path) -> None:
+    """Grid sampler over lr with the median pruner: the hopeless lr is pruned after its first epochs,
+    its trial run ends KILLED with scribbles.pruned, and the study sits in a journal beside mlflow.db."""
+    sweep = {"optuna": {"sampler": "grid", "seed": 1, "pruner": "median", "startup_trials": 1},
+             "space": {"train.lr": [0.01, 1.0e-7]}}
+    write(project, sweep=sweep)
+    done = run_cli("run", "exp.yaml", cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = store(project)
+    top = sweep_run(client)
+    assert top.data.tags["scribbles.sweep"] == "optuna" and top.info.status == "FINISHED"
+    study = study_of(project, top)
+    states = {t.params["train.lr"]: t.state for t in study.trials}
+    assert states == {0.01: optuna.trial.TrialState.COMPLETE, 1.0e-7: optuna.trial.TrialState.PRUNED}, states
+    trials = {r.data.params["train.lr"]: r for r in children(client, top.info.run_id)}
+    assert set(trials) == {"0.01", "1e-07"}
+    good, bad = trials["0.01"], trials["1e-07"]
+    assert good.info.status == "FINISHED" and len(children(client, good.info.run_id)) == 2
+    assert bad.info.status == "KILLED" and bad.data.tags["scribbles.pruned"].startswith("step ")
+    assert "median pruner" in bad.data.tags["scribbles.pruned"]
+    folds = children(client, bad.info.run_id)
+    assert all(f.info.status in ("FINISHED", "KILLED") for f in folds)
+    assert "pruned at step" in done.stdout
+    # Ranked by what it finished: the complete trial first; the study's value is its mean over folds.
+    ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
+    assert ranking[0]["run_id"] == good.info.run_id and ranking[-1].get("pruned")
+    assert study.best_value == pytest.approx(good.data.metrics["accuracy_mean"])
+    assert study.best_trial.user_attrs["scribbles.mlflow_run_id"] == good.info.run_id
+
+
+def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
+    cases = {
+        "sweep: {optuna: {sampler: tpe}, space: {train.lr: [0.1]}}": "sweep.optuna.trials",
+        "sweep: {optuna: {sampler: grid}, space: {train.lr: {low: 0.001, high: 0.1}}}": "sweep.space.train.lr",
+        "sweep: {optuna: {trials: 2}, space: {train.lrr: [0.1]}}": "train.lrr",
+        "sweep: {optuna: {trials: 2, pruner: sometimes}, space: {train.lr: [0.1]}}": "sweep.optuna.pruner",
+        "sweep: {optuna: {trials: 2}}": "sweep.space",
+        "train: {early_stopping: {patience: 0}}": "train.early_stopping.patience",
+    }
+    for text, field in cases.items():
+        (project / "bad.yaml").write_text(yaml.safe_dump({k: v for k, v in CONFIG.items() if k != "train"})
+                                          + text + "\n")
+        done = run_cli("run", "bad.yaml", cwd=project)
+        assert done.returncode == 2, (text, done.stdout, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and field in lines[0] and "Traceback" not in done.stderr, (text, done.stderr)
+    assert not (project / "mlflow.db").exists() and not (project / "optuna-journal.log").exists()
