@@ -74,7 +74,7 @@ def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: P
     its trial run ends KILLED with scribbles.pruned, and the study sits in a journal beside mlflow.db."""
     sweep = {"optuna": {"sampler": "grid", "seed": 1, "pruner": "median", "startup_trials": 1},
              "space": {"train.lr": [0.01, 1.0e-7]}}
-    write(project, sweep=sweep)
+    write(project, sweep=sweep, train={"epochs": 4, "early_stopping": {"patience": 1, "restore_best": True}})
     done = run_cli("run", "exp.yaml", cwd=project)
     assert done.returncode == 0, done.stdout + done.stderr
     client = store(project)
@@ -87,6 +87,11 @@ def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: P
     assert set(trials) == {"0.01", "1e-07"}
     good, bad = trials["0.01"], trials["1e-07"]
     assert good.info.status == "FINISHED" and len(children(client, good.info.run_id)) == 2
+    for fold in children(client, good.info.run_id):  # train.early_stopping: where each fold stopped
+        epochs = client.get_metric_history(fold.info.run_id, "valid_loss")
+        assert fold.data.metrics["stopped_epoch"] == len(epochs) - 1
+        losses = [m.value for m in sorted(epochs, key=lambda m: m.step)]
+        assert fold.data.metrics["best_epoch"] == losses.index(min(losses))
     assert bad.info.status == "KILLED" and bad.data.tags["scribbles.pruned"].startswith("step ")
     assert "median pruner" in bad.data.tags["scribbles.pruned"]
     folds = children(client, bad.info.run_id)
