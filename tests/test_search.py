@@ -6,13 +6,17 @@ DVC project, real gloo processes for the 2-worker check.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import yaml
-from helpers import make_dvc_project, run_cli, work_in
+from helpers import SCRIBBLES, make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 
 #: Two folds of a small MLP, few epochs: seconds per trial.
@@ -121,3 +125,54 @@ def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
         lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and field in lines[0] and "Traceback" not in done.stderr, (text, done.stderr)
     assert not (project / "mlflow.db").exists() and not (project / "optuna-journal.log").exists()
+
+
+def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(project: Path) -> None:
+    """SIGKILL while trial 1 trains its second fold; `scribbles resume SWEEP_RUN_ID` continues trial 1
+    as the same Optuna trial in the same MLflow run (fold 0 kept), then runs trial 2; ranking covers all."""
+    sweep = {"optuna": {"sampler": "random", "trials": 3, "seed": 0},
+             "space": {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "model.hidden": [[8], [16]]}}
+    write(project, sweep=sweep, train={"epochs": 20})
+    client = store(project)
+    process = subprocess.Popen([SCRIBBLES, "run", "exp.yaml"], cwd=project, env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, kept = time.monotonic() + 240, None
+        while kept is None and time.monotonic() < deadline:
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.5)
+            if (project / "mlflow.db").exists() and (exp := client.get_experiment_by_name("search")):
+                trial = [r for r in client.search_runs([exp.experiment_id], "tags.\"scribbles.optuna_trial\" = '1'")
+                         if "scribbles.fold" not in r.data.tags]
+                if trial:
+                    done = client.search_runs([exp.experiment_id], f"tags.\"mlflow.parentRunId\" = "
+                                              f"'{trial[0].info.run_id}' and attributes.status = 'FINISHED'")
+                    kept = done[0] if done else None
+        assert kept is not None, "trial 1 never finished a fold"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    top = sweep_run(client)
+    assert top.info.status == "RUNNING"  # SIGKILL cannot be caught
+    assert [t.state for t in study_of(project, top).trials][:2] == [optuna.trial.TrialState.COMPLETE,
+                                                                     optuna.trial.TrialState.RUNNING]
+
+    resumed = run_cli("resume", top.info.run_id, cwd=project)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    top = client.get_run(top.info.run_id)
+    assert top.info.status == "FINISHED" and top.data.tags["scribbles.resumed"] == "true"
+    study = study_of(project, top)
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    trials = children(client, top.info.run_id)
+    assert sorted(r.data.tags["scribbles.optuna_trial"] for r in trials) == ["0", "1", "2"]  # none twice
+    assert all(r.info.status == "FINISHED" for r in trials)
+    one = next(r for r in trials if r.data.tags["scribbles.optuna_trial"] == "1")
+    assert study.trials[1].user_attrs["scribbles.mlflow_run_id"] == one.info.run_id
+    folds = [f for f in children(client, one.info.run_id) if f.info.status == "FINISHED"]
+    assert sorted(f.data.tags["scribbles.fold"] for f in folds) == ["0", "1"]
+    assert kept.info.run_id in {f.info.run_id for f in folds}  # the fold finished before the kill is kept
+    ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
+    assert sorted(t["trial"] for t in ranking) == [0, 1, 2]
