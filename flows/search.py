@@ -19,12 +19,14 @@ kept), then new trials are asked until the budget is met.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,14 @@ from . import fold_task
 from .fold_cache import CODE_TAG, code_version
 from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
+from .prefect_env import configure_prefect
 from .pruning import Reporter
 from .redact import mask_params, mask_tree
+
+configure_prefect()
+
+from prefect import task  # noqa: E402  (configure_prefect must run first)
+from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 #: Where team mode (or a user) names the study storage for every sweep: an Optuna storage URL.
 STUDY_ENV = "SCRIBBLES_STUDY_STORAGE"
@@ -164,6 +172,75 @@ def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: result[k] for k in keep if k in result}, default=str))
 
 
+@dataclass(frozen=True)
+class TrialJob:
+    """What one trial needs, all of it plain values (it may run in another process)."""
+
+    config: dict[str, Any]
+    assignment: dict[str, Any]
+    allow_dirty: bool
+    tags: dict[str, str]
+    force: bool
+    #: The MLflow run of a trial a kill cut short, continued in place ("" for a new trial).
+    continues: str
+    sweep: RunContext
+    plots: str
+    storage: str
+    study_name: str
+    settings: dict[str, Any]
+    steps: int
+    trial_id: int
+    number: int
+    epochs: int
+    rank_by: str
+    greater: bool
+    root: str
+
+
+def execute(job: TrialJob, study: Any = None) -> dict[str, Any]:
+    """Run one trial (its folds, reported to the study) in this process; its result, never TrialFailed."""
+    import optuna
+
+    from .experiment import TrialFailed, run_one
+
+    with fold_task.project_root(job.root):
+        if study is None:  # another process: the study from its storage, with the sweep's pruner
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            settings = OptunaConfig(**job.settings)
+            study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage),
+                                      pruner=pruner_for(settings, job.steps))
+        trial = optuna.trial.Trial(study, job.trial_id)
+        reporter = Reporter(trial, OptunaConfig(**job.settings).pruner, job.epochs, job.rank_by, job.greater)
+        try:
+            result = run_one(job.config, job.allow_dirty, job.tags, job.force,
+                             {"mlflow_run_id": job.continues} if job.continues else None, parent=job.sweep,
+                             run_name=f"trial {job.number}: {label(job.assignment)}", plots=Path(job.plots),
+                             reporter=reporter)
+        except TrialFailed as failed:  # it fails alone: the other trials still run
+            result = {"summary": {}, "links": failed.links, "failed": failed.reason}
+    return {"trial": job.number, "assignment": job.assignment, **result}
+
+
+@task(name="run-trial", cache_policy=NO_CACHE)
+def run_trial(job: TrialJob) -> dict[str, Any]:
+    """One Optuna trial in a task runner's process (``sweep.parallel``); see ``execute``."""
+    return execute(job)
+
+
+def trial_runner(plan: Any, parallel: int) -> Any:
+    """The task runner for ``sweep.parallel`` trials at once (a Dask cluster with ``train.dask_address``,
+    else a process pool), or None to run trials one by one in this process."""
+    if parallel <= 1:
+        return None
+    if plan.config.train.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=plan.config.train.dask_address)
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    return ProcessPoolTaskRunner(max_workers=parallel)
+
+
 def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] | None, force: bool,
                resume: str | None = None) -> dict[str, Any]:
     """An Optuna sweep: one sweep run, a nested run per trial, folds nested under each; trials ranked.
@@ -175,12 +252,10 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
 
     from .experiment import (
         _OBSERVERS,
-        TrialFailed,
         _registered,
         load_data,
         make_folds,
         rank,
-        run_one,
         sigterm_as_interrupt,
         sigterm_ignored,
         tracking_uri_of,
@@ -200,9 +275,6 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
         raise ConfigError(f"sweep.rank_by: {rank_by!r} is not one of the metrics ({', '.join(names)})",
                           "sweep.rank_by")
     greater = next(bool(m.greater_is_better) for m in first.metrics if m.name == rank_by)
-    if sweep_config.parallel > 1:
-        raise ConfigError("sweep.parallel > 1 is not available yet; remove it (trials run one after another)",
-                          "sweep.parallel")
     space = Space(sweep_config.space or {})
     budget = settings.trials or grid_size(sweep_config)
     base = checked[0][1].model_dump(mode="json")
@@ -257,19 +329,17 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                 study.set_user_attr("scribbles.sweep_run_id", run_id)
                 study.set_user_attr("scribbles.rank_by", rank_by)
 
-                def run_trial(trial: Any, continues: str | None) -> None:
+                steps = n_folds * first.config.train.epochs
+
+                def job(trial: Any, continues: str | None) -> TrialJob:
                     assignment = space.assignment(trial.params)
-                    raw = trial_config(parsed, assignment).model_dump(mode="json")
-                    reporter = Reporter(trial, settings.pruner, first.config.train.epochs, rank_by, greater)
-                    try:
-                        trial_tags = {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}
-                        result = run_one(raw, allow_dirty, trial_tags, force,
-                                         {"mlflow_run_id": continues} if continues else None, parent=sweep,
-                                         run_name=f"trial {trial.number}: {label(assignment)}", plots=Path(tmp),
-                                         reporter=reporter)
-                    except TrialFailed as failed:  # it fails alone: the other trials still run
-                        result = {"summary": {}, "links": failed.links, "failed": failed.reason}
-                    result = {"trial": trial.number, "assignment": assignment, **result}
+                    return TrialJob(
+                        trial_config(parsed, assignment).model_dump(mode="json"), assignment, allow_dirty,
+                        {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}, force, continues or "",
+                        sweep, str(tmp), storage, study_name, settings.model_dump(mode="json"), steps,
+                        trial._trial_id, trial.number, first.config.train.epochs, rank_by, greater, str(Path.cwd()))
+
+                def conclude(trial: Any, result: dict[str, Any]) -> None:
                     trial.set_user_attr(RESULT, _jsonable(result))
                     value = result["summary"].get(f"{rank_by}_mean")
                     if "pruned" in result:
@@ -286,10 +356,21 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                         for path, dist in space.distributions.items():
                             if path not in stale.params:
                                 trial._suggest(path, dist)
-                    run_trial(trial, stale.user_attrs.get("scribbles.mlflow_run_id", ""))
+                    conclude(trial, execute(job(trial, stale.user_attrs.get("scribbles.mlflow_run_id")), study))
                 done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-                while len(study.get_trials(deepcopy=False, states=done)) < budget:
-                    run_trial(study.ask(space.distributions), None)
+                runner = trial_runner(first, sweep_config.parallel)
+                with runner or contextlib.nullcontext():
+                    while (left := budget - len(study.get_trials(deepcopy=False, states=done))) > 0:
+                        # Asked here, in order, so that grid and random samplers give a sequential sweep's
+                        # trials; with sweep.parallel N, N trials run at once in their own processes.
+                        batch = [study.ask(space.distributions) for _ in range(min(sweep_config.parallel, left))]
+                        if runner is None:
+                            for trial in batch:
+                                conclude(trial, execute(job(trial, None), study))
+                            continue
+                        futures = [(trial, runner.submit(run_trial, {"job": job(trial, None)})) for trial in batch]
+                        for trial, future in futures:
+                            conclude(trial, future.result())
                 results = [dict(t.user_attrs[RESULT]) for t in study.get_trials(deepcopy=False, states=done)
                            if RESULT in t.user_attrs]
                 if results and all("failed" in r for r in results):

@@ -176,3 +176,29 @@ def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(proj
     assert kept.info.run_id in {f.info.run_id for f in folds}  # the fold finished before the kill is kept
     ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
     assert sorted(t["trial"] for t in ranking) == [0, 1, 2]
+
+
+def test_parallel_trials_equal_a_sequential_grid(project: Path) -> None:
+    """sweep.parallel: 2 runs two trials at once in a process pool; a grid sweep gives the same trials
+    with the same fold scores as one trial after another."""
+    from scribbles.flows.experiment import experiment
+
+    base = json.loads(json.dumps(CONFIG))
+    base["train"]["epochs"] = 1
+    space = {"train.lr": [0.01, 0.001]}
+
+    def scores(result: dict[str, Any]) -> dict[str, list[float]]:
+        return {str(t["assignment"]["train.lr"]): [f["accuracy"] for f in t["folds"]] for t in result["trials"]}
+
+    one = experiment({**base, "experiment": "one", "sweep": {"optuna": {"sampler": "grid"}, "space": space}})
+    two = experiment({**base, "experiment": "two",
+                      "sweep": {"optuna": {"sampler": "grid"}, "space": space, "parallel": 2}}, force=True)
+    assert scores(two) == scores(one) and len(scores(one)) == 2
+    client = store(project)
+    top = sweep_run(client, "two")
+    trials = children(client, top.info.run_id)
+    assert len(trials) == 2 and all(len(children(client, t.info.run_id)) == 2 for t in trials)
+    assert {r.info.status for r in trials} == {"FINISHED"}
+    # Both trials ran at once: each started before the other ended.
+    a, b = trials
+    assert a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time
