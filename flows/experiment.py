@@ -322,7 +322,10 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
                     with fold_task.live_epochs(job.out, epoch):
                         for fold, reuse, fold_job in to_train:
                             start(fold, reuse)
-                            finish(fold, reuse, train_fold(fold_job))
+                            result = train_fold(fold_job)
+                            if result.pruned is not None:  # the pruner stopped it mid-fold (pruning.py)
+                                raise Pruned(*result.pruned)
+                            finish(fold, reuse, result)
                 else:
                     with runner:
                         futures = []

@@ -32,6 +32,7 @@ from scribbles.core.targets import check_target
 
 from .data_guard import allow_dirty_data
 from .fold_outputs import write_outputs
+from .pruning import Pruned
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class FoldResult:
     #: True when the epochs were reported live through the hooks (same process as the flow).
     live: bool = False
     seconds: float = 0.0
+    #: (step, reason) when an Optuna pruner stopped the fold mid-way (flows/pruning.py): no metrics then.
+    pruned: tuple[int, str] | None = None
 
 
 @dataclass
@@ -187,14 +190,18 @@ def run_job(job: FoldJob) -> FoldResult:
         if live is not None:
             live(fold.index, epoch, dict(metrics))
 
-    result = plan.strategy.fit(
-        model_builder(plan.model, spec, train[0], plan.config.train),
-        plan.loss.build(spec),
-        torch.utils.data.TensorDataset(*train),
-        torch.utils.data.TensorDataset(*valid),
-        plan.config.train,
-        [on_epoch],
-    )
+    try:
+        result = plan.strategy.fit(
+            model_builder(plan.model, spec, train[0], plan.config.train),
+            plan.loss.build(spec),
+            torch.utils.data.TensorDataset(*train),
+            torch.utils.data.TensorDataset(*valid),
+            plan.config.train,
+            [on_epoch],
+        )
+    except Pruned as stop:  # a normal end of the task (no failed task run): the flow ends the trial
+        return FoldResult(fold.index, {}, live=live is not None, seconds=time.perf_counter() - start,
+                          pruned=(stop.step, stop.reason))
     trained = inputs.in_target_units(result.model)  # a regression model predicts in the target's units
     y_train, y_valid = targets(dataset, fold.train, task), targets(dataset, fold.valid, task)
     tta = plan.config.evaluate.tta
