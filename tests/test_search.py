@@ -202,3 +202,47 @@ def test_parallel_trials_equal_a_sequential_grid(project: Path) -> None:
     # Both trials ran at once: each started before the other ended.
     a, b = trials
     assert a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes"])
+def test_every_sampler_and_pruner_asks_reports_and_prunes(sampler: str, tmp_path: Path) -> None:
+    """Each sampler draws from the space (a non-plain choice decoded back), each pruner takes the reporter's
+    steps; the journal storage beside a SQLite store reopens with the same trials."""
+    from scribbles.core.config import OptunaConfig, RandomRange
+    from scribbles.flows.pruning import Pruned, Reporter
+    from scribbles.flows.search import Space, open_storage, pruner_for, sampler_for, storage_url
+
+    space = Space({"model.hidden": [[8], [16, 16]], "train.lr": [0.01, 0.1]} if sampler == "grid" else
+                  {"model.hidden": [[8], [16, 16]], "train.lr": RandomRange(low=1e-4, high=1e-1, log=True),
+                   "train.epochs": RandomRange(low=1, high=3, integer=True)})
+    journal = storage_url(OptunaConfig(), f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert journal == str(tmp_path / "optuna-journal.log")
+    for pruner in ("median", "hyperband", "wilcoxon", "none"):
+        settings = OptunaConfig(sampler=sampler, pruner=pruner, trials=4, startup_trials=1)
+        study = optuna.create_study(storage=open_storage(journal) if pruner == "median" else None,
+                                    sampler=sampler_for(settings, space), pruner=pruner_for(settings, 4),
+                                    study_name=f"{sampler}-{pruner}", direction="maximize")
+        outcomes = []
+        for number in range(4):
+            trial = study.ask(space.distributions)
+            assignment = space.assignment(trial.params)
+            assert assignment["model.hidden"] in ([8], [16, 16])
+            reporter = Reporter(trial, pruner, 2, "accuracy", True)
+            try:
+                for fold in range(2):  # a later trial is always worse: the pruners may stop it
+                    for epoch in range(2):
+                        reporter.epoch(fold, epoch, {"valid_loss": 1.0 + number})
+                    reporter.fold(fold, {"accuracy": 1.0 - number / 10})
+                study.tell(trial, 1.0 - number / 10)
+                outcomes.append("complete")
+            except Pruned as stop:
+                assert stop.step >= 0 and pruner in stop.reason
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                outcomes.append("pruned")
+        assert outcomes[0] == "complete"
+        if pruner == "median":
+            assert outcomes[1:] == ["pruned"] * 3
+        if pruner == "none":
+            assert outcomes == ["complete"] * 4
+    reopened = optuna.load_study(study_name=f"{sampler}-median", storage=open_storage(journal))
+    assert len(reopened.trials) == 4
