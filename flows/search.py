@@ -167,6 +167,14 @@ def pruner_for(config: OptunaConfig, steps: int) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def _max_epochs(space: dict[str, Any], epochs: int) -> int:
+    """The most epochs a trial trains: ``train.epochs`` unless the space varies it."""
+    spec = space.get("train.epochs")
+    if spec is None:
+        return epochs
+    return int(max(spec) if isinstance(spec, list) else spec.high)
+
+
 def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
     keep = ("trial", "assignment", "summary", "links", "folds", "fold_rows", "split_fingerprint", "failed", "pruned")
     return json.loads(json.dumps({k: result[k] for k in keep if k in result}, default=str))
@@ -323,13 +331,17 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 study = optuna.create_study(
                     storage=open_storage(storage), sampler=sampler_for(settings, space),
-                    pruner=pruner_for(settings, n_folds * first.config.train.epochs), study_name=study_name,
+                    pruner=pruner_for(settings, n_folds * _max_epochs(sweep_config.space or {},
+                                                                       first.config.train.epochs)),
+                    study_name=study_name,
                     direction="maximize" if greater else "minimize", load_if_exists=True,
                 )
                 study.set_user_attr("scribbles.sweep_run_id", run_id)
                 study.set_user_attr("scribbles.rank_by", rank_by)
 
-                steps = n_folds * first.config.train.epochs
+                # A step means the same in every trial: fold * the largest epochs any trial trains + epoch.
+                epochs = _max_epochs(sweep_config.space or {}, first.config.train.epochs)
+                steps = n_folds * epochs
 
                 def job(trial: Any, continues: str | None) -> TrialJob:
                     assignment = space.assignment(trial.params)
@@ -337,7 +349,7 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                         trial_config(parsed, assignment).model_dump(mode="json"), assignment, allow_dirty,
                         {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}, force, continues or "",
                         sweep, str(tmp), storage, study_name, settings.model_dump(mode="json"), steps,
-                        trial._trial_id, trial.number, first.config.train.epochs, rank_by, greater, str(Path.cwd()))
+                        trial._trial_id, trial.number, epochs, rank_by, greater, str(Path.cwd()))
 
                 def conclude(trial: Any, result: dict[str, Any]) -> None:
                     trial.set_user_attr(RESULT, _jsonable(result))
