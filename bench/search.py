@@ -4,14 +4,15 @@ Three sweeps over the same space and trial budget (the grid's size): (a) Optuna'
 pruning (every trial trains every fold to the last epoch), (b) TPE with the median pruner (per epoch of
 every fold), (c) TPE with the Wilcoxon pruner (per fold). For each: the best trial's mean accuracy over
 the folds (and its fold standard deviation), the fold-epochs trained (epochs counted through the
-``scribbles_epoch_end`` hook, every fold of every trial) and the wall time. The goal (issue 19): (b) or
+``scribbles_epoch_end`` hook, every fold of every trial; folds reused from an identical earlier fold,
+when TPE repeats a trial's parameters, are counted apart) and the wall time. The goal (issue 19): (b) or
 (c) within one fold standard deviation of (a)'s best mean while training at most half of (a)'s
 fold-epochs. Then ``sweep.parallel: 2`` against 1 when the build supports it.
 
 The data are the activity demo set (``scribbles.flows.demo_data.build_activity``) written to a temporary
 project, read through the ``file`` source, tracked in a temporary SQLite MLflow store::
 
-    python bench/search.py
+    python bench/search.py [--force] [--parallel]
 """
 
 from __future__ import annotations
@@ -23,21 +24,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scribbles.core import EpochContext, hookimpl, load_config
+from scribbles.core import EpochContext, FoldContext, hookimpl, load_config
 from scribbles.core.sweep import grid_size
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "search.yaml"
+#: ``--force``: a trial that repeats an earlier trial's parameters trains again (by default its folds are
+#: reused from the identical earlier folds, as `scribbles run` does; the grid never repeats).
+FORCE = "--force" in sys.argv
 
 
 class EpochCounter:
-    """Counts the epochs trained (one call per epoch of every fold of every trial)."""
+    """Counts the epochs trained (every fold of every trial) and the epochs of folds reused from an
+    identical earlier fold (a trial whose parameters repeat an earlier trial's: no training)."""
 
     def __init__(self) -> None:
         self.epochs = 0
+        self.reused_epochs = 0
+        self.reused: set[tuple[int, int]] = set()
+
+    @hookimpl
+    def scribbles_fold_start(self, ctx: FoldContext) -> None:
+        if ctx.reuse:
+            self.reused.add((id(ctx.run), ctx.fold.index))
 
     @hookimpl
     def scribbles_epoch_end(self, ctx: EpochContext) -> None:
-        self.epochs += 1
+        if (id(ctx.run), ctx.fold_index) in self.reused:
+            self.reused_epochs += 1
+        else:
+            self.epochs += 1
 
 
 def sweep_of(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
@@ -51,11 +66,12 @@ def run(raw: dict[str, Any], name: str) -> dict[str, Any]:
     counter = EpochCounter()
     start = time.perf_counter()
     with observing(counter):
-        result = experiment({**raw, "experiment": name}, force=True)
+        result = experiment({**raw, "experiment": name}, force=FORCE)
     seconds = time.perf_counter() - start
     best = result["trials"][0]["summary"]
     pruned = sum(1 for t in result["trials"] if t.get("pruned"))
     return {"best": best["accuracy_mean"], "std": best["accuracy_std"], "epochs": counter.epochs,
+            "reused": counter.reused_epochs,
             "seconds": seconds, "pruned": pruned, "trials": len(result["trials"])}
 
 
@@ -81,8 +97,9 @@ def main() -> None:
             for label, variant in variants.items():
                 rows[label] = run(sweep_of(base, variant), f"bench-search-{label[1]}")
                 row = rows[label]
-                print(f"{label:24s} best accuracy {row['best']:.4f} ± {row['std']:.4f}  fold-epochs {row['epochs']:4d}"
-                      f"  pruned {row['pruned']}/{row['trials']}  {row['seconds']:.1f} s", flush=True)
+                print(f"{label:24s} best accuracy {row['best']:.4f} ± {row['std']:.4f}  fold-epochs "
+                      f"{row['epochs']:4d} (+{row['reused']} reused)  pruned {row['pruned']}/{row['trials']}  "
+                      f"{row['seconds']:.1f} s", flush=True)
             grid = rows["(a) grid, no pruning"]
             for label in list(variants)[1:]:
                 row = rows[label]
