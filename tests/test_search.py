@@ -101,6 +101,7 @@ def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: P
     folds = children(client, bad.info.run_id)
     assert all(f.info.status in ("FINISHED", "KILLED") for f in folds)
     assert "pruned at step" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr  # a pruned fold is no failed task run
     # Ranked by what it finished: the complete trial first; the study's value is its mean over folds.
     ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
     assert ranking[0]["run_id"] == good.info.run_id and ranking[-1].get("pruned")
