@@ -113,9 +113,7 @@ def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
     cases = {
         "sweep: {optuna: {sampler: tpe}, space: {train.lr: [0.1]}}": "sweep.optuna.trials",
         "sweep: {optuna: {sampler: grid}, space: {train.lr: {low: 0.001, high: 0.1}}}": "sweep.space.train.lr",
-        "sweep: {optuna: {trials: 2}, space: {train.lrr: [0.1]}}": "train.lrr",
         "sweep: {optuna: {trials: 2, pruner: sometimes}, space: {train.lr: [0.1]}}": "sweep.optuna.pruner",
-        "sweep: {optuna: {trials: 2}}": "sweep.space",
         "train: {early_stopping: {patience: 0}}": "train.early_stopping.patience",
     }
     for text, field in cases.items():
