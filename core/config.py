@@ -29,6 +29,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EarlyStoppingConfig(_Strict):
+    """Stop a fold's training when its validation loss stops improving (see core/early_stopping.py)."""
+
+    metric: Literal["valid_loss", "train_loss"] = Field(
+        "valid_loss", description="the per-epoch loss watched (lower is better)")
+    patience: int = Field(3, ge=1, description="epochs without an improvement before training stops")
+    min_delta: float = Field(0.0, ge=0, description="an improvement is a drop of more than this")
+    restore_best: bool = Field(False, description="the fold's final weights (and metrics) are the best epoch's")
+
+
 class TrainConfig(_Strict):
     """How to train: the strategy and the options every torch strategy honours."""
 
@@ -64,6 +74,8 @@ class TrainConfig(_Strict):
     dask_address: str | None = Field(
         None, description="a Dask scheduler (tcp://HOST:PORT) whose workers train the folds, across machines"
     )
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="{metric, patience, min_delta, restore_best}: stop a fold when it stops improving")
 
 
     @field_validator("activation_checkpointing", mode="before")
@@ -117,11 +129,29 @@ class RandomRange(_Strict):
     integer: bool = False
 
 
+class OptunaConfig(_Strict):
+    """An Optuna study as the sweep's search engine (see flows/search.py)."""
+
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    trials: int | None = Field(None, ge=1, description="trials in the study; default the grid's size for grid")
+    seed: Seed = 0
+    pruner: Literal["median", "hyperband", "wilcoxon", "none"] = "none"
+    startup_trials: int = Field(2, ge=0, description="trials finished before the median pruner prunes")
+    warmup_steps: int = Field(0, ge=0, description="steps (fold * epochs + epoch) a trial runs before the median "
+                              "pruner may prune it")
+    storage: str | None = Field(None, description="an Optuna storage URL; default $SCRIBBLES_STUDY_STORAGE, "
+                                "else a journal file beside the MLflow store")
+
+
 class SweepConfig(_Strict):
-    """Trials of one experiment: a grid over dotted config paths, or random draws from lists and ranges."""
+    """Trials of one experiment: a grid over dotted config paths, random draws, or an Optuna study."""
 
     grid: dict[str, list[Any]] | None = None
     random: dict[str, list[Any] | RandomRange] | None = None
+    optuna: OptunaConfig | None = None
+    #: The space an Optuna study samples: dotted path -> choices (a list) or a range, as ``random``.
+    space: dict[str, list[Any] | RandomRange] | None = None
+    parallel: int = Field(1, ge=1, description="Optuna trials run at once, each in a process of its own")
     trials: int | None = Field(None, ge=1, description="random draws (random sweeps only)")
     seed: Seed = 0
     rank_by: str | None = Field(None, description="metric ranking the trials; default the first metric")

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .early_stopping import Stopper
 from .errors import Diverged
 from .parallel import Engine
 from .training import autocast, batches, epoch_order
@@ -106,12 +107,16 @@ def run(
 
     With ``checkpointing`` every rank takes part in gathering the state after each epoch and the
     writer rank hands it to ``save`` (which writes it atomically) before the epoch is reported.
+    ``train.early_stopping`` may end training before ``config.epochs`` (core/early_stopping.py).
     """
     start, history = 0, []
     if saved is not None:
         engine.load_state_dict(dict(saved))
         start, history = int(saved["epoch"]) + 1, [dict(h) for h in saved["history"]]
+    stopper = Stopper(config.early_stopping, saved) if config.early_stopping else None
     for epoch in range(start, config.epochs):
+        if stopper is not None and stopper.stopped(history):
+            break  # train.early_stopping (checked first: a resumed fold may have stopped already)
         torch.manual_seed(epoch_seed(config.seed, epoch, engine.rank))
         train_loss = train_epoch(engine, loss_fn, *train, config, epoch, beat)
         if not math.isfinite(train_loss):
@@ -119,11 +124,15 @@ def run(
         metrics = {"train_loss": train_loss,
                    "valid_loss": valid_loss(engine, loss_fn, *valid, config.batch_size)}
         history.append(metrics)
+        if stopper is not None:
+            stopper.epoch_end(engine.model, history)
         if checkpointing:
             state = engine.state_dict()
             if state is not None and save is not None:
-                save({**state, "epoch": epoch, "history": history})
+                save({**state, "epoch": epoch, "history": history, **(stopper.checkpoint() if stopper else {})})
         if report is not None and engine.is_writer:
             report(epoch, metrics)
+    if stopper is not None:
+        stopper.finish(engine.model, history)
     engine.module.eval()
     return history

@@ -58,6 +58,7 @@ from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
 from .prefect_env import configure_prefect
 from .prefect_server import ServerLost
+from .pruning import Pruned, Reporter, mark_pruned
 from .redact import mask_params, mask_tree
 
 configure_prefect()
@@ -262,7 +263,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
 
 
 def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset, folds: list[Fold],
-               job: FoldJob, force: bool) -> dict[str, Any]:
+               job: FoldJob, force: bool, reporter: Reporter | None = None) -> dict[str, Any]:
     hook = registry.hook
     classes = [] if plan.config.task == "regression" else [str(c) for c in dataset.classes]
     metrics: dict[int, dict[str, float]] = {}
@@ -276,11 +277,13 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
 
     def epoch(index: int, number: int, values: dict[str, float]) -> None:
         hook.scribbles_epoch_end(ctx=EpochContext(run, index, number, values))
+        if reporter is not None:  # an Optuna trial: may raise Pruned (flows/pruning.py)
+            reporter.epoch(index, number, values)
 
     def finish(fold: Fold, reuse: Reuse, result: FoldResult) -> None:
         if reuse.mode != "resumed" and not result.live:
             for number, values in enumerate(result.history):
-                epoch(fold.index, number, values)
+                hook.scribbles_epoch_end(ctx=EpochContext(run, fold.index, number, values))
         outputs = read_outputs(result.outputs, registry)
         artifacts = {} if reuse.mode == "resumed" else {
             "result": write_result(work / "results", fold.index, result.metrics, result.history)}
@@ -293,8 +296,16 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
             classes=classes, reuse=reuse.mode, reused_from=reuse.source, history=list(result.history),
         ))
         metrics[fold.index] = result.metrics
+        if reporter is not None and reuse.mode != "resumed":
+            if not result.live:  # trained in another process: its epochs are reported now, in order
+                for number, values in enumerate(result.history):
+                    reporter.epoch(fold.index, number, values)
+            reporter.fold(fold.index, result.metrics)
 
+    pruned: Pruned | None = None
     hook.scribbles_run_start(ctx=run)
+    if reporter is not None:
+        reporter.started(run.links)
     try:
         with sigterm_as_interrupt():
             decisions = decide(plan, run, folds, force)
@@ -306,22 +317,30 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
                     finish(fold, reuse, _reused(fold, reuse))
             to_train = [(fold, reuse, fold_job) for fold, reuse, fold_job in jobs if not reuse.mode]
             runner = task_runner(plan)
-            if runner is None:
-                with fold_task.live_epochs(job.out, epoch):
-                    for fold, reuse, fold_job in to_train:
-                        start(fold, reuse)
-                        finish(fold, reuse, train_fold(fold_job))
-            else:
-                with runner:
-                    futures = []
-                    for fold, reuse, fold_job in to_train:
-                        start(fold, reuse)
-                        futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
-                    for fold, reuse, future in futures:
-                        finish(fold, reuse, future.result())
-            summary = summarise([metrics[i] for i in sorted(metrics)])
+            try:
+                if runner is None:
+                    with fold_task.live_epochs(job.out, epoch):
+                        for fold, reuse, fold_job in to_train:
+                            start(fold, reuse)
+                            result = train_fold(fold_job)
+                            if result.pruned is not None:  # the pruner stopped it mid-fold (pruning.py)
+                                raise Pruned(*result.pruned)
+                            finish(fold, reuse, result)
+                else:
+                    with runner:
+                        futures = []
+                        for fold, reuse, fold_job in to_train:
+                            start(fold, reuse)
+                            futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
+                        for fold, reuse, future in futures:
+                            finish(fold, reuse, future.result())
+            except Pruned as stop:  # the folds that finished are kept; the trial ends KILLED (pruning.py)
+                pruned = stop
+            summary = summarise([metrics[i] for i in sorted(metrics)]) if metrics else {}
             # Inside the try: a tracker failing to finish must still end the runs FAILED.
             hook.scribbles_run_end(ctx=RunEndContext(run, summary))
+            if pruned is not None and run.links.get("mlflow_run_id") and (uri := tracking_uri_of(plan)):
+                mark_pruned(uri, run.links["mlflow_run_id"], pruned)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         with sigterm_ignored():  # a second SIGTERM must not cut the final statuses short
@@ -341,6 +360,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         "reuse": [{"fold": fold.index, "mode": reuse.mode, "source": reuse.source, "reason": reuse.reason}
                   for fold, reuse in zip(folds, decisions, strict=True)],
         "summary": summary,
+        **({"pruned": {"step": pruned.step, "reason": pruned.reason}} if pruned is not None else {}),
     }
 
 
@@ -361,8 +381,9 @@ def _workdir() -> Iterator[Path]:
 
 def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, str] | None = None,
             force: bool = False, continues: dict[str, str] | None = None, parent: RunContext | None = None,
-            run_name: str = "", plots: Path | None = None) -> dict[str, Any]:
-    """One experiment run (a sweep trial when ``parent`` is the sweep's run, ``plots`` its shared plots)."""
+            run_name: str = "", plots: Path | None = None, reporter: Reporter | None = None) -> dict[str, Any]:
+    """One experiment run (a sweep trial when ``parent`` is the sweep's run, ``plots`` its shared plots;
+    ``reporter`` reports its epochs or folds to an Optuna trial, which may prune it)."""
     plan, registry = plan_for(config, allow_dirty)
     # Tasks run only for work this process has not done yet: a sweep loads its data once.
     if not fold_task.is_loaded(plan):
@@ -377,7 +398,7 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
         job = FoldJob(config, allow_dirty, -1, dataset.version, str(Path.cwd()), str(work / "outputs"))
         try:
-            return _run_folds(plan, registry, run, dataset, folds, job, force)
+            return _run_folds(plan, registry, run, dataset, folds, job, force, reporter)
         except Exception as exc:
             if parent is None or isinstance(exc, ServerLost) or as_failure(exc) is not None:
                 raise  # not a sweep, or the machine failed: the next trial would fail the same way
@@ -408,9 +429,16 @@ def rank(results: list[dict[str, Any]], metric: str, greater: bool) -> list[dict
 
 
 def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] | None,
-              force: bool) -> dict[str, Any]:
-    """Every trial of the sweep, each a nested run with its folds under one sweep run; trials ranked."""
+              force: bool, resume: str | None = None) -> dict[str, Any]:
+    """Every trial of the sweep, each a nested run with its folds under one sweep run; trials ranked.
+
+    An Optuna sweep (``sweep.optuna``) runs in flows/search.py; ``resume`` continues a stopped one.
+    """
     assert parsed.sweep is not None
+    if parsed.sweep.optuna is not None:
+        from .search import run_search
+
+        return run_search(parsed, allow_dirty, tags, force, resume)
     trial_list = trials(parsed)  # every trial validated before any work
     configs = [(assignment, trial.model_dump(mode="json")) for assignment, trial in trial_list]
     first, registry = plan_for(configs[0][1], allow_dirty)
@@ -524,7 +552,7 @@ def experiment_flow(
     try:
         parsed = parse_config(config)
         if parsed.sweep is not None:
-            return run_sweep(parsed, allow_dirty, tags, force)
+            return run_sweep(parsed, allow_dirty, tags, force, resume)
         continues = {"mlflow_run_id": resume} if resume else None
         result = run_one(config, allow_dirty, tags, force, continues)
         if promote:

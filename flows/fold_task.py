@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, registry_for, resolve
+from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, early_stopping, registry_for, resolve
 from scribbles.core.baseline import baseline_metrics
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
@@ -32,6 +32,7 @@ from scribbles.core.targets import check_target
 
 from .data_guard import allow_dirty_data
 from .fold_outputs import write_outputs
+from .pruning import Pruned
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class FoldResult:
     #: True when the epochs were reported live through the hooks (same process as the flow).
     live: bool = False
     seconds: float = 0.0
+    #: (step, reason) when an Optuna pruner stopped the fold mid-way (flows/pruning.py): no metrics then.
+    pruned: tuple[int, str] | None = None
 
 
 @dataclass
@@ -187,14 +190,18 @@ def run_job(job: FoldJob) -> FoldResult:
         if live is not None:
             live(fold.index, epoch, dict(metrics))
 
-    result = plan.strategy.fit(
-        model_builder(plan.model, spec, train[0], plan.config.train),
-        plan.loss.build(spec),
-        torch.utils.data.TensorDataset(*train),
-        torch.utils.data.TensorDataset(*valid),
-        plan.config.train,
-        [on_epoch],
-    )
+    try:
+        result = plan.strategy.fit(
+            model_builder(plan.model, spec, train[0], plan.config.train),
+            plan.loss.build(spec),
+            torch.utils.data.TensorDataset(*train),
+            torch.utils.data.TensorDataset(*valid),
+            plan.config.train,
+            [on_epoch],
+        )
+    except Pruned as stop:  # a normal end of the task (no failed task run): the flow ends the trial
+        return FoldResult(fold.index, {}, live=live is not None, seconds=time.perf_counter() - start,
+                          pruned=(stop.step, stop.reason))
     trained = inputs.in_target_units(result.model)  # a regression model predicts in the target's units
     y_train, y_valid = targets(dataset, fold.train, task), targets(dataset, fold.valid, task)
     tta = plan.config.evaluate.tta
@@ -225,6 +232,9 @@ def run_job(job: FoldJob) -> FoldResult:
     outputs = write_outputs(Path(job.out) / f"fold-{fold.index}", result.model, serving, example, y_valid, y_pred,
                             inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
+    stopping = plan.config.train.early_stopping
+    if stopping is not None and history:  # the epoch it stopped at and its best (core/early_stopping.py)
+        metrics.update(early_stopping.record(history, stopping, plan.config.train.epochs))
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
 
 

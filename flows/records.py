@@ -125,7 +125,7 @@ def find_run(mlflow: Any, run_id: str) -> Any:
 def run_config(mlflow: Any, run: Any) -> dict[str, Any]:
     """The resolved config a run recorded (its ``config.yaml`` artifact)."""
     with tempfile.TemporaryDirectory(prefix="scribbles-rerun-") as tmp:
-        for name in ("config.yaml", "resolved_config.yaml"):
+        for name in ("config.yaml", "resolved_config.yaml", "sweep_config.yaml"):
             try:
                 path = mlflow.download_artifacts(run.info.run_id, name, tmp)
             except Exception:  # try the other name; the error below says what is missing

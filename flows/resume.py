@@ -36,9 +36,9 @@ def alive(pid: int) -> bool:
 def check_stopped(run: Any) -> None:
     """BadInput unless ``run`` was stopped: FAILED, KILLED, or RUNNING with its process gone."""
     tags, status = run.data.tags, run.info.status
-    if tags.get("scribbles.sweep"):
+    if tags.get("scribbles.sweep") and tags.get("scribbles.sweep") != "optuna":
         raise BadInput(f"RUN_ID: run {run.info.run_id} is a sweep; resume its unfinished trial runs one by one "
-                       "(`scribbles compare` lists them)")
+                       "(`scribbles compare` lists them); an Optuna sweep (sweep.optuna) resumes as a whole")
     if status == "FINISHED":
         raise BadInput(f"RUN_ID: run {run.info.run_id} already FINISHED; `scribbles rerun {run.info.run_id}` "
                        "runs it again as a new run")

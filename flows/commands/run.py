@@ -25,9 +25,9 @@ def checked_config(args: argparse.Namespace) -> Any:
         config = allow_dirty_data(config, registry)
     plan = resolve(config, registry)
     if config.sweep is not None:
-        from scribbles.core.sweep import trials
+        from scribbles.core.sweep import representatives
 
-        for _, trial in trials(config):  # every trial's techniques too: a sweep over model.name, say
+        for _, trial in representatives(config):  # every trial's techniques too: a sweep over model.name, say
             resolve(trial, registry)
     verify_data(plan)
     preflight(plan)
@@ -73,10 +73,12 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
         summary = trial["summary"]
         if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
             scores = ["failed", "-", "-"]
+        elif f"{name}_mean" not in summary:  # pruned before its first fold finished
+            scores = ["pruned", "-", "-"]
         else:
             scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
                       f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
-                      _versus_best(trial, rank)]
+                      _versus_best(trial, rank) + (" (pruned)" if trial.get("pruned") else "")]
         table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
                       trial.get("links", {}).get("mlflow_run_id", "")[:8])
     out.print(table)
@@ -85,6 +87,12 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
     for trial in result["trials"]:
         if "failed" in trial:
             out.print(f"trial {trial['trial']} failed: {trial['failed']}", markup=False)
+        elif trial.get("pruned"):
+            done = len(trial.get("folds", []))
+            out.print(f"trial {trial['trial']} pruned at step {trial['pruned']['step']} after {done} fold(s): "
+                      f"{trial['pruned']['reason']}", markup=False)
+    if result.get("study"):
+        out.print(f"optuna study {result['study']['name']} in {result['study']['storage']}", markup=False)
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
     if cached:
         out.print(f"{cached} trial folds reused from earlier identical runs")

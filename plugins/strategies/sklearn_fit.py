@@ -34,6 +34,9 @@ class Sklearn(Strategy):
         if config.precision != "fp32":
             raise ConfigError("classic models compute in their own precision; set train.precision: fp32",
                               "train.precision")
+        if config.early_stopping is not None:
+            raise ConfigError("a classic model is fitted in one pass, with no epochs to stop early; remove "
+                              "train.early_stopping", "train.early_stopping")
         if config.activation_checkpointing:
             raise ConfigError("classic models have no activations to checkpoint; set it to false",
                               "train.activation_checkpointing")

@@ -358,8 +358,18 @@ class MlflowTracker(Tracker):
         self.experiment_id = experiment_id(self.client, ctx.experiment)
 
     def _start_sweep(self, ctx: RunContext) -> None:
-        """The run that holds a sweep's trials: created and ended here, on the caller's thread."""
+        """The run that holds a sweep's trials: created and ended here, on the caller's thread (or, for
+        ``scribbles resume``, a stopped sweep run reopened)."""
         self._connect(ctx)
+        if ctx.continues.get("mlflow_run_id"):
+            self.sweep_id = ctx.continues["mlflow_run_id"]
+            self.client.update_run(self.sweep_id, status="RUNNING")
+            for key in ("scribbles.pid", "scribbles.host"):
+                self.client.set_tag(self.sweep_id, key, ctx.tags.get(key, ""))
+            self.client.set_tag(self.sweep_id, "scribbles.resumed", "true")
+            ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
+                             mlflow_tracking_uri=mask_text(self.client.tracking_uri))
+            return
         tags = {**ctx.tags, "mlflow.source.name": "scribbles",
                 "mlflow.note.content": f"**{ctx.experiment}**: a {ctx.tags.get('scribbles.sweep', '')} sweep of "
                                        f"{ctx.tags.get('scribbles.trials', '?')} trials; each trial is a nested "
@@ -376,6 +386,7 @@ class MlflowTracker(Tracker):
         # not_worse: not significantly worse than the best trial on the same folds (None: folds differ).
         table = [{"rank": rank, "trial": t["trial"], "assignment": t["assignment"], "summary": t["summary"],
                   "not_worse": t.get("not_worse"), "p_vs_best": t.get("p_vs_best"),
+                  **({"pruned": t["pruned"]} if t.get("pruned") else {}),
                   "run_id": t.get("links", {}).get("mlflow_run_id")} for rank, t in enumerate(ctx.trials, 1)]
         self.client.log_dict(self.sweep_id, table, "trials.json")
         self._log_metrics(self.sweep_id, ctx.summary)
