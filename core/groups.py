@@ -41,7 +41,7 @@ def by_group(metrics: Sequence[Metric], y_true: np.ndarray, proba: np.ndarray,
     for metric in scored:
         values = table[metric.name].to_numpy(dtype=float)
         if len(values):
-            worst[f"{metric.name}_worst_group"] = float(values.min() if metric.greater_is_better else values.max())
+            worst[names.worst_group(metric.name)] = float(values.min() if metric.greater_is_better else values.max())
     return table, worst
 
 

@@ -71,7 +71,7 @@ def metric_choices(a: Scores, b: Scores) -> list[str]:
     """Metrics both runs have on every fold: the configured ones first, then their worst-group values."""
     shared = set.intersection(*(set(m) for m in (*a.metrics.values(), *b.metrics.values())))
     names = [m for m in a.directions if m in shared]
-    names += [f"{m}_worst_group" for m in a.directions if f"{m}_worst_group" in shared]
+    names += [names.worst_group(m) for m in a.directions if names.worst_group(m) in shared]
     return names or sorted(shared)
 
 

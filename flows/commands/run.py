@@ -103,6 +103,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     from statistics import fmean
 
     from rich.table import Table
+    from scribbles.core import metric_names as names
     from scribbles.core.evaluation import gain
 
     if result.get("sweep"):
@@ -123,14 +124,14 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         for fold in folds:
             cells = [f"{fold[name]:.4f}"]
             if labels:
-                cells += [f"{fold[f'{name}_tta']:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
+                cells += [f"{fold[names.tta(name)]:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
             table.add_row(str(fold["fold"]), *cells)
         spreads = [_spread([f[name] for f in folds])]
         if labels:
-            spreads += [_spread([f[f"{name}_tta"] for f in folds]),
+            spreads += [_spread([f[names.tta(name)] for f in folds]),
                         _spread([_gain(f, name, "tta", up) for f in folds], signed=True)]
         table.add_row("mean ± std", *spreads, style="bold")
-        baseline = [f[f"{name}_baseline"] for f in folds if f"{name}_baseline" in f]
+        baseline = [f[names.baseline(name)] for f in folds if names.baseline(name) in f]
         if len(baseline) == len(folds):
             table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
         out.print(table)
@@ -148,7 +149,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key, up) for f in folds], signed=True)})"
             )
-        worst = [f[f"{name}_worst_group"] for f in folds if f"{name}_worst_group" in f]
+        worst = [f[names.worst_group(name)] for f in folds if names.worst_group(name) in f]
         if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
             out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
     for note in result.get("reuse", []):
