@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import metric_names as names
+from . import metric_names as naming
 from .contracts import Metric, TTATransform, View
 from .outputs import logits_of, output_of
 
@@ -313,16 +313,16 @@ def tta_metrics(
                 raise ValueError(f"metric '{metric.name}' needs the model and the inputs")
             output = collect_output(model, inputs, metric.needs)
             value = metric.compute(inputs.reshape(len(inputs), -1).numpy(), output)
-            out[metric.name] = out[names.tta(metric.name)] = value
-            out[names.tta_gain(metric.name)] = 0.0
+            out[metric.name] = out[naming.tta(metric.name)] = value
+            out[naming.tta_gain(metric.name)] = 0.0
             continue
         plain = metric.compute(y_true, result.plain)
         tta = plain if result.tta is result.plain else metric.compute(y_true, result.tta)
         out[metric.name] = plain
-        out[names.tta(metric.name)] = tta
-        out[names.tta_gain(metric.name)] = gain(metric.greater_is_better, plain, tta)
+        out[naming.tta(metric.name)] = tta
+        out[naming.tta_gain(metric.name)] = gain(metric.greater_is_better, plain, tta)
         for label, probs in result.by_transform.items():
-            out[names.tta(metric.name, label)] = metric.compute(y_true, probs)
+            out[naming.tta(metric.name, label)] = metric.compute(y_true, probs)
     return out
 
 

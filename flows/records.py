@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 from scribbles.core import BadInput
-from scribbles.core import metric_names as names
+from scribbles.core import metric_names as naming
 
 #: A parent run carries this tag; fold runs carry it too, plus ``mlflow.parentRunId``.
 LINEAGE_TAG = "scribbles.data_version"
@@ -63,7 +63,7 @@ def metric_names(runs: list[Any]) -> list[str]:
     """Base metric names (``accuracy``) that have a ``_mean`` on some run, in first-seen order."""
     found: dict[str, None] = {}
     for run in runs:
-        found.update(dict.fromkeys(names.base_metrics(run.data.metrics)))
+        found.update(dict.fromkeys(naming.base_metrics(run.data.metrics)))
     return list(found)
 
 
@@ -77,13 +77,13 @@ def compare(runs: list[Any]) -> dict[str, Any]:
         m, tags = run.data.metrics, run.data.tags
         metrics = {}
         for name in metrics_of:
-            entry = {"mean": m.get(names.mean(name)), "std": m.get(names.std(name)),
-                     "tta_mean": m.get(names.mean(names.tta(name))), "tta_std": m.get(names.std(names.tta(name)))}
+            entry = {"mean": m.get(naming.mean(name)), "std": m.get(naming.std(name)),
+                     "tta_mean": m.get(naming.mean(naming.tta(name))), "tta_std": m.get(naming.std(naming.tta(name)))}
             both = entry["mean"] is not None and entry["tta_mean"] is not None
             # The fold-mean gain the run logged: positive when TTA helps, whichever way the metric reads.
-            logged = m.get(names.mean(names.tta_gain(name)))
+            logged = m.get(naming.mean(naming.tta_gain(name)))
             entry["tta_gain"] = (entry["tta_mean"] - entry["mean"] if logged is None else logged) if both else None
-            entry["baseline"] = m.get(names.mean(names.baseline(name)))  # a model that ignores the features
+            entry["baseline"] = m.get(naming.mean(naming.baseline(name)))  # a model that ignores the features
             metrics[name] = entry
         rows.append({
             "run_id": run.info.run_id,

@@ -31,6 +31,10 @@ def checked_config(args: argparse.Namespace) -> Any:
             resolve(trial, registry)
     verify_data(plan)
     preflight(plan)
+    from ..fold_task import remember
+
+    # The plan resolved for these checks is the run's: the flow (in this process) does not resolve it again.
+    remember(config.model_dump(mode="json"), args.allow_dirty, plan, registry)
     return config
 
 
@@ -103,7 +107,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     from statistics import fmean
 
     from rich.table import Table
-    from scribbles.core import metric_names as names
+    from scribbles.core import metric_names as naming
     from scribbles.core.evaluation import gain
 
     if result.get("sweep"):
@@ -124,14 +128,14 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         for fold in folds:
             cells = [f"{fold[name]:.4f}"]
             if labels:
-                cells += [f"{fold[names.tta(name)]:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
+                cells += [f"{fold[naming.tta(name)]:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
             table.add_row(str(fold["fold"]), *cells)
         spreads = [_spread([f[name] for f in folds])]
         if labels:
-            spreads += [_spread([f[names.tta(name)] for f in folds]),
+            spreads += [_spread([f[naming.tta(name)] for f in folds]),
                         _spread([_gain(f, name, "tta", up) for f in folds], signed=True)]
         table.add_row("mean ± std", *spreads, style="bold")
-        baseline = [f[names.baseline(name)] for f in folds if names.baseline(name) in f]
+        baseline = [f[naming.baseline(name)] for f in folds if naming.baseline(name) in f]
         if len(baseline) == len(folds):
             table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
         out.print(table)
@@ -149,7 +153,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key, up) for f in folds], signed=True)})"
             )
-        worst = [f[names.worst_group(name)] for f in folds if names.worst_group(name) in f]
+        worst = [f[naming.worst_group(name)] for f in folds if naming.worst_group(name) in f]
         if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
             out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
     for note in result.get("reuse", []):
