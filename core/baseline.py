@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import metric_names as naming
 from .contracts import Metric
 
 #: What the baseline is, in words, for tables and warnings.
@@ -42,4 +43,4 @@ def baseline_metrics(metrics: Sequence[Metric], task: str, y_train: np.ndarray, 
                      n_classes: int) -> dict[str, float]:
     """``{m}_baseline`` for every metric scored on predictions (not on a model output such as a reconstruction)."""
     predictions = baseline_predictions(task, y_train, len(y_valid), n_classes)
-    return {f"{m.name}_baseline": float(m.compute(y_valid, predictions)) for m in metrics if m.needs == "proba"}
+    return {naming.baseline(m.name): float(m.compute(y_valid, predictions)) for m in metrics if m.needs == "proba"}

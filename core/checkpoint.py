@@ -20,11 +20,8 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, is_operational
 from .errors import ScribblesError, ScribblesWarning
-
-#: Fields of ``train`` that change how a run is carried out, not what it computes.
-OPERATIONAL_FIELDS = frozenset({"timeout", "restarts", "checkpoint_dir", "rdzv_endpoint", "threads", "device"})
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -114,7 +111,7 @@ def run_key(config: TrainConfig, strategy: str, *parts: Any) -> str:
     """A key for one training job: the same config, strategy, initial weights and data give the same key,
     so a retried task finds the checkpoint its earlier attempt left."""
     digest = hashlib.sha256()
-    fields = {k: v for k, v in config.model_dump(mode="json").items() if k not in OPERATIONAL_FIELDS}
+    fields = {k: v for k, v in config.model_dump(mode="json").items() if not is_operational(f"train.{k}")}
     digest.update(json.dumps({"strategy": strategy, "train": fields}, sort_keys=True).encode())
     for part in parts:
         if isinstance(part, torch.Tensor):

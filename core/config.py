@@ -23,6 +23,20 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="seed, 0 to 2**32 - 1
 Width = Annotated[int, Field(ge=1)]
 #: Integers beyond int64 fit no numpy or torch array; a config never needs one.
 INT_LIMIT = 2**63
+#: The one list of config fields (dotted paths; a section covers its keys) that change how a run is carried
+#: out or labelled, never what a fold learns: the fold cache leaves them out of its key and a retried
+#: training job finds its checkpoint when only they differ. ``train.device`` is not here: CPU and CUDA
+#: draw different random numbers (dropout, shuffling), so they learn different weights.
+OPERATIONAL_FIELDS = (
+    "experiment", "tracking", "plugins", "data.allow_dirty", "data.rev", "train.timeout",
+    "train.parallel_folds", "train.dask_address", "train.checkpoint_dir", "train.restarts",
+    "train.rdzv_endpoint", "train.threads",
+)
+
+
+def is_operational(path: str) -> bool:
+    """True when the dotted config path ``path`` (``train.timeout``) is, or lies under, an operational field."""
+    return any(path == field or path.startswith(field + ".") for field in OPERATIONAL_FIELDS)
 
 
 class _Strict(BaseModel):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import metric_names as naming
 from .contracts import Metric, TTATransform, View
 from .outputs import logits_of, output_of
 
@@ -312,16 +313,16 @@ def tta_metrics(
                 raise ValueError(f"metric '{metric.name}' needs the model and the inputs")
             output = collect_output(model, inputs, metric.needs)
             value = metric.compute(inputs.reshape(len(inputs), -1).numpy(), output)
-            out[metric.name] = out[f"{metric.name}_tta"] = value
-            out[f"{metric.name}_tta_gain"] = 0.0
+            out[metric.name] = out[naming.tta(metric.name)] = value
+            out[naming.tta_gain(metric.name)] = 0.0
             continue
         plain = metric.compute(y_true, result.plain)
         tta = plain if result.tta is result.plain else metric.compute(y_true, result.tta)
         out[metric.name] = plain
-        out[f"{metric.name}_tta"] = tta
-        out[f"{metric.name}_tta_gain"] = gain(metric.greater_is_better, plain, tta)
+        out[naming.tta(metric.name)] = tta
+        out[naming.tta_gain(metric.name)] = gain(metric.greater_is_better, plain, tta)
         for label, probs in result.by_transform.items():
-            out[f"{metric.name}_tta_{label}"] = metric.compute(y_true, probs)
+            out[naming.tta(metric.name, label)] = metric.compute(y_true, probs)
     return out
 
 

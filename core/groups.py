@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import metric_names as naming
 from .contracts import Metric
 
 
@@ -41,7 +42,7 @@ def by_group(metrics: Sequence[Metric], y_true: np.ndarray, proba: np.ndarray,
     for metric in scored:
         values = table[metric.name].to_numpy(dtype=float)
         if len(values):
-            worst[f"{metric.name}_worst_group"] = float(values.min() if metric.greater_is_better else values.max())
+            worst[naming.worst_group(metric.name)] = float(values.min() if metric.greater_is_better else values.max())
     return table, worst
 
 

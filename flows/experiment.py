@@ -37,6 +37,7 @@ from scribbles.core import (
     RunEndContext,
     RunErrorContext,
 )
+from scribbles.core import metric_names as naming
 from scribbles.core.config import ExperimentConfig, parse_config
 from scribbles.core.errors import ConfigError, ScribblesError
 from scribbles.core.evaluation import tta_groups
@@ -94,8 +95,8 @@ def summarise(metrics: list[dict[str, float]]) -> dict[str, float]:
     summary: dict[str, float] = {}
     for name in metrics[0]:
         values = np.array([m[name] for m in metrics if name in m])  # a fold kept from older code may lack one
-        summary[f"{name}_mean"] = float(values.mean())
-        summary[f"{name}_std"] = float(values.std())
+        summary[naming.mean(name)] = float(values.mean())
+        summary[naming.std(name)] = float(values.std())
     return summary
 
 

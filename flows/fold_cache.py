@@ -1,6 +1,6 @@
 """Fold results reused across runs, keyed on content and verified; and why a fold was trained again.
 
-A fold's key hashes what decides its result: the data version, the resolved config minus cosmetic
+A fold's key hashes what decides its result: the data version, the resolved config minus operational
 keys, and the code that trains (``code_version``: scribbles' own version and source, each plugin
 distribution's version and source) - not the user's repository commit, so committing a config or
 a note retrains nothing. The MLflow store is the cache: a fold run with the same
@@ -21,15 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scribbles.core.config import is_operational
 from scribbles.core.registry import ENTRY_POINT_GROUP
 from scribbles.plugins.trackers.mlflow_tracker import ARTIFACT_HASH_TAG
 
-#: Keys that change how a run is carried out or labelled, never what a fold learns.
-COSMETIC = (
-    "experiment", "tracking", "plugins", "data.allow_dirty", "data.rev", "train.timeout",
-    "train.parallel_folds", "train.dask_address", "train.checkpoint_dir", "train.restarts",
-    "train.rdzv_endpoint",
-)
 RESULT_FILE = "fold_result.json"
 KEY_TAG, CACHED_TAG, WHY_TAG, CODE_TAG = (
     "scribbles.cache_key", "scribbles.cached_from", "scribbles.why", "scribbles.code_version",
@@ -89,8 +84,8 @@ def code_version() -> str:
 
 
 def keyed_params(params: dict[str, str]) -> dict[str, str]:
-    """A run's params (the flattened, masked resolved config) without cosmetic keys: what a key covers."""
-    return {k: v for k, v in params.items() if not any(k == c or k.startswith(c + ".") for c in COSMETIC)}
+    """A run's params (the flattened, masked resolved config) without operational keys: what a key covers."""
+    return {k: v for k, v in params.items() if not is_operational(k)}
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,10 @@ class Prepared:
     folds: list[Fold]
 
 
-#: Per process: datasets by data config, folds by data + split config (sweeps share both).
+#: Per process: plans by config, datasets by data config, folds by data + split config (sweeps share the last
+#: two). A run resolves its config once; a process-pool or Dask worker once per process. ``forget`` empties
+#: them when a flow run ends, so a long-lived ``scribbles serve`` holds nothing between runs.
+_PLANS: dict[str, tuple[Plan, Registry]] = {}
 _DATASETS: dict[str, Dataset] = {}
 _FOLDS: dict[str, list[Fold]] = {}
 #: Per process: epoch callbacks of the runs this process drives, by the job's ``out`` folder.
@@ -101,12 +104,21 @@ def project_root(root: str) -> Iterator[None]:
 
 
 def plan_for(config: dict[str, Any], allow_dirty: bool) -> tuple[Plan, Registry]:
-    """``config`` resolved against its registry (``allow_dirty`` lets the data differ from DVC's record)."""
-    parsed = parse_config(config)
-    registry = registry_for(parsed)
-    if allow_dirty:
-        parsed = allow_dirty_data(parsed, registry)
-    return resolve(parsed, registry), registry
+    """``config`` resolved against its registry (``allow_dirty`` lets the data differ from DVC's record), once
+    per process until ``forget``."""
+    key = _key(config, allow_dirty, os.getcwd())
+    if key not in _PLANS:
+        parsed = parse_config(config)
+        registry = registry_for(parsed)
+        if allow_dirty:
+            parsed = allow_dirty_data(parsed, registry)
+        _PLANS[key] = resolve(parsed, registry), registry
+    return _PLANS[key]
+
+
+def remember(config: dict[str, Any], allow_dirty: bool, plan: Plan, registry: Registry) -> None:
+    """Keep a plan the caller resolved from ``config`` (the CLI's check before Prefect starts) for ``plan_for``."""
+    _PLANS[_key(config, allow_dirty, os.getcwd())] = plan, registry
 
 
 def data_key(plan: Plan) -> str:
@@ -155,7 +167,8 @@ def prepare(config: dict[str, Any], allow_dirty: bool) -> Prepared:
 
 
 def forget() -> None:
-    """Drop this process's memoised datasets and folds (the end of a flow run)."""
+    """Drop this process's memoised plans, datasets and folds (the end of a flow run)."""
+    _PLANS.clear()
     _DATASETS.clear()
     _FOLDS.clear()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from scribbles.core import BadInput
+from scribbles.core import metric_names as naming
 from scribbles.core.fingerprint import differences
 from scribbles.core.stats import Paired, compare_paired, not_worse
 
@@ -71,7 +72,7 @@ def metric_choices(a: Scores, b: Scores) -> list[str]:
     """Metrics both runs have on every fold: the configured ones first, then their worst-group values."""
     shared = set.intersection(*(set(m) for m in (*a.metrics.values(), *b.metrics.values())))
     names = [m for m in a.directions if m in shared]
-    names += [f"{m}_worst_group" for m in a.directions if f"{m}_worst_group" in shared]
+    names += [naming.worst_group(m) for m in a.directions if naming.worst_group(m) in shared]
     return names or sorted(shared)
 
 

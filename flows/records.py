@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 from scribbles.core import BadInput
+from scribbles.core import metric_names as naming
 
 #: A parent run carries this tag; fold runs carry it too, plus ``mlflow.parentRunId``.
 LINEAGE_TAG = "scribbles.data_version"
@@ -60,32 +61,29 @@ def parent_runs(mlflow: Any, experiment: str | None, limit: int) -> tuple[str, l
 
 def metric_names(runs: list[Any]) -> list[str]:
     """Base metric names (``accuracy``) that have a ``_mean`` on some run, in first-seen order."""
-    names: dict[str, None] = {}
+    found: dict[str, None] = {}
     for run in runs:
-        for key in run.data.metrics:
-            # A base metric has a TTA twin; `{m}_tta_gain` and `{m}_tta_{transform}` are its breakdown.
-            base = key.removesuffix("_mean")
-            if key.endswith("_mean") and "_tta" not in base and f"{base}_tta_mean" in run.data.metrics:
-                names[base] = None
-    return list(names)
+        found.update(dict.fromkeys(naming.base_metrics(run.data.metrics)))
+    return list(found)
 
 
 def compare(runs: list[Any]) -> dict[str, Any]:
     """Runs side by side: params that differ, each metric's mean and std with and without TTA, TTA gain."""
     keys = sorted({k for r in runs for k in r.data.params})
     differing = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
-    names = metric_names(runs)
+    metrics_of = metric_names(runs)
     rows = []
     for run in runs:
         m, tags = run.data.metrics, run.data.tags
         metrics = {}
-        for name in names:
-            entry = {key: m.get(f"{name}{suffix}") for key, suffix in
-                     (("mean", "_mean"), ("std", "_std"), ("tta_mean", "_tta_mean"), ("tta_std", "_tta_std"))}
+        for name in metrics_of:
+            entry = {"mean": m.get(naming.mean(name)), "std": m.get(naming.std(name)),
+                     "tta_mean": m.get(naming.mean(naming.tta(name))), "tta_std": m.get(naming.std(naming.tta(name)))}
             both = entry["mean"] is not None and entry["tta_mean"] is not None
             # The fold-mean gain the run logged: positive when TTA helps, whichever way the metric reads.
-            entry["tta_gain"] = m.get(f"{name}_tta_gain_mean", entry["tta_mean"] - entry["mean"]) if both else None
-            entry["baseline"] = m.get(f"{name}_baseline_mean")  # a model that ignores the features
+            logged = m.get(naming.mean(naming.tta_gain(name)))
+            entry["tta_gain"] = (entry["tta_mean"] - entry["mean"] if logged is None else logged) if both else None
+            entry["baseline"] = m.get(naming.mean(naming.baseline(name)))  # a model that ignores the features
             metrics[name] = entry
         rows.append({
             "run_id": run.info.run_id,
@@ -102,7 +100,7 @@ def compare(runs: list[Any]) -> dict[str, Any]:
         })
     # A run with TTA has the transforms among its params (``evaluate.tta.transforms``); without it, "".
     tta = any(k.startswith("evaluate.tta.") for r in runs for k in r.data.params)
-    return {"differing_params": differing, "metrics": names, "runs": rows, "tta": tta}
+    return {"differing_params": differing, "metrics": metrics_of, "runs": rows, "tta": tta}
 
 
 def find_run(mlflow: Any, run_id: str) -> Any:

@@ -48,3 +48,25 @@ def test_repeats_give_new_shuffles_numbered_across_and_refuse_fixed_splitters() 
         with_repeats(create("splitter", "kfold", n_splits=3, shuffle=True), 0)
     shuffled_groups = with_repeats(create("splitter", "group_kfold", n_splits=3, shuffle=True), 2)
     assert len(list(shuffled_groups.split(dataset))) == 6
+
+
+def test_one_list_of_operational_fields_decides_both_the_fold_cache_and_the_checkpoint_key():
+    """Checkpoint keys and fold-cache keys ignore exactly the same ``train`` fields (``OPERATIONAL_FIELDS``):
+    changing one leaves both keys alone; changing a field that decides results changes both."""
+    from scribbles.core.checkpoint import run_key
+    from scribbles.core.config import OPERATIONAL_FIELDS, TrainConfig
+    from scribbles.flows.fold_cache import keyed_params
+
+    base = TrainConfig()
+    params = {f"train.{k}": str(v) for k, v in base.model_dump(mode="json").items()}
+    changed = {"timeout": 5.0, "restarts": 0, "checkpoint_dir": "elsewhere", "rdzv_endpoint": "h:1",
+               "threads": 1, "parallel_folds": 2, "dask_address": "tcp://h:1"}
+    assert {f"train.{k}" for k in changed} == {f for f in OPERATIONAL_FIELDS if f.startswith("train.")}
+    for name, value in changed.items():
+        other = base.model_copy(update={name: value})
+        assert run_key(other, "single") == run_key(base, "single"), name
+        assert keyed_params({**params, f"train.{name}": str(value)}) == keyed_params(params), name
+    for name, value in {"lr": 0.5, "device": "cpu", "epochs": 2}.items():
+        other = base.model_copy(update={name: value})
+        assert run_key(other, "single") != run_key(base, "single"), name
+        assert keyed_params({**params, f"train.{name}": str(value)}) != keyed_params(params), name

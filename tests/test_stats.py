@@ -95,3 +95,13 @@ def test_not_worse_marks_a_clear_loser() -> None:
     best = np.array([0.90, 0.91, 0.92, 0.90, 0.93])
     assert not not_worse(best, best - 0.2, 400, 100, greater_is_better=True)
     assert not_worse(best, best - np.array([0.01, -0.01, 0.0, 0.01, -0.005]), 400, 100, greater_is_better=True)
+
+
+def test_the_metric_name_scheme_finds_configured_metrics_among_a_parent_runs_names():
+    """``base_metrics`` keeps a metric with a ``_mean`` and a TTA twin; breakdowns and lone means are not bases."""
+    from scribbles.core import metric_names as names
+
+    logged = [names.mean(n) for n in ("accuracy", names.tta("accuracy"), names.tta_gain("accuracy"),
+                                      names.tta("accuracy", "hflip"), "log_loss", names.baseline("accuracy"))]
+    assert logged[:3] == ["accuracy_mean", "accuracy_tta_mean", "accuracy_tta_gain_mean"]
+    assert names.base_metrics(logged) == ["accuracy"]

@@ -31,6 +31,10 @@ def checked_config(args: argparse.Namespace) -> Any:
             resolve(trial, registry)
     verify_data(plan)
     preflight(plan)
+    from ..fold_task import remember
+
+    # The plan resolved for these checks is the run's: the flow (in this process) does not resolve it again.
+    remember(config.model_dump(mode="json"), args.allow_dirty, plan, registry)
     return config
 
 
@@ -111,6 +115,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     from statistics import fmean
 
     from rich.table import Table
+    from scribbles.core import metric_names as naming
     from scribbles.core.evaluation import gain
 
     if result.get("sweep"):
@@ -131,14 +136,14 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         for fold in folds:
             cells = [f"{fold[name]:.4f}"]
             if labels:
-                cells += [f"{fold[f'{name}_tta']:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
+                cells += [f"{fold[naming.tta(name)]:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
             table.add_row(str(fold["fold"]), *cells)
         spreads = [_spread([f[name] for f in folds])]
         if labels:
-            spreads += [_spread([f[f"{name}_tta"] for f in folds]),
+            spreads += [_spread([f[naming.tta(name)] for f in folds]),
                         _spread([_gain(f, name, "tta", up) for f in folds], signed=True)]
         table.add_row("mean ± std", *spreads, style="bold")
-        baseline = [f[f"{name}_baseline"] for f in folds if f"{name}_baseline" in f]
+        baseline = [f[naming.baseline(name)] for f in folds if naming.baseline(name) in f]
         if len(baseline) == len(folds):
             table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
         out.print(table)
@@ -156,7 +161,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
                 f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
                 f"(gain {_spread([_gain(f, name, key, up) for f in folds], signed=True)})"
             )
-        worst = [f[f"{name}_worst_group"] for f in folds if f"{name}_worst_group" in f]
+        worst = [f[naming.worst_group(name)] for f in folds if naming.worst_group(name) in f]
         if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
             out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
     for note in result.get("reuse", []):
