@@ -61,7 +61,8 @@ def sweep_of(base: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    from scribbles.flows.experiment import experiment, observing
+    from scribbles.flows.experiment import experiment
+    from scribbles.flows.lifecycle import observing
 
     counter = EpochCounter()
     start = time.perf_counter()

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import uuid
@@ -34,8 +33,6 @@ from scribbles.core import (
     Plan,
     Registry,
     RunContext,
-    RunEndContext,
-    RunErrorContext,
 )
 from scribbles.core import metric_names as naming
 from scribbles.core.config import ExperimentConfig, parse_config
@@ -54,7 +51,7 @@ from .failures import as_failure
 from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
 from .fold_outputs import read_outputs
 from .fold_task import FoldJob, FoldResult, plan_for, run_job
-from .interrupts import raise_terminated
+from .lifecycle import run_lifecycle
 from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
 from .prefect_env import configure_prefect
@@ -157,58 +154,6 @@ def run_context(
     )
 
 
-@contextlib.contextmanager
-def _on_sigterm(handler: Any) -> Iterator[None]:
-    """``handler`` for SIGTERM in the block (main thread only; elsewhere signals are left alone)."""
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
-    """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
-    return _on_sigterm(raise_terminated)
-
-
-def sigterm_ignored() -> contextlib.AbstractContextManager[None]:
-    """Ignore SIGTERM (in the main thread) while open runs are being ended."""
-    return _on_sigterm(signal.SIG_IGN)
-
-
-#: Plugins (a progress display, say) that the caller wants to see this process's runs.
-_OBSERVERS: list[Any] = []
-
-
-@contextlib.contextmanager
-def observing(*plugins: Any) -> Iterator[None]:
-    """Register ``plugins`` for the lifecycle hooks of every run started inside the block."""
-    _OBSERVERS.extend(plugins)
-    try:
-        yield
-    finally:
-        for plugin in plugins:
-            _OBSERVERS.remove(plugin)
-
-
-
-
-@contextlib.contextmanager
-def _registered(registry: Registry, plugins: list[Any]) -> Iterator[None]:
-    for plugin in plugins:
-        registry.pm.register(plugin)
-    try:
-        yield
-    finally:
-        for plugin in plugins:
-            registry.pm.unregister(plugin)
-
-
 def tracking_uri_of(plan: Plan) -> str | None:
     """The MLflow store the plan's ``mlflow`` tracker writes to; None without one (no caching then)."""
     for tracker in plan.trackers:
@@ -304,49 +249,42 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
             reporter.fold(fold.index, result.metrics)
 
     pruned: Pruned | None = None
-    hook.scribbles_run_start(ctx=run)
-    if reporter is not None:
-        reporter.started(run.links)
-    try:
-        with sigterm_as_interrupt():
-            decisions = decide(plan, run, folds, force)
-            jobs = [(fold, reuse, FoldJob(**{**job.__dict__, "fold": fold.index})) for fold, reuse in
-                    zip(folds, decisions, strict=True)]
-            for fold, reuse, _ in jobs:
-                if reuse.mode:  # reused results first: nothing to wait for
-                    start(fold, reuse)
-                    finish(fold, reuse, _reused(fold, reuse))
-            to_train = [(fold, reuse, fold_job) for fold, reuse, fold_job in jobs if not reuse.mode]
-            runner = task_runner(plan)
-            try:
-                if runner is None:
-                    with fold_task.live_epochs(job.out, epoch):
-                        for fold, reuse, fold_job in to_train:
-                            start(fold, reuse)
-                            result = train_fold(fold_job)
-                            if result.pruned is not None:  # the pruner stopped it mid-fold (pruning.py)
-                                raise Pruned(*result.pruned)
-                            finish(fold, reuse, result)
-                else:
-                    with runner:
-                        futures = []
-                        for fold, reuse, fold_job in to_train:
-                            start(fold, reuse)
-                            futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
-                        for fold, reuse, future in futures:
-                            finish(fold, reuse, future.result())
-            except Pruned as stop:  # the folds that finished are kept; the trial ends KILLED (pruning.py)
-                pruned = stop
-            summary = summarise([metrics[i] for i in sorted(metrics)]) if metrics else {}
-            # Inside the try: a tracker failing to finish must still end the runs FAILED.
-            hook.scribbles_run_end(ctx=RunEndContext(run, summary))
-            if pruned is not None and run.links.get("mlflow_run_id") and (uri := tracking_uri_of(plan)):
-                mark_pruned(uri, run.links["mlflow_run_id"], pruned)
-    except BaseException as exc:
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        with sigterm_ignored():  # a second SIGTERM must not cut the final statuses short
-            hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
-        raise
+    with run_lifecycle(registry, run, plan.trackers) as ending:
+        if reporter is not None:
+            reporter.started(run.links)
+        decisions = decide(plan, run, folds, force)
+        jobs = [(fold, reuse, FoldJob(**{**job.__dict__, "fold": fold.index})) for fold, reuse in
+                zip(folds, decisions, strict=True)]
+        for fold, reuse, _ in jobs:
+            if reuse.mode:  # reused results first: nothing to wait for
+                start(fold, reuse)
+                finish(fold, reuse, _reused(fold, reuse))
+        to_train = [(fold, reuse, fold_job) for fold, reuse, fold_job in jobs if not reuse.mode]
+        runner = task_runner(plan)
+        try:
+            if runner is None:
+                with fold_task.live_epochs(job.out, epoch):
+                    for fold, reuse, fold_job in to_train:
+                        start(fold, reuse)
+                        result = train_fold(fold_job)
+                        if result.pruned is not None:  # the pruner stopped it mid-fold (pruning.py)
+                            raise Pruned(*result.pruned)
+                        finish(fold, reuse, result)
+            else:
+                with runner:
+                    futures = []
+                    for fold, reuse, fold_job in to_train:
+                        start(fold, reuse)
+                        futures.append((fold, reuse, runner.submit(train_fold, {"job": fold_job})))
+                    for fold, reuse, future in futures:
+                        finish(fold, reuse, future.result())
+        except Pruned as stop:  # the folds that finished are kept; the trial ends KILLED (pruning.py)
+            pruned = stop
+        summary = summarise([metrics[i] for i in sorted(metrics)]) if metrics else {}
+        # Inside the lifecycle: a tracker failing to finish must still end the runs FAILED.
+        ending.end(summary)
+        if pruned is not None and run.links.get("mlflow_run_id") and (uri := tracking_uri_of(plan)):
+            mark_pruned(uri, run.links["mlflow_run_id"], pruned)
     return {
         "experiment": run.experiment,
         "links": dict(run.links),
@@ -392,7 +330,7 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
     if not fold_task.has_folds(plan):
         make_folds(config, allow_dirty)
     dataset, folds = fold_task.dataset_for(plan), fold_task.folds_for(plan)
-    with _registered(registry, [*plan.trackers, *_OBSERVERS]), _workdir() as work:
+    with _workdir() as work:
         run = run_context(plan, dataset, len(folds), work, folds, plots)
         run.tags.update(tags or {})
         run.tags[CODE_TAG] = code_version()
@@ -472,29 +410,19 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
             data_version=dataset.version, data_source=dataset.source, data_rev=dataset.rev, n_folds=0,
             run_name=f"sweep of {len(configs)} trials", artifacts={"config": config_path}, kind="sweep",
         )
-        plugins = [*first.trackers, *_OBSERVERS]
-        with _registered(registry, plugins):
-            registry.hook.scribbles_run_start(ctx=sweep)
         results: list[dict[str, Any]] = []
-        try:
-            with sigterm_as_interrupt():
-                for number, (assignment, trial) in enumerate(configs):
-                    try:
-                        result = run_one(trial, allow_dirty, tags, force, parent=sweep,
-                                         run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
-                    except TrialFailed as failed:  # it fails alone: the other trials still run
-                        result = {"summary": {}, "links": failed.links, "failed": failed.reason}
-                    results.append({"trial": number, "assignment": assignment, **result})
-                if all("failed" in r for r in results):
-                    raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
-                ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
-                with _registered(registry, plugins):
-                    registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))
-        except BaseException as exc:
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            with sigterm_ignored(), _registered(registry, plugins):
-                registry.hook.scribbles_run_error(ctx=RunErrorContext(sweep, exc, status))
-            raise
+        with run_lifecycle(registry, sweep, first.trackers, hold=False) as ending:
+            for number, (assignment, trial) in enumerate(configs):
+                try:
+                    result = run_one(trial, allow_dirty, tags, force, parent=sweep,
+                                     run_name=f"trial {number}: {label(assignment)}", plots=Path(tmp))
+                except TrialFailed as failed:  # it fails alone: the other trials still run
+                    result = {"summary": {}, "links": failed.links, "failed": failed.reason}
+                results.append({"trial": number, "assignment": assignment, **result})
+            if all("failed" in r for r in results):
+                raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
+            ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
+            ending.end(ranked[0]["summary"], ranked)
     return {
         "experiment": first.experiment,
         "sweep": True,

@@ -21,12 +21,7 @@ from scribbles.core import (
     BadInput,
     Dataset,
     Plan,
-    RunEndContext,
-    RunErrorContext,
-    registry_for,
-    resolve,
 )
-from scribbles.core.config import parse_config
 from scribbles.core.evaluation import evaluate
 from scribbles.core.fold_inputs import fold_inputs
 from scribbles.core.pretraining import model_builder
@@ -35,6 +30,7 @@ from scribbles.core.redact import masking_errors
 from . import fold_task
 from .config_ref import unstash
 from .experiment import load_data, make_folds, run_context
+from .lifecycle import run_lifecycle
 from .prefect_env import configure_prefect
 
 configure_prefect()
@@ -179,9 +175,7 @@ def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_f
     """Learning curves on the configured split, the verdict, and a run with the plot for the trackers."""
     config = unstash(config)  # Prefect records a masked config and a reference (see config_ref)
     fractions = check_fractions(list(fractions or DEFAULT_FRACTIONS))
-    parsed = parse_config(config)
-    registry = registry_for(parsed)
-    plan = resolve(parsed, registry)
+    plan, registry = fold_task.plan_for(config, False)
     load_data(config, False)
     make_folds(config, False)
     dataset = fold_task.dataset_for(plan)
@@ -201,17 +195,8 @@ def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_f
             tag = f"p{round(point.fraction * 100):03d}"
             summary[f"train_error_{tag}"] = point.train_error
             summary[f"valid_error_{tag}"] = point.valid_error
-        for tracker in plan.trackers:
-            registry.pm.register(tracker)
-        try:
-            registry.hook.scribbles_run_start(ctx=run)
-            registry.hook.scribbles_run_end(ctx=RunEndContext(run, summary))
-        except BaseException as exc:
-            registry.hook.scribbles_run_error(ctx=RunErrorContext(run, exc, "FAILED"))
-            raise
-        finally:
-            for tracker in plan.trackers:
-                registry.pm.unregister(tracker)
+        with run_lifecycle(registry, run, plan.trackers) as ending:
+            ending.end(summary)
     return {"experiment": plan.experiment, "verdict": diagnosis.verdict, "advice": diagnosis.advice,
             "points": [asdict(p) for p in diagnosis.points], "links": dict(run.links),
             "baseline_error": baseline_error(plan, dataset, folds), "task": plan.config.task}

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from scribbles.core import RunContext, RunEndContext, RunErrorContext
+from scribbles.core import RunContext
 from scribbles.core.config import ExperimentConfig, OptunaConfig, RandomRange
 from scribbles.core.errors import ConfigError, ScribblesError
 from scribbles.core.plan import flatten
@@ -40,6 +40,7 @@ from scribbles.core.sweep import check_search, grid_size, label, representatives
 
 from . import fold_task
 from .fold_cache import CODE_TAG, code_version
+from .lifecycle import run_lifecycle
 from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
 from .prefect_env import configure_prefect
@@ -258,16 +259,7 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
     """
     import optuna
 
-    from .experiment import (
-        _OBSERVERS,
-        _registered,
-        load_data,
-        make_folds,
-        rank,
-        sigterm_as_interrupt,
-        sigterm_ignored,
-        tracking_uri_of,
-    )
+    from .experiment import load_data, make_folds, rank, tracking_uri_of
 
     sweep_config = parsed.sweep
     assert sweep_config is not None and sweep_config.optuna is not None
@@ -317,84 +309,74 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
         )
         if resume:
             sweep.continues = {"mlflow_run_id": resume}
-        plugins = [*first.trackers, *_OBSERVERS]
-        with _registered(registry, plugins):
-            registry.hook.scribbles_run_start(ctx=sweep)
-        try:
-            with sigterm_as_interrupt():
-                run_id = sweep.links.get("mlflow_run_id") or uuid.uuid4().hex
-                study_name = f"scribbles-{run_id}"
-                if uri and sweep.links.get("mlflow_run_id"):
-                    from mlflow.tracking import MlflowClient
+        with run_lifecycle(registry, sweep, first.trackers, hold=False) as ending:
+            run_id = sweep.links.get("mlflow_run_id") or uuid.uuid4().hex
+            study_name = f"scribbles-{run_id}"
+            if uri and sweep.links.get("mlflow_run_id"):
+                from mlflow.tracking import MlflowClient
 
-                    MlflowClient(uri).set_tag(run_id, "scribbles.study", study_name)
-                optuna.logging.set_verbosity(optuna.logging.WARNING)
-                study = optuna.create_study(
-                    storage=open_storage(storage), sampler=sampler_for(settings, space),
-                    pruner=pruner_for(settings, n_folds * _max_epochs(sweep_config.space or {},
-                                                                       first.config.train.epochs)),
-                    study_name=study_name,
-                    direction="maximize" if greater else "minimize", load_if_exists=True,
-                )
-                study.set_user_attr("scribbles.sweep_run_id", run_id)
-                study.set_user_attr("scribbles.rank_by", rank_by)
+                MlflowClient(uri).set_tag(run_id, "scribbles.study", study_name)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.create_study(
+                storage=open_storage(storage), sampler=sampler_for(settings, space),
+                pruner=pruner_for(settings, n_folds * _max_epochs(sweep_config.space or {},
+                                                                   first.config.train.epochs)),
+                study_name=study_name,
+                direction="maximize" if greater else "minimize", load_if_exists=True,
+            )
+            study.set_user_attr("scribbles.sweep_run_id", run_id)
+            study.set_user_attr("scribbles.rank_by", rank_by)
 
-                # A step means the same in every trial: fold * the largest epochs any trial trains + epoch.
-                epochs = _max_epochs(sweep_config.space or {}, first.config.train.epochs)
-                steps = n_folds * epochs
+            # A step means the same in every trial: fold * the largest epochs any trial trains + epoch.
+            epochs = _max_epochs(sweep_config.space or {}, first.config.train.epochs)
+            steps = n_folds * epochs
 
-                def job(trial: Any, continues: str | None) -> TrialJob:
-                    assignment = space.assignment(trial.params)
-                    return TrialJob(
-                        trial_config(parsed, assignment).model_dump(mode="json"), assignment, allow_dirty,
-                        {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}, force, continues or "",
-                        sweep, str(tmp), storage, study_name, settings.model_dump(mode="json"), steps,
-                        trial._trial_id, trial.number, epochs, rank_by, greater, str(Path.cwd()))
+            def job(trial: Any, continues: str | None) -> TrialJob:
+                assignment = space.assignment(trial.params)
+                return TrialJob(
+                    trial_config(parsed, assignment).model_dump(mode="json"), assignment, allow_dirty,
+                    {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}, force, continues or "",
+                    sweep, str(tmp), storage, study_name, settings.model_dump(mode="json"), steps,
+                    trial._trial_id, trial.number, epochs, rank_by, greater, str(Path.cwd()))
 
-                def conclude(trial: Any, result: dict[str, Any]) -> None:
-                    trial.set_user_attr(RESULT, _jsonable(result))
-                    value = result["summary"].get(f"{rank_by}_mean")
-                    if "pruned" in result:
-                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                    elif "failed" in result or value is None or not math.isfinite(value):
-                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    else:
-                        study.tell(trial, value)
+            def conclude(trial: Any, result: dict[str, Any]) -> None:
+                trial.set_user_attr(RESULT, _jsonable(result))
+                value = result["summary"].get(f"{rank_by}_mean")
+                if "pruned" in result:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                elif "failed" in result or value is None or not math.isfinite(value):
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
 
-                # A trial the kill left RUNNING continues as the same Optuna trial, in its own MLflow run.
-                for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                    trial = optuna.trial.Trial(study, stale._trial_id)
-                    if set(stale.params) != set(space.distributions):  # asked but never started: fill it
-                        for path, dist in space.distributions.items():
-                            if path not in stale.params:
-                                trial._suggest(path, dist)
-                    conclude(trial, execute(job(trial, stale.user_attrs.get("scribbles.mlflow_run_id")), study))
-                done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-                runner = trial_runner(first, sweep_config.parallel)
-                with runner or contextlib.nullcontext():
-                    while (left := budget - len(study.get_trials(deepcopy=False, states=done))) > 0:
-                        # Asked here, in order, so that grid and random samplers give a sequential sweep's
-                        # trials; with sweep.parallel N, N trials run at once in their own processes.
-                        batch = [study.ask(space.distributions) for _ in range(min(sweep_config.parallel, left))]
-                        if runner is None:
-                            for trial in batch:
-                                conclude(trial, execute(job(trial, None), study))
-                            continue
-                        futures = [(trial, runner.submit(run_trial, {"job": job(trial, None)})) for trial in batch]
-                        for trial, future in futures:
-                            conclude(trial, future.result())
-                results = [dict(t.user_attrs[RESULT]) for t in study.get_trials(deepcopy=False, states=done)
-                           if RESULT in t.user_attrs]
-                if results and all("failed" in r for r in results):
-                    raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
-                ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
-                with _registered(registry, plugins):
-                    registry.hook.scribbles_run_end(ctx=RunEndContext(sweep, ranked[0]["summary"], ranked))
-        except BaseException as exc:
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            with sigterm_ignored(), _registered(registry, plugins):
-                registry.hook.scribbles_run_error(ctx=RunErrorContext(sweep, exc, status))
-            raise
+            # A trial the kill left RUNNING continues as the same Optuna trial, in its own MLflow run.
+            for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                trial = optuna.trial.Trial(study, stale._trial_id)
+                if set(stale.params) != set(space.distributions):  # asked but never started: fill it
+                    for path, dist in space.distributions.items():
+                        if path not in stale.params:
+                            trial._suggest(path, dist)
+                conclude(trial, execute(job(trial, stale.user_attrs.get("scribbles.mlflow_run_id")), study))
+            done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+            runner = trial_runner(first, sweep_config.parallel)
+            with runner or contextlib.nullcontext():
+                while (left := budget - len(study.get_trials(deepcopy=False, states=done))) > 0:
+                    # Asked here, in order, so that grid and random samplers give a sequential sweep's
+                    # trials; with sweep.parallel N, N trials run at once in their own processes.
+                    batch = [study.ask(space.distributions) for _ in range(min(sweep_config.parallel, left))]
+                    if runner is None:
+                        for trial in batch:
+                            conclude(trial, execute(job(trial, None), study))
+                        continue
+                    futures = [(trial, runner.submit(run_trial, {"job": job(trial, None)})) for trial in batch]
+                    for trial, future in futures:
+                        conclude(trial, future.result())
+            results = [dict(t.user_attrs[RESULT]) for t in study.get_trials(deepcopy=False, states=done)
+                       if RESULT in t.user_attrs]
+            if results and all("failed" in r for r in results):
+                raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
+            ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
+            ending.end(ranked[0]["summary"], ranked)
     return {
         "experiment": first.experiment,
         "sweep": True,

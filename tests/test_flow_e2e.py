@@ -10,7 +10,8 @@ import yaml
 from helpers import make_dvc_project, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import hookimpl, load_config
-from scribbles.flows.experiment import experiment, observing
+from scribbles.flows.experiment import experiment
+from scribbles.flows.lifecycle import observing
 
 
 def dvc_recorded_md5(root: Path, relpath: str) -> str:

@@ -233,7 +233,8 @@ def tab10_pixels(png: Path, fold: int) -> int:
 def test_resume_of_a_run_that_failed_after_its_folds_keeps_curves_and_model(
         tmp_path: Path, activity_small, monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> None:
     from helpers import make_dvc_project, work_in
-    from scribbles.flows.experiment import experiment, observing
+    from scribbles.flows.experiment import experiment
+    from scribbles.flows.lifecycle import observing
 
     root = work_in(make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small}), monkeypatch)
     (root / "exp.yaml").write_text(yaml.safe_dump({

@@ -17,7 +17,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     out.print(f"[bold]scribbles[/] rerunning [cyan]{rerun.run_id}[/] ({rerun.config.get('experiment')})")
     for note in rerun.notes:
         out.print(f"  {note}")
-    from ..experiment import experiment, observing
+    from ..experiment import experiment
+    from ..lifecycle import observing
     from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
     from .run import print_results

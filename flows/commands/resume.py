@@ -17,7 +17,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     out.print(f"[bold]scribbles[/] resuming [cyan]{resume.run_id}[/] ({resume.config.get('experiment')})")
     for note in resume.notes:
         out.print(f"  {note}")
-    from ..experiment import experiment, observing
+    from ..experiment import experiment
+    from ..lifecycle import observing
     from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
     from .run import print_results

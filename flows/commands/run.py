@@ -43,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = checked_config(args)
     out = console()
     out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
-    from ..experiment import experiment, observing
+    from ..experiment import experiment
+    from ..lifecycle import observing
     from ..prefect_server import orchestrated
     from ..progress import ConsoleProgress
 

@@ -26,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     out.print(f"[bold]scribbles[/] serving [cyan]{config.experiment}[/] {when} (overlap: {args.overlap}); "
               "Ctrl-C or SIGTERM stops. Runs appear in MLflow (`scribbles ui`) and, with a Prefect server, "
               "in the Prefect UI.")
-    from ..experiment import sigterm_as_interrupt
+    from ..lifecycle import sigterm_as_interrupt
     from ..schedule import serve
 
     try:
