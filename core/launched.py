@@ -1,0 +1,91 @@
+"""The base of strategy techniques that train in this process or in workers under the launcher.
+
+A strategy plugin module owns its mechanics: ``class MyStrategy(LaunchedStrategy)`` names a
+``TorchStrategy`` subclass in ``torch_strategy``, and the worker that the elastic launcher starts gets
+that class from its own registry by the strategy's name (nothing but the name travels in the job's
+JSON recipe, so nothing a worker receives can run code). ``scribbles.plugins.strategies`` holds the
+built-in ones (``ddp``, ``zero``, ``fsdp``); a third-party one is installed like any other plugin.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from .checkpoint import run_key
+from .config import TrainConfig
+from .contracts import Model, Strategy, TrainResult
+from .errors import BadInput, ConfigError
+from .job_token import job_token
+from .torch_strategy import TorchStrategy
+from .training import seed_everything
+
+
+def job_dir(config: TrainConfig, strategy: str, model: torch.nn.Module, train: Sequence[torch.Tensor]) -> Path:
+    """Where this training job keeps its checkpoint: the same job (config, initial weights, data) finds
+    the same folder, so a retried task resumes."""
+    key = run_key(config, strategy, model.state_dict(), *train)
+    return Path(config.checkpoint_dir).resolve() / key
+
+
+def start_job(strategy: str, model_builder: Callable[[], torch.nn.Module], train_data: Any, valid_data: Any,
+              config: TrainConfig) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], Path]:
+    """What every torch strategy does first: seed, build the model, take the tensors, find the job's folder."""
+    seed_everything(config.seed)
+    model = model_builder()
+    train, valid = tuple(train_data.tensors), tuple(valid_data.tensors)
+    return model, train, valid, job_dir(config, strategy, model, train)
+
+
+def check_world(strategy: str, config: TrainConfig) -> None:
+    """The global batch must give every worker a row; several machines need a rendezvous endpoint."""
+    world = config.workers * config.nodes
+    if world > config.batch_size:
+        raise ConfigError(
+            f"{world} workers but a global batch of {config.batch_size} rows: every worker needs at least "
+            f"one row of each batch; lower train.workers or raise train.batch_size", "train.workers")
+    if config.nodes > 1:
+        if not config.rdzv_endpoint:
+            raise ConfigError(f"strategy '{strategy}' on {config.nodes} machines needs train.rdzv_endpoint: "
+                              "HOST:PORT of this machine, which the others join", "train.rdzv_endpoint")
+        match = re.fullmatch(r"[^:\s]+:(\d{1,5})", config.rdzv_endpoint)
+        if not match or not 1 <= int(match[1]) <= 65535:
+            raise ConfigError(f"{config.rdzv_endpoint[:80]!r} is not HOST:PORT with a port of 1 to 65535",
+                              "train.rdzv_endpoint")
+        try:
+            job_token(f"strategy '{strategy}' on {config.nodes} machines")
+        except BadInput as exc:
+            raise ConfigError(str(exc), "train.nodes") from None
+
+
+class LaunchedStrategy(Strategy):
+    """A strategy whose ``train.workers`` x ``train.nodes`` worker processes torch's elastic launcher
+    starts; each trains with ``torch_strategy`` (a ``TorchStrategy`` subclass) in core's training loop.
+
+    A subclass sets ``name``, a docstring and ``torch_strategy``, and may extend ``check``.
+    """
+
+    torch_strategy: ClassVar[type[TorchStrategy]] = TorchStrategy
+
+    def check(self, config: TrainConfig, model: Model) -> None:
+        """Refuse a world that leaves a worker without rows, or several machines without a rendezvous."""
+        check_world(self.name, config)
+
+    def fit(
+        self,
+        model_builder: Callable[[], torch.nn.Module],
+        loss: torch.nn.Module,
+        train_data: Any,
+        valid_data: Any,
+        train_config: TrainConfig,
+        callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
+    ) -> TrainResult:
+        """Train under the launcher (see ``scribbles.core.distributed.launch``); returns the trained model."""
+        from .distributed import launch
+
+        model, train, valid, folder = start_job(self.name, model_builder, train_data, valid_data, train_config)
+        return launch(self.name, model, loss, train, valid, train_config, callbacks, folder)

@@ -1,0 +1,90 @@
+"""A third-party strategy that owns its mechanics trains under the launcher like a built-in one.
+
+The example package examples/scribbles-allreduce is installed with pip into a folder of its own and
+found through its entry point, by this process and by the gloo workers torch's launcher starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import run_cli
+from scribbles.core import ConfigError, TrainConfig, load_registry
+from scribbles.core import checkpoint as checkpoints
+from scribbles.core.distributed import launcher_command, strategy_class, write_job
+from scribbles.core.torch_strategy import TorchStrategy
+from strategy_helpers import BASE, TRAIN, VALID, build, loss, single, vector
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "scribbles-allreduce"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example strategy installed with pip into a folder of its own (add it to PYTHONPATH)."""
+    target = tmp_path_factory.mktemp("allreduce-site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
+    return target
+
+
+def _env(site: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+            "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0"}
+
+
+def test_a_strategy_not_installed_is_refused_naming_the_plugin_to_install() -> None:
+    registry = load_registry(autoload=False)
+    with pytest.raises(ConfigError, match=r"train\.strategy: unknown strategy 'allreduce'.*install the plugin"):
+        strategy_class("allreduce", registry)
+    assert issubclass(strategy_class("ddp", registry), TorchStrategy)
+    assert strategy_class("ddp", registry).__module__ == "scribbles.plugins.strategies.ddp"
+
+
+def test_third_party_strategy_trains_under_the_launcher_to_single_weights(site: Path, tmp_path: Path) -> None:
+    """Two gloo workers that take the example's ``TorchStrategy`` from their installed plugins end at
+    the weights of one process (a worker that fell back to plain replicas would not)."""
+    job = tmp_path / "job"
+    write_job(job, "allreduce", build(), loss(), TRAIN, VALID, TrainConfig(**BASE, workers=2))
+    assert "allreduce" in (job / "spec.json").read_text()
+    done = subprocess.run(launcher_command([str(job)], 2), capture_output=True, text=True, timeout=300,
+                          env=_env(site))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    model = build()
+    final = checkpoints.load(job / "final.pt")
+    model.load_state_dict(final["model"])
+    assert final["world_size"] == 2
+    reference = single()
+    import torch
+
+    torch.testing.assert_close(vector(model), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, prefect_api: str) -> None:
+    from scribbles.testing import synthetic_frame
+
+    synthetic_frame("tabular", rows=40).drop(columns=["g", "t"]).to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({
+        "experiment": "allreduce-plugin",
+        "data": {"name": "file", "path": "rows.csv", "target": "y"},
+        "split": {"name": "kfold", "n_splits": 2},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"epochs": 1, "batch_size": 8, "strategy": "allreduce", "workers": 2},
+    }))
+    env = {"PYTHONPATH": _env(site)["PYTHONPATH"], "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0",
+           "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    listed = run_cli("plugins", "--family", "strategy", cwd=tmp_path, env=env)
+    assert listed.returncode == 0 and "scribbles-allreduce" in listed.stdout, listed.stdout + listed.stderr
+    result = run_cli("run", "exp.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if r.data.tags.get("scribbles.world_size") == "2"]
+    assert parents and all(r.info.status == "FINISHED" for r in runs), [r.data.tags for r in runs]
