@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from .errors import BadInput
+from .markers import FAMILIES as FAMILIES  # re-exported: defined beside the markers, importable here
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
-FAMILIES: tuple[str, ...] = (
-    "data", "splitter", "preprocess", "model", "loss", "strategy", "tta", "metric", "tracker",
-)
 DataKind = Literal["tabular", "sequence", "image"]
 
 
@@ -255,6 +253,8 @@ class SklearnSplitter:
     @staticmethod
     def _dataset(X: Any, y: Any, groups: Any) -> Dataset:
         n = len(X) if X is not None else len(y) if y is not None else len(groups)
+        import pandas as pd
+
         frame = pd.DataFrame({"_y": np.zeros(n) if y is None else np.asarray(y).reshape(n, -1)[:, 0]})
         if groups is not None:
             frame["_g"] = np.asarray(groups)

@@ -10,6 +10,7 @@ built-in ones (``ddp``, ``zero``, ``fsdp``); a third-party one is installed like
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ import torch
 from .checkpoint import run_key
 from .config import TrainConfig
 from .contracts import Model, Strategy, TrainResult
-from .errors import BadInput, ConfigError
+from .errors import BadInput, ConfigError, ScribblesWarning
 from .job_token import job_token
 from .torch_strategy import TorchStrategy
 from .training import seed_everything
@@ -62,6 +63,44 @@ def check_world(strategy: str, config: TrainConfig) -> None:
             raise ConfigError(str(exc), "train.nodes") from None
 
 
+class WorldSizeWarning(ScribblesWarning):
+    """A model has layers whose results depend on how the global batch is split across workers."""
+
+
+def batch_split_layers(model: torch.nn.Module) -> list[str]:
+    """The kinds of layer in ``model`` that break "W workers learn what one worker learns", sorted:
+    dropout (``nn.Dropout*``, ``nn.AlphaDropout``, and the ``dropout`` of ``nn.RNN``/``GRU``/``LSTM``
+    and ``nn.MultiheadAttention``) with p > 0 draws its masks per worker, and batch norm
+    (``nn.BatchNorm1d/2d/3d``, ``nn.SyncBatchNorm``, lazy ones too) normalises each worker's rows
+    with their own statistics. Layer norm, group norm and instance norm work row by row and are safe.
+    """
+    found = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0:
+            found.add(type(module).__name__)
+        elif isinstance(module, torch.nn.RNNBase | torch.nn.MultiheadAttention) and module.dropout > 0:
+            found.add(f"{type(module).__name__}(dropout)")
+        elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            found.add(type(module).__name__)
+    return sorted(found)
+
+
+_WARNED: set[tuple[str, int, tuple[str, ...]]] = set()
+
+
+def warn_batch_split(model: torch.nn.Module, strategy: str, config: TrainConfig) -> None:
+    """One warning line (once per process) when ``model`` has layers that a split batch changes and
+    more than one worker trains it."""
+    world = config.workers * config.nodes
+    layers = tuple(batch_split_layers(model))
+    if world > 1 and layers and (strategy, world, layers) not in _WARNED:
+        _WARNED.add((strategy, world, layers))
+        warnings.warn(WorldSizeWarning(
+            f"strategy '{strategy}' on {world} workers: the model's {', '.join(layers)} layers draw dropout masks "
+            f"or batch-norm statistics per worker, so its weights differ from one worker's (README: Training "
+            f"strategies)"), stacklevel=2)
+
+
 class LaunchedStrategy(Strategy):
     """A strategy whose ``train.workers`` x ``train.nodes`` worker processes torch's elastic launcher
     starts; each trains with ``torch_strategy`` (a ``TorchStrategy`` subclass) in core's training loop.
@@ -88,4 +127,5 @@ class LaunchedStrategy(Strategy):
         from .distributed import launch
 
         model, train, valid, folder = start_job(self.name, model_builder, train_data, valid_data, train_config)
+        warn_batch_split(model, self.name, train_config)
         return launch(self.name, model, loss, train, valid, train_config, callbacks, folder)

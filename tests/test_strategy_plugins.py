@@ -46,6 +46,16 @@ def test_a_strategy_not_installed_is_refused_naming_the_plugin_to_install() -> N
     assert strategy_class("ddp", registry).__module__ == "scribbles.plugins.strategies.ddp"
 
 
+def test_layers_that_a_split_batch_changes_are_named() -> None:
+    import torch
+    from scribbles.core.launched import batch_split_layers
+
+    nn = torch.nn
+    assert batch_split_layers(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Dropout(0.0))) == []
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Dropout(0.1), nn.GRU(4, 4, 2, dropout=0.1))
+    assert batch_split_layers(model) == ["BatchNorm1d", "Dropout", "GRU(dropout)"]
+
+
 def test_third_party_strategy_trains_under_the_launcher_to_single_weights(site: Path, tmp_path: Path) -> None:
     """Two gloo workers that take the example's ``TorchStrategy`` from their installed plugins end at
     the weights of one process (a worker that fell back to plain replicas would not)."""
@@ -73,7 +83,7 @@ def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, p
         "experiment": "allreduce-plugin",
         "data": {"name": "file", "path": "rows.csv", "target": "y"},
         "split": {"name": "kfold", "n_splits": 2},
-        "model": {"name": "mlp", "hidden": [8]},
+        "model": {"name": "mlp", "hidden": [8], "dropout": 0.2},
         "train": {"epochs": 1, "batch_size": 8, "strategy": "allreduce", "workers": 2},
     }))
     env = {"PYTHONPATH": _env(site)["PYTHONPATH"], "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0",
@@ -82,6 +92,11 @@ def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, p
     assert listed.returncode == 0 and "scribbles-allreduce" in listed.stdout, listed.stdout + listed.stderr
     result = run_cli("run", "exp.yaml", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # Dropout with 2 workers breaks "W workers learn what one learns": said once, on one line.
+    warned = [line for line in result.stderr.splitlines() if "per worker" in line]
+    assert warned == ["warning: strategy 'allreduce' on 2 workers: the model's Dropout layers draw dropout masks or "
+                      "batch-norm statistics per worker, so its weights differ from one worker's (README: Training "
+                      "strategies)"], result.stderr
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
