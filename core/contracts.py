@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -304,14 +306,33 @@ class Preprocessor(Technique, abc.ABC):
         return getattr(self.params, "columns", None)
 
 
+#: Where a built module keeps its recipe (core/recipe.py reads it).
+RECIPE_ATTRIBUTE = "_scribbles_recipe"
+
+
+def _stamping(build: Callable[..., Any]) -> Callable[..., Any]:
+    """``build(self, spec)`` that leaves the recipe on the module it returns (when it can hold one)."""
+
+    @functools.wraps(build)
+    def stamped(self: Technique, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
+        module = build(self, spec, *args, **kwargs)
+        recipe = {"family": self.family, "name": self.name, "params": self.params.model_dump(mode="json"),
+                  "spec": {**asdict(spec), "input_shape": list(spec.input_shape), "classes": list(spec.classes)}}
+        with contextlib.suppress(AttributeError, TypeError):  # __slots__: nothing to stamp, launch says so
+            object.__setattr__(module, RECIPE_ATTRIBUTE, recipe)
+        return module
+
+    stamped.__scribbles_stamping__ = True  # type: ignore[attr-defined]
+    return stamped
+
+
 def _stamp_builds(cls: type) -> None:
     """Wrap a subclass's own ``build`` so the module it returns carries its recipe (core.recipe)."""
-    from .recipe import stamping
 
     build = cls.__dict__.get("build")
     if callable(build) and not getattr(build, "__isabstractmethod__", False) \
             and not getattr(build, "__scribbles_stamping__", False):
-        cls.build = stamping(build)  # type: ignore[attr-defined]
+        cls.build = _stamping(build)  # type: ignore[attr-defined]
 
 
 class Model(Technique, abc.ABC):
