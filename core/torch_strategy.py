@@ -51,7 +51,11 @@ class TorchStrategy:
 
     @property
     def is_writer(self) -> bool:
-        """Whether this rank writes checkpoints, metrics and the final weights."""
+        """Whether this rank writes checkpoints, metrics and the final weights.
+
+        Lightning's ``is_global_zero``, except that the writer is the lowest rank that holds the job
+        folder, which on several machines need not be rank 0 (core/distributed.py ``Group``).
+        """
         return self.rank == self.writer
 
     def setup(self, model: nn.Module, config: TrainConfig) -> None:

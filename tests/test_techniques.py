@@ -122,6 +122,27 @@ def test_as_sklearn_runs_cross_val_score() -> None:
     assert len(scores) == 3 and splitter.get_n_splits() == 3
 
 
+def test_get_n_splits_honours_a_plugin_that_overrides_the_former_count_folds() -> None:
+    """Splitter.get_n_splits (scikit-learn's name) is the count; a splitter written before the rename
+    that overrides count_folds is still asked through it."""
+    from scribbles.core import Splitter
+
+    class Old(Splitter):
+        """Three folds, counted the old way."""
+
+        name = "old"
+
+        def split(self, dataset: Dataset):  # type: ignore[override]
+            yield from ()
+
+        def count_folds(self, dataset: Dataset | None = None) -> int:
+            return 3
+
+    assert Old().get_n_splits() == 3 and Old().as_sklearn().get_n_splits() == 3
+    kfold = create("splitter", "kfold", n_splits=4)
+    assert kfold.get_n_splits() == kfold.count_folds() == 4
+
+
 def test_training_loop_learns_and_reports_each_epoch() -> None:
     """train_single lowers the loss on a separable problem and calls back once per epoch."""
     torch.manual_seed(0)
