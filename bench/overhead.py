@@ -50,9 +50,10 @@ def plain() -> dict[str, float]:
     from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
     from scribbles.core.fold_inputs import fold_inputs, targets
     from scribbles.core.loop import train_single
+    from scribbles.core.training import seed_everything
 
     config = load_config(str(REPO / CONFIG))
-    data = config.data.model_dump(exclude_none=True)
+    data = {k: v for k, v in dict(config.data).items() if v is not None}
     data.pop("name")
     started = time.perf_counter()
     dataset = create("data", "file", **{**data, "path": str(REPO / data["path"])}).load()
@@ -64,6 +65,7 @@ def plain() -> dict[str, float]:
     scores = []
     for fold in folds:
         inputs = fold_inputs([], dataset, fold.train, fold.valid, "classification")
+        seed_everything(train_config.seed)  # as the strategy does before it builds the model
         model = create("model", "gru", hidden=48).build(inputs.spec)
         loss = create("loss", "cross_entropy").build(inputs.spec)
         result = train_single(model, loss, inputs.train, inputs.valid, train_config)

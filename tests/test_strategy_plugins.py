@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import run_cli
-from scribbles.core import ConfigError, TrainConfig, load_registry
-from scribbles.core import checkpoint as checkpoints
-from scribbles.core.distributed import launcher_command, strategy_class, write_job
+from scribbles.core import ConfigError, load_registry
+from scribbles.core.distributed import strategy_class
 from scribbles.core.torch_strategy import TorchStrategy
-from strategy_helpers import BASE, TRAIN, VALID, build, loss, single, vector
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "scribbles-allreduce"
@@ -56,26 +54,9 @@ def test_layers_that_a_split_batch_changes_are_named() -> None:
     assert batch_split_layers(model) == ["BatchNorm1d", "Dropout", "GRU(dropout)"]
 
 
-def test_third_party_strategy_trains_under_the_launcher_to_single_weights(site: Path, tmp_path: Path) -> None:
-    """Two gloo workers that take the example's ``TorchStrategy`` from their installed plugins end at
-    the weights of one process (a worker that fell back to plain replicas would not)."""
-    job = tmp_path / "job"
-    write_job(job, "allreduce", build(), loss(), TRAIN, VALID, TrainConfig(**BASE, workers=2))
-    assert "allreduce" in (job / "spec.json").read_text()
-    done = subprocess.run(launcher_command([str(job)], 2), capture_output=True, text=True, timeout=300,
-                          env=_env(site))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    model = build()
-    final = checkpoints.load(job / "final.pt")
-    model.load_state_dict(final["model"])
-    assert final["world_size"] == 2
-    reference = single()
-    import torch
-
-    torch.testing.assert_close(vector(model), reference, rtol=1e-5, atol=1e-6)
-
-
 def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, prefect_api: str) -> None:
+    """`scribbles run` with `train: {strategy: allreduce, workers: 2}`: two gloo workers per fold take the
+    example's TorchStrategy from their installed plugins (a worker that cannot find it fails the run)."""
     from scribbles.testing import synthetic_frame
 
     synthetic_frame("tabular", rows=40).drop(columns=["g", "t"]).to_csv(tmp_path / "rows.csv", index=False)
