@@ -108,10 +108,17 @@ class LaunchedStrategy(Strategy):
     A subclass sets ``name``, a docstring and ``torch_strategy``, and may extend ``check``.
     """
 
-    torch_strategy: ClassVar[type[TorchStrategy]] = TorchStrategy
+    #: The class each worker trains with; None (a subclass that forgot it) is refused by ``check``: plain
+    #: ``TorchStrategy`` replicas would train apart without a word.
+    torch_strategy: ClassVar[type[TorchStrategy] | None] = None
 
     def check(self, config: TrainConfig, model: Model) -> None:
-        """Refuse a world that leaves a worker without rows, or several machines without a rendezvous."""
+        """Refuse a missing ``torch_strategy``, a world that leaves a worker without rows, or several
+        machines without a rendezvous."""
+        found = type(self).torch_strategy
+        if not (isinstance(found, type) and issubclass(found, TorchStrategy)):
+            raise ConfigError(f"strategy '{self.name}' ({type(self).__module__}) sets no torch_strategy: name the "
+                              f"TorchStrategy subclass its workers train with", "train.strategy")
         check_world(self.name, config)
 
     def fit(

@@ -44,6 +44,22 @@ def test_a_strategy_not_installed_is_refused_naming_the_plugin_to_install() -> N
     assert strategy_class("ddp", registry).__module__ == "scribbles.plugins.strategies.ddp"
 
 
+def test_a_launched_strategy_without_its_torch_strategy_is_refused_before_work() -> None:
+    from scribbles.core import Model, TrainConfig, create
+    from scribbles.core.launched import LaunchedStrategy
+
+    class Forgetful(LaunchedStrategy):
+        """Names no TorchStrategy."""
+
+        name = "forgetful"
+
+    model = create("model", "mlp")
+    assert isinstance(model, Model)
+    with pytest.raises(ConfigError, match=r"train\.strategy: strategy 'forgetful' .* sets no torch_strategy"):
+        Forgetful().check(TrainConfig(workers=2), model)
+    create("strategy", "ddp").check(TrainConfig(workers=2), model)  # a built-in names its own
+
+
 def test_layers_that_a_split_batch_changes_are_named() -> None:
     import torch
     from scribbles.core.launched import batch_split_layers
