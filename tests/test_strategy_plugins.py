@@ -71,7 +71,7 @@ def test_layers_that_a_split_batch_changes_are_named() -> None:
 
 
 def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, prefect_api: str) -> None:
-    """`scribbles run` with `train: {strategy: allreduce, workers: 2}`: two gloo workers per fold take the
+    """`scribbles run` with `train: {strategy: allreduce, workers: 2}`: two gloo workers take the
     example's TorchStrategy from their installed plugins (a worker that cannot find it fails the run)."""
     from scribbles.testing import synthetic_frame
 
@@ -79,7 +79,7 @@ def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, p
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({
         "experiment": "allreduce-plugin",
         "data": {"name": "file", "path": "rows.csv", "target": "y"},
-        "split": {"name": "kfold", "n_splits": 2},
+        "split": {"name": "shuffle", "n_splits": 1, "test_size": 0.3},  # one fold: one launch
         "model": {"name": "mlp", "hidden": [8], "dropout": 0.2},
         "train": {"epochs": 1, "batch_size": 8, "strategy": "allreduce", "workers": 2},
     }))
