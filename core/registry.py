@@ -224,12 +224,7 @@ class Registry(pluggy.PluginManager):
 
     def provider_of(self, plugin: Any) -> str:
         """Who provides ``plugin``: a distribution and version, the built-in marker, or a module name."""
-        if id(plugin) in self._providers:
-            return self._providers[id(plugin)]
-        module = getattr(plugin, "__name__", "") or type(plugin).__module__
-        if module.startswith("scribbles."):
-            return BUILTIN_PROVIDER
-        return module or repr(plugin)
+        return self._providers.get(id(plugin)) or _module_provider(plugin)
 
     def add_builtins(self, modules: dict[str, tuple[tuple[str, str, str], ...]]) -> None:
         """List the techniques of built-in ``modules`` from their metadata; each module is imported
@@ -534,9 +529,10 @@ HOOK_NAMES: tuple[str, ...] = tuple(
 )
 
 
-def hook_problems(pm: Registry, plugin: Any) -> list[str]:
-    """One line per hookimpl of ``plugin`` whose name matches no hook spec (a misspelt hook)."""
-    provider = pm.provider_of(plugin)
+def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """One line per hookimpl of ``plugin`` whose name matches no hook spec (a misspelt hook); ``pm`` is a
+    Registry or a bare pluggy manager with the specs (the conformance kit's)."""
+    provider = pm.provider_of(plugin) if isinstance(pm, Registry) else _module_provider(plugin)
     lines = []
     for caller in pm.get_hookcallers(plugin) or ():
         if caller.has_spec():
@@ -575,6 +571,14 @@ def _register(
 
 def _has_hookimpls(obj: Any) -> bool:
     return any(hasattr(getattr(obj, attr, None), f"{PROJECT}_impl") for attr in dir(obj))
+
+
+def _module_provider(plugin: Any) -> str:
+    """The built-in marker for scribbles' own modules and objects, else the plugin's module name."""
+    module = getattr(plugin, "__name__", "") or type(plugin).__module__
+    if module.startswith("scribbles."):
+        return BUILTIN_PROVIDER
+    return module or repr(plugin)
 
 
 def _dist_name(provider: str) -> str:
