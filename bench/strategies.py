@@ -29,9 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from scribbles.core import TrainConfig, recompute, wire
+from scribbles.core import TrainConfig, activation_checkpointing, wire
+from scribbles.core.distributed import strategy_class
 from scribbles.core.loop import train_epoch
-from scribbles.core.parallel import ENGINES, Engine
+from scribbles.core.registry import default_registry
+from scribbles.core.torch_strategy import TorchStrategy
 from scribbles.core.training import pick_device, seed_everything
 from torch import nn
 
@@ -104,7 +106,7 @@ def p1(device: torch.device, repeat: int) -> None:
 
     def ours() -> None:
         seed_everything(0)
-        engine = Engine(device)
+        engine = TorchStrategy(device)
         engine.setup(mlp(), config)
         train_epoch(engine, loss_fn, x, y, config, epoch=0)
 
@@ -136,7 +138,7 @@ def p1(device: torch.device, repeat: int) -> None:
 
 #: Settings timed in P5, (policy, share); None is no checkpointing, the baseline. The default comes
 #: first after it and is the one the goal is for; the others show the rest of the trade.
-P5_SETTINGS: dict[str, tuple[recompute.Policy, float | None] | None] = {
+P5_SETTINGS: dict[str, tuple[activation_checkpointing.Policy, float | None] | None] = {
     "none": None,
     "default (full, first 3/4 of the blocks)": ("full", None),
     "full, every block but the last": ("full", 1.0),
@@ -155,7 +157,7 @@ def p5(device: torch.device, repeat: int) -> None:
         seed_everything(0)
         model = Transformer(16, 128, 4, 12, 4).to(device)
         if setting is not None:
-            recompute.enable(model, *setting)
+            activation_checkpointing.enable(model, *setting)
 
         def forward(model: nn.Module = model) -> torch.Tensor:
             return loss_fn(model(xb), (xb, yb))
@@ -164,7 +166,7 @@ def p5(device: torch.device, repeat: int) -> None:
             model.zero_grad(set_to_none=True)
             forward().backward()
 
-        saved[name] = recompute.saved_bytes(forward, model.parameters())
+        saved[name] = activation_checkpointing.saved_bytes(forward, model.parameters())
         step()  # warm-up
         peak[name] = 0
         if device.type == "cuda":
@@ -196,7 +198,7 @@ def precision(device: torch.device, repeat: int) -> None:
     for name in ("fp32", "bf16", "fp16"):
         config = TrainConfig(epochs=1, batch_size=32, precision=name, device=device.type)
         seed_everything(0)
-        engine = Engine(device)
+        engine = TorchStrategy(device)
         engine.setup(Transformer(16, 128, 4, 4, 4), config)
         train_epoch(engine, loss_fn, x, y, config, 0)  # warm-up
         times[name] = best(lambda config=config, engine=engine: train_epoch(engine, loss_fn, x, y, config, 0),
@@ -216,7 +218,7 @@ def p3_model() -> nn.Module:
     return Transformer(16, 128, 4, 4, 4)
 
 
-def timed_epochs(engine: Engine, config: TrainConfig) -> float:
+def timed_epochs(engine: TorchStrategy, config: TrainConfig) -> float:
     """Seconds per epoch after one warm-up epoch."""
     x, y = sequences(P3_ROWS, 32)
     train_epoch(engine, CrossEntropy(), x, y, config, 0)
@@ -240,7 +242,7 @@ def worker(out: Path, skip_p3: bool) -> None:
     config = TrainConfig(epochs=1, batch_size=P3_BATCH, lr=1e-3)
     if not skip_p3:
         seed_everything(0)
-        engine = ENGINES["ddp"](device, rank, world)
+        engine = strategy_class("ddp", default_registry())(device, rank, world)
         engine.setup(p3_model(), config)
         results["ddp_epoch_s"] = timed_epochs(engine, config)
     x, y = tabular(256)
@@ -248,7 +250,7 @@ def worker(out: Path, skip_p3: bool) -> None:
         inputs = x if name == "mlp" else x.reshape(len(x), 4, 16).repeat(1, 1, 4)
         for strategy in ("ddp", "zero", "fsdp"):
             seed_everything(0)
-            engine = ENGINES[strategy](device, rank, world)
+            engine = strategy_class(strategy, default_registry())(device, rank, world)
             engine.setup(build(), config)
             train_epoch(engine, CrossEntropy(), inputs[:64], y[:64], config, 0)
             results[f"{name}_{strategy}"] = max(wire.all_gather_json(engine.optimizer_bytes(), device))
@@ -276,7 +278,7 @@ def p3_p4(device: torch.device, workers: int, skip_p3: bool) -> None:
         torch.set_num_threads(workers)
         seed_everything(0)
         config = TrainConfig(epochs=1, batch_size=P3_BATCH, lr=1e-3)
-        engine = Engine(torch.device("cpu"))
+        engine = TorchStrategy(torch.device("cpu"))
         engine.setup(p3_model(), config)
         single = timed_epochs(engine, config)
         torch.set_num_threads(1)

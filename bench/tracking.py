@@ -102,7 +102,7 @@ def one_pass(raw: dict[str, Any], workdir: Path) -> Pass:
     dataset = plan.data.load()
     folds = list(plan.splitter.split(dataset))
     for tracker in plan.trackers:
-        registry.pm.register(tracker)
+        registry.register(tracker)
     hook = registry.hook
     workers = [t.worker for t in plan.trackers if hasattr(t, "worker")]
     try:
@@ -133,7 +133,7 @@ def one_pass(raw: dict[str, Any], workdir: Path) -> Pass:
         t3 = time.perf_counter()
     finally:
         for tracker in plan.trackers:
-            registry.pm.unregister(tracker)
+            registry.unregister(tracker)
     return Pass(
         setup=t1 - t0, training=t2 - t1, final=t3 - t2, training_cpu=cpu1 - cpu0,
         blocked={k: v for t in plan.trackers for k, v in getattr(t, "blocking", {}).items()},

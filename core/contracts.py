@@ -6,23 +6,23 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from .errors import BadInput
+from .markers import FAMILIES as FAMILIES  # re-exported: defined beside the markers, importable here
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
-FAMILIES: tuple[str, ...] = (
-    "data", "splitter", "preprocess", "model", "loss", "strategy", "tta", "metric", "tracker",
-)
 DataKind = Literal["tabular", "sequence", "image"]
 
 
@@ -231,16 +231,22 @@ class Splitter(Technique, abc.ABC):
         """The gap the leakage guard enforces between train and valid times."""
         return getattr(self.params, "gap", 0) or 0
 
-    def count_folds(self, dataset: Dataset | None = None) -> int:
-        """How many folds ``split(dataset)`` yields (scikit-learn's ``get_n_splits``).
+    def get_n_splits(self, dataset: Dataset | None = None) -> int:
+        """How many folds ``split(dataset)`` yields (scikit-learn's name).
 
         The default reads an ``n_splits`` field of the params, else counts the folds of ``dataset``
         (0 without one); a splitter whose count is cheaper to tell overrides it.
         """
+        if type(self).count_folds is not Splitter.count_folds:  # a plugin written before the rename
+            return type(self).count_folds(self, dataset)
         n_splits = getattr(self.params, "n_splits", None)
         if n_splits is not None:
             return int(n_splits)
         return 0 if dataset is None else sum(1 for _ in self.split(dataset))
+
+    def count_folds(self, dataset: Dataset | None = None) -> int:
+        """The former name of ``get_n_splits``, kept for plugins that override or call it."""
+        return self.get_n_splits(dataset)
 
 
 class SklearnSplitter:
@@ -255,6 +261,8 @@ class SklearnSplitter:
     @staticmethod
     def _dataset(X: Any, y: Any, groups: Any) -> Dataset:
         n = len(X) if X is not None else len(y) if y is not None else len(groups)
+        import pandas as pd
+
         frame = pd.DataFrame({"_y": np.zeros(n) if y is None else np.asarray(y).reshape(n, -1)[:, 0]})
         if groups is not None:
             frame["_g"] = np.asarray(groups)
@@ -264,7 +272,7 @@ class SklearnSplitter:
         """The number of folds."""
         given = X is not None or y is not None or groups is not None
         try:
-            return self.splitter.count_folds(self._dataset(X, y, groups) if given else None)
+            return self.splitter.get_n_splits(self._dataset(X, y, groups) if given else None)
         except BadInput as exc:
             raise ValueError(str(exc)) from None
 
@@ -304,14 +312,33 @@ class Preprocessor(Technique, abc.ABC):
         return getattr(self.params, "columns", None)
 
 
+#: Where a built module keeps its recipe (core/recipe.py reads it).
+RECIPE_ATTRIBUTE = "_scribbles_recipe"
+
+
+def _stamping(build: Callable[..., Any]) -> Callable[..., Any]:
+    """``build(self, spec)`` that leaves the recipe on the module it returns (when it can hold one)."""
+
+    @functools.wraps(build)
+    def stamped(self: Technique, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
+        module = build(self, spec, *args, **kwargs)
+        recipe = {"family": self.family, "name": self.name, "params": self.params.model_dump(mode="json"),
+                  "spec": {**asdict(spec), "input_shape": list(spec.input_shape), "classes": list(spec.classes)}}
+        with contextlib.suppress(AttributeError, TypeError):  # __slots__: nothing to stamp, launch says so
+            object.__setattr__(module, RECIPE_ATTRIBUTE, recipe)
+        return module
+
+    stamped.__scribbles_stamping__ = True  # type: ignore[attr-defined]
+    return stamped
+
+
 def _stamp_builds(cls: type) -> None:
     """Wrap a subclass's own ``build`` so the module it returns carries its recipe (core.recipe)."""
-    from .recipe import stamping
 
     build = cls.__dict__.get("build")
     if callable(build) and not getattr(build, "__isabstractmethod__", False) \
             and not getattr(build, "__scribbles_stamping__", False):
-        cls.build = stamping(build)  # type: ignore[attr-defined]
+        cls.build = _stamping(build)  # type: ignore[attr-defined]
 
 
 class Model(Technique, abc.ABC):

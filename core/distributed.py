@@ -48,9 +48,10 @@ from . import checkpoint as checkpoints
 from . import wire
 from .config import TrainConfig
 from .contracts import TrainResult
-from .errors import BadInput, ScribblesError
+from .errors import BadInput, ConfigError, ScribblesError
 from .job_token import job_token
 from .recipe import rebuild, recipe_of
+from .torch_strategy import TorchStrategy
 from .training import cpu_threads
 
 JOB_FILES = ("spec.json", "model.pt", "loss.pt", "data.pt")
@@ -341,7 +342,6 @@ class _Beat:
 def run_job(job_dir: Path, group: Group) -> None:
     """Train one job (or skip it when its final weights exist) on every rank."""
     from .loop import run
-    from .parallel import ENGINES
     from .registry import default_registry
 
     finished = (job_dir / "final.pt").exists() if group.rank == group.writer else False
@@ -358,8 +358,8 @@ def run_job(job_dir: Path, group: Group) -> None:
     model.load_state_dict(_tensors(files["model.pt"]))
     loss_fn.load_state_dict(_tensors(files["loss.pt"]))
     data = _tensors(files["data.pt"])
-    engine = ENGINES[spec["strategy"]](group.device, group.rank, group.world, group.writer)
-    engine.setup(model, config)
+    strategy = strategy_class(spec["strategy"], registry)(group.device, group.rank, group.world, group.writer)
+    strategy.setup(model, config)
     saved_bytes = group.fetch(job_dir, "checkpoint.pt")
     saved = checkpoints.load(saved_bytes) if saved_bytes is not None else None
     writer = group.rank == group.writer
@@ -375,16 +375,35 @@ def run_job(job_dir: Path, group: Group) -> None:
         for epoch, metrics in enumerate(saved["history"]):
             report(epoch, metrics)
     history = run(
-        engine, loss_fn, (data["train_x"], data["train_y"]), (data["valid_x"], data["valid_y"]), config,
+        strategy, loss_fn, (data["train_x"], data["train_y"]), (data["valid_x"], data["valid_y"]), config,
         saved=saved, checkpointing=True,
         save=(lambda state: checkpoints.atomic_save(state, job_dir / "checkpoint.pt")) if writer else None,
         report=report, beat=beat,
     )
-    final = engine.model_state()
+    final = strategy.model_state()
     if writer:
         checkpoints.atomic_save({"model": final, "history": history, "world_size": group.world},
                                 job_dir / "final.pt")
     dist.barrier()
+
+
+def strategy_class(name: str, registry: Any) -> type[TorchStrategy]:
+    """The ``TorchStrategy`` subclass that strategy ``name`` trains with: its technique's
+    ``torch_strategy``, taken from this machine's installed plugins (the job names the strategy only).
+
+    A ConfigError when no installed strategy has that name or it names no ``TorchStrategy`` subclass.
+    """
+    try:
+        technique = registry.get("strategy", name)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; install the plugin that provides strategy '{name}' on every machine of the "
+                          f"job", "train.strategy") from None
+    found = getattr(technique, "torch_strategy", None)
+    if not (isinstance(found, type) and issubclass(found, TorchStrategy)):
+        raise ConfigError(f"strategy '{name}' ({technique.__module__}) has no torch_strategy naming a "
+                          f"scribbles.core.torch_strategy.TorchStrategy subclass; subclass "
+                          f"scribbles.core.launched.LaunchedStrategy and set it", "train.strategy")
+    return found
 
 
 def _tensors(raw: bytes | None) -> Any:

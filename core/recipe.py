@@ -3,42 +3,21 @@
 A module that crosses a process or machine boundary travels as this recipe (JSON) and its state dict
 (tensors, read back with ``weights_only=True``), never as a pickle: the receiving side builds the module
 from its own installed techniques, so no code comes over the wire. ``Model.build`` and ``Loss.build``
-stamp their result with the recipe (see ``contracts``), whoever calls them.
+stamp their result with the recipe (``contracts._stamping``), whoever calls them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from .contracts import RECIPE_ATTRIBUTE as ATTRIBUTE
+from .contracts import ModelSpec
 from .errors import BadInput
 
 if TYPE_CHECKING:
     import torch
 
-    from .contracts import ModelSpec, Technique
     from .registry import Registry
-
-ATTRIBUTE = "_scribbles_recipe"
-
-
-def stamping(build: Callable[..., Any]) -> Callable[..., Any]:
-    """``build(self, spec)`` that leaves the recipe on the module it returns (when it can hold one)."""
-
-    @functools.wraps(build)
-    def stamped(self: Technique, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
-        module = build(self, spec, *args, **kwargs)
-        recipe = {"family": self.family, "name": self.name, "params": self.params.model_dump(mode="json"),
-                  "spec": {**asdict(spec), "input_shape": list(spec.input_shape), "classes": list(spec.classes)}}
-        with contextlib.suppress(AttributeError, TypeError):  # __slots__: nothing to stamp, launch says so
-            object.__setattr__(module, ATTRIBUTE, recipe)
-        return module
-
-    stamped.__scribbles_stamping__ = True  # type: ignore[attr-defined]
-    return stamped
 
 
 def recipe_of(module: Any, what: str) -> dict[str, Any]:
@@ -53,8 +32,6 @@ def recipe_of(module: Any, what: str) -> dict[str, Any]:
 
 def rebuild(recipe: dict[str, Any], registry: Registry) -> torch.nn.Module:
     """The module ``recipe`` describes, built from this machine's own installed techniques."""
-    from .contracts import ModelSpec
-
     if not isinstance(recipe, dict) or recipe.get("family") not in ("model", "loss"):
         raise BadInput(f"a job names a technique of family {recipe.get('family') if isinstance(recipe, dict) else '?'}"
                        f"; only models and losses are rebuilt on workers")

@@ -1,30 +1,37 @@
-"""The registry: one pluggy plugin manager, the built-in plugins and the installed ones.
+"""The registry: a pluggy plugin manager holding the built-in plugins and the installed ones.
 
-Built-ins are listed in ``BUILTIN_PLUGINS``; third-party plugins come from the entry-point group
-``scribbles.plugins``. Every technique is checked when it registers, not when it is first used.
+Built-ins are listed with the techniques they contribute in ``BUILTIN_TECHNIQUES`` (module-level
+metadata: a built-in module is imported, and its techniques checked, when one of its techniques is
+first used, so listing and checking names imports neither torch nor pandas). Third-party plugins
+come from the entry-point group ``scribbles.plugins``; every one of their techniques is checked when
+it registers, not when it is first used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import importlib.metadata as md
+import importlib.util
 import io
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
 
 from . import hookspecs
-from .contracts import FAMILIES, FAMILY_BASES, Technique
 from .errors import ConfigError, PluginError
-from .markers import HOOK_API_VERSION, PROJECT
+from .markers import FAMILIES, HOOK_API_VERSION, PROJECT
+
+if TYPE_CHECKING:  # contracts imports numpy: imported when a technique is checked, not to list names
+    from .contracts import Technique
 
 ENTRY_POINT_GROUP = "scribbles.plugins"
 AUTOLOAD_OFF_ENV = "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD"
@@ -33,22 +40,100 @@ BUILTIN_PROVIDER = "scribbles (built-in)"
 #: The module (or plugin object) attribute where a plugin declares the plugin API version it needs.
 API_VERSION_ATTRIBUTE = "SCRIBBLES_API_VERSION"
 
-#: The built-in plugin modules, registered in this order (order carries no meaning).
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "scribbles.plugins.data",
-    "scribbles.plugins.splitters",
-    "scribbles.plugins.preprocess",
-    "scribbles.plugins.models.baseline",
-    "scribbles.plugins.models.sequence",
-    "scribbles.plugins.models.representation",
-    "scribbles.plugins.models.classic",
-    "scribbles.plugins.image_models",
-    "scribbles.plugins.losses",
-    "scribbles.plugins.strategies",
-    "scribbles.plugins.tta",
-    "scribbles.plugins.metrics",
-    "scribbles.plugins.trackers",
-)
+#: The built-in plugin modules (registered in this order, which carries no meaning) and the techniques
+#: each contributes: (family, name, "defining.module:Class"). tests/test_registry.py keeps it equal to
+#: what the modules' ``scribbles_techniques`` return.
+BUILTIN_TECHNIQUES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "scribbles.plugins.data": (
+        ("data", "file", "scribbles.plugins.data:FileSource"),
+        ("data", "dvc", "scribbles.plugins.data:DvcSource"),
+    ),
+    "scribbles.plugins.splitters": (
+        ("splitter", "kfold", "scribbles.plugins.splitters.rows:KFold"),
+        ("splitter", "stratified_kfold", "scribbles.plugins.splitters.rows:StratifiedKFold"),
+        ("splitter", "shuffle", "scribbles.plugins.splitters.rows:Shuffle"),
+        ("splitter", "time_series", "scribbles.plugins.splitters.temporal:TimeSeries"),
+        ("splitter", "group_kfold", "scribbles.plugins.splitters.grouped:GroupKFold"),
+        ("splitter", "stratified_group_kfold", "scribbles.plugins.splitters.grouped:StratifiedGroupKFold"),
+        ("splitter", "group_shuffle", "scribbles.plugins.splitters.grouped:GroupShuffle"),
+        ("splitter", "leave_one_group_out", "scribbles.plugins.splitters.grouped:LeaveOneGroupOut"),
+        ("splitter", "purged_group_time_series", "scribbles.plugins.splitters.temporal:PurgedGroupTimeSeries"),
+    ),
+    "scribbles.plugins.preprocess": (
+        ("preprocess", "standard", "scribbles.plugins.preprocess:Standard"),
+        ("preprocess", "robust", "scribbles.plugins.preprocess:Robust"),
+        ("preprocess", "impute", "scribbles.plugins.preprocess:Impute"),
+        ("preprocess", "one_hot", "scribbles.plugins.preprocess:OneHot"),
+    ),
+    "scribbles.plugins.models.baseline": (
+        ("model", "mlp", "scribbles.plugins.models.baseline:MLP"),
+        ("model", "gru", "scribbles.plugins.models.baseline:GRU"),
+    ),
+    "scribbles.plugins.models.sequence": (
+        ("model", "cnn1d", "scribbles.plugins.models.sequence:Cnn1d"),
+        ("model", "gru_attention", "scribbles.plugins.models.sequence:GRUAttention"),
+        ("model", "transformer_encoder", "scribbles.plugins.models.sequence:TransformerEncoder"),
+    ),
+    "scribbles.plugins.models.representation": (
+        ("model", "autoencoder", "scribbles.plugins.models.representation:Autoencoder"),
+        ("model", "vae", "scribbles.plugins.models.representation:VAE"),
+    ),
+    "scribbles.plugins.models.classic": (
+        ("model", "knn", "scribbles.plugins.models.classic:Knn"),
+        ("model", "svm", "scribbles.plugins.models.classic:Svm"),
+        ("model", "decision_tree", "scribbles.plugins.models.classic:DecisionTree"),
+        ("model", "gaussian_mixture", "scribbles.plugins.models.classic:GaussianMixture"),
+    ),
+    "scribbles.plugins.image_models": (
+        ("model", "cnn", "scribbles.plugins.image_models:CNN"),
+    ),
+    "scribbles.plugins.losses": (
+        ("loss", "cross_entropy", "scribbles.plugins.losses:CrossEntropy"),
+        ("loss", "supcon", "scribbles.plugins.losses:SupCon"),
+        ("loss", "ctc", "scribbles.plugins.losses:CTC"),
+        ("loss", "reconstruction", "scribbles.plugins.losses:Reconstruction"),
+        ("loss", "mse", "scribbles.plugins.losses:Mse"),
+        ("loss", "l1", "scribbles.plugins.losses:L1"),
+        ("loss", "huber", "scribbles.plugins.losses:Huber"),
+    ),
+    "scribbles.plugins.strategies": (
+        ("strategy", "single", "scribbles.plugins.strategies.single:Single"),
+        ("strategy", "ddp", "scribbles.plugins.strategies.ddp:DDP"),
+        ("strategy", "zero", "scribbles.plugins.strategies.zero:Zero"),
+        ("strategy", "fsdp", "scribbles.plugins.strategies.fsdp:FSDP"),
+        ("strategy", "sklearn", "scribbles.plugins.strategies.sklearn_fit:Sklearn"),
+    ),
+    "scribbles.plugins.tta": (
+        ("tta", "hflip", "scribbles.plugins.tta.images:HFlip"),
+        ("tta", "vflip", "scribbles.plugins.tta.images:VFlip"),
+        ("tta", "rot90", "scribbles.plugins.tta.images:Rot90"),
+        ("tta", "shift", "scribbles.plugins.tta.images:Shift"),
+        ("tta", "crop", "scribbles.plugins.tta.images:Crop"),
+        ("tta", "noise", "scribbles.plugins.tta.noise:Noise"),
+        ("tta", "time_shift", "scribbles.plugins.tta.sequences:TimeShift"),
+        ("tta", "scale", "scribbles.plugins.tta.sequences:Scale"),
+        ("tta", "jitter", "scribbles.plugins.tta.noise:Jitter"),
+        ("tta", "reverse", "scribbles.plugins.tta.sequences:Reverse"),
+        ("tta", "compose", "scribbles.core.compose:Compose"),
+    ),
+    "scribbles.plugins.metrics": (
+        ("metric", "accuracy", "scribbles.plugins.metrics:Accuracy"),
+        ("metric", "f1_macro", "scribbles.plugins.metrics:F1Macro"),
+        ("metric", "log_loss", "scribbles.plugins.metrics:LogLoss"),
+        ("metric", "reconstruction_mse", "scribbles.plugins.metrics:ReconstructionMSE"),
+        ("metric", "balanced_accuracy", "scribbles.plugins.metrics:BalancedAccuracy"),
+        ("metric", "precision_macro", "scribbles.plugins.metrics:PrecisionMacro"),
+        ("metric", "recall_macro", "scribbles.plugins.metrics:RecallMacro"),
+        ("metric", "roc_auc", "scribbles.plugins.metrics:RocAuc"),
+        ("metric", "rmse", "scribbles.plugins.metrics:Rmse"),
+        ("metric", "mae", "scribbles.plugins.metrics:Mae"),
+        ("metric", "r2", "scribbles.plugins.metrics:R2"),
+    ),
+    "scribbles.plugins.trackers": (
+        ("tracker", "mlflow", "scribbles.plugins.trackers.mlflow_tracker:MlflowTracker"),
+    ),
+}
+BUILTIN_PLUGINS: tuple[str, ...] = tuple(BUILTIN_TECHNIQUES)
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: Methods a technique of each family must offer (checked by name, so plain Technique subclasses work).
@@ -65,58 +150,131 @@ _REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
 class TechniqueInfo:
-    """A registered technique and who provides it."""
+    """A registered technique and who provides it. A built-in's class is imported on first use of
+    ``cls``; its family, name and summary are known without importing it."""
 
-    cls: type[Technique]
-    provider: str
+    def __init__(self, family: str, name: str, provider: str, target: str,
+                 cls: type[Technique] | None = None, load: Callable[[], type[Technique]] | None = None) -> None:
+        self.family, self.name, self.provider, self.target = family, name, provider, target
+        self._cls, self._load = cls, load
 
     @property
-    def family(self) -> str:
-        return self.cls.family
+    def cls(self) -> type[Technique]:
+        """The technique class (importing its module, and checking its techniques, the first time)."""
+        if self._cls is None:
+            assert self._load is not None
+            self._cls = self._load()
+        return self._cls
 
-    @property
-    def name(self) -> str:
-        return self.cls.name
+    def summary(self) -> str:
+        """The first line of the class docstring, read from the source when the class is not imported."""
+        if self._cls is not None:
+            return self._cls.summary()
+        return _source_summary(self.target)
+
+    def __repr__(self) -> str:
+        return f"TechniqueInfo({self.family}/{self.name}, {self.target}, {self.provider})"
 
 
-class Registry:
-    """Every technique known to this process, by family and name, plus the hook caller."""
+@functools.cache
+def _source(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
 
-    def __init__(
-        self,
-        pm: pluggy.PluginManager,
-        problems: Sequence[str] = (),
-        isolated: Iterable[Any] = (),
-        strict: bool = False,
-    ) -> None:
-        self.pm = pm
+
+def _source_summary(target: str) -> str:
+    """The summary of built-in class ``module:Class`` read from its module's source (no import): the
+    first line of the class docstring, as ``Technique.summary`` gives it."""
+    module, qualname = target.split(":")
+    package, *parts = module.split(".")[1:]  # scribbles.<package>.<parts>: no parent package is imported
+    spec = importlib.util.find_spec(f"scribbles.{package}")
+    if spec is None or spec.origin is None:
+        return ""
+    root = Path(spec.origin).parent
+    path = root.joinpath(*parts).with_suffix(".py")
+    if not path.exists():
+        path = root.joinpath(*parts, "__init__.py")
+    found = re.search(rf'^class {re.escape(qualname)}\b.*?:\n\s+[rR]?"""\s*(.*?)\s*(?:"""|\n)', _source(path),
+                      re.M | re.S)
+    return found[1] if found else ""
+
+
+class Registry(pluggy.PluginManager):
+    """Every technique known to this process, by family and name; the plugin manager whose ``hook``
+    calls the hooks (``registry.hook.scribbles_run_start(ctx=...)``)."""
+
+    def __init__(self, strict: bool = False) -> None:
+        super().__init__(PROJECT)
+        self.add_hookspecs(hookspecs)
         #: One line per plugin that failed to load and was left out (non-strict mode).
-        self.problems: list[str] = list(problems)
+        self.problems: list[str] = []
         self._techniques: dict[tuple[str, str], TechniqueInfo] = {}
+        self._providers: dict[int, str] = {}
         # Installed (entry-point) plugins are isolated: one that contributes a broken technique is
         # reported and left out instead of breaking every run (pytest#3784). Built-ins and plugins
         # passed in by the caller still fail loudly.
-        self._isolated = {id(plugin) for plugin in isolated}
+        self._isolated: set[int] = set()
         self._strict = strict
-        self._collect()
+        self._pending_builtins: set[str] = set()
 
-    @property
-    def hook(self) -> Any:
-        """The hook caller, ``registry.hook.scribbles_run_start(ctx=...)``."""
-        return self.pm.hook
+    def provider_of(self, plugin: Any) -> str:
+        """Who provides ``plugin``: a distribution and version, the built-in marker, or a module name."""
+        return self._providers.get(id(plugin)) or _module_provider(plugin)
 
-    def _collect(self) -> None:
-        for impl in self.pm.hook.scribbles_techniques.get_hookimpls():
-            provider = _provider_of(self.pm, impl.plugin)
+    def add_builtins(self, modules: dict[str, tuple[tuple[str, str, str], ...]]) -> None:
+        """List the techniques of built-in ``modules`` from their metadata; each module is imported
+        and registered when one of its techniques' ``cls`` is first asked for."""
+        for module, entries in modules.items():
+            self._pending_builtins.add(module)
+            for family, name, target in entries:
+                self._techniques[(family, name)] = TechniqueInfo(
+                    family, name, BUILTIN_PROVIDER, target,
+                    load=functools.partial(self._import_builtin, module, (family, name)))
+
+    def import_all(self) -> None:
+        """Import and register every built-in module not imported yet (``plugins check`` needs them all)."""
+        for module in sorted(self._pending_builtins):
+            self._import_builtin(module, None)
+
+    def _import_builtin(self, module: str, key: tuple[str, str] | None) -> type[Technique]:
+        if module in self._pending_builtins:
+            self._pending_builtins.discard(module)
+            plugin = importlib.import_module(module)
+            _register(self, plugin, module, BUILTIN_PROVIDER)
+            listed = {(f, n) for f, n, _ in BUILTIN_TECHNIQUES.get(module, ())}
+            contributed = self._contributed(plugin)
+            if {(c.family, c.name) for c in contributed} != listed:
+                raise PluginError(f"{module} contributes {sorted((c.family, c.name) for c in contributed)} but "
+                                  f"BUILTIN_TECHNIQUES lists {sorted(listed)}; update the table in core/registry.py")
+            for cls in contributed:
+                self._techniques[(cls.family, cls.name)]._cls = cls
+        return self._techniques[key].cls if key is not None else object  # type: ignore[return-value]
+
+    def _contributed(self, plugin: Any) -> list[type[Technique]]:
+        """The checked classes ``plugin``'s ``scribbles_techniques`` returns (built-in: every problem raises)."""
+        found: list[type[Technique]] = []
+        for impl in self.hook.scribbles_techniques.get_hookimpls():
+            if impl.plugin is plugin:
+                for cls in impl.function() or ():
+                    problem = technique_problem(cls)
+                    if problem:
+                        raise PluginError(f"plugin {BUILTIN_PROVIDER}: {problem}")
+                    found.append(cls)
+        return found
+
+    def collect(self) -> None:
+        """Check and take in the techniques of every registered plugin not taken in yet."""
+        for impl in self.hook.scribbles_techniques.get_hookimpls():
+            provider = self.provider_of(impl.plugin)
+            if getattr(impl.plugin, "__name__", None) in BUILTIN_TECHNIQUES:
+                continue
             try:
                 self._collect_one(impl, provider)
             except PluginError as exc:
                 if self._strict or id(impl.plugin) not in self._isolated:
                     raise
                 self.problems.append(f"{exc}; left out")
-                self.pm.unregister(impl.plugin)
+                self.unregister(impl.plugin)
 
     def _collect_one(self, impl: Any, provider: str) -> None:
         try:
@@ -136,7 +294,8 @@ class Registry:
                 raise PluginError(f"plugin {provider}: contributes {cls.family} '{cls.name}' twice")
             seen.add((cls.family, cls.name))
         for cls in contributed:
-            self._techniques[(cls.family, cls.name)] = TechniqueInfo(cls, provider)
+            self._techniques[(cls.family, cls.name)] = TechniqueInfo(
+                cls.family, cls.name, provider, f"{cls.__module__}:{cls.__qualname__}", cls=cls)
 
     def _check(self, cls: Any, provider: str) -> None:
         problem = technique_problem(cls)
@@ -212,6 +371,8 @@ def technique_problem(cls: Any) -> str | None:
             f"scribbles_techniques() must return classes, got the instance {cls!r}; "
             f"return the class itself ({type(cls).__name__}), not {type(cls).__name__}()"
         )
+    from .contracts import FAMILY_BASES, Technique
+
     label = f"{cls.__module__}.{cls.__qualname__}"
     if not issubclass(cls, Technique):
         return f"{label} is not a subclass of scribbles.core.Technique"
@@ -252,29 +413,27 @@ def load_registry(
         autoload = os.environ.get(AUTOLOAD_OFF_ENV, "") not in ("1", "true", "yes")
     if strict is None:
         strict = os.environ.get(STRICT_ENV, "") in ("1", "true", "yes")
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(hookspecs)
-    for module_name in BUILTIN_PLUGINS:
-        _register(pm, importlib.import_module(module_name), module_name, BUILTIN_PROVIDER)
-    problems: list[str] = []
-    isolated: list[Any] = []
+    registry = Registry(strict)
+    registry.add_builtins(BUILTIN_TECHNIQUES)
     if autoload:
-        problems, isolated = _load_entry_points(pm, {d.lower() for d in deny}, strict)
+        registry.problems, isolated = _load_entry_points(registry, {d.lower() for d in deny}, strict)
+        registry._isolated = {id(plugin) for plugin in isolated}
     for plugin in extra_plugins:
         provider = getattr(plugin, "__name__", repr(plugin))
         mismatch = _api_version_problem(plugin, provider)
         if mismatch:
             raise PluginError(mismatch)
-        _register(pm, plugin, None, provider)
+        _register(registry, plugin, None, provider)
     try:
-        pm.check_pending()
+        registry.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError("; ".join(hook_problems(pm, exc.plugin)) or str(exc)) from None
-    return Registry(pm, problems, isolated, strict)
+        raise PluginError("; ".join(hook_problems(registry, exc.plugin)) or str(exc)) from None
+    registry.collect()
+    return registry
 
 
 def _load_entry_points(
-    pm: pluggy.PluginManager, deny: set[str], strict: bool
+    pm: Registry, deny: set[str], strict: bool
 ) -> tuple[list[str], list[Any]]:
     """Register every allowed entry-point plugin; one that fails is a problem line (an error if strict)."""
     problems: list[str] = []
@@ -366,8 +525,9 @@ HOOK_NAMES: tuple[str, ...] = tuple(
 
 
 def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
-    """One line per hookimpl of ``plugin`` whose name matches no hook spec (a misspelt hook)."""
-    provider = _provider_of(pm, plugin)
+    """One line per hookimpl of ``plugin`` whose name matches no hook spec (a misspelt hook); ``pm`` is a
+    Registry or a bare pluggy manager with the specs (the conformance kit's)."""
+    provider = pm.provider_of(plugin) if isinstance(pm, Registry) else _module_provider(plugin)
     lines = []
     for caller in pm.get_hookcallers(plugin) or ():
         if caller.has_spec():
@@ -384,7 +544,7 @@ def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
 
 
 def _register(
-    pm: pluggy.PluginManager, plugin: Any, name: str | None, provider: str
+    pm: Registry, plugin: Any, name: str | None, provider: str
 ) -> None:
     if isinstance(plugin, type) and _has_hookimpls(plugin):
         raise PluginError(
@@ -401,17 +561,15 @@ def _register(
         raise PluginError(f"plugin {provider}: {exc}") from None
     if provider != BUILTIN_PROVIDER:
         # pluggy's list_plugin_distinfo() only covers load_setuptools_entrypoints; keep our own map.
-        pm._scribbles_providers = {**getattr(pm, "_scribbles_providers", {}), id(plugin): provider}
+        pm._providers[id(plugin)] = provider
 
 
 def _has_hookimpls(obj: Any) -> bool:
     return any(hasattr(getattr(obj, attr, None), f"{PROJECT}_impl") for attr in dir(obj))
 
 
-def _provider_of(pm: pluggy.PluginManager, plugin: Any) -> str:
-    providers = getattr(pm, "_scribbles_providers", {})
-    if id(plugin) in providers:
-        return providers[id(plugin)]
+def _module_provider(plugin: Any) -> str:
+    """The built-in marker for scribbles' own modules and objects, else the plugin's module name."""
     module = getattr(plugin, "__name__", "") or type(plugin).__module__
     if module.startswith("scribbles."):
         return BUILTIN_PROVIDER

@@ -44,9 +44,9 @@ class Repeated(Splitter):
 
     def per_repeat(self, dataset: Dataset | None = None) -> int:
         """Folds in one repeat."""
-        return self.inner.count_folds(dataset)
+        return self.inner.get_n_splits(dataset)
 
-    def count_folds(self, dataset: Dataset | None = None) -> int:
+    def get_n_splits(self, dataset: Dataset | None = None) -> int:
         return self.repeats * self.per_repeat(dataset)
 
     def split(self, dataset: Dataset) -> Iterator[Fold]:

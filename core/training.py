@@ -1,20 +1,20 @@
-"""The training loop shared by the torch strategies. Imports torch only, so it runs on a bare GPU box."""
+"""Training helpers the torch strategies share: seeding, devices, batch order, optimizers, autocast.
+
+Imports torch only (no other scribbles module but the config), so it runs on a bare GPU box; the loop
+itself is in core/loop.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from .config import TrainConfig
-from .contracts import TrainResult
-
-Callback = Callable[[int, Mapping[str, float]], None]
 
 
 def seed_everything(seed: int) -> None:
@@ -89,43 +89,3 @@ def mean_loss(
             y = targets[start : start + batch_size].to(device)
             total += float(loss_fn(model(x), (x, y))) * len(x)
     return total / max(n, 1)
-
-
-def train_single(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    train: tuple[torch.Tensor, torch.Tensor],
-    valid: tuple[torch.Tensor, torch.Tensor],
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    checkpoint: Path | None = None,
-) -> TrainResult:
-    """Train ``model`` in this process for ``config.epochs`` epochs; report each epoch to callbacks.
-
-    With ``checkpoint`` a checkpoint is written there after every epoch, and training resumes from
-    it when it exists (its earlier epochs are reported again, from the saved history).
-    """
-    from . import checkpoint as checkpoints
-    from .loop import run
-    from .parallel import Engine
-
-    device = pick_device(config.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(config))
-    engine = Engine(device)
-    engine.setup(model, config)
-    saved = checkpoints.load_or_set_aside(checkpoint) if checkpoint is not None else None
-
-    def report(epoch: int, metrics: Mapping[str, float]) -> None:
-        for callback in callbacks:
-            callback(epoch, metrics)
-
-    if saved is not None:
-        for epoch, metrics in enumerate(saved["history"]):
-            report(epoch, metrics)
-    history = run(
-        engine, loss_fn, train, valid, config, saved=saved, checkpointing=checkpoint is not None,
-        save=(lambda state: checkpoints.atomic_save(state, checkpoint)) if checkpoint is not None else None,
-        report=report,
-    )
-    return TrainResult(model=engine.model.cpu(), history=history, world_size=1)

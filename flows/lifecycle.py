@@ -67,12 +67,12 @@ def sigterm_ignored() -> contextlib.AbstractContextManager[None]:
 def registered(registry: Registry, plugins: list[Any]) -> Iterator[None]:
     """``plugins`` registered with ``registry``'s hooks in the block, unregistered after it."""
     for plugin in plugins:
-        registry.pm.register(plugin)
+        registry.register(plugin)
     try:
         yield
     finally:
         for plugin in plugins:
-            registry.pm.unregister(plugin)
+            registry.unregister(plugin)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from scribbles.core.guard import check_fold, fold_report
 from scribbles.core.markers import PROJECT
 from scribbles.core.registry import hook_problems
 
-from .kit import DryRunError
+from .dry_run import DryRunError
 from .synthetic import synthetic_dataset
 from .torch_families import check_loss, check_model, check_strategy, inputs_of, producer, spec_of
 from .tta_family import check_tta

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from scribbles.core import Registry, Technique
 from scribbles.core.registry import technique_problem
 
+from .dry_run import DryRunError
 from .synthetic import synthetic_dataset
 
 Check = Callable[[Technique, Path, "Registry | None"], list[str]]
@@ -72,10 +73,6 @@ def build(cls: type[Technique], params: dict[str, Any] | None, workdir: Path) ->
             ) from None
         raise DryRunError(f"Params rejected {params!r}: {exc.errors()[0]['msg']}") from None
     return cls(validated)
-
-
-class DryRunError(Exception):
-    """A step of a dry run failed; the message is one problem line."""
 
 
 def technique_problems(

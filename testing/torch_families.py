@@ -17,7 +17,7 @@ from scribbles.core import ConfigError, Model, ModelSpec, Registry, TrainConfig,
 from scribbles.core.contracts import Dataset
 from scribbles.core.outputs import LOGITS, logits_of
 
-from .kit import DryRunError
+from .dry_run import DryRunError
 from .serving import serving_problems
 from .synthetic import SHAPES, synthetic_dataset
 

@@ -19,7 +19,7 @@ from scribbles.core import ConfigError, Registry, View, load_registry
 from scribbles.core.compose import Compose
 from scribbles.core.plan import _build_transform
 
-from .kit import DryRunError
+from .dry_run import DryRunError
 from .synthetic import SHAPES
 
 ROWS = 48

@@ -240,7 +240,7 @@ def test_an_unloadable_checkpoint_is_set_aside_and_the_fold_trains_from_the_star
     import torch
     from scribbles.core import TrainConfig
     from scribbles.core.checkpoint import CheckpointWarning, atomic_save
-    from scribbles.core.training import train_single
+    from scribbles.core.loop import train_single
 
     path = tmp_path / "checkpoint.pt"
     atomic_save({"epoch": 0, "history": [{"train_loss": 1.0}], "model": {"w": torch.zeros(1000)}}, path)

@@ -34,7 +34,7 @@ def test_repeats_give_new_shuffles_numbered_across_and_refuse_fixed_splitters() 
     dataset = Dataset(frame, "y", ["x"], group="g")
     repeated = with_repeats(create("splitter", "kfold", n_splits=3, shuffle=True, seed=5), 3)
     folds = list(repeated.split(dataset))
-    assert [f.index for f in folds] == list(range(9)) and repeated.count_folds(dataset) == 9
+    assert [f.index for f in folds] == list(range(9)) and repeated.get_n_splits(dataset) == 9
     assert repeated.name == "kfold"
     for r in range(3):
         alone = list(create("splitter", "kfold", n_splits=3, shuffle=True, seed=5 + r).split(dataset))

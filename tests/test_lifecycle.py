@@ -40,7 +40,7 @@ def test_a_block_that_ends_finishes_once_and_observers_see_it() -> None:
     with observing(observer), run_lifecycle(registry, _run(), [tracker]) as ending:
         ending.end({"accuracy_mean": 0.5}, [{"trial": 0}])
     assert tracker.seen == observer.seen == ["start", "end ['accuracy_mean'] 1"]
-    assert not registry.pm.is_registered(tracker) and not registry.pm.is_registered(observer)
+    assert not registry.is_registered(tracker) and not registry.is_registered(observer)
 
 
 @pytest.mark.parametrize(("error", "status"), [(ValueError, "FAILED"), (KeyboardInterrupt, "KILLED")])
@@ -69,7 +69,7 @@ def test_a_sweep_holds_its_trackers_only_around_its_own_hooks() -> None:
     """hold=False: the sweep's trackers must not see its trials' hooks (each trial registers its own)."""
     registry, tracker = load_registry(), Recorder()
     with run_lifecycle(registry, _run(), [tracker], hold=False) as ending:
-        assert not registry.pm.is_registered(tracker)
+        assert not registry.is_registered(tracker)
         registry.hook.scribbles_run_start(ctx=_run())  # a trial's start: not the sweep tracker's business
         ending.end({})
     assert tracker.seen == ["start", "end [] 0"]

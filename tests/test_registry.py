@@ -203,3 +203,19 @@ def test_create_uses_default_registry() -> None:
     splitter = create("splitter", "kfold", n_splits=3)
     assert isinstance(splitter, Technique)
     assert splitter.params.n_splits == 3
+
+
+def test_builtins_are_listed_from_metadata_that_matches_the_modules() -> None:
+    """Names and summaries come from BUILTIN_TECHNIQUES and the sources without importing a built-in
+    module; once imported, every module contributes exactly what the table lists (import_all checks)
+    and each summary read from the source is the class's own."""
+    from scribbles.core.registry import BUILTIN_TECHNIQUES
+
+    registry = load_registry(autoload=False)
+    assert registry._pending_builtins == set(BUILTIN_TECHNIQUES)
+    listed = {(i.family, i.name): i.summary() for i in registry.techniques()}
+    assert registry._pending_builtins == set(BUILTIN_TECHNIQUES)  # listing imported nothing
+    registry.import_all()
+    assert not registry._pending_builtins
+    assert listed == {(i.family, i.name): i.cls.summary() for i in registry.techniques()}
+    assert all(listed.values())

@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 import torch
 from pydantic import BaseModel
-from scribbles.core import ConfigError, Model, TrainConfig, create, hookimpl, load_registry, recompute, resolve
+from scribbles.core import (
+    ConfigError,
+    Model,
+    TrainConfig,
+    activation_checkpointing,
+    create,
+    hookimpl,
+    load_registry,
+    resolve,
+)
 from scribbles.core import checkpoint as checkpoints
 from scribbles.core.config import parse_config
-from scribbles.core.loop import train_epoch
-from scribbles.core.parallel import Engine
-from scribbles.core.training import seed_everything, train_single
+from scribbles.core.loop import train_epoch, train_single
+from scribbles.core.torch_strategy import TorchStrategy
+from scribbles.core.training import seed_everything
 from strategy_helpers import BASE, SPEC, TRAIN, VALID, build, loss, single, vector
 
 
@@ -79,9 +88,9 @@ class _InPlaceStack(torch.nn.Module):
 def _gradients(model: torch.nn.Module, x: torch.Tensor, policy: str | None) -> tuple[torch.Tensor, int]:
     """Gradients after one backward pass (same seed each call) and the bytes kept for it."""
     if policy is not None:
-        recompute.enable(model, policy)  # type: ignore[arg-type]
+        activation_checkpointing.enable(model, policy)  # type: ignore[arg-type]
     seed_everything(1)
-    kept = recompute.saved_bytes(lambda: model(x).sum(), model.parameters())
+    kept = activation_checkpointing.saved_bytes(lambda: model(x).sum(), model.parameters())
     seed_everything(1)
     model(x).square().sum().backward()
     return torch.cat([p.grad.flatten() for p in model.parameters()]), kept
@@ -107,12 +116,12 @@ def test_checkpointing_share_counts_from_the_first_block_and_never_takes_the_las
     needs its activations first); a lone block is checkpointed; a share out of (0, 1] is refused."""
     for policy, share, wrapped in (("full", None, 6), ("full", 0.5, 4), ("full", 1.0, 7), ("selective", None, 7)):
         stack = _Stack(0.0, layers=8)
-        assert recompute.enable(stack, policy, share) == list(stack.layers)[:wrapped]  # type: ignore[arg-type]
+        assert activation_checkpointing.enable(stack, policy, share) == list(stack.layers)[:wrapped]  # type: ignore[arg-type]
         assert "forward" not in vars(stack.layers[-1]) and "forward" in vars(stack.layers[0])
     lone = _InPlaceStack()
-    assert recompute.enable(lone, "full") == [lone.blocks[0]]
+    assert activation_checkpointing.enable(lone, "full") == [lone.blocks[0]]
     with pytest.raises(ValueError, match="share"):
-        recompute.enable(_Stack(0.0), "full", 1.5)
+        activation_checkpointing.enable(_Stack(0.0), "full", 1.5)
 
 
 def test_selective_recomputes_a_kept_output_changed_in_place() -> None:
@@ -144,19 +153,19 @@ def test_grad_accumulation_matches_one_big_batch() -> None:
 def test_fp16_scaler_skips_an_inf_step_and_halves_the_scale() -> None:
     """GradScaler: an inf gradient leaves the weights alone and halves the loss scale."""
     config = TrainConfig(**BASE, precision="fp16", device="cpu")
-    engine = Engine(torch.device("cpu"))
-    engine.setup(build(), config)
-    before, scale = vector(engine.model), engine.scaler.get_scale()
-    engine.zero_grad()
+    strategy = TorchStrategy(torch.device("cpu"))
+    strategy.setup(build(), config)
+    before, scale = vector(strategy.model), strategy.scaler.get_scale()
+    strategy.zero_grad()
     x, y = TRAIN[0][:8], TRAIN[1][:8]
     with torch.autocast("cpu", dtype=torch.float16):
-        out = engine.module(x)
-    engine.scaler.scale(loss()(out, (x, y)) * float("inf")).backward()
-    engine.step()
-    assert torch.equal(vector(engine.model), before)
-    assert engine.scaler.get_scale() == scale / 2
-    train_epoch(engine, loss(), *TRAIN, config, epoch=0)  # finite steps then move the weights
-    assert not torch.equal(vector(engine.model), before)
+        out = strategy.module(x)
+    strategy.scaler.scale(loss()(out, (x, y)) * float("inf")).backward()
+    strategy.step()
+    assert torch.equal(vector(strategy.model), before)
+    assert strategy.scaler.get_scale() == scale / 2
+    train_epoch(strategy, loss(), *TRAIN, config, epoch=0)  # finite steps then move the weights
+    assert not torch.equal(vector(strategy.model), before)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -9,7 +9,7 @@ import torch
 from scribbles.core import BadInput, Dataset, Fold, LeakageError, ModelSpec, TrainConfig, create
 from scribbles.core.evaluation import evaluate, merge_probabilities
 from scribbles.core.guard import check_fold
-from scribbles.core.training import train_single
+from scribbles.core.loop import train_single
 from sklearn.model_selection import GroupKFold, KFold, TimeSeriesSplit, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -120,6 +120,27 @@ def test_as_sklearn_runs_cross_val_score() -> None:
     splitter = create("splitter", "group_kfold", n_splits=3).as_sklearn()
     scores = cross_val_score(KNeighborsClassifier(3), X, y, groups=dataset.frame["g"], cv=splitter)
     assert len(scores) == 3 and splitter.get_n_splits() == 3
+
+
+def test_get_n_splits_honours_a_plugin_that_overrides_the_former_count_folds() -> None:
+    """Splitter.get_n_splits (scikit-learn's name) is the count; a splitter written before the rename
+    that overrides count_folds is still asked through it."""
+    from scribbles.core import Splitter
+
+    class Old(Splitter):
+        """Three folds, counted the old way."""
+
+        name = "old"
+
+        def split(self, dataset: Dataset):  # type: ignore[override]
+            yield from ()
+
+        def count_folds(self, dataset: Dataset | None = None) -> int:
+            return 3
+
+    assert Old().get_n_splits() == 3 and Old().as_sklearn().get_n_splits() == 3
+    kfold = create("splitter", "kfold", n_splits=4)
+    assert kfold.get_n_splits() == kfold.count_folds() == 4
 
 
 def test_training_loop_learns_and_reports_each_epoch() -> None:

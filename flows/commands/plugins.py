@@ -39,7 +39,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     infos = registry.techniques(args.family)
     if args.json:
         rows = [
-            {"family": i.family, "name": i.name, "provider": i.provider, "summary": i.cls.summary()}
+            {"family": i.family, "name": i.name, "provider": i.provider, "summary": i.summary()}
             for i in infos
         ]
         print(json.dumps(rows, indent=2))
@@ -48,7 +48,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     table = Table("family", "name", "provider", "summary")
     for info in infos:
-        table.add_row(info.family, info.name, info.provider, info.cls.summary())
+        table.add_row(info.family, info.name, info.provider, info.summary())
     console().print(table)
     return EXIT_OK
 

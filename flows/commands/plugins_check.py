@@ -21,17 +21,17 @@ def check_plugins(args: argparse.Namespace) -> int:
     """Run every check; print one line per technique and the list of problems."""
     from scribbles.core import load_config, load_registry
     from scribbles.core.registry import API_VERSION_ATTRIBUTE, BUILTIN_PROVIDER, declared_api_version
-    from scribbles.core.registry import _provider_of as provider_of
     from scribbles.testing import technique_problems
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its database setup logs at INFO
     deny = load_config(args.config).plugins.deny if args.config else []
     # Never strict here: every broken plugin is a finding to list, not a reason to stop listing.
     registry = load_registry(deny=deny, strict=False)
+    registry.import_all()
     problems = list(registry.problems)
     notes = []
-    for _, plugin in registry.pm.list_name_plugin():
-        provider = provider_of(registry.pm, plugin)
+    for _, plugin in registry.list_name_plugin():
+        provider = registry.provider_of(plugin)
         if provider != BUILTIN_PROVIDER and declared_api_version(plugin) is None:
             notes.append(f"plugin {provider} declares no {API_VERSION_ATTRIBUTE}; add "
                          f"`{API_VERSION_ATTRIBUTE} = 1` to the module its entry point names")

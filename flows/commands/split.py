@@ -6,16 +6,21 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from scribbles.core import BadInput, Dataset, Fold, ScribblesError
+from scribbles.core import BadInput, ScribblesError
+
+if TYPE_CHECKING:  # numpy and the contracts are imported when the verb runs, not to build the parser
+    import numpy as np
+    from scribbles.core import Dataset, Fold
 
 from .common import EXIT_OK, console, writable_file
 
 
 def assignment_table(folds: list[Fold]) -> dict[str, np.ndarray]:
     """Columns ``row``, ``fold``, ``role``: one line per row per fold it takes part in, by fold then row."""
+    import numpy as np
+
     rows, fold_of, role = [], [], []
     for fold in folds:
         for side, positions in (("train", fold.train), ("valid", fold.valid)):

@@ -203,7 +203,7 @@ class LeaveOneGroupOut(Splitter):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    def count_folds(self, dataset: Dataset | None = None) -> int:
+    def get_n_splits(self, dataset: Dataset | None = None) -> int:
         """The number of groups, which needs the data."""
         if dataset is None:
             raise BadInput(f"data.group: {self.name} has one fold per group, so counting folds needs the groups")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import torch
-from scribbles.core import BadInput, ConfigError, Model, TrainConfig
-from scribbles.core.job_token import job_token
+from scribbles.core import ConfigError, Model, TrainConfig
 
 CLASSIC = "sklearn"
 
@@ -51,24 +49,3 @@ def check_torch(strategy: str, config: TrainConfig, model: Model) -> None:
     if not autocast_supported(device, config.precision):
         raise ConfigError(f"{config.precision} is not supported on this {device}; use fp32"
                           + (" or fp16" if device == "cuda" else ""), "train.precision")
-
-
-def check_world(strategy: str, config: TrainConfig) -> None:
-    """The global batch must give every worker a row; several machines need a rendezvous endpoint."""
-    world = config.workers * config.nodes
-    if world > config.batch_size:
-        raise ConfigError(
-            f"{world} workers but a global batch of {config.batch_size} rows: every worker needs at least "
-            f"one row of each batch; lower train.workers or raise train.batch_size", "train.workers")
-    if config.nodes > 1:
-        if not config.rdzv_endpoint:
-            raise ConfigError(f"strategy '{strategy}' on {config.nodes} machines needs train.rdzv_endpoint: "
-                              "HOST:PORT of this machine, which the others join", "train.rdzv_endpoint")
-        match = re.fullmatch(r"[^:\s]+:(\d{1,5})", config.rdzv_endpoint)
-        if not match or not 1 <= int(match[1]) <= 65535:
-            raise ConfigError(f"{config.rdzv_endpoint[:80]!r} is not HOST:PORT with a port of 1 to 65535",
-                              "train.rdzv_endpoint")
-        try:
-            job_token(f"strategy '{strategy}' on {config.nodes} machines")
-        except BadInput as exc:
-            raise ConfigError(str(exc), "train.nodes") from None

@@ -1,0 +1,42 @@
+"""``allreduce``: data parallel without DDP, gradients all-reduced parameter by parameter before each step.
+
+Slower than ``ddp`` (no bucketing, no overlap of communication with backward) but short enough to read:
+it shows how a strategy plugin owns its mechanics (a ``TorchStrategy`` subclass) while scribbles keeps
+the training loop, the launcher and checkpointing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch.distributed as dist
+from scribbles.core import Technique, hookimpl
+from scribbles.core.launched import LaunchedStrategy
+from scribbles.core.torch_strategy import TorchStrategy
+
+#: The scribbles plugin API this module is written for.
+SCRIBBLES_API_VERSION = 1
+
+
+class AllReduceGradients(TorchStrategy):
+    """Each worker keeps a full replica; gradients are averaged over the workers before the step."""
+
+    def step(self) -> None:
+        if self.world > 1:
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    dist.all_reduce(param.grad, group=self.group)
+                    param.grad /= self.world
+        super().step()
+
+
+class AllReduce(LaunchedStrategy):
+    """Data parallel by all-reducing every gradient before the step (an example third-party strategy)."""
+
+    name = "allreduce"
+    torch_strategy = AllReduceGradients
+
+
+@hookimpl
+def scribbles_techniques() -> Iterable[type[Technique]]:
+    return [AllReduce]
