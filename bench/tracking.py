@@ -50,9 +50,9 @@ from scribbles.core import EpochContext, FoldContext, FoldEndContext, RunEndCont
 from scribbles.core.config import parse_config
 from scribbles.core.guard import fold_report
 from scribbles.flows.demo_data import build_activity
-from scribbles.flows.experiment import run_context, summarise
 from scribbles.flows.fold_outputs import read_outputs
 from scribbles.flows.fold_task import FoldJob, live_epochs, run_job
+from scribbles.flows.runs import run_context, summarise
 
 
 @dataclass

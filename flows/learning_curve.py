@@ -29,9 +29,9 @@ from scribbles.core.redact import masking_errors
 
 from . import fold_task
 from .config_ref import unstash
-from .experiment import load_data, make_folds, run_context
 from .lifecycle import run_lifecycle
 from .prefect_env import configure_prefect
+from .runs import load_data, make_folds, run_context
 
 configure_prefect()
 

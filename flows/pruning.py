@@ -1,6 +1,6 @@
 """What a run reports to an Optuna trial while its folds train, and how a pruned trial ends in MLflow.
 
-``Reporter`` is handed to ``experiment.run_one`` by the search (flows/search.py). Folds train in a fixed
+``Reporter`` is handed to ``runs.run_one`` by the search (flows/search.py). Folds train in a fixed
 order (fold 0 first), so the steps a trial reports mean the same thing in every trial:
 
 * ``median``, ``hyperband``, ``none``: every epoch of every fold, step ``fold * train.epochs + epoch``,

@@ -8,7 +8,7 @@ or under the project's ``.scribbles/`` for a tracking server. The study is named
 <storage>`` shows the trials by the names MLflow knows them by.
 
 Each trial is asked from the study (``study.ask`` with the space's distributions), run as a nested run
-of the sweep run with its folds nested under it (``experiment.run_one``), reported to the study epoch by
+of the sweep run with its folds nested under it (``runs.run_one``), reported to the study epoch by
 epoch or fold by fold (flows/pruning.py) and told its state: COMPLETE with the mean of ``rank_by`` over
 its folds, PRUNED, or FAIL. The trial's result (summary, folds, run id) is kept as the Optuna trial's
 user attribute ``scribbles.result``, so the final ranking covers every trial of the study, those run
@@ -210,7 +210,7 @@ def execute(job: TrialJob, study: Any = None) -> dict[str, Any]:
     """Run one trial (its folds, reported to the study) in this process; its result, never TrialFailed."""
     import optuna
 
-    from .experiment import TrialFailed, run_one
+    from .runs import TrialFailed, run_one
 
     with fold_task.project_root(job.root):
         if study is None:  # another process: the study from its storage, with the sweep's pruner
@@ -259,7 +259,7 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
     """
     import optuna
 
-    from .experiment import load_data, make_folds, rank, tracking_uri_of
+    from .runs import load_data, make_folds, rank, tracking_uri_of
 
     sweep_config = parsed.sweep
     assert sweep_config is not None and sweep_config.optuna is not None

@@ -26,7 +26,7 @@ ORCHESTRATION = ("prefect", "prefect_dask", "mlflow", "dvc")
 #: test fails on any other, and this set must only shrink.
 KNOWN_FLOW_TO_PLUGIN = {
     ("scribbles.flows.commands.ui", "scribbles.plugins.trackers"),
-    ("scribbles.flows.experiment", "scribbles.plugins.trackers"),
+    ("scribbles.flows.runs", "scribbles.plugins.trackers"),
     ("scribbles.flows.failures", "scribbles.plugins.trackers"),
     ("scribbles.flows.fold_cache", "scribbles.plugins.trackers"),
     ("scribbles.flows.preflight", "scribbles.plugins.trackers"),

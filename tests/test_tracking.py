@@ -26,8 +26,9 @@ from mlflow.tracking import MlflowClient
 from scribbles.core import create, default_registry, load_config
 from scribbles.core.config import parse_config
 from scribbles.core.plan import resolve
-from scribbles.flows.experiment import experiment, run_context
+from scribbles.flows.experiment import experiment
 from scribbles.flows.redact import MASK, mask_params, mask_tree, masked_fields
+from scribbles.flows.runs import run_context
 
 REPO = Path(__file__).resolve().parents[1]
 #: Small enough to keep each flow to seconds: two folds, tiny GRU.
