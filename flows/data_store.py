@@ -188,7 +188,6 @@ def team_repo(root: Path) -> Any:
     """The DVC repo at ``root`` with the team remote of ``SCRIBBLES_DVC_REMOTE`` (scribbles.toml) as default."""
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
-
     from scribbles.plugins.data import dvc_remote_config
 
     try:
