@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -73,13 +74,26 @@ def postgres(folder: Path, databases: tuple[str, ...] = ("mlflow", "prefect", "o
             raise Unavailable("running as root without runuser: cannot start PostgreSQL as another user")
         owner = "nobody"
     folder.mkdir(parents=True, exist_ok=True)
-    data, sockets = folder / "pgdata", folder / "pgsock"
+    # As root, the instance lives in a folder of its own under the system's temp dir: pytest's tmp_path sits
+    # in a folder only root may enter (0700), where the user ``nobody`` could not reach its data directory.
+    home = Path(tempfile.mkdtemp(prefix="scribbles-pg-")) if owner else folder
+    try:
+        yield from _run_postgres(binaries, home, owner, databases)
+    finally:
+        if owner:
+            with contextlib.suppress(OSError):
+                shutil.copy(home / "postgres.log", folder / "postgres.log")
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _run_postgres(binaries: Path, home: Path, owner: str | None, databases: tuple[str, ...]) -> Iterator[Postgres]:
+    """initdb, pg_ctl start, the databases created; yields the instance, stops it after."""
+    data, sockets = home / "pgdata", home / "pgsock"
     sockets.mkdir(exist_ok=True)
     if owner:
-        for path in (folder, sockets):
+        for path in (home, sockets):
             shutil.chown(path, user=owner)
-        folder.chmod(0o755)
-    log = folder / "postgres.log"
+    log = home / "postgres.log"
     initdb = subprocess.run(_as_owner([str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER,
                                        "-E", "UTF8", "--no-sync", "--locale=C"], owner),
                             capture_output=True, text=True)
@@ -109,7 +123,6 @@ def postgres(folder: Path, databases: tuple[str, ...] = ("mlflow", "prefect", "o
     finally:
         subprocess.run(_as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], owner),
                        capture_output=True)
-
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     """Return once ``url`` answers 200; RuntimeError naming the log when the server exits or stays silent."""
