@@ -165,42 +165,51 @@ def team(tmp_path_factory: pytest.TempPathFactory, activity_small: Any) -> Itera
             Path(timings).write_text(json.dumps(team.timings, indent=1))
 
 
+def _start(team: Team, name: str, machine: str, args: list[str], **extra: str) -> subprocess.Popen[str]:
+    """``scribbles ARGS`` in a working copy, its output in files (pipes of many processes could fill and block)."""
+    logs = team.root / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
+        return subprocess.Popen([SCRIBBLES, *args], cwd=team.copies[machine], env=team.env(machine, **extra),
+                                stdout=out, stderr=err, text=True, start_new_session=True)
+
+
+def _finish(team: Team, name: str, process: subprocess.Popen[str], timeout: float = 420) -> None:
+    """Wait for ``process`` (killed after ``timeout`` s) and keep its result under ``name``."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    logs = team.root / "logs"
+    team.results[name] = subprocess.CompletedProcess(process.args, process.returncode, (logs / f"{name}.out")
+                                                     .read_text(), (logs / f"{name}.err").read_text())
+
+
 def _concurrent(team: Team) -> None:
     """8 runs (4 per copy) on the servers, a laptop run on SQLite, and `scribbles serve` from a third process."""
-    serve = subprocess.Popen(
-        [SCRIBBLES, "serve", "team.yaml", "--interval", "60", "--set", "experiment=team-scheduled"],
-        cwd=team.copies["a"], env=team.env("a"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+    serve = _start(team, "serve", "a", ["serve", "team.yaml", "--interval", "60", "--set", "experiment=team-scheduled"])
     runs: dict[str, subprocess.Popen[str]] = {}
     start = time.perf_counter()
     for machine, rates in RATES.items():
         for lr in rates:
-            runs[f"{machine}-{lr}"] = subprocess.Popen(
-                [SCRIBBLES, "run", "team.yaml", "--set", f"train.lr={lr}"], cwd=team.copies[machine],
-                env=team.env(machine), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            runs[f"{machine}-{lr}"] = _start(team, f"{machine}-{lr}", machine, ["run", "team.yaml", "--set",
+                                                                             f"train.lr={lr}"])
     laptop = team.copies["a"] / "laptop.db"
-    runs["laptop"] = subprocess.Popen(
-        [SCRIBBLES, "run", "team.yaml", "--set", f"train.lr={LAPTOP_LR}", "--set", "experiment=laptop"],
-        cwd=team.copies["a"], env=team.env("a", MLFLOW_TRACKING_URI=f"sqlite:///{laptop}"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs["laptop"] = _start(team, "laptop", "a", ["run", "team.yaml", "--set", f"train.lr={LAPTOP_LR}", "--set",
+                                                  "experiment=laptop"], MLFLOW_TRACKING_URI=f"sqlite:///{laptop}")
     try:
         for name, process in runs.items():
-            out, err = process.communicate(timeout=600)
-            team.results[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+            _finish(team, name, process)
         team.timings["eight_runs_and_laptop_s"] = time.perf_counter() - start
         team.timings["scheduled_run_s"] = _wait_scheduled(team)
     finally:
         for process in runs.values():
             if process.poll() is None:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGTERM)
-        try:
-            out, err = serve.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
-            out, err = serve.communicate()
-        team.results["serve"] = subprocess.CompletedProcess(serve.args, serve.returncode, out, err)
+        _finish(team, "serve", serve, timeout=60)
 
 
 def _second_phase(team: Team) -> None:
@@ -222,16 +231,13 @@ def _second_phase(team: Team) -> None:
     if migrated:
         commands["rerun-c"] = ("c", ["rerun", migrated[0].info.run_id])
     start = time.perf_counter()
-    running = {name: subprocess.Popen([SCRIBBLES, *args], cwd=team.copies[machine], env=team.env(machine),
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for name, (machine, args) in commands.items()}
+    running = {name: _start(team, name, machine, args) for name, (machine, args) in commands.items()}
     for name, process in running.items():
-        out, err = process.communicate(timeout=600)
-        team.results[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        _finish(team, name, process)
     team.timings["cache_reuse_rerun_s"] = time.perf_counter() - start
 
 
-def _wait_scheduled(team: Team, timeout: float = 240) -> float:
+def _wait_scheduled(team: Team, timeout: float = 120) -> float:
     """Seconds until the served deployment's first run is COMPLETED in the Prefect API (inf: never)."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
