@@ -149,7 +149,8 @@ def mlflow_server(backend: str, artifacts: Path, log: Path, workers: int = 1,
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
                "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # No GenAI job consumers (MLflow 3 starts seven huey processes for them): scribbles runs no such jobs.
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.timeout(600),
 
 CONFIG: dict[str, Any] = {
     "experiment": "browser-demo",
-    "data": {"name": "dvc", "path": "data/activity.csv", "target": "activity", "group": "subject"},
+    "data": {"name": "dvc", "path": "data/activity.csv", "target": "activity", "group": "subject",
+             "time": "timestamp"},
     "split": {"name": "group_kfold", "n_splits": 2},
     "model": {"name": "mlp", "hidden": [8]},
     "train": {"epochs": 3, "batch_size": 64, "lr": 0.003},

@@ -59,7 +59,7 @@ def _mlflow(uri: str) -> str:
 def _prefect(url: str) -> str:
     from ..prefect_server import healthy
 
-    if not healthy(url.rstrip("/")):
+    if not healthy(url.rstrip("/"), timeout=CHECK_SECONDS - 1):
         raise ConnectionError(f"no Prefect API answers at {url}/health")
     return "the Prefect API answers"
 
