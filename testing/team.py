@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scribbles.flows.prefect_server import free_port, local_server, stop
 
@@ -169,3 +170,26 @@ def prefect_server(database: str, home: Path, log: Path, timeout: float = 150.0)
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
     with local_server(port=free_port(), log=log, timeout=timeout, env=env) as url:
         yield url
+
+
+def metric_counts(client: Any, parent: Any) -> tuple[int, int]:
+    """(metric values a run wrote, as its folds' fold_result.json record them, values the store gives back).
+
+    Written: per fold, its final metrics and every epoch's values; on the parent a mean and a std of each
+    fold metric. Read back: the length of every metric's history, parent and folds.
+    """
+    import json
+
+    written = read = 0
+    folds = client.search_runs([parent.info.experiment_id],
+                               f"tags.\"mlflow.parentRunId\" = '{parent.info.run_id}'")
+    with tempfile.TemporaryDirectory() as tmp:
+        keys: set[str] = set()
+        for fold in folds:
+            result = json.loads(Path(client.download_artifacts(fold.info.run_id, "fold_result.json", tmp)).read_text())
+            written += len(result["metrics"]) + sum(len(epoch) for epoch in result["history"])
+            keys |= set(result["metrics"])
+            read += sum(len(client.get_metric_history(fold.info.run_id, key)) for key in fold.data.metrics)
+        written += 2 * len(keys)
+    read += sum(len(client.get_metric_history(parent.info.run_id, key)) for key in parent.data.metrics)
+    return written, read
