@@ -67,6 +67,7 @@ def eight(root: Path, tracking: str, prefect: str) -> tuple[float, int, int, int
 
 
 def main() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading fold_result.json back
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         pg = stack.enter_context(postgres(root / "pg"))
