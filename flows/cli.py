@@ -25,6 +25,7 @@ from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
 from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, raise_terminated
 from .prefect_env import configure_prefect
+from .settings import apply_settings
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,6 +77,11 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages."""
     # First: every line this process (and the libraries it loads) prints passes the secret mask.
     mask_output()
+    try:  # scribbles.toml: the team's servers, as the environment variables each tool reads
+        apply_settings()
+    except BadInput as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     configure_prefect()
     warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)

@@ -182,3 +182,62 @@ def describe_status(changes: dict[str, Any]) -> list[str]:
             else:
                 lines.append(f"{stage}: {item}")
     return lines
+
+
+def team_repo(root: Path) -> Any:
+    """The DVC repo at ``root`` with the team remote of ``SCRIBBLES_DVC_REMOTE`` (scribbles.toml) as default."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+    from scribbles.plugins.data import dvc_remote_config
+
+    try:
+        return Repo(str(root), config=dvc_remote_config())
+    except NotDvcRepoError:
+        raise BadInput(f"{root} is not a DVC repository; run `dvc init` there first") from None
+
+
+def default_remote(root: Path) -> tuple[str, str] | None:
+    """``(name, url)`` of the remote push and pull would use; None when there is none."""
+    repo = team_repo(root)
+    try:
+        name = repo.config["core"].get("remote")
+        if not name:
+            return None
+        remote = repo.config["remote"].get(name) or {}
+        return str(name), str(remote.get("url", ""))
+    finally:
+        repo.close()
+
+
+def transfer(root: Path, direction: str) -> str:
+    """``dvc push`` or ``dvc pull`` of data.dvc to the team remote (DVC's own API); a one-line summary.
+
+    BadInput when no remote is configured; ScribblesError when the remote cannot be reached or lacks data.
+    """
+    from dvc.config import NoRemoteError
+    from dvc.exceptions import DvcException
+
+    pointer = root / POINTER
+    if not pointer.exists():
+        raise BadInput(f"{pointer} does not exist; track the data with `dvc add data` (or `scribbles data build`)")
+    found = default_remote(root)
+    if found is None:
+        raise BadInput("no DVC remote: set dvc.remote in scribbles.toml (or SCRIBBLES_DVC_REMOTE), or add one with "
+                       "`dvc remote add -d team /shared/folder` and commit .dvc/config")
+    name, url = found
+    repo = team_repo(root)
+    try:
+        with _quiet():
+            if direction == "push":
+                count = repo.push(targets=[str(pointer)])
+                return f"pushed {count} file(s) to DVC remote {name} ({url})"
+            stats = repo.pull(targets=[str(pointer)], force=True)
+        fetched = (stats.get("stats") or {}).get("fetched", 0) if isinstance(stats, dict) else stats
+        return f"pulled {fetched} file(s) from DVC remote {name} ({url}); data/ matches data.dvc"
+    except NoRemoteError as exc:
+        raise BadInput(f"DVC remote: {exc}") from None
+    except DvcException as exc:
+        raise ScribblesError(f"dvc {direction} to remote {name} ({url}) failed: {' '.join(str(exc).split())[:300]}"
+                             ) from None
+    finally:
+        repo.close()

@@ -16,6 +16,9 @@ DEFAULTS = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     # No network, and nothing leaves the machine unasked: MLflow's usage telemetry is off.
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # On a tracking server MLflow prints "View run ... at: URL" for every run it ends (folds included);
+    # scribbles prints the parent run's link itself.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 #: Loggers that print CancelledError tracebacks while the temporary server shuts down.

@@ -46,10 +46,10 @@ def free_port(preferred: int | None = None) -> int:
     raise OSError("no free port on 127.0.0.1")
 
 
-def healthy(url: str) -> bool:
-    """True when the Prefect API at ``url`` answers its health check."""
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """True when the Prefect API at ``url`` answers its health check within ``timeout`` seconds."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -107,7 +107,8 @@ def temporary_api(log: Path | None = None) -> Iterator[subprocess.Popen[bytes] |
     configured = PREFECT_API_URL.value()
     if configured:
         # Prefect's client would retry an absent server for about a minute per request.
-        if not healthy(str(configured).rstrip("/")):
+        # A shared server busy with a team's runs may take seconds to answer: three tries of 5 s each.
+        if not any(healthy(str(configured).rstrip("/"), timeout=5.0) for _ in range(3)):
             raise BadInput(f"PREFECT_API_URL: no Prefect API answers at {configured}; start that server, or unset "
                            "PREFECT_API_URL and each run starts a temporary one")
         yield None

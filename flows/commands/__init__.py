@@ -2,5 +2,5 @@
 
 COMMANDS: tuple[str, ...] = (
     "run", "resume", "rerun", "split", "compare", "promote", "data", "plugins", "ui", "diagnose", "new_plugin", "join",
-    "serve",
+    "serve", "doctor", "store",
 )

@@ -1,4 +1,4 @@
-"""`scribbles data build | status`: the demo datasets against data.dvc."""
+"""`scribbles data build | status | push | pull`: the demo datasets against data.dvc, and the team remote."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from .common import EXIT_FAILED, EXIT_OK
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Build the demo datasets, or say whether data/ matches data.dvc."""
-    from ..data_store import build, describe_status, project_root, status
+    from ..data_store import build, describe_status, project_root, status, transfer
 
     # DVC finds its project upward from here: data build and status act on that project's data/, never on a
     # data/ folder below the working directory.
     root = project_root(Path.cwd())
+    if args.action in ("push", "pull"):
+        print(transfer(root, args.action))
+        return EXIT_OK
     if args.action == "build":
         written = build(root, force=args.force)
         print(f"built {', '.join(written)}" if written else "data/ already built")
@@ -36,7 +39,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def add_parser(verbs: Any) -> None:
     """Register `scribbles data`."""
-    data = verbs.add_parser("data", help="demo datasets, and whether data/ matches data.dvc")
-    data.add_argument("action", choices=["build", "status"])
+    data = verbs.add_parser("data", help="demo datasets, whether data/ matches data.dvc, push/pull to the team remote")
+    data.add_argument("action", choices=["build", "status", "push", "pull"],
+                      help="push/pull: DVC's own push and pull of data.dvc to the default remote "
+                           "(scribbles.toml dvc.remote, SCRIBBLES_DVC_REMOTE, or DVC's config)")
     data.add_argument("--force", action="store_true", help="rebuild every dataset, not just missing ones")
     data.set_defaults(func=cmd_data)

@@ -173,6 +173,26 @@ class MlflowTracker(Tracker):
         for start in range(0, len(items), PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[start : start + PARAMS_PER_BATCH], synchronous=True)
 
+    def _log_inputs(self, inputs: list[Any], attempts: int = 4) -> None:
+        """``log_inputs`` on the parent; retried when a concurrent run inserted the same dataset first.
+
+        MLflow's SQL store checks for the dataset, then inserts it: two runs of one experiment on the same data
+        logging at once on a PostgreSQL server both insert, and the second fails with a unique violation on
+        ``dataset_pk`` (seen with 8 concurrent runs, tests/test_team_mode.py). On the retry the dataset exists
+        and is only linked to the run.
+        """
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(attempts):
+            try:
+                self.client.log_inputs(self.parent_id, datasets=inputs)
+                return
+            except MlflowException as exc:
+                text = str(exc).lower()
+                if attempt == attempts - 1 or not ("unique" in text or "duplicate" in text or "integrity" in text):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
     def _log_run_records(self, ctx: RunContext) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -185,9 +205,7 @@ class MlflowTracker(Tracker):
             source_type="dvc" if ctx.tags.get("scribbles.data_source") == "dvc" else "local",
             source=json.dumps(source),
         )
-        self.client.log_inputs(
-            self.parent_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])]
-        )
+        self._log_inputs([DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
         self.client.log_dict(self.parent_id, ctx.config, "config.yaml")
         self._log_new_artifacts(self.parent_id, ctx.artifacts)
 
