@@ -245,3 +245,14 @@ def test_listing_plugins_imports_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     exit_code, size, heavy = done.stderr.strip().splitlines()[-1].split(" ", 2)
     assert (exit_code, heavy) == ("0", "[]") and int(size) > 5000, done.stderr
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    """pyproject lists packages by hand (the folders map onto scribbles.*): a sub-package missing from the list
+    works in an editable install and is absent from a wheel (plugins/strategies was)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(init).removesuffix(".__init__") for folder in PACKAGES
+             for init in (REPO / folder).rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)

@@ -1,0 +1,320 @@
+"""The experiment config: YAML in, validated pydantic models out, every mistake a ConfigError.
+
+Only ``data`` and ``split`` are required; everything else has a default that works.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .yaml_reader import clip, read_text, safe_load
+
+#: The largest seed every consumer takes: numpy's RandomState wants 0 <= seed < 2**32 (torch takes 2**64).
+SEED_MAX = 2**32 - 1
+#: A seed numpy and torch both accept; an error names the field before any work instead of deep in a fold.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="seed, 0 to 2**32 - 1")]
+#: A layer width, a channel count or a shape dimension: at least 1.
+Width = Annotated[int, Field(ge=1)]
+#: Integers beyond int64 fit no numpy or torch array; a config never needs one.
+INT_LIMIT = 2**63
+#: The one list of config fields (dotted paths; a section covers its keys) that change how a run is carried
+#: out or labelled, never what a fold learns: the fold cache leaves them out of its key and a retried
+#: training job finds its checkpoint when only they differ. ``train.device`` is not here: CPU and CUDA
+#: draw different random numbers (dropout, shuffling), so they learn different weights.
+OPERATIONAL_FIELDS = (
+    "experiment", "tracking", "plugins", "data.allow_dirty", "data.rev", "train.timeout",
+    "train.parallel_folds", "train.dask_address", "train.checkpoint_dir", "train.restarts",
+    "train.rdzv_endpoint", "train.threads",
+)
+
+
+def is_operational(path: str) -> bool:
+    """True when the dotted config path ``path`` (``train.timeout``) is, or lies under, an operational field."""
+    return any(path == field or path.startswith(field + ".") for field in OPERATIONAL_FIELDS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EarlyStoppingConfig(_Strict):
+    """Stop a fold's training when its validation loss stops improving (see core/early_stopping.py)."""
+
+    metric: Literal["valid_loss", "train_loss"] = Field(
+        "valid_loss", description="the per-epoch loss watched (lower is better)")
+    patience: int = Field(3, ge=1, description="epochs without an improvement before training stops")
+    min_delta: float = Field(0.0, ge=0, description="an improvement is a drop of more than this")
+    restore_best: bool = Field(False, description="the fold's final weights (and metrics) are the best epoch's")
+
+
+class TrainConfig(_Strict):
+    """How to train: the strategy and the options every torch strategy honours."""
+
+    strategy: str | None = Field(None, description="single, ddp, zero, fsdp, sklearn; default by model")
+    workers: int = Field(1, ge=1, description="worker processes on each machine")
+    nodes: int = Field(1, ge=1, description="machines; the others run `scribbles join HOST:PORT`")
+    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of this machine's rendezvous when nodes > 1")
+    restarts: int = Field(2, ge=0, description="times the launcher restarts failed workers from the checkpoint")
+    checkpoint_dir: str = Field(".scribbles/checkpoints", description="per-epoch checkpoints, removed when done")
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1, description="global batch: W workers take batch_size / W each")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    activation_checkpointing: Literal[False, "full", "selective"] = Field(
+        False,
+        description="recompute activations in backward: true or 'full' (a checkpointed block keeps only its "
+        "input), 'selective' (also keeps attention and contracting matmul outputs), false",
+    )
+    activation_checkpointing_share: float | None = Field(
+        None, gt=0, le=1, description="share of the blocks checkpointed, from the first; the last never is; "
+        "default 0.75 for full, 1 for selective",
+    )
+    grad_accumulation: int = Field(1, ge=1)
+    seed: Seed = 0
+    timeout: float = Field(1800.0, gt=0, description="seconds before a stalled worker fails the run")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads per worker; default 1 (see core.training.cpu_threads)"
+    )
+    parallel_folds: int = Field(1, ge=1, description="folds trained at once, each in a process of its own")
+    dask_address: str | None = Field(
+        None, description="a Dask scheduler (tcp://HOST:PORT) whose workers train the folds, across machines"
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="{metric, patience, min_delta, restore_best}: stop a fold when it stops improving")
+
+
+    @field_validator("activation_checkpointing", mode="before")
+    @classmethod
+    def _checkpointing_policy(cls, value: Any) -> Any:
+        # true is the default policy; anything else gets one message naming every choice.
+        if value is True:
+            return "full"
+        if value is False or value in ("selective", "full"):
+            return value
+        raise ValueError("must be true, false, 'selective' or 'full'")
+
+
+#: What a config that names no loss or metrics gets, per task.
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
+
+
+class TTAConfig(_Strict):
+    """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
+
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    merge: Literal["mean", "median", "gmean", "max", "beta"] = "mean"
+    beta: float = Field(0.25, ge=0, le=1, description="merge beta: weight of the plain view (fastai's)")
+    mode: Literal["auto", "batched", "loop"] = Field(
+        "auto", description="views stacked in one forward pass, one pass per view, or the faster measured"
+    )
+    chunk: int | None = Field(None, ge=1, description="rows per block; default 4 x train.batch_size")
+
+
+class EvaluateConfig(_Strict):
+    """Evaluation: optional TTA and the metrics to report."""
+
+    tta: TTAConfig | None = None
+    #: Default: accuracy (classification) or rmse (regression).
+    metrics: list[str | dict[str, Any]] | None = None
+
+
+class PluginsConfig(_Strict):
+    """Which installed plugin distributions to keep out of this run."""
+
+    deny: list[str] = Field(default_factory=list)
+
+
+class RandomRange(_Strict):
+    """A range to draw a random-sweep value from: uniform, log-uniform, or integers."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+class OptunaConfig(_Strict):
+    """An Optuna study as the sweep's search engine (see flows/search.py)."""
+
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    trials: int | None = Field(None, ge=1, description="trials in the study; default the grid's size for grid")
+    seed: Seed = 0
+    pruner: Literal["median", "hyperband", "wilcoxon", "none"] = "none"
+    startup_trials: int = Field(2, ge=0, description="trials finished before the median pruner prunes")
+    warmup_steps: int = Field(0, ge=0, description="steps (fold * epochs + epoch) a trial runs before the median "
+                              "pruner may prune it")
+    storage: str | None = Field(None, description="an Optuna storage URL; default $SCRIBBLES_STUDY_STORAGE, "
+                                "else a journal file beside the MLflow store")
+
+
+class SweepConfig(_Strict):
+    """Trials of one experiment: a grid over dotted config paths, random draws, or an Optuna study."""
+
+    grid: dict[str, list[Any]] | None = None
+    random: dict[str, list[Any] | RandomRange] | None = None
+    optuna: OptunaConfig | None = None
+    #: The space an Optuna study samples: dotted path -> choices (a list) or a range, as ``random``.
+    space: dict[str, list[Any] | RandomRange] | None = None
+    parallel: int = Field(1, ge=1, description="Optuna trials run at once, each in a process of its own")
+    trials: int | None = Field(None, ge=1, description="random draws (random sweeps only)")
+    seed: Seed = 0
+    rank_by: str | None = Field(None, description="metric ranking the trials; default the first metric")
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment. Technique sections are ``{name: ..., <its own fields>}``."""
+
+    experiment: str | None = None
+    #: What the target is: classes to tell apart, or a number to predict.
+    task: Literal["classification", "regression"] = "classification"
+    data: dict[str, Any]
+    split: dict[str, Any]
+    #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
+    preprocess: list[dict[str, Any] | str] | None = None
+    model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
+    #: Default: cross_entropy (classification) or mse (regression).
+    loss: dict[str, Any] | None = None
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "mlflow"}])
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    sweep: SweepConfig | None = None
+
+    @field_validator("data", "split", "model", "loss")
+    @classmethod
+    def _has_name(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and "name" not in value:
+            raise ValueError("needs a 'name' (the technique to use)")
+        return value
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, or a ConfigError naming the file and the problem (reading is bounded)."""
+    path = Path(path)
+    raw = safe_load(read_text(path), str(path))
+    if raw is None:
+        raise ConfigError(f"{path} is empty; a config needs at least data: and split: sections")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping (data:, split:, ...), not {type(raw).__name__}"
+        )
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides; values are parsed as YAML (``3``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {clip(item)} must look like key.path=value, e.g. train.epochs=3")
+        try:
+            value = safe_load(text, f"--set {key.strip()}") if text.strip() else ""
+        except ConfigError as exc:
+            if "not valid YAML" not in str(exc):
+                raise
+            value = text  # `--set data.path=a: b` means the text itself
+        node = raw
+        parts = key.strip().split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {key}: {where} is {clip(child)}, not a section", where)
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a raw mapping; the error names every bad field by its dotted path."""
+    _refuse_unusable_numbers(raw, source)
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+    return config
+
+
+def _refuse_unusable_numbers(node: Any, source: str, path: str = "") -> None:
+    """ConfigError for any number no field can use: inf or nan (``.inf``, ``.nan``) or an int beyond int64.
+
+    Checked for the whole tree at once, technique sections included, because a plugin's float field
+    would accept ``.inf`` and fail only mid-training (a NaN loss), after Prefect and MLflow started.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_unusable_numbers(value, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_unusable_numbers(value, source, f"{path}.{index}" if path else str(index))
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{source}: {path}: {node} is not a finite number; give a finite value")
+    elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= INT_LIMIT:
+        raise ConfigError(f"{source}: {path}: {clip(node)} is too large; integers must be below 2**63")
+
+
+def _describe(err: Any) -> str:
+    path = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        section = path.rsplit(".", 1)[0] if "." in path else "the top level"
+        fields = _known_fields(path)
+        return f"{path}: unknown field in {section}; known fields: {fields}{closest(path.rsplit('.', 1)[-1], fields)}"
+    if err["type"] == "missing":
+        return f"{path}: required"
+    return f"{path}: {err['msg']} (got {clip(err.get('input'))})"
+
+
+def closest(name: str, known: str | list[str]) -> str:
+    """"; did you mean 'model'?" for the known name closest to ``name``, or ''."""
+    options = known.split(", ") if isinstance(known, str) else known
+    match = difflib.get_close_matches(name, options, n=1)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _known_fields(path: str) -> str:
+    model: type[BaseModel] = ExperimentConfig
+    for part in path.split(".")[:-1]:
+        if part not in model.model_fields:  # inside a free-form mapping (sweep.random.<path>, say)
+            continue
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for arg in list(candidates):
+            candidates.extend(getattr(arg, "__args__", ()))
+        found = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if found is None:
+            continue
+        model = found
+    return ", ".join(model.model_fields)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment config; ``experiment`` defaults to the file's stem."""
+    raw = read_yaml(path)
+    if "model" not in raw:
+        # `--set model.hidden=[8]` refines the default model instead of replacing it with a nameless one.
+        raw["model"] = ExperimentConfig.model_fields["model"].default_factory()  # type: ignore[misc]
+    raw = apply_overrides(raw, overrides)
+    loss = raw.get("loss") if isinstance(raw, dict) else None
+    if isinstance(loss, dict) and "name" not in loss:  # `--set loss.label_smoothing=0.1` refines the default
+        raw["loss"] = {"name": DEFAULT_LOSS.get(str(raw.get("task", "classification")), "cross_entropy"), **loss}
+    config = parse_config(raw, str(path))
+    if not config.experiment:
+        config.experiment = Path(path).stem
+    return config

@@ -1,0 +1,63 @@
+"""Targets and features that cannot teach a model anything, caught before any work.
+
+A target with one class scores 1.0 whatever the model does; a target that is also the group or time
+column, or one of the features, hands the answer to the model; a float target with many distinct
+values under classification silently becomes hundreds of classes. Each is a ``BadInput`` naming the
+column. A constant feature column is harmless but useless: it is reported as a warning line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .contracts import Dataset
+from .errors import BadInput
+
+#: A float target with more distinct values than this, under classification, is taken for a regression target.
+MAX_FLOAT_CLASSES = 50
+
+
+def target_problem(dataset: Dataset, task: str = "classification") -> str | None:
+    """Why ``dataset``'s target cannot be learned as ``task`` (one line naming the field), or None."""
+    target = dataset.target
+    for role in ("group", "time"):
+        if getattr(dataset, role) == target:
+            return (f"data.target: column {target!r} is also data.{role}; a model would learn the answer from "
+                    f"it. Pick another target or {role} column")
+    if target in dataset.features:
+        return (f"data.features: lists the target column {target!r}; a model would read the answer. "
+                "Remove it from data.features")
+    column = dataset.frame[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(column):
+            return f"data.target: column {target!r} is not numeric; task: regression needs numbers"
+        if column.nunique() < 2:
+            return f"data.target: column {target!r} has a single value; there is nothing to predict"
+        return None
+    distinct = column.nunique()
+    if distinct < 2:
+        value = str(column.iloc[0]) if len(column) else "none"
+        return (f"data.target: column {target!r} has one class ({value}); a classifier needs at least two. "
+                "Check the file or the target column")
+    if pd.api.types.is_float_dtype(column) and distinct > MAX_FLOAT_CLASSES:
+        values = column.to_numpy()
+        if not np.all(np.equal(np.mod(values, 1), 0)):
+            return (f"data.target: column {target!r} holds {distinct} distinct decimal values; as classes that "
+                    f"is {distinct} classes. For a numeric target set `task: regression`")
+    return None
+
+
+def check_target(dataset: Dataset, task: str = "classification") -> None:
+    """Raise ``BadInput`` when ``target_problem`` finds one."""
+    problem = target_problem(dataset, task)
+    if problem:
+        raise BadInput(problem)
+
+
+def constant_features(dataset: Dataset) -> list[str]:
+    """Feature columns that hold one value on every row (they carry no information)."""
+    if not dataset.features or not len(dataset.frame):
+        return []
+    values = dataset.frame[dataset.features]
+    return [str(c) for c, n in values.nunique(dropna=False).items() if n <= 1]

@@ -1,0 +1,136 @@
+"""The scribbles command line. Exit codes: 0 success, 1 a failure during the run, 2 bad input.
+
+Each verb lives in its own module under ``flows/commands`` (listed in ``COMMANDS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from scribbles.core import BadInput, ScribblesError
+from scribbles.core.errors import ScribblesWarning
+from scribbles.core.redact import mask_output, mask_text
+from scribbles.core.registry import STRICT_ENV
+
+from .commands import COMMANDS
+from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
+from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, raise_terminated
+from .prefect_env import configure_prefect
+from .settings import apply_settings
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see `{self.prog} --help`\n")
+
+
+#: The longest error line printed: a terminal's screenful.
+MAX_LINE = 1000
+
+STRICT_HELP = "a plugin that fails to load is an error, not a warning (or SCRIBBLES_STRICT_PLUGINS=1)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb."""
+    parser = Parser(prog="scribbles", description=__doc__.splitlines()[0])
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.commands.{name}").add_parser(verbs)
+    for verb in verbs.choices.values():
+        # `scribbles run X --strict` as well as `scribbles --strict run X`; SUPPRESS keeps the global value.
+        verb.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help=STRICT_HELP)
+    return parser
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (a library's multi-line reason included), secrets masked, at most
+    MAX_LINE long."""
+    line = mask_text("; ".join(part.strip() for part in str(exc).splitlines() if part.strip()))
+    # Messages clip what they quote; this is the last guard against a library quoting a whole input.
+    return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 20]} ... ({len(line)} characters)"
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """scribbles' own warnings as one ``warning:`` line; every other warning as Python writes it."""
+    if issubclass(category, ScribblesWarning):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages."""
+    # First: every line this process (and the libraries it loads) prints passes the secret mask.
+    mask_output()
+    try:  # scribbles.toml: the team's servers, as the environment variables each tool reads
+        apply_settings()
+    except BadInput as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    configure_prefect()
+    warnings.formatwarning = _format_warning
+    args = build_parser().parse_args(argv)
+    if args.strict:
+        os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
+    func: Callable[[argparse.Namespace], int] = args.func
+    # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143.
+    previous: Any = None
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return _run(func, args)
+    finally:  # a caller running commands in its own process (the tests) gets its handlers back
+        warnings.formatwarning = _python_format
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run the verb; errors become exit codes and one-line messages."""
+    try:
+        return func(args)
+    except BadInput as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ScribblesError as exc:
+        print(f"failed: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        print("stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped", file=sys.stderr)
+        return exit_code(exc)
+    except Exception:
+        traceback.print_exc()
+        print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main() -> None:
+    """Console-script entry point."""
+    code = run_cli()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything the command had to say is out. At interpreter exit Prefect stops its temporary
+    # server and prints CancelledError tracebacks ("Error flushing events") while its event loop is
+    # torn down; a user must never see those, so stderr goes to /dev/null for the shutdown only.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # Stopped: the runs are ended and said so. Prefect's exit handlers would spend seconds flushing
+        # events to its API for a run that is over; a stop must take effect within seconds.
+        os._exit(code)
+    sys.exit(code)

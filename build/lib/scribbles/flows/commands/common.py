@@ -1,0 +1,73 @@
+"""What every verb shares: exit codes, the console, and argument checks that run before any work."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from scribbles.core import BadInput
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def console() -> Any:
+    """A rich console on stdout (imported lazily: `scribbles --help` stays fast)."""
+    from rich.console import Console
+
+    return Console()
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number; give 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port; give 1 to 65535")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds (``nan`` and ``inf`` are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of seconds, e.g. 3600") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text[:20]} must be a finite, positive number of seconds, e.g. 3600")
+    return value
+
+
+def count(minimum: int) -> Any:
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    parse.__name__ = f"count >= {minimum}"
+    return parse
+
+
+def writable_file(path: Path, field: str) -> None:
+    """BadInput unless a file can be written at ``path``: checked before any work, probing with a file
+    that is never visible (``TemporaryFile``), so nothing is left behind.
+    """
+    if path.is_dir():
+        raise BadInput(f"{field}: {path} is a directory; give a file name like folds.csv")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise BadInput(f"{field}: directory {directory} does not exist; create it or pick another path")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{field}: cannot write in {directory} ({exc.strerror or exc}); pick another path") from None

@@ -1,0 +1,39 @@
+"""`scribbles rerun RUN_ID`: run again from an MLflow run's own record, as a new parent run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import EXIT_OK, console
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Read the run's resolved config, data version and commit; run again tagged scribbles.rerun_of."""
+    from ..rerun import prepare
+
+    rerun = prepare(args.run_id, args.set or [])
+    out = console()
+    out.print(f"[bold]scribbles[/] rerunning [cyan]{rerun.run_id}[/] ({rerun.config.get('experiment')})")
+    for note in rerun.notes:
+        out.print(f"  {note}")
+    from ..experiment import experiment
+    from ..lifecycle import observing
+    from ..prefect_server import orchestrated
+    from ..progress import ConsoleProgress
+    from .run import print_results
+
+    with orchestrated(), observing(ConsoleProgress()):
+        # A rerun reproduces by training again: reusing the very folds it means to check would prove nothing.
+        result = experiment(rerun.config, tags=rerun.tags, force=True)
+    print_results(out, result)
+    return EXIT_OK
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles rerun`."""
+    rerun = verbs.add_parser("rerun", help="run again from an MLflow run's own record")
+    rerun.add_argument("run_id", metavar="RUN_ID", help="the parent run (a fold run means its parent)")
+    rerun.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                       help="override a recorded value, e.g. a secret the record masks (repeatable)")
+    rerun.set_defaults(func=cmd_rerun)

@@ -1,0 +1,36 @@
+"""`scribbles resume RUN_ID`: finish a failed or killed run in the same parent run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import EXIT_OK, console
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Keep the run's finished folds, train the missing ones in the same parent, end it FINISHED."""
+    from ..resume import prepare
+
+    resume = prepare(args.run_id)
+    out = console()
+    out.print(f"[bold]scribbles[/] resuming [cyan]{resume.run_id}[/] ({resume.config.get('experiment')})")
+    for note in resume.notes:
+        out.print(f"  {note}")
+    from ..experiment import experiment
+    from ..lifecycle import observing
+    from ..prefect_server import orchestrated
+    from ..progress import ConsoleProgress
+    from .run import print_results
+
+    with orchestrated(), observing(ConsoleProgress()):
+        result = experiment(resume.config, resume=resume.run_id)
+    print_results(out, result)
+    return EXIT_OK
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles resume`."""
+    resume = verbs.add_parser("resume", help="finish a failed or killed run in the same parent run")
+    resume.add_argument("run_id", metavar="RUN_ID", help="the stopped parent run (a fold run means its parent)")
+    resume.set_defaults(func=cmd_resume)

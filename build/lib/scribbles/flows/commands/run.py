@@ -1,0 +1,211 @@
+"""`scribbles run CONFIG`: run the experiment flow and print the results table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import EXIT_OK, console
+
+
+def checked_config(args: argparse.Namespace) -> Any:
+    """The config of ``args.config`` (with ``--set`` and ``--allow-dirty``), checked before any work.
+
+    Every config error (every sweep trial's too), data that differ from what DVC records, and every
+    data or fold error: bad input is reported in seconds, before Prefect starts.
+    """
+    from scribbles.core import load_config, registry_for, resolve
+
+    from ..data_guard import allow_dirty_data, verify_data
+    from ..preflight import preflight
+
+    config = load_config(args.config, args.set or [])
+    registry = registry_for(config)
+    if args.allow_dirty:
+        config = allow_dirty_data(config, registry)
+    plan = resolve(config, registry)
+    if config.sweep is not None:
+        from scribbles.core.sweep import representatives
+
+        for _, trial in representatives(config):  # every trial's techniques too: a sweep over model.name, say
+            resolve(trial, registry)
+    verify_data(plan)
+    preflight(plan)
+    from ..fold_task import remember
+
+    # The plan resolved for these checks is the run's: the flow (in this process) does not resolve it again.
+    remember(config.model_dump(mode="json"), args.allow_dirty, plan, registry)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the experiment flow and print the results table."""
+    config = checked_config(args)
+    out = console()
+    out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
+    from ..experiment import experiment
+    from ..lifecycle import observing
+    from ..prefect_server import orchestrated
+    from ..progress import ConsoleProgress
+
+    with orchestrated(), observing(ConsoleProgress()):
+        result = experiment(config.model_dump(mode="json"), allow_dirty=args.allow_dirty, force=args.force)
+    print_results(out, result)
+    return EXIT_OK
+
+
+def _versus_best(trial: dict[str, Any], rank: int) -> str:
+    """``best``, ``= (p 0.41)``, ``worse (p 0.003)`` or ``?`` (not paired: other folds)."""
+    if rank == 1:
+        return "best"
+    mark = trial.get("not_worse")
+    if mark is None:
+        return "?"
+    p = trial.get("p_vs_best")
+    return f"{'=' if mark else 'worse'} (p {p:.2g})" if p is not None else ("=" if mark else "worse")
+
+
+def print_sweep(out: Any, result: dict[str, Any]) -> None:
+    """The trials ranked by the sweep's metric: rank, assignment, mean ± std (plain and TTA), run id."""
+    from rich.table import Table
+
+    name = result["rank_by"]
+    table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
+    paths = list(result["trials"][0]["assignment"]) if result["trials"] else []
+    for header in ("rank", *paths, name, f"{name} (TTA)", "vs best", "run"):
+        table.add_column(header, no_wrap=True)
+    for rank, trial in enumerate(result["trials"], 1):
+        summary = trial["summary"]
+        if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
+            scores = ["failed", "-", "-"]
+        elif f"{name}_mean" not in summary:  # pruned before its first fold finished
+            scores = ["pruned", "-", "-"]
+        else:
+            scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
+                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
+                      _versus_best(trial, rank) + (" (pruned)" if trial.get("pruned") else "")]
+        table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
+                      trial.get("links", {}).get("mlflow_run_id", "")[:8])
+    out.print(table)
+    out.print("vs best: = not significantly worse than the best trial (corrected paired t-test on the same "
+              "folds, one-sided, alpha 0.05, p two-sided shown); worse: significantly worse; ?: folds differ")
+    for trial in result["trials"]:
+        if "failed" in trial:
+            out.print(f"trial {trial['trial']} failed: {trial['failed']}", markup=False)
+        elif trial.get("pruned"):
+            done = len(trial.get("folds", []))
+            out.print(f"trial {trial['trial']} pruned at step {trial['pruned']['step']} after {done} fold(s): "
+                      f"{trial['pruned']['reason']}", markup=False)
+    if result.get("study"):
+        out.print(f"optuna study {result['study']['name']} in {result['study']['storage']}", markup=False)
+    cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
+    if cached:
+        out.print(f"{cached} trial folds reused from earlier identical runs")
+    links = result.get("links", {})
+    if "mlflow_run_id" in links:
+        out.print(f"MLflow sweep run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}")
+
+
+def print_results(out: Any, result: dict[str, Any]) -> None:
+    """The per-fold table (plain, and with TTA the TTA score and gain) with mean ± std and the baseline, each
+    transform alone, the worst group, and the MLflow run.
+
+    The gain is how much TTA improves on plain on each fold (positive: better); its spread is the standard
+    deviation of those per-fold differences, tighter than the two columns' spreads because folds vary together.
+    """
+    from statistics import fmean
+
+    from rich.table import Table
+    from scribbles.core import metric_names as naming
+    from scribbles.core.evaluation import gain
+
+    if result.get("sweep"):
+        print_sweep(out, result)
+        return
+    metrics = result["metrics"]
+    folds = result["folds"]
+    labels = result.get("transforms", [])
+    better = result.get("greater_is_better", {})
+    out.print(f"[bold]{result['experiment']}[/]  (data {result['data_version'][:12]})")
+    # One table per metric keeps each within an 80-column terminal; TTA columns only when there is TTA.
+    for name in metrics:
+        up = better.get(name, True)
+        table = Table()
+        headers = ("fold", name, f"{name} (TTA)", "TTA gain") if labels else ("fold", name)
+        for header in headers:
+            table.add_column(header, justify="right", no_wrap=True)
+        for fold in folds:
+            cells = [f"{fold[name]:.4f}"]
+            if labels:
+                cells += [f"{fold[naming.tta(name)]:.4f}", f"{_gain(fold, name, 'tta', up):+.4f}"]
+            table.add_row(str(fold["fold"]), *cells)
+        spreads = [_spread([f[name] for f in folds])]
+        if labels:
+            spreads += [_spread([f[naming.tta(name)] for f in folds]),
+                        _spread([_gain(f, name, "tta", up) for f in folds], signed=True)]
+        table.add_row("mean ± std", *spreads, style="bold")
+        baseline = [f[naming.baseline(name)] for f in folds if naming.baseline(name) in f]
+        if len(baseline) == len(folds):
+            table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
+        out.print(table)
+        score = fmean(f[name] for f in folds)
+        if len(baseline) == len(folds) and gain(up, fmean(baseline), score) <= 0:
+            out.print(f"[yellow]warning:[/] {name} {score:.4f} does not beat the baseline "
+                      f"{fmean(baseline):.4f} (a model that ignores the features: {_describe(result)})")
+        if labels:
+            gains = [_gain(f, name, "tta", up) for f in folds]
+            out.print(f"TTA gain on {name}: {_spread(gains, signed=True)} over {len(folds)} folds"
+                      f"{'' if up else ' (lower is better: the gain is plain minus TTA)'}")
+        for label in labels if len(labels) > 1 else []:
+            key = f"tta_{label}"
+            out.print(
+                f"  {label} alone: {_spread([f[f'{name}_{key}'] for f in folds])} "
+                f"(gain {_spread([_gain(f, name, key, up) for f in folds], signed=True)})"
+            )
+        worst = [f[naming.worst_group(name)] for f in folds if naming.worst_group(name) in f]
+        if worst and len(worst) == len(folds):  # the fold's worst group (see group_metrics.csv per fold run)
+            out.print(f"worst group's {name}: {_spread(worst)} over {len(folds)} folds")
+    for note in result.get("reuse", []):
+        what = {"cached": "reused", "resumed": "kept"}.get(note["mode"], "trained")
+        out.print(f"fold {note['fold']} {what}: {note['reason']}")
+    links = result.get("links", {})
+    if "mlflow_run_id" in links:
+        out.print(
+            f"MLflow parent run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}\n"
+            f"Open the MLflow UI with [bold]scribbles ui[/] (or `.venv/bin/scribbles ui`), "
+            f"then browse to http://127.0.0.1:5000"
+        )
+
+
+def _describe(result: dict[str, Any]) -> str:
+    from scribbles.core.baseline import DESCRIPTION
+
+    return DESCRIPTION.get(result.get("task", "classification"), "")
+
+
+def _gain(fold: dict[str, float], name: str, key: str, greater_is_better: bool = True) -> float:
+    """How much ``{name}_{key}`` improves on plain ``{name}`` on one fold (positive: better)."""
+    from scribbles.core.evaluation import gain
+
+    return gain(greater_is_better, fold[name], fold[f"{name}_{key}"])
+
+
+def _spread(values: list[float], signed: bool = False) -> str:
+    """``mean ± std`` (population std, as the parent run's ``_std`` metrics)."""
+    import numpy as np
+
+    mean, std = float(np.mean(values)), float(np.std(values))
+    return f"{mean:+.4f} ± {std:.4f}" if signed else f"{mean:.4f} ± {std:.4f}"
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles run`."""
+    run = verbs.add_parser("run", help="run the experiment flow; print the results table")
+    run.add_argument("config", help="experiment config (YAML)")
+    run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                     help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    run.add_argument("--allow-dirty", action="store_true",
+                     help="run on data that differ from what DVC records (the run is tagged scribbles.allow_dirty)")
+    run.add_argument("--force", action="store_true",
+                     help="train every fold, even those an earlier identical run could give (no caching)")
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,38 @@
+"""`scribbles ui`: the MLflow UI on this project's store, bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .common import EXIT_OK, port
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the MLflow UI for this project's store on 127.0.0.1."""
+    from scribbles.plugins.trackers import tracking_uri
+    from scribbles.plugins.trackers.store import check_store
+
+    uri = tracking_uri()
+    # A bogus URI, a corrupt store or none at all: one line now, not a server that never answers
+    # (the UI only reads, so it creates no store either).
+    check_store(uri, must_exist=True)
+    if uri.startswith(("http://", "https://")):
+        print(f"the MLflow store is a tracking server: its UI is at {uri}")
+        return EXIT_OK
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port),
+               # One worker serves one user; MLflow's default four took over a minute to start on 2 cores.
+               "--workers", "1"]
+    os.execv(sys.executable, command)
+    return EXIT_OK  # not reached: execv replaces this process
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `scribbles ui`."""
+    ui = verbs.add_parser("ui", help="MLflow UI on the project's store, on 127.0.0.1")
+    ui.add_argument("--port", type=port, default=5000, help="port on 127.0.0.1 (1-65535)")
+    ui.set_defaults(func=cmd_ui)

@@ -1,0 +1,59 @@
+"""`scribbles resume`: a stopped parent run, made ready to finish in place."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from scribbles.core import BadInput
+
+from .records import client, find_run
+from .rerun import recorded
+
+
+@dataclass
+class Resume:
+    """What a resume runs: the parent run to finish, its recorded config (data pinned) and notes."""
+
+    run_id: str
+    config: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def check_stopped(run: Any) -> None:
+    """BadInput unless ``run`` was stopped: FAILED, KILLED, or RUNNING with its process gone."""
+    tags, status = run.data.tags, run.info.status
+    if tags.get("scribbles.sweep") and tags.get("scribbles.sweep") != "optuna":
+        raise BadInput(f"RUN_ID: run {run.info.run_id} is a sweep; resume its unfinished trial runs one by one "
+                       "(`scribbles compare` lists them); an Optuna sweep (sweep.optuna) resumes as a whole")
+    if status == "FINISHED":
+        raise BadInput(f"RUN_ID: run {run.info.run_id} already FINISHED; `scribbles rerun {run.info.run_id}` "
+                       "runs it again as a new run")
+    if status == "RUNNING":
+        pid, host = tags.get("scribbles.pid", ""), tags.get("scribbles.host", "")
+        if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
+            raise BadInput(f"RUN_ID: run {run.info.run_id} is still running (process {pid} on this machine); "
+                           "stop it first or let it finish")
+
+
+def prepare(run_id: str) -> Resume:
+    """Read run ``run_id`` (a fold run means its parent), check it was stopped, and pin its data version."""
+    mlflow = client()
+    run = find_run(mlflow, run_id)
+    check_stopped(run)
+    config, notes = recorded(mlflow, run, [], "it cannot be resumed from its record; rerun it with "
+                             "`scribbles rerun {run_id} --set {field}=VALUE`", "the folds trained now use this code")
+    return Resume(run.info.run_id, config, [f"{run.info.status} run", *notes])

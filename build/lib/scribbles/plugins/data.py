@@ -1,0 +1,429 @@
+"""Data sources: ``file`` (a local CSV or Parquet file) and ``dvc`` (a path in a DVC repo)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
+from scribbles.core.columns import to_instants
+from scribbles.core.contracts import DataKind
+
+
+class ColumnParams(BaseModel):
+    """The column roles and the per-row shape shared by every data source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    features: list[str] | None = Field(None, description="default: every column but target, group, time")
+    group: str | None = None
+    time: str | None = None
+    kind: DataKind = "tabular"
+    shape: list[Width] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+    sequence_id: str | None = Field(None, description="long format: the column naming each row's sequence")
+    step: str | None = Field(None, description="long format: the column ordering the rows of a sequence")
+    layout: Literal["time_major", "channel_major"] = Field(
+        "time_major", description="sequence columns: every channel of step 0, then of step 1 (time_major: "
+                                  "t00_x, t00_y, t01_x ...), or every step of channel 0 first (channel_major)")
+
+    @model_validator(mode="after")
+    def _shape_fits_kind(self) -> ColumnParams:
+        wanted = {"sequence": 2, "image": 3}.get(self.kind)
+        if wanted and (self.shape is None or len(self.shape) != wanted):
+            hint = "[steps, channels]" if self.kind == "sequence" else "[channels, height, width]"
+            raise ValueError(f"{self.kind} data needs shape: {hint}")
+        return self
+
+
+def read_table(raw: bytes, name: str) -> pd.DataFrame:
+    """A DataFrame from CSV or Parquet bytes, chosen by the file name's suffix."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt"):
+        raise BadInput(f"data.path: {name} has the unsupported file type {suffix or '(none)'!r}; "
+                       "use a .csv or .parquet file")
+    if not raw:
+        raise BadInput(f"data.path: {name} is empty; point data.path at a file with a header and rows")
+    buffer = io.BytesIO(raw)
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(buffer)
+        return pd.read_csv(buffer)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+        raise BadInput(f"data.path: cannot read {name} as {kind} ({type(exc).__name__}: {reason}); "
+                       f"check that it is a valid {kind} file") from None
+
+
+def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source: str, rev: Any,
+                 features: bool = True) -> Dataset:
+    """Check the column roles against ``frame`` and wrap it as a Dataset.
+
+    ``features=False`` checks target, group and time only and leaves the features out (``features`` is
+    empty): a split reads no features, so a string id or an undeclared column must not stop it.
+    """
+    if params.sequence_id is not None:
+        frame, params = to_wide(frame, params, source)
+    roles = {"target": params.target, "group": params.group, "time": params.time}
+    for role, column in roles.items():
+        if column is not None and column not in frame.columns:
+            raise BadInput(
+                f"data.{role}: column {column!r} is not in {source}; columns: "
+                f"{', '.join(map(str, frame.columns[:12]))}{' ...' if len(frame.columns) > 12 else ''}"
+            )
+    if frame.empty:
+        raise BadInput(f"data.path: {source} has a header but no rows; point data.path at a file with data")
+    if len(frame) < 2:
+        raise BadInput(f"data.path: {source} has 1 row; cross-validation needs at least 2 (one to train on, "
+                       "one to validate), so add rows")
+    _check_roles(frame, params, source)
+    if not features:
+        return Dataset(frame=frame.reset_index(drop=True), target=params.target, features=[], group=params.group,
+                       time=params.time, version=version, kind=params.kind, source=source, rev=rev)
+    taken = {c for c in roles.values() if c}
+    features = params.features or [c for c in frame.columns if c not in taken]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise BadInput(f"data.features: {', '.join(missing[:5])} not in {source}")
+    # Text columns and missing values are the preprocessing's to handle (one_hot, impute): checked against
+    # the configured steps before any work (``scribbles.core.preprocessing.check_steps``).
+    if not features:
+        raise BadInput(f"data.features: {source} has no feature columns besides target, group and time")
+    # Text columns and missing values are for the preprocessing steps (one_hot, impute), checked against the
+    # config before any work; an infinite number in a numeric column is no value any step can fix.
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+    infinite = [c for c in numeric if np.isinf(frame[c].to_numpy(dtype=float)).any()]
+    if infinite:
+        raise BadInput(
+            f"data.features: {', '.join(infinite[:5])} in {source} hold infinite values "
+            f"(e.g. row {int(np.isinf(frame[infinite[0]].to_numpy(dtype=float)).argmax())}); "
+            "replace or drop them first"
+        )
+    shape = tuple(params.shape) if params.shape else (len(features),)
+    size = 1
+    for dim in shape:
+        size *= dim
+    if size != len(features):
+        raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features")
+    if params.kind == "sequence":
+        features = _time_major(features, shape, params.layout)
+    return Dataset(
+        frame=frame.reset_index(drop=True),
+        target=params.target,
+        features=list(features),
+        group=params.group,
+        time=params.time,
+        version=version,
+        kind=params.kind,
+        shape=shape,
+        source=source,
+        rev=rev,
+    )
+
+
+def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.DataFrame, ColumnParams]:
+    """Long-format sequences (one row per sequence and step, a column per channel) as one row per sequence.
+
+    Rows are ordered by ``step`` within each ``sequence_id``; every sequence needs the same number of steps.
+    Target, group and time must hold one value per sequence (the time kept is its first step's). The
+    channels are ``features`` (default: every other numeric column); the wide columns are time-major,
+    ``t000_<channel>``, and the params come back with ``kind: sequence`` and ``shape: [steps, channels]``.
+    """
+    sid, step = params.sequence_id, params.step
+    for field, column in (("sequence_id", sid), ("step", step)):
+        if column is None or column not in frame.columns:
+            raise BadInput(f"data.{field}: {column!r} is not a column of {source}; long-format data need both "
+                           "data.sequence_id and data.step")
+    roles = {c for c in (sid, step, params.target, params.group, params.time) if c}
+    channels = params.features or [c for c in frame.columns
+                                   if c not in roles and pd.api.types.is_numeric_dtype(frame[c])]
+    ordered = frame.sort_values([sid, step], kind="stable")
+    lengths = ordered.groupby(sid, sort=False).size()
+    if lengths.nunique() != 1:
+        raise BadInput(f"data.step: sequences in {source} have {int(lengths.min())} to {int(lengths.max())} rows "
+                       f"(e.g. {str(lengths.idxmin())!r}); every sequence needs the same number of steps, each once")
+    steps = int(lengths.iloc[0])
+    if params.shape is not None and list(params.shape) != [steps, len(channels)]:
+        raise BadInput(f"data.shape: {list(params.shape)} but the long-format data hold {steps} steps of "
+                       f"{len(channels)} channels ({', '.join(channels[:5])}); set shape: [{steps}, {len(channels)}] "
+                       "or leave it out")
+    per_sequence = [c for c in (params.target, params.group, params.time) if c]
+    constant = [c for c in (params.target, params.group) if c]  # the time varies: its first step is kept
+    varying = [c for c in constant if (ordered.groupby(sid, sort=False)[c].nunique(dropna=False) > 1).any()]
+    if varying:
+        raise BadInput(f"data.{'target' if varying[0] == params.target else 'group'}: column {varying[0]!r} changes "
+                       f"within a sequence in {source}; it must hold one value per {sid}")
+    first = ordered.groupby(sid, sort=False)[per_sequence].first()
+    values = ordered[channels].to_numpy().reshape(len(first), steps, len(channels))
+    wide = pd.DataFrame(values.reshape(len(first), -1),
+                        columns=[f"t{t:03d}_{c}" for t in range(steps) for c in channels], index=first.index)
+    wide = pd.concat([first, wide], axis=1).reset_index(drop=True)
+    update = {"kind": "sequence", "shape": [steps, len(channels)], "features": None, "sequence_id": None,
+              "step": None, "layout": "time_major"}
+    return wide, params.model_copy(update=update)
+
+
+def _fastest_cycle(names: list[str]) -> int | None:
+    """How many distinct values the name part that changes first (between columns 0 and 1) takes, or None."""
+    tokens = [re.findall(r"\d+|[A-Za-z]+", name) for name in names]
+    if len(tokens) < 2 or len({len(t) for t in tokens}) != 1:
+        return None
+    changed = [i for i, (a, b) in enumerate(zip(tokens[0], tokens[1], strict=True)) if a != b]
+    return len({t[changed[0]] for t in tokens}) if len(changed) == 1 else None
+
+
+def _time_major(features: list[str], shape: tuple[int, ...], layout: str) -> list[str]:
+    """Sequence features in the order the model reads them, (steps, channels) row-major: every channel of a
+    step together. ``channel_major`` columns are reordered; time-major columns whose names show the other
+    order (the part that changes first cycles over the steps, not the channels) are refused."""
+    steps, channels = shape
+    if layout == "channel_major":
+        return [features[c * steps + t] for t in range(steps) for c in range(channels)]
+    if steps != channels and channels > 1 and _fastest_cycle(features) == steps:
+        raise BadInput(f"data.layout: the sequence columns ({features[0]}, {features[1]}, ...) look channel-major "
+                       f"(every step of one channel, then the next); scribbles reads [steps, channels] = "
+                       f"{list(shape)} time-major (every channel of step 0, then step 1). Set "
+                       "`data.layout: channel_major` to have them reordered")
+    return features
+
+
+def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None:
+    """Targets without gaps and time stamps that parse; each problem names the field and a row."""
+    missing = frame[params.target].isna().to_numpy()
+    if missing.any():
+        raise BadInput(
+            f"data.target: column {params.target!r} in {source} has {int(missing.sum())} missing values "
+            f"(e.g. row {int(missing.argmax())}); drop those rows or fill them"
+        )
+    if params.group is not None:
+        holes = frame[params.group].isna().to_numpy()
+        if holes.any():
+            raise BadInput(
+                f"data.group: column {params.group!r} in {source} has {int(holes.sum())} missing values "
+                f"(e.g. row {int(holes.argmax())}); every row needs a group: fill them or drop those rows"
+            )
+    if params.time is not None:
+        column = frame[params.time]
+        try:
+            parsed = to_instants(column)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise BadInput(
+                f"data.time: column {params.time!r} in {source} holds values that are not timestamps "
+                f"({' '.join(str(exc).split())[:120]}); use ISO dates like 2024-01-31T12:00:00"
+            ) from None
+        gaps = parsed.isna().to_numpy()
+        if gaps.any():
+            raise BadInput(
+                f"data.time: column {params.time!r} in {source} has {int(gaps.sum())} missing timestamps "
+                f"(e.g. row {int(gaps.argmax())}); drop those rows or fill them"
+            )
+
+
+class FileSource(DataSource):
+    """A local CSV or Parquet file; its version is the md5 of its bytes."""
+
+    name = "file"
+
+    class Params(ColumnParams):
+        path: str
+
+    def load(self) -> Dataset:
+        return self._load(features=True)
+
+    def load_roles(self) -> Dataset:
+        return self._load(features=False)
+
+    def _load(self, features: bool) -> Dataset:
+        path = Path(self.params.path)
+        if path.is_dir():
+            raise BadInput(f"data.path: {path} is a folder; point data.path at a .csv or .parquet file")
+        if path.exists() and not path.is_file():  # /dev/zero never ends, a FIFO blocks: neither is read
+            raise BadInput(f"data.path: {path} is not a regular file (a device, pipe or socket); point data.path "
+                           "at a .csv or .parquet file")
+        if not path.is_file():
+            raise BadInput(f"data.path: {path} does not exist (paths resolve against {Path.cwd()})")
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"data.path: cannot read {path}: {exc.strerror or exc}") from None
+        version = hashlib.md5(raw).hexdigest()
+        return make_dataset(read_table(raw, path.name), self.params, version, str(path), None, features)
+
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
+        """Fields for a dry run (``scribbles plugins check``): ``dataset`` written as a CSV in ``workdir``."""
+        path = workdir / "example.csv"
+        dataset.frame.to_csv(path, index=False)
+        return {"path": str(path), "target": dataset.target, "group": dataset.group, "time": dataset.time}
+
+
+class DvcSource(DataSource):
+    """A file in a DVC repo, optionally at a git rev, read through DVC; its version is DVC's md5."""
+
+    name = "dvc"
+
+    class Params(ColumnParams):
+        path: str
+        rev: str | None = None
+        repo: str | None = Field(None, description="repo path or URL; default: the working directory")
+        allow_dirty: bool = Field(
+            False, description="read a workspace file that differs from DVC's record; its version is then its own md5"
+        )
+
+    def _read(self) -> tuple[bytes, str, str]:
+        """The file's bytes, the md5 DVC records for it, and the md5 of the bytes read."""
+        from dvc.api import DVCFileSystem  # imported here: the training core runs without dvc
+        from dvc.scm import SCMError
+
+        repo = self.params.repo or str(Path.cwd())
+        path = self.params.path
+        try:
+            fs = DVCFileSystem(repo, rev=self.params.rev, config=dvc_remote_config())
+        except Exception as exc:
+            raise BadInput(f"data.repo: {repo} is not a DVC repository ({exc}); run `dvc init`") from None
+        try:
+            info = fs.info(path)
+        except SCMError as exc:  # an unknown rev (RevError), a repo without git, or a remote that cannot be cloned
+            remote = "://" in repo or repo.startswith("git@")
+            if remote and type(exc).__name__ != "RevError":
+                raise BadInput(f"data.repo: cannot read {path} from {repo} ({type(exc).__name__}: {exc}); check the "
+                               "URL, the network and your access") from None
+            raise BadInput(f"data.rev: {exc} in {repo}; give a commit, branch or tag that exists "
+                           "(`git log --oneline`), or drop data.rev to read the workspace") from None
+        except FileNotFoundError:
+            raise BadInput(
+                f"data.path: {path} is not in the DVC repo at {repo}"
+                + (f" at rev {self.params.rev}" if self.params.rev else "")
+                + "; build it (`scribbles data build`) or `dvc pull`"
+            ) from None
+        except Exception as exc:  # a remote repo that cannot be cloned (unreachable, no access)
+            raise BadInput(f"data.repo: cannot read {path} from {repo} ({type(exc).__name__}: {exc}); "
+                           f"check the URL, the network and your access, or use a local repo") from None
+        if info.get("type") == "directory":
+            raise BadInput(f"data.path: {path} is a folder in the DVC repo; point data.path at a file in it")
+        recorded = dvc_md5(info)
+        if not recorded:
+            raise BadInput(f"data.path: {path} is not tracked by DVC; `dvc add` it, or use data name 'file'")
+        try:
+            with fs.open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:  # missing from the cache, unreadable: DVC's own words, one line
+            raise BadInput(f"data.path: cannot read {path} through DVC ({' '.join(str(exc).split())[:160]}); "
+                           "run `dvc pull` or `dvc checkout`") from None
+        return raw, recorded, hashlib.md5(raw).hexdigest()
+
+    def verify(self) -> str:
+        """The data version a run will record; BadInput when the file differs from DVC's record.
+
+        Called before any work so that a run never records a version its data do not have.
+        """
+        _, recorded, actual = self._read()
+        return self._version(recorded, actual)
+
+    def _version(self, recorded: str, actual: str) -> str:
+        if actual == recorded:
+            return recorded
+        if self.params.allow_dirty and self.params.rev is None:
+            return actual  # the truth about the bytes read; the run is tagged scribbles.allow_dirty
+        path = self.params.path
+        # The workspace file changed since DVC recorded it: tagging the run with the recorded md5
+        # would misstate which data trained it.
+        pointer = dvc_pointer(Path(self.params.repo or Path.cwd()), path)
+        raise BadInput(
+            f"data.path: {path} (md5 {actual}) differs from what {pointer or 'DVC'} records ({recorded}); "
+            f"restore it with `dvc checkout --relink --force {pointer or path}`, record the new data with "
+            f"`dvc add {pointer.removesuffix('.dvc') if pointer else path}` (and commit the .dvc file), "
+            "or run anyway with `--allow-dirty` (the run is tagged scribbles.allow_dirty)"
+        )
+
+    def load(self) -> Dataset:
+        return self._load(features=True)
+
+    def load_roles(self) -> Dataset:
+        return self._load(features=False)
+
+    def _load(self, features: bool) -> Dataset:
+        raw, recorded, actual = self._read()
+        version = self._version(recorded, actual)
+        return make_dataset(read_table(raw, self.params.path), self.params, version, self.params.path,
+                            self.params.rev, features)
+
+    @classmethod
+    def example_params(cls, workdir: Path, dataset: Dataset) -> dict[str, Any]:
+        """Fields for a dry run: ``dataset`` as a CSV tracked by a fresh DVC repo (no git) in ``workdir``."""
+        from dvc.repo import Repo
+
+        dataset.frame.to_csv(workdir / "example.csv", index=False)
+        logger = logging.getLogger("dvc")
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # DVC logs "Initialized DVC repository." at INFO
+        try:
+            repo = Repo.init(str(workdir), no_scm=True)
+            try:
+                repo.add("example.csv")
+            finally:
+                repo.close()
+        finally:
+            logger.setLevel(level)
+        return {"path": "example.csv", "repo": str(workdir), "target": dataset.target,
+                "group": dataset.group, "time": dataset.time}
+
+
+#: The team's DVC remote (scribbles.toml ``dvc.remote``): a URL or local folder, or a configured remote's name.
+REMOTE_ENV = "SCRIBBLES_DVC_REMOTE"
+#: The name a remote given by URL gets in DVC's config (only in memory: no DVC config file is written).
+TEAM_REMOTE = "team"
+
+
+def dvc_remote_config() -> dict[str, Any] | None:
+    """DVC config overrides that make ``SCRIBBLES_DVC_REMOTE`` the default remote (None when it is unset).
+
+    A URL or folder becomes a remote named ``team``; a bare name selects a remote in DVC's own config.
+    Data missing from the local cache (another machine's data version, a fresh clone) then come from it.
+    """
+    remote = os.environ.get(REMOTE_ENV, "").strip()
+    if not remote:
+        return None
+    if "://" in remote or "/" in remote or remote.startswith((".", "~")):
+        return {"remote": {TEAM_REMOTE: {"url": remote}}, "core": {"remote": TEAM_REMOTE}}
+    return {"core": {"remote": remote}}
+
+
+def dvc_pointer(repo: Path, path: str) -> str:
+    """The ``.dvc`` file that tracks ``path`` (the file's own or a parent folder's), relative to ``repo``."""
+    candidate = Path(path)
+    for tracked in (candidate, *candidate.parents):
+        if str(tracked) in ("", "."):
+            break
+        pointer = tracked.with_name(tracked.name + ".dvc")
+        if (repo / pointer).is_file():
+            return str(pointer)
+    return ""
+
+
+def dvc_md5(info: dict[str, Any]) -> str:
+    """The md5 DVC records for an entry of ``DVCFileSystem.info``, or '' when DVC does not track it."""
+    dvc_info = info.get("dvc_info") or {}
+    meta_md5 = dvc_info.get("md5")
+    if meta_md5:
+        return str(meta_md5)
+    entry = dvc_info.get("entry")
+    hash_info = getattr(entry, "hash_info", None)
+    if hash_info is not None and hash_info.value:
+        return str(hash_info.value)
+    return str(info.get("md5") or "")
+
+
+@hookimpl
+def scribbles_techniques() -> Iterable[type[Technique]]:
+    return [FileSource, DvcSource]

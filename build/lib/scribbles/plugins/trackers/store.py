@@ -1,0 +1,157 @@
+"""Getting an MLflow store ready for several runs at once.
+
+Runs started together on a new SQLite store would all create its tables (MLflow's migrations) at the
+same moment and trip over each other; the first one does it under a file lock while the others wait.
+The store is switched to write-ahead logging, so that readers (the UI, ``scribbles compare``) never
+block a run's writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Stores this process already made ready.
+_READY: set[str] = set()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI; None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created when missing), held for the block."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_store(uri: str) -> None:
+    """Create a SQLite store's tables once, under a lock, and turn on write-ahead logging."""
+    path = sqlite_path(uri)
+    if path is None or uri in _READY:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(path.name + ".lock")):
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables if needed
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+    _READY.add(uri)
+
+
+#: Schemes MLflow stores come in; anything else would fail inside MLflow after the run started.
+KNOWN_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+#: Seconds the reachability check of a tracking server may take (MLflow itself retries for minutes).
+SERVER_CHECK_SECONDS = 3.0
+
+
+def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> None:
+    """BadInput (one line naming ``field``) unless MLflow could open the store at ``uri``; writes nothing.
+
+    A SQLite store must be a readable, intact database, or a file its folder can take; a folder store a
+    writable folder; a server must answer within a few seconds. ``must_exist``: reading runs back, where
+    a missing store means there is nothing to read (and creating one would only leave an empty file).
+    """
+    from scribbles.core import BadInput
+
+    scheme = uri.split("://", 1)[0].lower().split("+", 1)[0] if "://" in uri else ""
+    if scheme not in ("", *KNOWN_SCHEMES):
+        raise BadInput(f"{field}: the MLflow tracking URI {uri!r} has the unknown scheme {scheme!r}; use "
+                       "sqlite:///path/mlflow.db, a folder, or http://host:port (MLFLOW_TRACKING_URI)")
+    if scheme in ("http", "https"):
+        _check_server(uri, field)
+        return
+    path = sqlite_path(uri) if scheme == "sqlite" else Path(uri.removeprefix("file://")) if scheme in ("", "file") \
+        else None
+    if path is None:
+        return  # a database server: MLflow's own connection reports it
+    if path.exists():
+        if scheme == "sqlite":
+            _check_sqlite(path, field)
+        elif not os.access(path, os.W_OK):
+            raise BadInput(f"{field}: cannot write to the MLflow folder store {path}; fix its permissions")
+        return
+    if must_exist:
+        raise BadInput(f"{field}: there is no MLflow store at {path} (MLFLOW_TRACKING_URI, default ./mlflow.db); "
+                       "run `scribbles run CONFIG` first, or point MLFLOW_TRACKING_URI at the store")
+    _check_creatable(path, field)
+
+
+def _check_server(uri: str, field: str) -> None:
+    """BadInput unless an HTTP tracking server answers (any status) within SERVER_CHECK_SECONDS."""
+    import base64
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from scribbles.core import BadInput
+
+    # urllib cannot open a URL with user info: the credentials go in an Authorization header instead.
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health")
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=SERVER_CHECK_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server is there (authentication and paths are MLflow's to report)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BadInput(f"{field}: the MLflow tracking server {uri} did not answer within "
+                       f"{SERVER_CHECK_SECONDS:.0f} s ({reason}); start it or fix MLFLOW_TRACKING_URI") from None
+
+
+def _check_sqlite(path: Path, field: str) -> None:
+    """BadInput unless ``path`` opens read-only as an intact SQLite database."""
+    from scribbles.core import BadInput
+
+    if not path.is_file():
+        raise BadInput(f"{field}: the MLflow store {path} is not a file; point MLFLOW_TRACKING_URI at a .db file")
+    try:
+        # Read-only (mode=ro): a check must not create, lock or change the store.
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.Error as exc:
+        raise BadInput(f"{field}: cannot open the MLflow store {path} ({exc}); restore it from a backup "
+                       "or move it aside to start a new store") from None
+    if problems != ["ok"]:
+        found = " ".join("; ".join(problems).split())[:160]
+        raise BadInput(f"{field}: the MLflow store {path} is corrupt ({found}); restore it "
+                       "from a backup or move it aside to start a new store")
+
+
+def _check_creatable(path: Path, field: str) -> None:
+    """BadInput unless a file could be created at ``path`` (probed with an invisible temporary file)."""
+    import tempfile
+
+    from scribbles.core import BadInput
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{field}: cannot create the MLflow store {path} ({exc.strerror or exc} in {folder}); "
+                       "point MLFLOW_TRACKING_URI at a writable place") from None
