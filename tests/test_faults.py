@@ -281,7 +281,8 @@ def test_nobody_joining_a_multi_node_run_ends_it_after_train_timeout(project: Pa
         cwd=project, env={**os.environ, **env}, capture_output=True, text=True, timeout=400)
     took = time.monotonic() - began
     assert result.returncode == 1, result.stdout + result.stderr
-    lines = error_lines(result.stderr)
+    # The MLP has dropout: on 2 machines the run first warns that its weights differ from one worker's (issue 18).
+    lines = [line for line in error_lines(result.stderr) if not line.startswith("warning: strategy 'ddp' on 2 ")]
     assert len(lines) == 1 and "no worker started within train.timeout=15s" in lines[0], result.stderr
     assert f"rendezvous at {endpoint}" in lines[0] and f"scribbles join {endpoint} --nodes 2" in lines[0]
     assert took < 200, took

@@ -70,12 +70,17 @@ def _fit_in_thread(strategy: str, config: TrainConfig, seen: list[int]) -> tuple
     return thread, box
 
 
-def _wait_for(pattern: str, root: Path, timeout: float = 120) -> Path:
+def _wait_for(pattern: str, root: Path, timeout: float = 120, alive: threading.Thread | None = None,
+              box: dict[str, Any] | None = None) -> Path:
+    """The first file matching ``pattern`` under ``root``; fails at once (with its result) when the training
+    thread ``alive`` ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = list(root.glob(pattern))
         if found:
             return found[0]
+        if alive is not None and not alive.is_alive():
+            raise AssertionError(f"training ended before {pattern} appeared: {box}")
         time.sleep(0.02)
     raise AssertionError(f"{pattern} never appeared under {root}")
 
@@ -105,10 +110,11 @@ def test_sigkilled_worker_is_restarted_and_resumes_to_the_same_weights(tmp_path:
 
 def test_hung_worker_fails_the_run_within_the_timeout(tmp_path: Path) -> None:
     """A worker that stops (SIGSTOP) fails the run after train.timeout with a message saying so."""
-    config = TrainConfig(**{**BASE, **LONG, "workers": 2, "timeout": 5, "restarts": 0,
+    # 15 s, not less: two workers importing torch on a loaded 2-core machine can take longer than 5 s to start.
+    config = TrainConfig(**{**BASE, **LONG, "workers": 2, "timeout": 15, "restarts": 0,
                             "checkpoint_dir": str(tmp_path / "ck")})
     thread, box = _fit_in_thread("ddp", config, [])
-    checkpoint = _wait_for("*/checkpoint.pt", tmp_path / "ck")
+    checkpoint = _wait_for("*/checkpoint.pt", tmp_path / "ck", alive=thread, box=box)
     pid = int((checkpoint.parent / "pids" / "1").read_text())
     os.kill(pid, signal.SIGSTOP)
     stopped = time.monotonic()

@@ -57,12 +57,17 @@ def test_every_shipped_config_runs_to_its_results_table(name: str, demo: Path, p
     cuts = ["--set", "train.epochs=1", "--set", "split.n_splits=2"]
     if "pretrain" in config["model"]:
         cuts += ["--set", "model.pretrain=1"]
+    if "optuna" in config.get("sweep", {}):
+        cuts += ["--set", "sweep.optuna.trials=3"]
     store = f"sqlite:///{demo / (name + '.db')}"
     result = run_cli("run", f"configs/{name}", *cuts, cwd=demo,
                      env={"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": store})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr[-3000:]
     rows = table_rows(result.stdout)
+    if "sweep" in config:
+        check_sweep(config, rows, result.stdout, MlflowClient(store))
+        return
     assert {"0", "1", "mean ± std"} <= set(rows), result.stdout
     first_metric = config["evaluate"]["metrics"][0]
     assert first_metric in result.stdout
@@ -75,6 +80,24 @@ def test_every_shipped_config_runs_to_its_results_table(name: str, demo: Path, p
     pooled = "residuals.png" if config.get("task") == "regression" else "confusion_matrix.png"
     assert {"learning_curves.png", pooled} <= {
         Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "plots")}
+
+
+def check_sweep(config: dict, rows: dict[str, list[str]], stdout: str, client: MlflowClient) -> None:
+    """A sweep's table ranks every trial (1..n) by its metric; the sweep run FINISHED, each trial run
+    FINISHED or, pruned, KILLED with the reason; no run is left RUNNING."""
+    trials = 3
+    assert {str(rank) for rank in range(1, trials + 1)} <= set(rows), stdout
+    assert f"ranked by {config['sweep']['rank_by']}" in stdout
+    experiment = client.get_experiment_by_name(config["experiment"])
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    sweep = [r for r in runs if r.data.tags.get("scribbles.sweep")]
+    assert len(sweep) == 1 and sweep[0].info.status == "FINISHED"
+    trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep[0].info.run_id]
+    assert len(trial_runs) == trials
+    for run in trial_runs:
+        pruned = "scribbles.pruned" in run.data.tags
+        assert run.info.status == ("KILLED" if pruned else "FINISHED"), (run.info.status, run.data.tags)
+    assert "RUNNING" not in {r.info.status for r in runs}
 
 
 # ---------------------------------------------------------------- README's plugin example, verbatim
