@@ -46,14 +46,13 @@ from .paired import mark_not_worse
 from .prefect_env import configure_prefect
 from .pruning import Reporter
 from .redact import mask_params, mask_tree
+from .study_storage import STUDY_ENV
 
 configure_prefect()
 
 from prefect import task  # noqa: E402  (configure_prefect must run first)
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-#: Where team mode (or a user) names the study storage for every sweep: an Optuna storage URL.
-STUDY_ENV = "SCRIBBLES_STUDY_STORAGE"
 #: The default journal file's name, beside the MLflow store (``optuna-dashboard`` opens it).
 JOURNAL = "optuna-journal.log"
 #: The Optuna user attribute that keeps a finished trial's result for the ranking.

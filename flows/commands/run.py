@@ -29,6 +29,8 @@ def checked_config(args: argparse.Namespace) -> Any:
 
         for _, trial in representatives(config):  # every trial's techniques too: a sweep over model.name, say
             resolve(trial, registry)
+    if config.sweep is not None:
+        check_sweep(config, plan)
     verify_data(plan)
     preflight(plan)
     from ..fold_task import remember
@@ -36,6 +38,26 @@ def checked_config(args: argparse.Namespace) -> Any:
     # The plan resolved for these checks is the run's: the flow (in this process) does not resolve it again.
     remember(config.model_dump(mode="json"), args.allow_dirty, plan, registry)
     return config
+
+
+def check_sweep(config: Any, plan: Any) -> None:
+    """A sweep's ``rank_by`` and an Optuna study storage it names, checked before Prefect starts (exit 2)."""
+    from scribbles.core import ConfigError
+
+    names = [m.name for m in plan.metrics]
+    if config.sweep.rank_by is not None and config.sweep.rank_by not in names:
+        raise ConfigError(f"{config.sweep.rank_by!r} is not one of the metrics ({', '.join(names)})", "sweep.rank_by")
+    optuna = config.sweep.optuna
+    if optuna is None:
+        return
+    import os
+
+    from ..study_storage import STUDY_ENV, check_storage
+
+    if optuna.storage:
+        check_storage(optuna.storage, "sweep.optuna.storage")
+    elif os.environ.get(STUDY_ENV):
+        check_storage(os.environ[STUDY_ENV], STUDY_ENV)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
