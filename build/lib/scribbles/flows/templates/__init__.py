@@ -1,1 +1,0 @@
-"""Templates of `scribbles new-plugin` (``a+b.tmpl`` is written to ``a/b``; PACKAGE is the module)."""
