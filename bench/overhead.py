@@ -143,7 +143,7 @@ class Timers:
 
 def orchestrated(tmp: Path) -> dict[str, Clock]:
     """``scribbles run CONFIG --force`` in this process, timed by part; returns the seconds of each part."""
-    from scribbles.flows import experiment, fold_task, prefect_server
+    from scribbles.flows import fold_task, prefect_server, runs
     from scribbles.flows.cli import run_cli
     from scribbles.plugins.trackers.mlflow_tracker import MlflowTracker
 
@@ -151,7 +151,7 @@ def orchestrated(tmp: Path) -> dict[str, Clock]:
     timers.wrap_entered(prefect_server, "temporary_api", "Prefect server start")
     timers.wrap(fold_task, "dataset_for", "data load and folds")
     timers.wrap(fold_task, "folds_for", "data load and folds")
-    timers.wrap(experiment, "run_job", "fold tasks")
+    timers.wrap(runs, "run_job", "fold tasks")
     for hook in ("scribbles_run_start", "scribbles_fold_start", "scribbles_epoch_end", "scribbles_fold_end",
                  "scribbles_run_end"):
         timers.wrap(MlflowTracker, hook, "logging and plots")
