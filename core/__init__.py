@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .markers import FAMILIES, HOOK_API_VERSION, hookimpl, hookspec
     from .plan import Plan, resolve
     from .registry import Registry, create, default_registry, load_registry, registry_for
+    from .run_store import RunStore, StoredRun
 
 _EXPORTS: dict[str, str] = {
     "ExperimentConfig": "config",
@@ -85,6 +86,8 @@ _EXPORTS: dict[str, str] = {
     "default_registry": "registry",
     "load_registry": "registry",
     "registry_for": "registry",
+    "RunStore": "run_store",
+    "StoredRun": "run_store",
 }
 
 
@@ -130,9 +133,11 @@ __all__ = [
     "RunContext",
     "RunEndContext",
     "RunErrorContext",
+    "RunStore",
     "ScribblesError",
     "Seed",
     "Splitter",
+    "StoredRun",
     "Strategy",
     "TTATransform",
     "Technique",

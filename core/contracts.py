@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from .run_store import RunStore
+
 DataKind = Literal["tabular", "sequence", "image"]
 
 
@@ -481,9 +483,17 @@ class Metric(Technique, abc.ABC):
 
 
 class Tracker(Technique):
-    """Base of the ``tracker`` family: an instance is registered for the run's lifecycle hooks."""
+    """Base of the ``tracker`` family: an instance is registered for the run's lifecycle hooks.
+
+    A tracker that keeps runs where they can be read back (the fold cache, ``resume``, ``rerun``,
+    ``compare``, ``promote``) returns its reader from ``store``; one that only reports returns None.
+    """
 
     family = "tracker"
+
+    def store(self) -> RunStore | None:
+        """The run store this tracker writes to (``scribbles.core.run_store.RunStore``), or None."""
+        return None
 
 
 FAMILY_BASES: Mapping[str, type[Technique]] = {

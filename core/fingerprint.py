@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from .contracts import Fold
 
-#: The run tags that hold a fingerprint's parts, and the whole.
+#: The record keys (``RunContext.tags``, ``StoredRun.record``) that hold a fingerprint's parts, and the whole.
 TAGS = {
-    "data": "scribbles.data_version",
-    "split": "scribbles.split",
-    "assignment": "scribbles.split_assignment",
-    "fingerprint": "scribbles.split_fingerprint",
+    "data": "data_version",
+    "split": "split",
+    "assignment": "split_assignment",
+    "fingerprint": "split_fingerprint",
 }
 
 
@@ -39,7 +39,7 @@ def assignment_hash(folds: Iterable[Fold]) -> str:
 
 
 def split_fingerprint(data_version: str, split: dict[str, Any], folds: Iterable[Fold]) -> dict[str, str]:
-    """The fingerprint's parts and their combined hash, as run tags (see ``TAGS``).
+    """The fingerprint's parts and their combined hash, as record keys (see ``TAGS``).
 
     ``split``: the resolved split section (the splitter's name and every parameter, defaults included).
     """
@@ -52,8 +52,8 @@ def split_fingerprint(data_version: str, split: dict[str, Any], folds: Iterable[
     return {TAGS[key]: value for key, value in {**parts, "fingerprint": whole}.items()}
 
 
-def differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
-    """Why the folds of two runs (their tags) are not the same folds; empty when they are."""
+def differences(a: Mapping[str, str], b: Mapping[str, str]) -> list[str]:
+    """Why the folds of two runs (their records) are not the same folds; empty when they are."""
     reasons = []
     if not a.get(TAGS["fingerprint"]) or not b.get(TAGS["fingerprint"]):
         missing = "A" if not a.get(TAGS["fingerprint"]) else "B"

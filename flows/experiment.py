@@ -26,7 +26,7 @@ from scribbles.core.sweep import label, trials
 from . import fold_task
 from .config_ref import stashed, unstash
 from .failures import as_failure
-from .fold_cache import CODE_TAG, code_version
+from .fold_cache import CODE_KEY, code_version
 from .fold_task import plan_for
 from .lifecycle import run_lifecycle
 from .lineage import git_commit, plugin_versions
@@ -72,14 +72,14 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
         sweep = RunContext(
             experiment=first.experiment, config=config, params=mask_params(flatten({"sweep": config["sweep"]})),
             tags={
-                "scribbles.sweep": "grid" if parsed.sweep.grid is not None else "random",
-                "scribbles.trials": str(len(configs)),
-                "scribbles.data_version": dataset.version,
-                "scribbles.git_commit": git_commit(),
-                CODE_TAG: code_version(),
-                "scribbles.plugins": plugin_versions(),
-                "scribbles.host": socket.gethostname(),
-                "scribbles.pid": str(os.getpid()),
+                "sweep": "grid" if parsed.sweep.grid is not None else "random",
+                "trials": str(len(configs)),
+                "data_version": dataset.version,
+                "git_commit": git_commit(),
+                CODE_KEY: code_version(),
+                "plugins": plugin_versions(),
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
                 **(tags or {}),
             },
             data_version=dataset.version, data_source=dataset.source, data_rev=dataset.rev, n_folds=0,

@@ -39,11 +39,11 @@ def as_failure(exc: BaseException) -> ScribblesError | None:
     for cause in _chain(exc):
         module = type(cause).__module__
         if isinstance(cause, sqlite3.Error) or module.startswith(("mlflow", "sqlalchemy")):
-            from scribbles.plugins.trackers import tracking_uri
+            from .stores import default_store
 
             return ScribblesError(
-                f"MLFLOW_TRACKING_URI: the MLflow store {tracking_uri()} failed ({_first_line(cause)}); check the "
-                "free space and permissions there, then `scribbles resume RUN_ID` finishes the run")
+                f"MLFLOW_TRACKING_URI: the MLflow store {default_store().shown} failed ({_first_line(cause)}); "
+                "check the free space and permissions there, then `scribbles resume RUN_ID` finishes the run")
         if type(cause).__name__ == "PrefectHTTPStatusError":
             return ScribblesError(
                 f"the Prefect API failed ({_first_line(cause)[:160]}); see .scribbles/prefect-server.log for a "

@@ -3,9 +3,9 @@
 A fold's key hashes what decides its result: the data version, the resolved config minus operational
 keys, and the code that trains (``code_version``: scribbles' own version and source, each plugin
 distribution's version and source) - not the user's repository commit, so committing a config or
-a note retrains nothing. The MLflow store is the cache: a fold run with the same
-``scribbles.cache_key`` tag points to a trained fold run whose ``fold_result.json`` (metrics and
-history) a new run reuses, tagging its fold run ``scribbles.cached_from``. A reuse is refused - and
+a note retrains nothing. The tracker's run store (``scribbles.core.run_store``) is the cache: a fold
+run recording the same ``cache_key`` points to a trained fold run whose fold result (metrics and
+history) a new run reuses, recording ``cached_from`` on its fold run. A reuse is refused - and
 the fold trained, saying why - unless that source fold run and its parent are active (not deleted)
 and FINISHED and the stored result matches the content hash the source recorded when it finished.
 """
@@ -16,21 +16,16 @@ import hashlib
 import importlib.metadata as md
 import importlib.util
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from scribbles.core import RunStore, StoredRun
 from scribbles.core.config import is_operational
 from scribbles.core.registry import ENTRY_POINT_GROUP
-from scribbles.plugins.trackers.mlflow_tracker import ARTIFACT_HASH_TAG
+from scribbles.core.run_store import FINISHED, FOLD_RESULT
 
-RESULT_FILE = "fold_result.json"
-KEY_TAG, CACHED_TAG, WHY_TAG, CODE_TAG = (
-    "scribbles.cache_key", "scribbles.cached_from", "scribbles.why", "scribbles.code_version",
-)
-#: The content hash of ``fold_result.json``, recorded on a fold run when it finishes.
-RESULT_HASH_TAG = ARTIFACT_HASH_TAG.format(name=RESULT_FILE)
+#: The record keys of a fold run: its cache key, the run its result came from, and the code's version.
+KEY, CACHED_KEY, CODE_KEY = "cache_key", "cached_from", "code_version"
 #: The packages of scribbles that train (its test kit does not).
 OWN_PACKAGES = ("scribbles.core", "scribbles.plugins", "scribbles.flows")
 
@@ -170,67 +165,47 @@ def explain(now: Inputs, before: Inputs) -> str:
 
 
 class FoldCache:
-    """Finished fold runs in one MLflow experiment, looked up by key, fold index or parent run."""
+    """Finished fold runs in one experiment of a run store, looked up by key, fold index or parent run."""
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_ids = [found.experiment_id] if found else []
+    def __init__(self, store: RunStore, experiment: str) -> None:
+        self.store, self.experiment = store, experiment
         self._parents: dict[str, Inputs | None] = {}
 
-    def _search(self, query: str, limit: int = 1) -> list[Any]:
-        if not self.experiment_ids:
-            return []
-        return list(self.client.search_runs(
-            self.experiment_ids, f"attributes.status = 'FINISHED' and {query}",
-            order_by=["attributes.start_time DESC"], max_results=limit,
-        ))
+    def _search(self, record: dict[str, str], limit: int = 1, parent: str | None = None) -> list[StoredRun]:
+        return self.store.runs(self.experiment, parent=parent, status=FINISHED, record=record, limit=limit)
 
-    def record(self, run: Any) -> tuple[dict[str, float], list[dict[str, float]]] | str:
-        """The metrics and history a fold run recorded in ``fold_result.json``, checked against the content
-        hash the run recorded when it finished; a reason (str) when it cannot be trusted."""
-        run_id = run.info.run_id
-        recorded = run.data.tags.get(RESULT_HASH_TAG)
-        if not recorded:
-            return f"cached result of run {run_id} has no content hash (an older run)"
-        with tempfile.TemporaryDirectory(prefix="scribbles-cache-") as tmp:
-            try:
-                path = self.client.download_artifacts(run_id, RESULT_FILE, tmp)
-            except Exception:  # an artifact store gone: the fold is trained instead
-                return f"cached result of run {run_id} is gone"
-            raw = Path(path).read_bytes()
-        if hashlib.sha256(raw).hexdigest() != recorded:
-            return f"cached result of run {run_id} was modified"
+    def record(self, run: StoredRun) -> tuple[dict[str, float], list[dict[str, float]]] | str:
+        """The metrics and history a fold run recorded as its fold result, checked against the content
+        hash recorded when it finished; a reason (str) when it cannot be trusted."""
+        raw = self.store.verified_artifact(run, FOLD_RESULT)
+        if isinstance(raw, str):
+            return raw
         try:
             saved = json.loads(raw)
             return dict(saved["metrics"]), list(saved.get("history", []))
         except (ValueError, KeyError, TypeError):
-            return f"cached result of run {run_id} is unreadable"
+            return f"cached result of run {run.run_id} is unreadable"
 
-    def _usable(self, run_id: str, what: str) -> tuple[Any, str]:
+    def _usable(self, run_id: str, what: str) -> tuple[StoredRun | None, str]:
         """The run ``run_id`` when it is active and FINISHED, else None and why not."""
-        try:
-            run = self.client.get_run(run_id)
-        except Exception:
+        run = self.store.get(run_id)
+        if run is None:
             return None, f"{what} {run_id} is gone"
-        if run.info.lifecycle_stage != "active":
+        if not run.active:
             return None, f"{what} {run_id} was deleted"
-        if run.info.status != "FINISHED":
-            return None, f"{what} {run_id} is {run.info.status}, not FINISHED"
+        if run.status != FINISHED:
+            return None, f"{what} {run_id} is {run.status}, not FINISHED"
         return run, ""
 
-    def source(self, run: Any) -> tuple[Any, str]:
+    def source(self, run: StoredRun) -> tuple[StoredRun | None, str]:
         """The trained fold run a fold run's result comes from, when it and its parent are active and
         FINISHED; else None and why not."""
-        source_id = run.data.tags.get(CACHED_TAG) or run.info.run_id
+        source_id = run.record.get(CACHED_KEY) or run.run_id
         source, why = self._usable(source_id, "the cached result's run")
         if source is None:
             return None, why
-        parent_id = source.data.tags.get("mlflow.parentRunId", "")
-        if parent_id:
-            parent, why = self._usable(parent_id, f"the parent run of cached run {source_id},")
+        if source.parent_id:
+            parent, why = self._usable(source.parent_id, f"the parent run of cached run {source_id},")
             if parent is None:
                 return None, why
         return source, ""
@@ -239,49 +214,37 @@ class FoldCache:
         """The latest fold run with ``key`` whose trained source checks out, as a reuse of that source;
         else None and why no candidate could be used ("" when there was none)."""
         refused = ""
-        for run in self._search(f"tags.\"{KEY_TAG}\" = '{key}'", limit=5):
+        for run in self._search({KEY: key}, limit=5):
             source, why = self.source(run)
             saved = self.record(source) if source is not None else why
-            if isinstance(saved, str):
-                refused = refused or saved
+            if isinstance(saved, str) or source is None:
+                refused = refused or str(saved)
                 continue
-            source_id = source.info.run_id
-            return Reuse(key, "cached", source_id, saved[0], saved[1], f"cached from run {source_id}"), ""
+            return Reuse(key, "cached", source.run_id, saved[0], saved[1], f"cached from run {source.run_id}"), ""
         return None, refused
 
     def previous_inputs(self, fold: int) -> Inputs | None:
         """The inputs of the latest finished run of fold ``fold`` (its parent's record), for ``explain``."""
-        runs = self._search(f"tags.\"scribbles.fold\" = '{fold}' and tags.\"{KEY_TAG}\" LIKE '%'")
+        runs = self._search({"fold": str(fold), KEY: "*"})
         if not runs:
             return None
-        parent = runs[0].data.tags.get("mlflow.parentRunId", "")
+        parent = runs[0].parent_id
         if parent not in self._parents:
             self._parents[parent] = self._inputs_of(parent)
         return self._parents[parent]
 
     def _inputs_of(self, run_id: str) -> Inputs | None:
-        try:
-            run = self.client.get_run(run_id)
-        except Exception:  # a parent deleted by hand: nothing to compare with
+        run = self.store.get(run_id) if run_id else None
+        if run is None:  # a parent deleted by hand: nothing to compare with
             return None
-        tags = run.data.tags
-        return Inputs(keyed_params(dict(run.data.params)), tags.get("scribbles.data_version", ""),
-                      tags.get(CODE_TAG, ""), tags.get("scribbles.plugins", ""))
+        record = run.record
+        return Inputs(keyed_params(dict(run.params)), record.get("data_version", ""), record.get(CODE_KEY, ""),
+                      record.get("plugins", ""))
 
-    def finished_folds(self, parent: str) -> dict[int, Any]:
+    def finished_folds(self, parent: str) -> dict[int, StoredRun]:
         """The finished fold runs of parent run ``parent``, by fold index."""
-        runs = self._search(f"tags.\"mlflow.parentRunId\" = '{parent}'", limit=1000)
-        out: dict[int, Any] = {}
-        for run in runs:
-            index = run.data.tags.get("scribbles.fold")
-            if index is not None and int(index) not in out:
-                out[int(index)] = run
+        out: dict[int, StoredRun] = {}
+        for run in self._search({}, limit=1000, parent=parent):
+            if run.fold is not None and run.fold not in out:
+                out[run.fold] = run
         return out
-
-
-def write_result(folder: Path, fold: int, metrics: dict[str, float], history: list[dict[str, float]]) -> Path:
-    """``fold_result.json`` for fold ``fold``: what a later identical run, or a resume, reuses."""
-    path = folder / f"fold-{fold}" / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"fold": fold, "metrics": metrics, "history": history}))
-    return path

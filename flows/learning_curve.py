@@ -184,7 +184,7 @@ def diagnose(config: dict[str, Any], fractions: list[float] | None = None, max_f
         run = run_context(plan, dataset, len(folds), Path(tmp))
         run.run_name = "diagnose"
         diagnosis = learning_curve(plan, dataset, folds, fractions)
-        run.tags["scribbles.diagnosis"] = diagnosis.verdict
+        run.tags["diagnosis"] = diagnosis.verdict
         run.artifacts["learning_curve"] = plot(diagnosis, plan.experiment, Path(tmp) / "learning_curve.png")
         curve = Path(tmp) / "learning_curve.json"
         curve.write_text(json.dumps({"verdict": diagnosis.verdict, "advice": diagnosis.advice,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext
+from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext, Tracker
 
 from .interrupts import raise_terminated
 
@@ -94,6 +94,18 @@ class Ending:
 
 
 @contextlib.contextmanager
+def _note_store(run: RunContext, plugins: list[Any]) -> None:
+    """Note where the run was written (``flows.stores``): ``resume``, ``rerun`` and ``promote`` read it there."""
+    from .stores import remember
+
+    run_id = run.links.get("mlflow_run_id", "")
+    for plugin in plugins:
+        store = plugin.store() if isinstance(plugin, Tracker) else None
+        if store is not None and run_id:
+            remember(run_id, store.uri)
+            return
+
+
 def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold: bool = True) -> Iterator[Ending]:
     """Start ``run``, yield its ``Ending``, and end it FAILED or KILLED if the block raises.
 
@@ -107,6 +119,7 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
     with registered(registry, everyone) if hold else contextlib.nullcontext():
         with registered(registry, everyone) if not hold else contextlib.nullcontext():
             registry.hook.scribbles_run_start(ctx=run)
+        _note_store(run, plugins)
         try:
             with sigterm_as_interrupt():
                 yield ending

@@ -8,19 +8,18 @@ scored on the very same folds; the statistics themselves are ``scribbles.core.st
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scribbles.core import BadInput
+from scribbles.core import BadInput, RunStore, StoredRun
 from scribbles.core import metric_names as naming
 from scribbles.core.fingerprint import differences
+from scribbles.core.run_store import FOLD_SCORES
 from scribbles.core.stats import Paired, compare_paired, not_worse
 
-#: Where a run records which of its metrics are better when greater.
-DIRECTIONS_TAG = "scribbles.greater_is_better"
+#: The record key of which of a run's metrics are better when greater.
+DIRECTIONS_KEY = "greater_is_better"
 
 
 @dataclass
@@ -34,28 +33,25 @@ class Scores:
     directions: dict[str, bool]
 
 
-def fold_scores(mlflow: Any, run: Any) -> Scores:
-    """The ``fold_scores.json`` a run logged; BadInput when it has none (a run from before it was logged)."""
-    run_id = run.info.run_id
-    with tempfile.TemporaryDirectory(prefix="scribbles-scores-") as tmp:
-        try:
-            path = mlflow.download_artifacts(run_id, "fold_scores.json", tmp)
-        except Exception:  # MlflowException or OSError: the message below says what is missing
-            raise BadInput(f"RUN {run_id} has no fold_scores.json (it did not finish, or it predates paired "
-                           "statistics); rerun it with `scribbles rerun RUN_ID`") from None
-        record = json.loads(Path(path).read_text())
-    folds = record["folds"]
-    directions = json.loads(run.data.tags.get(DIRECTIONS_TAG) or "{}")
+def fold_scores(store: RunStore, run: StoredRun) -> Scores:
+    """The fold scores a run recorded; BadInput when it has none (a run from before they were recorded)."""
+    run_id = run.run_id
+    raw = store.artifact(run_id, FOLD_SCORES)
+    if raw is None:
+        raise BadInput(f"RUN {run_id} has no fold_scores.json (it did not finish, or it predates paired "
+                       "statistics); rerun it with `scribbles rerun RUN_ID`")
+    folds = json.loads(raw)["folds"]
+    directions = json.loads(run.record.get(DIRECTIONS_KEY) or "{}")
     return Scores(run_id, {f["fold"]: int(f["train_rows"] or 0) for f in folds},
                   {f["fold"]: int(f["valid_rows"] or 0) for f in folds},
                   {f["fold"]: dict(f["metrics"]) for f in folds}, directions)
 
 
-def check_same_folds(a: Any, b: Any) -> None:
+def check_same_folds(a: StoredRun, b: StoredRun) -> None:
     """BadInput naming why, unless runs ``a`` and ``b`` were scored on the same folds."""
-    reasons = differences(a.data.tags, b.data.tags)
+    reasons = differences(a.record, b.record)
     if reasons:
-        raise BadInput(f"runs {a.info.run_id[:8]} and {b.info.run_id[:8]} were not scored on the same folds: "
+        raise BadInput(f"runs {a.run_id[:8]} and {b.run_id[:8]} were not scored on the same folds: "
                        f"{'; '.join(reasons)}; paired statistics need the same data and split (same "
                        "split section and data version)")
 
@@ -76,10 +72,11 @@ def metric_choices(a: Scores, b: Scores) -> list[str]:
     return names or sorted(shared)
 
 
-def paired(mlflow: Any, run_a: Any, run_b: Any, metrics: list[str] | None = None, rope: float = 0.0) -> list[Paired]:
+def paired(store: RunStore, run_a: StoredRun, run_b: StoredRun, metrics: list[str] | None = None,
+           rope: float = 0.0) -> list[Paired]:
     """Every requested metric of A against B on their shared folds; BadInput when they cannot be paired."""
     check_same_folds(run_a, run_b)
-    a, b = fold_scores(mlflow, run_a), fold_scores(mlflow, run_b)
+    a, b = fold_scores(store, run_a), fold_scores(store, run_b)
     if sorted(a.metrics) != sorted(b.metrics):
         raise BadInput(f"runs {a.run_id[:8]} and {b.run_id[:8]} finished different folds "
                        f"({sorted(a.metrics)} vs {sorted(b.metrics)}); finish both with `scribbles resume RUN_ID`")

@@ -36,11 +36,9 @@ def preflight(plan: Plan) -> None:
 
 
 def check_stores(plan: Plan) -> None:
-    """Every MLflow tracker's store can be opened (see ``check_store``): checked in seconds, writing nothing."""
-    from scribbles.plugins.trackers import tracking_uri
-    from scribbles.plugins.trackers.store import check_store
-
+    """Every tracker's run store can be opened (``RunStore.check``): checked in seconds, writing nothing."""
     for index, tracker in enumerate(plan.trackers):
-        if tracker.name == "mlflow":
-            own = getattr(tracker.params, "tracking_uri", None)
-            check_store(own or tracking_uri(), f"tracking.{index}.tracking_uri" if own else "MLFLOW_TRACKING_URI")
+        store = tracker.store()
+        if store is not None:
+            own = tracker.params.model_dump().get("tracking_uri")
+            store.check(field=f"tracking.{index}.tracking_uri" if own else "MLFLOW_TRACKING_URI")

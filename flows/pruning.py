@@ -10,13 +10,16 @@ order (fold 0 first), so the steps a trial reports mean the same thing in every 
   ``optuna.pruners.WilcoxonPruner`` expects (it compares per-fold values with the best trial's).
 
 When the pruner says so the reporter raises ``Pruned``: the fold in progress stops, the folds that
-finished are kept, and the trial run ends KILLED with tag ``scribbles.pruned`` (``mark_pruned``).
+finished are kept, and the trial run ends KILLED, recording ``pruned`` (``mark_pruned``).
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from scribbles.core import RunStore
+from scribbles.core.run_store import KILLED, RUNNING
 
 
 class Pruned(Exception):
@@ -61,17 +64,14 @@ class Reporter:
                                "the best trial's on the same folds")
 
 
-def mark_pruned(tracking_uri: str, run_id: str, pruned: Pruned) -> None:
-    """End a pruned trial's run KILLED with tag ``scribbles.pruned`` (step and reason); the fold run the
-    pruner cut short too (its finished fold runs stay FINISHED)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    tag = f"step {pruned.step}: {pruned.reason}"
-    run = client.get_run(run_id)
-    for child in client.search_runs([run.info.experiment_id], f"tags.\"mlflow.parentRunId\" = '{run_id}' and "
-                                    "attributes.status = 'RUNNING'", max_results=1000):
-        client.set_tag(child.info.run_id, "scribbles.pruned", tag)
-        client.set_terminated(child.info.run_id, "KILLED")
-    client.set_tag(run_id, "scribbles.pruned", tag)
-    client.set_terminated(run_id, "KILLED")
+def mark_pruned(store: RunStore, run_id: str, pruned: Pruned) -> None:
+    """End a pruned trial's run KILLED, recording ``pruned`` (step and reason); the fold run the pruner
+    cut short too (its finished fold runs stay FINISHED)."""
+    reason = {"pruned": f"step {pruned.step}: {pruned.reason}"}
+    run = store.get(run_id)
+    if run is not None:
+        for child in store.runs(store.experiment_name(run.experiment_id), parent=run_id, status=RUNNING):
+            store.set_record(child.run_id, reason)
+            store.end(child.run_id, KILLED)
+    store.set_record(run_id, reason)
+    store.end(run_id, KILLED)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scribbles.core import BadInput, default_registry
+from scribbles.core import BadInput, RunStore, StoredRun, default_registry
 from scribbles.core.config import apply_overrides, parse_config
 
 from .lineage import git_commit
-from .records import client, find_run, run_config
+from .records import find_run, run_config
 from .redact import masked_fields
+from .stores import open_store
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Rerun:
     config: dict[str, Any]
     tags: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    #: The store the recorded run was read from.
+    tracking_uri: str = ""
 
 
 def data_version_of(config: dict[str, Any]) -> str:
@@ -59,21 +62,20 @@ def pin_data(config: dict[str, Any], version: str, commit: str) -> tuple[dict[st
     )
 
 
-def recorded(mlflow: Any, run: Any, overrides: list[str], secrets_hint: str,
+def recorded(store: RunStore, run: StoredRun, overrides: list[str], secrets_hint: str,
              code_note: str) -> tuple[dict[str, Any], list[str]]:
     """The run's recorded config (with ``overrides``), validated, its data pinned; notes on data and code.
 
     ``secrets_hint`` ends the error when the record hides secrets; ``code_note`` follows a commit that
     differs from the code here.
     """
-    config = apply_overrides(run_config(mlflow, run), overrides)
+    config = apply_overrides(run_config(store, run), overrides)
     masked = masked_fields(config)
     if masked:
         raise BadInput(f"RUN_ID: the run's config hides secrets ({', '.join(masked)}); "
-                       + secrets_hint.format(run_id=run.info.run_id, field=masked[0]))
-    parse_config(config, f"run {run.info.run_id} config")  # a config that no longer validates: exit 2
-    tags = run.data.tags
-    version, commit = tags["scribbles.data_version"], tags.get("scribbles.git_commit", "unknown")
+                       + secrets_hint.format(run_id=run.run_id, field=masked[0]))
+    parse_config(config, f"run {run.run_id} config")  # a config that no longer validates: exit 2
+    version, commit = run.record["data_version"], run.record.get("git_commit", "unknown")
     config, where = pin_data(config, version, commit)
     notes = [f"data {config['data'].get('path')} at version {version[:12]} from {where}"]
     now = git_commit()
@@ -82,10 +84,11 @@ def recorded(mlflow: Any, run: Any, overrides: list[str], secrets_hint: str,
     return config, notes
 
 
-def prepare(run_id: str, overrides: list[str]) -> Rerun:
-    """Read run ``run_id`` (a fold run means its parent) and pin its data version."""
-    mlflow = client()
-    run = find_run(mlflow, run_id)
-    config, notes = recorded(mlflow, run, overrides, "pass them again, e.g. `scribbles rerun {run_id} --set "
+def prepare(run_id: str, overrides: list[str], tracking_uri: str | None = None) -> Rerun:
+    """Read run ``run_id`` (a fold run means its parent) from the store it was written to (or
+    ``tracking_uri``) and pin its data version."""
+    store = open_store(tracking_uri, [run_id])
+    run = find_run(store, run_id)
+    config, notes = recorded(store, run, overrides, "pass them again, e.g. `scribbles rerun {run_id} --set "
                              "{field}=VALUE`", "metrics match only when the code does")
-    return Rerun(run.info.run_id, config, {"scribbles.rerun_of": run.info.run_id}, notes)
+    return Rerun(run.run_id, config, {"rerun_of": run.run_id}, notes, store.uri)

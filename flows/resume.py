@@ -7,10 +7,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from scribbles.core import BadInput
+from scribbles.core import BadInput, StoredRun
 
-from .records import client, find_run
+from .records import find_run
 from .rerun import recorded
+from .stores import open_store
 
 
 @dataclass
@@ -20,6 +21,8 @@ class Resume:
     run_id: str
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    #: The store the run was written to: the resumed run goes on there.
+    tracking_uri: str = ""
 
 
 def alive(pid: int) -> bool:
@@ -33,27 +36,28 @@ def alive(pid: int) -> bool:
     return True
 
 
-def check_stopped(run: Any) -> None:
+def check_stopped(run: StoredRun) -> None:
     """BadInput unless ``run`` was stopped: FAILED, KILLED, or RUNNING with its process gone."""
-    tags, status = run.data.tags, run.info.status
-    if tags.get("scribbles.sweep") and tags.get("scribbles.sweep") != "optuna":
-        raise BadInput(f"RUN_ID: run {run.info.run_id} is a sweep; resume its unfinished trial runs one by one "
+    record, status = run.record, run.status
+    if record.get("sweep") and record.get("sweep") != "optuna":
+        raise BadInput(f"RUN_ID: run {run.run_id} is a sweep; resume its unfinished trial runs one by one "
                        "(`scribbles compare` lists them); an Optuna sweep (sweep.optuna) resumes as a whole")
     if status == "FINISHED":
-        raise BadInput(f"RUN_ID: run {run.info.run_id} already FINISHED; `scribbles rerun {run.info.run_id}` "
+        raise BadInput(f"RUN_ID: run {run.run_id} already FINISHED; `scribbles rerun {run.run_id}` "
                        "runs it again as a new run")
     if status == "RUNNING":
-        pid, host = tags.get("scribbles.pid", ""), tags.get("scribbles.host", "")
+        pid, host = record.get("pid", ""), record.get("host", "")
         if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
-            raise BadInput(f"RUN_ID: run {run.info.run_id} is still running (process {pid} on this machine); "
+            raise BadInput(f"RUN_ID: run {run.run_id} is still running (process {pid} on this machine); "
                            "stop it first or let it finish")
 
 
-def prepare(run_id: str) -> Resume:
-    """Read run ``run_id`` (a fold run means its parent), check it was stopped, and pin its data version."""
-    mlflow = client()
-    run = find_run(mlflow, run_id)
+def prepare(run_id: str, tracking_uri: str | None = None) -> Resume:
+    """Read run ``run_id`` (a fold run means its parent) from the store it was written to (or
+    ``tracking_uri``), check it was stopped, and pin its data version."""
+    store = open_store(tracking_uri, [run_id])
+    run = find_run(store, run_id)
     check_stopped(run)
-    config, notes = recorded(mlflow, run, [], "it cannot be resumed from its record; rerun it with "
+    config, notes = recorded(store, run, [], "it cannot be resumed from its record; rerun it with "
                              "`scribbles rerun {run_id} --set {field}=VALUE`", "the folds trained now use this code")
-    return Resume(run.info.run_id, config, [f"{run.info.status} run", *notes])
+    return Resume(run.run_id, config, [f"{run.status} run", *notes], store.uri)

@@ -4,7 +4,7 @@ Trackers and the progress display see every step through the lifecycle hooks (fl
 sequencing lives here, never in hook order. Tasks exchange references (config, data version, fold index,
 paths), never DataFrames or tensors: a fold trains inline, in a process pool (``train.parallel_folds``)
 or on a Dask cluster (``train.dask_address``). A fold whose inputs match an earlier finished fold is
-reused from it (``scribbles.cached_from``) unless ``force``; ``continues`` finishes a stopped parent run
+reused from it (recording ``cached_from``) unless ``force``; ``continues`` finishes a stopped parent run
 in place. Sweeps (flows/experiment.py, flows/search.py) run one of these per trial.
 """
 
@@ -44,7 +44,7 @@ from scribbles.core.repeats import Repeated
 
 from . import fold_task
 from .failures import as_failure
-from .fold_cache import CODE_TAG, FoldCache, Inputs, Reuse, code_version, explain, keyed_params, write_result
+from .fold_cache import CODE_KEY, FoldCache, Inputs, Reuse, code_version, explain, keyed_params
 from .fold_outputs import read_outputs
 from .fold_task import FoldJob, FoldResult, plan_for, run_job
 from .lifecycle import run_lifecycle
@@ -53,6 +53,7 @@ from .prefect_env import configure_prefect
 from .prefect_server import ServerLost
 from .pruning import Pruned, Reporter, mark_pruned
 from .redact import mask_params, mask_tree
+from .stores import store_of
 
 configure_prefect()
 
@@ -115,27 +116,27 @@ def run_context(
             fold_timeline(dataset, folds, timeline, plan.splitter.name)
         artifacts["fold_timeline"] = timeline
     tags = {
-        "scribbles.data_version": dataset.version,
-        "scribbles.data_source": plan.data.name,
-        "scribbles.data_path": dataset.source,
-        "scribbles.git_commit": git_commit(),
-        "scribbles.splitter": plan.splitter.name,
-        "scribbles.strategy": plan.strategy.name,
-        "scribbles.plugins": plugin_versions(),
-        "scribbles.seed": str(plan.config.train.seed),
-        "scribbles.world_size": str(plan.config.train.workers * plan.config.train.nodes),
+        "data_version": dataset.version,
+        "data_source": plan.data.name,
+        "data_path": dataset.source,
+        "git_commit": git_commit(),
+        "splitter": plan.splitter.name,
+        "strategy": plan.strategy.name,
+        "plugins": plugin_versions(),
+        "seed": str(plan.config.train.seed),
+        "world_size": str(plan.config.train.workers * plan.config.train.nodes),
         # Who runs it: `scribbles resume` refuses a RUNNING run whose process is still alive.
-        "scribbles.host": socket.gethostname(),
-        "scribbles.pid": str(os.getpid()),
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
     }
     if plan.resolved["data"].get("allow_dirty"):
-        tags["scribbles.allow_dirty"] = "true"
-    tags["scribbles.greater_is_better"] = json.dumps({m.name: bool(m.greater_is_better) for m in plan.metrics})
+        tags["allow_dirty"] = "true"
+    tags["greater_is_better"] = json.dumps({m.name: bool(m.greater_is_better) for m in plan.metrics})
     if folds:
         tags.update(split_fingerprint(dataset.version, plan.resolved["split"], folds))
     if isinstance(plan.splitter, Repeated):
-        tags["scribbles.repeats"] = str(plan.splitter.repeats)
-        tags["scribbles.folds_per_repeat"] = str(len(folds or []) // plan.splitter.repeats)
+        tags["repeats"] = str(plan.splitter.repeats)
+        tags["folds_per_repeat"] = str(len(folds or []) // plan.splitter.repeats)
     return RunContext(
         experiment=plan.experiment,
         config=config,
@@ -147,16 +148,6 @@ def run_context(
         n_folds=n_folds,
         artifacts=artifacts,
     )
-
-
-def tracking_uri_of(plan: Plan) -> str | None:
-    """The MLflow store the plan's ``mlflow`` tracker writes to; None without one (no caching then)."""
-    for tracker in plan.trackers:
-        if tracker.name == "mlflow":
-            from scribbles.plugins.trackers import tracking_uri
-
-            return getattr(tracker.params, "tracking_uri", None) or tracking_uri()
-    return None
 
 
 def task_runner(plan: Plan) -> Any:
@@ -175,9 +166,9 @@ def task_runner(plan: Plan) -> Any:
 
 def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[Reuse]:
     """Per fold: reuse this parent's finished fold (resume), an identical earlier fold (cache), or train."""
-    inputs = Inputs(keyed_params(run.params), run.data_version, run.tags[CODE_TAG], run.tags["scribbles.plugins"])
-    uri = tracking_uri_of(plan)
-    cache = FoldCache(uri, run.experiment) if uri else None
+    inputs = Inputs(keyed_params(run.params), run.data_version, run.tags[CODE_KEY], run.tags["plugins"])
+    store = store_of(plan)
+    cache = FoldCache(store, run.experiment) if store is not None else None
     finished = cache.finished_folds(run.continues["mlflow_run_id"]) if cache and run.continues else {}
     out = []
     for fold in folds:
@@ -185,7 +176,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
         if fold.index in finished and cache is not None:
             saved = cache.record(finished[fold.index])
             if not isinstance(saved, str):
-                source = finished[fold.index].info.run_id
+                source = finished[fold.index].run_id
                 reason = f"finished before the stop (run {source})"
                 out.append(Reuse(key, "resumed", source, saved[0], saved[1], reason))
                 continue
@@ -208,7 +199,6 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
     hook = registry.hook
     classes = [] if plan.config.task == "regression" else [str(c) for c in dataset.classes]
     metrics: dict[int, dict[str, float]] = {}
-    work = Path(job.out)
 
     def start(fold: Fold, reuse: Reuse) -> None:
         hook.scribbles_fold_start(ctx=FoldContext(
@@ -226,8 +216,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
             for number, values in enumerate(result.history):
                 hook.scribbles_epoch_end(ctx=EpochContext(run, fold.index, number, values))
         outputs = read_outputs(result.outputs, registry)
-        artifacts = {} if reuse.mode == "resumed" else {
-            "result": write_result(work / "results", fold.index, result.metrics, result.history)}
+        artifacts: dict[str, Path] = {}
         groups = fold_task.group_folder(job.out, fold.index) / "group_metrics.csv"
         if not reuse.mode and groups.exists():
             artifacts["group_metrics"] = groups
@@ -278,8 +267,8 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         summary = summarise([metrics[i] for i in sorted(metrics)]) if metrics else {}
         # Inside the lifecycle: a tracker failing to finish must still end the runs FAILED.
         ending.end(summary)
-        if pruned is not None and run.links.get("mlflow_run_id") and (uri := tracking_uri_of(plan)):
-            mark_pruned(uri, run.links["mlflow_run_id"], pruned)
+        if pruned is not None and run.links.get("mlflow_run_id") and (store := store_of(plan)) is not None:
+            mark_pruned(store, run.links["mlflow_run_id"], pruned)
     return {
         "experiment": run.experiment,
         "links": dict(run.links),
@@ -290,7 +279,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         "transforms": [label for label, _ in tta_groups(plan.tta)],
         "folds": [{"fold": i, **metrics[i]} for i in sorted(metrics)],
         "fold_rows": {fold.index: [len(fold.train), len(fold.valid)] for fold in folds},
-        "split_fingerprint": run.tags.get("scribbles.split_fingerprint", ""),
+        "split_fingerprint": run.tags.get("split_fingerprint", ""),
         "reuse": [{"fold": fold.index, "mode": reuse.mode, "source": reuse.source, "reason": reuse.reason}
                   for fold, reuse in zip(folds, decisions, strict=True)],
         "summary": summary,
@@ -328,7 +317,7 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
     with _workdir() as work:
         run = run_context(plan, dataset, len(folds), work, folds, plots)
         run.tags.update(tags or {})
-        run.tags[CODE_TAG] = code_version()
+        run.tags[CODE_KEY] = code_version()
         run.parent, run.continues, run.run_name = parent, dict(continues or {}), run_name
         job = FoldJob(config, allow_dirty, -1, dataset.version, str(Path.cwd()), str(work / "outputs"))
         try:

@@ -49,7 +49,7 @@ def serve(config: ExperimentConfig, *, cron: str | None, interval: float | None,
         parameters: dict[str, Any] = {
             "config": safe,
             "allow_dirty": allow_dirty,
-            "tags": {"scribbles.schedule": deployment},
+            "tags": {"schedule": deployment},
             **({"promote": promote} if promote else {}),
         }
         experiment_flow.serve(

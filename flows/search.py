@@ -39,7 +39,7 @@ from scribbles.core.redact import mask_text
 from scribbles.core.sweep import check_search, grid_size, label, representatives, trial_config
 
 from . import fold_task
-from .fold_cache import CODE_TAG, code_version
+from .fold_cache import CODE_KEY, code_version
 from .lifecycle import run_lifecycle
 from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
@@ -258,7 +258,8 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
     """
     import optuna
 
-    from .runs import load_data, make_folds, rank, tracking_uri_of
+    from .runs import load_data, make_folds, rank
+    from .stores import store_of
 
     sweep_config = parsed.sweep
     assert sweep_config is not None and sweep_config.optuna is not None
@@ -281,8 +282,8 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
     make_folds(base, allow_dirty)
     dataset = fold_task.dataset_for(first)
     n_folds = len(fold_task.folds_for(first))
-    uri = tracking_uri_of(first)
-    storage = storage_url(settings, uri)
+    store = store_of(first)
+    storage = storage_url(settings, store.uri if store is not None else None)
     with tempfile.TemporaryDirectory(prefix="scribbles-sweep-") as tmp:
         config = mask_tree(parsed.model_dump(mode="json"))
         config_path = Path(tmp) / "sweep_config.yaml"
@@ -290,17 +291,17 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
         sweep = RunContext(
             experiment=first.experiment, config=config, params=mask_params(flatten({"sweep": config["sweep"]})),
             tags={
-                "scribbles.sweep": "optuna",
-                "scribbles.sampler": settings.sampler,
-                "scribbles.pruner": settings.pruner,
-                "scribbles.trials": str(budget),
-                "scribbles.study_storage": mask_text(storage),
-                "scribbles.data_version": dataset.version,
-                "scribbles.git_commit": git_commit(),
-                CODE_TAG: code_version(),
-                "scribbles.plugins": plugin_versions(),
-                "scribbles.host": socket.gethostname(),
-                "scribbles.pid": str(os.getpid()),
+                "sweep": "optuna",
+                "sampler": settings.sampler,
+                "pruner": settings.pruner,
+                "trials": str(budget),
+                "study_storage": mask_text(storage),
+                "data_version": dataset.version,
+                "git_commit": git_commit(),
+                CODE_KEY: code_version(),
+                "plugins": plugin_versions(),
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
                 **(tags or {}),
             },
             data_version=dataset.version, data_source=dataset.source, data_rev=dataset.rev, n_folds=0,
@@ -311,10 +312,8 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
         with run_lifecycle(registry, sweep, first.trackers, hold=False) as ending:
             run_id = sweep.links.get("mlflow_run_id") or uuid.uuid4().hex
             study_name = f"scribbles-{run_id}"
-            if uri and sweep.links.get("mlflow_run_id"):
-                from mlflow.tracking import MlflowClient
-
-                MlflowClient(uri).set_tag(run_id, "scribbles.study", study_name)
+            if store is not None and sweep.links.get("mlflow_run_id"):
+                store.set_record(run_id, {"study": study_name})
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(
                 storage=open_storage(storage), sampler=sampler_for(settings, space),
@@ -334,7 +333,7 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                 assignment = space.assignment(trial.params)
                 return TrialJob(
                     trial_config(parsed, assignment).model_dump(mode="json"), assignment, allow_dirty,
-                    {**(tags or {}), "scribbles.optuna_trial": str(trial.number)}, force, continues or "",
+                    {**(tags or {}), "optuna_trial": str(trial.number)}, force, continues or "",
                     sweep, str(tmp), storage, study_name, settings.model_dump(mode="json"), steps,
                     trial._trial_id, trial.number, epochs, rank_by, greater, str(Path.cwd()))
 

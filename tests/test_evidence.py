@@ -14,9 +14,13 @@ import pytest
 from helpers import make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import load_config
-from scribbles.core.fingerprint import TAGS
+from scribbles.core.fingerprint import TAGS as RECORD_KEYS
 from scribbles.core.stats import compare_paired
 from scribbles.flows.experiment import experiment
+from scribbles.plugins.trackers.names import tag as tag_of
+
+#: The MLflow tags that hold the split fingerprint's parts.
+TAGS = {part: tag_of(key) for part, key in RECORD_KEYS.items()}
 
 REPO = Path(__file__).resolve().parents[1]
 KNN = ("split.name=kfold", "split.n_splits=3", "split.shuffle=true", "split.seed=0", "experiment=evidence")

@@ -71,3 +71,20 @@ def writable_file(path: Path, field: str) -> None:
             pass
     except OSError as exc:
         raise BadInput(f"{field}: cannot write in {directory} ({exc.strerror or exc}); pick another path") from None
+
+
+def add_store_option(parser: Any) -> None:
+    """``--tracking-uri``: the store to read runs from, when not the one a run was written to."""
+    parser.add_argument("--tracking-uri", metavar="URI", default=None,
+                        help="the MLflow store to read runs from (default: the store each run was written to, "
+                             "as `scribbles run` noted in .scribbles/stores.tsv, else MLFLOW_TRACKING_URI or "
+                             "./mlflow.db)")
+
+
+def writing_to(uri: str) -> None:
+    """Runs started from now on, by this process and the workers it starts, go to the store ``uri``
+    (a config's own ``tracking_uri`` still wins)."""
+    import os
+
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri

@@ -12,7 +12,7 @@ from typing import Any
 
 from scribbles.core import BadInput
 
-from .common import EXIT_OK, console, count
+from .common import EXIT_OK, add_store_option, console, count
 
 
 def _cell(value: float | None, spread: float | None = None) -> str:
@@ -28,23 +28,24 @@ def _p(value: float | None) -> str:
 def cmd_paired(args: argparse.Namespace) -> int:
     """Paired statistics of RUN_A against RUN_B on their shared folds."""
     from ..paired import paired
-    from ..records import client, find_run
+    from ..records import find_run
+    from ..stores import open_store
 
     if args.experiment is not None:
         raise BadInput("--experiment lists recent runs; with RUN_A RUN_B leave it out")
     if not args.rope >= 0:
         raise BadInput(f"--rope: {args.rope} must be zero or more (the region of practical equivalence)")
-    mlflow = client()
-    run_a, run_b = (find_run(mlflow, run_id) for run_id in args.run_ids)
-    results = paired(mlflow, run_a, run_b, args.metric or None, args.rope)
-    names = {"a": run_a.info.run_id, "b": run_b.info.run_id}
+    store = open_store(args.tracking_uri, args.run_ids)
+    run_a, run_b = (find_run(store, run_id) for run_id in args.run_ids)
+    results = paired(store, run_a, run_b, args.metric or None, args.rope)
+    names = {"a": run_a.run_id, "b": run_b.run_id}
     if args.json:
         print(json.dumps({**names, "folds": results[0].n, "results": [r.as_dict() for r in results]}, indent=2))
         return EXIT_OK
     from rich.table import Table
 
-    label_a = f"A {run_a.info.run_id[:8]} {run_a.info.run_name or ''}".strip()
-    label_b = f"B {run_b.info.run_id[:8]} {run_b.info.run_name or ''}".strip()
+    label_a = f"A {run_a.run_id[:8]} {run_a.name}".strip()
+    label_b = f"B {run_b.run_id[:8]} {run_b.name}".strip()
     # One column per metric (usually one to three): it fits a terminal, as MLflow's compare view.
     table = Table(title=f"{label_a}\nvs {label_b}\n{results[0].n} paired folds, rope {args.rope:g}")
     table.add_column("")
@@ -79,7 +80,8 @@ def cmd_paired(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the recent parent runs of an experiment: differing params, metric mean ± std, TTA gain."""
-    from ..records import client, compare, parent_runs
+    from ..records import compare, parent_runs
+    from ..stores import open_store
 
     if args.run_ids:
         if len(args.run_ids) != 2:
@@ -87,8 +89,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return cmd_paired(args)
     if args.metric or args.rope:
         raise BadInput("--metric and --rope need two runs: scribbles compare RUN_A RUN_B --metric M")
-    mlflow = client()
-    experiment, runs = parent_runs(mlflow, args.experiment, args.runs)
+    store = open_store(args.tracking_uri)
+    experiment, runs = parent_runs(store, args.experiment, args.runs)
     table_data = compare(runs)
     if args.json:
         print(json.dumps({"experiment": experiment, **table_data}, indent=2))
@@ -97,7 +99,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     # Transposed, as MLflow's own compare view: one column per run, so it fits a terminal.
     rows = table_data["runs"]
-    table = Table(title=f"{experiment}: {len(runs)} most recent runs ({mlflow.tracking_uri})")
+    table = Table(title=f"{experiment}: {len(runs)} most recent runs ({store.shown})")
     table.add_column("")
     for row in rows:
         table.add_column(f"{row['run_id'][:8]}\n{row['run_name'] or ''}", justify="right")
@@ -148,4 +150,5 @@ def add_parser(verbs: Any) -> None:
     compare.add_argument("--experiment", help="MLflow experiment name (default: that of the latest run)")
     compare.add_argument("--runs", type=count(1), default=5, help="how many of the most recent runs (default 5)")
     compare.add_argument("--json", action="store_true", help="machine-readable output")
+    add_store_option(compare)
     compare.set_defaults(func=cmd_compare)

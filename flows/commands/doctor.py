@@ -45,15 +45,11 @@ def _database(uri: str) -> str:
 
 
 def _mlflow(uri: str) -> str:
-    from scribbles.plugins.trackers.store import check_store, sqlite_path
-
     if uri.startswith(("postgresql", "mysql", "mssql")):
-        return _database(uri)
-    check_store(uri, field="mlflow")
-    if uri.startswith(("http://", "https://")):
-        return "the tracking server answers"
-    path = sqlite_path(uri)
-    return "SQLite store, intact" if path and path.exists() else "a new store will be created on the first run"
+        return _database(uri)  # MLflow's client would create and migrate the store: doctor writes nothing
+    from ..stores import default_store
+
+    return default_store(uri).health()
 
 
 def _prefect(url: str) -> str:
@@ -99,9 +95,9 @@ STUDY_NAME = "SCRIBBLES_STUDY_STORAGE"
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the store, servers and remote in effect; exit 1 naming each one that does not answer."""
     from scribbles.core.redact import mask_text
-    from scribbles.plugins.trackers import tracking_uri
 
     from ..settings import STUDY_ENV, current
+    from ..stores import default_store
 
     path, settings = current()
     print(f"settings: {path or 'none (no scribbles.toml here or above, SCRIBBLES_SETTINGS unset)'}")
@@ -111,7 +107,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return f"{env} from {setting.source}" if setting.value else "default"
 
     rows: list[tuple[str, str, str, Callable[[], str] | None]] = []
-    uri = tracking_uri()
+    uri = default_store().uri
     rows.append(("mlflow", uri, origin("MLFLOW_TRACKING_URI"), lambda: _mlflow(uri)))
     prefect = os.environ.get("PREFECT_API_URL", "").strip()
     rows.append(("prefect", prefect or "a temporary server per run (for schedules: one per `scribbles serve`)",

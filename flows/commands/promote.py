@@ -6,14 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, add_store_option, console
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Register the run's fold ensemble under its experiment's name with the alias, when it is better."""
     from ..promote import promote
 
-    done = promote(args.run_id, args.alias, alpha=args.alpha, force=args.force, metric=args.metric)
+    done = promote(args.run_id, args.alias, alpha=args.alpha, force=args.force, metric=args.metric,
+                   tracking_uri=args.tracking_uri)
     if args.json:
         print(json.dumps(done.__dict__, indent=2, default=str))
         return EXIT_OK
@@ -43,4 +44,5 @@ def add_parser(verbs: Any) -> None:
     promote.add_argument("--force", action="store_true",
                          help="register even when not significantly better (recorded on the version)")
     promote.add_argument("--json", action="store_true", help="machine-readable output")
+    add_store_option(promote)
     promote.set_defaults(func=cmd_promote)

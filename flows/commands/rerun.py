@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, add_store_option, console, writing_to
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    """Read the run's resolved config, data version and commit; run again tagged scribbles.rerun_of."""
+    """Read the run's resolved config, data version and commit; run again, recording rerun_of."""
     from ..rerun import prepare
 
-    rerun = prepare(args.run_id, args.set or [])
+    rerun = prepare(args.run_id, args.set or [], args.tracking_uri)
+    writing_to(rerun.tracking_uri)  # the new run sits beside the one it reruns
     out = console()
     out.print(f"[bold]scribbles[/] rerunning [cyan]{rerun.run_id}[/] ({rerun.config.get('experiment')})")
     for note in rerun.notes:
@@ -36,4 +37,5 @@ def add_parser(verbs: Any) -> None:
     rerun.add_argument("run_id", metavar="RUN_ID", help="the parent run (a fold run means its parent)")
     rerun.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                        help="override a recorded value, e.g. a secret the record masks (repeatable)")
+    add_store_option(rerun)
     rerun.set_defaults(func=cmd_rerun)

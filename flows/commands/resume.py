@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import EXIT_OK, console
+from .common import EXIT_OK, add_store_option, console, writing_to
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Keep the run's finished folds, train the missing ones in the same parent, end it FINISHED."""
     from ..resume import prepare
 
-    resume = prepare(args.run_id)
+    resume = prepare(args.run_id, args.tracking_uri)
+    writing_to(resume.tracking_uri)  # the run goes on in the store that holds it
     out = console()
     out.print(f"[bold]scribbles[/] resuming [cyan]{resume.run_id}[/] ({resume.config.get('experiment')})")
     for note in resume.notes:
@@ -33,4 +34,5 @@ def add_parser(verbs: Any) -> None:
     """Register `scribbles resume`."""
     resume = verbs.add_parser("resume", help="finish a failed or killed run in the same parent run")
     resume.add_argument("run_id", metavar="RUN_ID", help="the stopped parent run (a fold run means its parent)")
+    add_store_option(resume)
     resume.set_defaults(func=cmd_resume)

@@ -13,19 +13,18 @@ from .common import EXIT_OK
 def cmd_store(args: argparse.Namespace) -> int:
     """Copy every experiment and run of the project's store (or --from) into the store at --to."""
     from scribbles.core.redact import mask_text
-    from scribbles.plugins.trackers import tracking_uri
-    from scribbles.plugins.trackers.store import check_store
 
-    from ..migrate import migrate
+    from ..stores import default_store
 
-    source = args.source or tracking_uri()
-    if source.rstrip("/") == args.to.rstrip("/"):
+    source = default_store(args.source)
+    if source.uri.rstrip("/") == args.to.rstrip("/"):
         raise BadInput(f"--to: {mask_text(args.to)} is the store being migrated; give the team's server, e.g. "
                        "--to http://mlflow.team.lan:5000")
-    check_store(source, field="--from", must_exist=True)
-    check_store(args.to, field="--to")
-    print(f"copying {mask_text(source)} -> {mask_text(args.to)}")
-    done = migrate(source, args.to, progress=print if args.verbose else lambda line: None)
+    source.check(must_exist=True, field="--from")
+    target = default_store(args.to)
+    target.check(field="--to")
+    print(f"copying {source.shown} -> {target.shown}")
+    done = source.copy_to(target.uri, progress=print if args.verbose else lambda line: None)
     print(f"migrated {done.runs} run(s) of {done.experiments} experiment(s): {done.params} params, {done.metrics} "
           f"metric values, {done.artifacts} artifact files"
           + (f"; {done.skipped} run(s) already there, skipped" if done.skipped else ""))

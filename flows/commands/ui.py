@@ -7,18 +7,16 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_OK, port
+from .common import EXIT_OK, add_store_option, port
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the MLflow UI for this project's store on 127.0.0.1."""
-    from scribbles.plugins.trackers import tracking_uri
-    from scribbles.plugins.trackers.store import check_store
+    from ..stores import open_store
 
-    uri = tracking_uri()
     # A bogus URI, a corrupt store or none at all: one line now, not a server that never answers
     # (the UI only reads, so it creates no store either).
-    check_store(uri, must_exist=True)
+    uri = open_store(args.tracking_uri).uri
     if uri.startswith(("http://", "https://")):
         print(f"the MLflow store is a tracking server: its UI is at {uri}")
         return EXIT_OK
@@ -35,4 +33,5 @@ def add_parser(verbs: Any) -> None:
     """Register `scribbles ui`."""
     ui = verbs.add_parser("ui", help="MLflow UI on the project's store, on 127.0.0.1")
     ui.add_argument("--port", type=port, default=5000, help="port on 127.0.0.1 (1-65535)")
+    add_store_option(ui)
     ui.set_defaults(func=cmd_ui)

@@ -38,15 +38,30 @@ from scribbles.core import (
 )
 from scribbles.core.redact import mask_text
 
+from .names import (
+    ARTIFACT_HASH_TAG,
+    COMMIT_TAG,
+    CONFIG_FILE,
+    CONFUSION_FILE,
+    FOLD_REPORT_FILE,
+    MODEL_FOLDER,
+    NOTE_TAG,
+    PARENT_TAG,
+    RESULT_FILE,
+    SCORES_FILE,
+    SOURCE_TAG,
+    TRIALS_FILE,
+    tag,
+    tags_of,
+)
 from .plots import confusion_counts, plot_confusion, plot_learning_curves, plot_residuals
+from .store import tracking_uri
 from .worker import LogWorker
 
 # MLflow 3 sends usage telemetry from background threads that retry while there is no network; they
 # took CPU from training (and nothing leaves this machine without being asked). A user's setting wins.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-#: The sha256 of a fold artifact's content, recorded when the fold run finishes (the fold cache checks it).
-ARTIFACT_HASH_TAG = "scribbles.sha256.{name}"
 MAX_PARAM_LENGTH = 6000
 #: MLflow takes at most 100 params per ``log_batch``.
 PARAMS_PER_BATCH = 100
@@ -59,11 +74,6 @@ ERROR_DRAIN_S = 20.0
 #: The experiment tag MLflow 3's UI reads to choose its view; without it an experiment opens in the GenAI
 #: view, where fold runs are hidden until the user switches. "custom_model_development" is "model training".
 KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def is_global_zero() -> bool:
@@ -90,7 +100,7 @@ def experiment_id(client: Any, name: str) -> str:
 
 def fold_name(tags: dict[str, str], index: int) -> str:
     """``fold-3``; under repeated CV ``repeat-1/fold-3`` (fold 3 of repeat 1), with its tags alongside."""
-    per_repeat = int(tags.get("scribbles.folds_per_repeat") or 0)
+    per_repeat = int(tags.get("folds_per_repeat") or 0)
     if per_repeat <= 0:
         return f"fold-{index}"
     return f"repeat-{index // per_repeat}/fold-{index % per_repeat}"
@@ -100,16 +110,16 @@ def describe(ctx: RunContext) -> str:
     """The run's description (``mlflow.note.content``): what produced it, in one paragraph."""
     tags = ctx.tags
     lines = [
-        f"**{ctx.experiment}**: {ctx.n_folds} folds of `{tags.get('scribbles.splitter', '?')}`, "
-        f"model `{ctx.config.get('model', {}).get('name', '?')}`, strategy `{tags.get('scribbles.strategy', '?')}`.",
+        f"**{ctx.experiment}**: {ctx.n_folds} folds of `{tags.get('splitter', '?')}`, "
+        f"model `{ctx.config.get('model', {}).get('name', '?')}`, strategy `{tags.get('strategy', '?')}`.",
         f"Data `{ctx.data_source}` (md5 `{ctx.data_version}`"
         + (f", rev `{ctx.data_rev}`" if ctx.data_rev else "") + ").",
-        f"Code at commit `{tags.get('scribbles.git_commit', 'unknown')}`.",
+        f"Code at commit `{tags.get('git_commit', 'unknown')}`.",
     ]
-    if tags.get("scribbles.allow_dirty") == "true":
+    if tags.get("allow_dirty") == "true":
         lines.append("Ran with `--allow-dirty`: the data differed from what DVC records.")
-    if tags.get("scribbles.rerun_of"):
-        lines.append(f"A rerun of run `{tags['scribbles.rerun_of']}`.")
+    if tags.get("rerun_of"):
+        lines.append(f"A rerun of run `{tags['rerun_of']}`.")
     return "\n\n".join(lines)
 
 
@@ -134,6 +144,12 @@ class MlflowTracker(Tracker):
         #: Seconds the training thread spent inside each of this tracker's hooks (for bench/tracking.py).
         self.blocking: dict[str, float] = {}
         self._reset()
+
+    def store(self) -> Any:
+        """The MLflow store this tracker writes to, read back (``MlflowRunStore``)."""
+        from .run_store import MlflowRunStore
+
+        return MlflowRunStore(self.params.tracking_uri or tracking_uri())
 
     def _reset(self) -> None:
         self.histories: dict[int, list[dict[str, float]]] = {}
@@ -202,11 +218,11 @@ class MlflowTracker(Tracker):
         dataset = Dataset(
             name=Path(ctx.data_source).stem or "data",
             digest=ctx.data_version[:36],
-            source_type="dvc" if ctx.tags.get("scribbles.data_source") == "dvc" else "local",
+            source_type="dvc" if ctx.tags.get("data_source") == "dvc" else "local",
             source=json.dumps(source),
         )
         self._log_inputs([DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
-        self.client.log_dict(self.parent_id, ctx.config, "config.yaml")
+        self.client.log_dict(self.parent_id, ctx.config, CONFIG_FILE)
         self._log_new_artifacts(self.parent_id, ctx.artifacts)
 
     def _log_new_artifacts(self, run_id: str, artifacts: dict[str, Path]) -> None:
@@ -218,18 +234,18 @@ class MlflowTracker(Tracker):
     def _create_fold(self, ctx: RunContext, index: int, report: dict[str, Any],
                      extra: dict[str, str] | None = None) -> None:
         tags = {
-            "mlflow.parentRunId": self.parent_id or "",
-            "scribbles.fold": str(index),
-            **({"scribbles.repeat": str(index // int(ctx.tags["scribbles.folds_per_repeat"]))}
-               if ctx.tags.get("scribbles.folds_per_repeat") else {}),
-            **{k: v for k, v in ctx.tags.items() if k.startswith("scribbles.")},
-            **(extra or {}),
+            PARENT_TAG: self.parent_id or "",
+            tag("fold"): str(index),
+            **({tag("repeat"): str(index // int(ctx.tags["folds_per_repeat"]))}
+               if ctx.tags.get("folds_per_repeat") else {}),
+            **tags_of(ctx.tags),
+            **tags_of(extra or {}),
         }
         # Params stay on the parent only: the folds of a run share them, and a 40-row insert per fold
         # is logging work that competes with training for the interpreter.
         run = self.client.create_run(self.experiment_id, run_name=fold_name(ctx.tags, index), tags=tags)
         self.fold_ids[index] = run.info.run_id
-        self.client.log_dict(run.info.run_id, report, "fold_report.json")
+        self.client.log_dict(run.info.run_id, report, FOLD_REPORT_FILE)
 
     def _log_epochs(self, index: int, epochs: list[tuple[int, dict[str, float]]],
                     final: dict[str, float] | None = None) -> None:
@@ -258,9 +274,13 @@ class MlflowTracker(Tracker):
             self._pool(counts, list(ctx.classes))
             matrix = {"classes": list(ctx.classes), "rows": "true class", "columns": "predicted class",
                       "counts": counts.tolist()}
-            self.client.log_dict(run_id, matrix, "confusion_matrix.json")
+            self.client.log_dict(run_id, matrix, CONFUSION_FILE)
         hashes = []
-        for path in ctx.artifacts.values():
+        # The fold's result, what a later identical run or a resume reuses (the fold cache checks its hash).
+        result = self.tmp / f"results-{ctx.fold_index}" / RESULT_FILE
+        result.parent.mkdir(parents=True, exist_ok=True)
+        result.write_text(json.dumps({"fold": ctx.fold_index, "metrics": ctx.metrics, "history": ctx.history}))
+        for path in [result, *ctx.artifacts.values()]:
             self.client.log_artifact(run_id, str(path))
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             hashes.append(RunTag(ARTIFACT_HASH_TAG.format(name=Path(path).name), digest))
@@ -271,8 +291,8 @@ class MlflowTracker(Tracker):
             folder = self.tmp / f"model-{ctx.fold_index}"
             flavour = save_model(ctx.model, ctx.input_example, folder)
             if flavour:
-                self.client.log_artifacts(run_id, str(folder), "model")
-                self.client.set_tag(run_id, "scribbles.model_flavour", flavour)
+                self.client.log_artifacts(run_id, str(folder), MODEL_FOLDER)
+                self.client.set_tag(run_id, tag("model_flavour"), flavour)
                 self.models[ctx.fold_index] = ("folder", folder, flavour)
         self.client.set_terminated(self.fold_ids.pop(ctx.fold_index), "FINISHED")
 
@@ -281,16 +301,16 @@ class MlflowTracker(Tracker):
         from mlflow.exceptions import MlflowException
 
         try:
-            path = self.client.download_artifacts(source, "confusion_matrix.json", str(self.tmp / f"reused-{index}"))
+            path = self.client.download_artifacts(source, CONFUSION_FILE, str(self.tmp / f"reused-{index}"))
             matrix = json.loads(Path(path).read_text())
         except (MlflowException, OSError, ValueError):
             matrix = None  # a source without counts: the pooled matrix leaves this fold out
         if matrix is not None:
             self._pool(np.asarray(matrix["counts"], dtype=np.int64), list(matrix["classes"]))
             if index in self.fold_ids:  # a cached fold's new run
-                self.client.log_dict(self.fold_ids[index], matrix, "confusion_matrix.json")
-        if any(item.path == "model" for item in self.client.list_artifacts(source)):
-            flavour = self.client.get_run(source).data.tags.get("scribbles.model_flavour", "pytorch")
+                self.client.log_dict(self.fold_ids[index], matrix, CONFUSION_FILE)
+        if any(item.path == MODEL_FOLDER for item in self.client.list_artifacts(source)):
+            flavour = self.client.get_run(source).data.tags.get(tag("model_flavour"), "pytorch")
             self.models[index] = ("run", source, flavour)
 
     def _log_model(self) -> None:
@@ -302,28 +322,28 @@ class MlflowTracker(Tracker):
         index = max(self.models)
         where, value, flavour = self.models[index]
         folder = Path(value) if where == "folder" else Path(
-            self.client.download_artifacts(value, "model", str(self.tmp / "reused-model")))
-        self.client.log_artifacts(self.parent_id, str(folder), "model")
+            self.client.download_artifacts(value, MODEL_FOLDER, str(self.tmp / "reused-model")))
+        self.client.log_artifacts(self.parent_id, str(folder), MODEL_FOLDER)
         # Also a logged model of the parent run: MLflow 3's UI lists it under the run's "Logged models".
         logged = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=self.parent_id,
-                                                 tags={"scribbles.model_fold": str(index)}, model_type=flavour)
+                                                 tags={tag("model_fold"): str(index)}, model_type=flavour)
         self.client.log_model_artifacts(logged.model_id, str(folder))
         self.client.finalize_logged_model(logged.model_id, "READY")
         self.client.log_outputs(self.parent_id, [LoggedModelOutput(logged.model_id, step=0)])
-        tags = [RunTag("scribbles.model_flavour", flavour), RunTag("scribbles.model_fold", str(index)),
-                RunTag("scribbles.logged_model", logged.model_id)]
+        tags = [RunTag(key, value) for key, value in tags_of(
+            {"model_flavour": flavour, "model_fold": str(index), "logged_model": logged.model_id}).items()]
         self.client.log_batch(self.parent_id, tags=tags, synchronous=True)
 
     def _log_fold_report(self) -> None:
         if self.reports:
-            self.client.log_dict(self.parent_id, [self.reports[i] for i in sorted(self.reports)], "fold_report.json")
+            self.client.log_dict(self.parent_id, [self.reports[i] for i in sorted(self.reports)], FOLD_REPORT_FILE)
 
     def _log_fold_scores(self) -> None:
         """``fold_scores.json``: each fold's sizes and final metrics, what paired statistics read back."""
         folds = [{"fold": i, "train_rows": self.reports.get(i, {}).get("train_rows"),
                   "valid_rows": self.reports.get(i, {}).get("valid_rows"), "metrics": self.scores[i]}
                  for i in sorted(self.scores)]
-        self.client.log_dict(self.parent_id, {"folds": folds}, "fold_scores.json")
+        self.client.log_dict(self.parent_id, {"folds": folds}, SCORES_FILE)
 
     def _log_run_plots(self, title: str) -> None:
         """Learning curves of every fold and the confusion matrix pooled over folds, on the parent."""
@@ -382,15 +402,15 @@ class MlflowTracker(Tracker):
         if ctx.continues.get("mlflow_run_id"):
             self.sweep_id = ctx.continues["mlflow_run_id"]
             self.client.update_run(self.sweep_id, status="RUNNING")
-            for key in ("scribbles.pid", "scribbles.host"):
-                self.client.set_tag(self.sweep_id, key, ctx.tags.get(key, ""))
-            self.client.set_tag(self.sweep_id, "scribbles.resumed", "true")
+            for key in ("pid", "host"):
+                self.client.set_tag(self.sweep_id, tag(key), ctx.tags.get(key, ""))
+            self.client.set_tag(self.sweep_id, tag("resumed"), "true")
             ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
                              mlflow_tracking_uri=mask_text(self.client.tracking_uri))
             return
-        tags = {**ctx.tags, "mlflow.source.name": "scribbles",
-                "mlflow.note.content": f"**{ctx.experiment}**: a {ctx.tags.get('scribbles.sweep', '')} sweep of "
-                                       f"{ctx.tags.get('scribbles.trials', '?')} trials; each trial is a nested "
+        tags = {**tags_of(ctx.tags), SOURCE_TAG: "scribbles",
+                NOTE_TAG: f"**{ctx.experiment}**: a {ctx.tags.get('sweep', '')} sweep of "
+                          f"{ctx.tags.get('trials', '?')} trials; each trial is a nested "
                                        "run with its folds nested under it."}
         run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
         self.sweep_id = run.info.run_id
@@ -406,11 +426,11 @@ class MlflowTracker(Tracker):
                   "not_worse": t.get("not_worse"), "p_vs_best": t.get("p_vs_best"),
                   **({"pruned": t["pruned"]} if t.get("pruned") else {}),
                   "run_id": t.get("links", {}).get("mlflow_run_id")} for rank, t in enumerate(ctx.trials, 1)]
-        self.client.log_dict(self.sweep_id, table, "trials.json")
+        self.client.log_dict(self.sweep_id, table, TRIALS_FILE)
         self._log_metrics(self.sweep_id, ctx.summary)
         if ctx.trials:
             best = ctx.trials[0].get("links", {}).get("mlflow_run_id", "")
-            self.client.set_tag(self.sweep_id, "scribbles.best_trial", best)
+            self.client.set_tag(self.sweep_id, tag("best_trial"), best)
         self.client.set_terminated(self.sweep_id, "FINISHED")
         self.sweep_id = None
 
@@ -421,14 +441,14 @@ class MlflowTracker(Tracker):
         self.parent_id = ctx.continues["mlflow_run_id"]
         self.client.update_run(self.parent_id, status="RUNNING")
         stale = self.client.search_runs(
-            [self.experiment_id], f"tags.\"mlflow.parentRunId\" = '{self.parent_id}' and attributes.status != "
+            [self.experiment_id], f"tags.\"{PARENT_TAG}\" = '{self.parent_id}' and attributes.status != "
             "'FINISHED'", max_results=1000)
         for run in stale:  # a fold the stop cut short: trained again in a new fold run
             if run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, "KILLED")
-            self.client.set_tag(run.info.run_id, "scribbles.superseded", "true")
-        resumed = [RunTag("scribbles.resumed", "true"), RunTag("scribbles.pid", ctx.tags.get("scribbles.pid", "")),
-                   RunTag("scribbles.host", ctx.tags.get("scribbles.host", ""))]
+            self.client.set_tag(run.info.run_id, tag("superseded"), "true")
+        resumed = [RunTag(key, value) for key, value in tags_of(
+            {"resumed": "true", "pid": ctx.tags.get("pid", ""), "host": ctx.tags.get("host", "")}).items()]
         self.client.log_batch(self.parent_id, tags=resumed, synchronous=True)
 
     @hookimpl
@@ -446,15 +466,15 @@ class MlflowTracker(Tracker):
                 self._continue(ctx)
                 self._link(ctx)
                 return
-            commit = ctx.tags.get("scribbles.git_commit", "")
+            commit = ctx.tags.get("git_commit", "")
             tags = {
-                **ctx.tags,
-                "mlflow.note.content": describe(ctx),
-                "mlflow.source.name": "scribbles",
-                **({"mlflow.source.git.commit": commit.removesuffix("+dirty")} if commit != "unknown" else {}),
+                **tags_of(ctx.tags),
+                NOTE_TAG: describe(ctx),
+                SOURCE_TAG: "scribbles",
+                **({COMMIT_TAG: commit.removesuffix("+dirty")} if commit not in ("", "unknown") else {}),
             }
             if ctx.parent is not None and ctx.parent.links.get("mlflow_run_id"):
-                tags["mlflow.parentRunId"] = ctx.parent.links["mlflow_run_id"]  # a sweep trial
+                tags[PARENT_TAG] = ctx.parent.links["mlflow_run_id"]  # a sweep trial
             run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
             self.parent_id = run.info.run_id
             self._link(ctx)
@@ -474,9 +494,9 @@ class MlflowTracker(Tracker):
             self.histories[ctx.fold.index] = []
             if ctx.reuse == "resumed":
                 return  # the run being finished already holds this fold's finished run
-            extra = {"scribbles.cache_key": ctx.key, "scribbles.why": ctx.reason[:5000]}
+            extra = {"cache_key": ctx.key, "why": ctx.reason[:5000]}
             if ctx.reuse == "cached":
-                extra["scribbles.cached_from"] = ctx.reused_from
+                extra["cached_from"] = ctx.reused_from
             self._submit(self._create_fold, ctx.run, ctx.fold.index, ctx.report, extra)
 
     @hookimpl
@@ -538,7 +558,7 @@ class MlflowTracker(Tracker):
         if ctx.run.kind == "sweep":
             if self.sweep_id is not None:
                 error = mask_text(f"{type(ctx.error).__name__}: {ctx.error}")[:5000]
-                self.client.set_tag(self.sweep_id, "scribbles.error", error)
+                self.client.set_tag(self.sweep_id, tag("error"), error)
                 self.client.set_terminated(self.sweep_id, ctx.status)
                 self.sweep_id = None
             return
@@ -558,7 +578,7 @@ class MlflowTracker(Tracker):
             self.client.set_terminated(run_id, ctx.status)
         self.fold_ids.clear()
         message = mask_text(f"{type(ctx.error).__name__}: {ctx.error}")[:5000]
-        self.client.set_tag(self.parent_id, "scribbles.error", message)
+        self.client.set_tag(self.parent_id, tag("error"), message)
         self.client.set_terminated(self.parent_id, ctx.status)
         self.parent_id = None
         self.worker.close()

@@ -14,6 +14,13 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` (SQLite) in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
 
 #: Stores this process already made ready.
 _READY: set[str] = set()
@@ -90,26 +97,35 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
     _check_creatable(path, field)
 
 
-def _check_server(uri: str, field: str) -> None:
-    """BadInput unless an HTTP tracking server answers (any status) within SERVER_CHECK_SECONDS."""
+def request_for(uri: str, path: str) -> Any:
+    """A GET of ``path`` on the server at ``uri``; its user info (urllib cannot open such a URL) becomes a
+    basic Authorization header."""
     import base64
-    import urllib.error
     import urllib.parse
     import urllib.request
 
-    from scribbles.core import BadInput
-
-    # urllib cannot open a URL with user info: the credentials go in an Authorization header instead.
     parts = urllib.parse.urlsplit(uri)
     host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"
-    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health")
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + path)
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
         password = urllib.parse.unquote(parts.password or "")
         request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    return request
+
+
+def _check_server(uri: str, field: str) -> None:
+    """BadInput unless an HTTP tracking server answers (any status) within SERVER_CHECK_SECONDS."""
+    import urllib.error
+    import urllib.request
+
+    from scribbles.core import BadInput
+    from scribbles.core.redact import mask_text
+
+    request = request_for(uri, "/health")
     try:
         with urllib.request.urlopen(request, timeout=SERVER_CHECK_SECONDS):
             return
@@ -117,8 +133,9 @@ def _check_server(uri: str, field: str) -> None:
         return  # it answered: a server is there (authentication and paths are MLflow's to report)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise BadInput(f"{field}: the MLflow tracking server {uri} did not answer within "
-                       f"{SERVER_CHECK_SECONDS:.0f} s ({reason}); start it or fix MLFLOW_TRACKING_URI") from None
+        where = field if field.startswith("--") else "MLFLOW_TRACKING_URI"
+        raise BadInput(f"{field}: the MLflow tracking server {mask_text(uri)} did not answer within "
+                       f"{SERVER_CHECK_SECONDS:.0f} s ({reason}); start it or fix {where}") from None
 
 
 def _check_sqlite(path: Path, field: str) -> None:

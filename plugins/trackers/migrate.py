@@ -20,27 +20,15 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MIGRATED_TAG = "scribbles.migrated_from"
-LOGGED_MODEL_TAG = "scribbles.logged_model"
+from scribbles.core.run_store import Migration
+
+from .names import LOGGED_MODEL_TAG, MIGRATED_TAG, MODEL_FOLDER, PARENT_TAG, tag
+
 #: MLflow's batch limits (mlflow.utils.validation): params/tags 100, metrics 1000 per log_batch call.
 PARAMS_PER_BATCH, METRICS_PER_BATCH = 100, 1000
-
-
-@dataclass
-class Migration:
-    """What a migration copied: counts, and the map from source run ids to the new ones."""
-
-    experiments: int = 0
-    runs: int = 0
-    skipped: int = 0
-    metrics: int = 0
-    params: int = 0
-    artifacts: int = 0
-    run_ids: dict[str, str] = field(default_factory=dict)
 
 
 def migrate(source: str, target: str, progress: Callable[[str], None] = lambda line: None) -> Migration:
@@ -75,7 +63,7 @@ def migrate(source: str, target: str, progress: Callable[[str], None] = lambda l
 
 
 def _depth(run: Any) -> int:
-    return 1 if "mlflow.parentRunId" in run.data.tags else 0
+    return 1 if PARENT_TAG in run.data.tags else 0
 
 
 def _experiment(dst: Any, experiment: Any) -> str:
@@ -125,8 +113,8 @@ def _copy_run(src: Any, dst: Any, run: Any, experiment_id: str, done: Migration)
                 local = Path(src.download_artifacts(run.info.run_id, "", tmp))
                 dst.log_artifacts(new_id, str(local))
                 done.artifacts += sum(1 for p in local.rglob("*") if p.is_file())
-                if LOGGED_MODEL_TAG in run.data.tags and (local / "model").is_dir():
-                    _logged_model(dst, experiment_id, new_id, local / "model", run.data.tags)
+                if LOGGED_MODEL_TAG in run.data.tags and (local / MODEL_FOLDER).is_dir():
+                    _logged_model(dst, experiment_id, new_id, local / MODEL_FOLDER, run.data.tags)
         dst.log_batch(new_id, tags=[RunTag(MIGRATED_TAG, run.info.run_id)], synchronous=True)
         dst.set_terminated(new_id, status=run.info.status, end_time=run.info.end_time)
     except BaseException:
@@ -140,9 +128,9 @@ def _logged_model(dst: Any, experiment_id: str, run_id: str, folder: Path, tags:
     """The parent's logged model (MLflow 3), made again in the target from the copied model folder."""
     from mlflow.entities import LoggedModelOutput, RunTag
 
-    flavour = tags.get("scribbles.model_flavour")
+    flavour = tags.get(tag("model_flavour"))
     logged = dst.create_logged_model(experiment_id, name="model", source_run_id=run_id,
-                                     tags={"scribbles.model_fold": tags.get("scribbles.model_fold", "")},
+                                     tags={tag("model_fold"): tags.get(tag("model_fold"), "")},
                                      model_type=flavour)
     dst.log_model_artifacts(logged.model_id, str(folder))
     dst.finalize_logged_model(logged.model_id, "READY")

@@ -1,0 +1,94 @@
+"""Which run store a verb reads: the one named, the one a run was written to, or the project's default.
+
+A run's tracker may write to a store of the config's own (``tracking: [{name: mlflow, tracking_uri: ...}]``).
+``scribbles run`` notes each run's store in ``.scribbles/stores.tsv`` (run id, store address), so that
+``resume``, ``rerun``, ``compare`` and ``promote`` read a run where it was written without being told;
+``--tracking-uri`` overrides. An address with a password is not noted (a file in the project is no place
+for it): such a run needs ``--tracking-uri``, or the address in ``MLFLOW_TRACKING_URI``/``scribbles.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from scribbles.core import BadInput, Plan, RunStore, default_registry
+
+#: The tracker that reads runs back when a verb has no config: the built-in MLflow one.
+DEFAULT_TRACKER = "mlflow"
+
+
+def index_path() -> Path:
+    """The project's note of where each run was written."""
+    return Path.cwd() / ".scribbles" / "stores.tsv"
+
+
+def store_of(plan: Plan) -> RunStore | None:
+    """The store the plan's first tracker that keeps one writes to; None when no tracker keeps runs."""
+    for tracker in plan.trackers:
+        store = tracker.store()
+        if store is not None:
+            return store
+    return None
+
+
+def _has_password(uri: str) -> bool:
+    return "://" in uri and urlsplit(uri).password is not None
+
+
+def remember(run_id: str, uri: str) -> None:
+    """Note that run ``run_id`` was written to the store ``uri`` (not when the address holds a password)."""
+    if not run_id or _has_password(uri) or "\t" in uri or "\n" in uri:
+        return
+    path = index_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One short line appended with O_APPEND: concurrent runs never interleave or lose a line.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, f"{run_id}\t{uri}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def written_to(run_id: str) -> str | None:
+    """The store run ``run_id`` was written to, as noted by ``remember``; None when not noted."""
+    path = index_path()
+    if not run_id or not path.is_file():
+        return None
+    found = None
+    for line in path.read_text(errors="replace").splitlines():
+        noted, _, uri = line.partition("\t")
+        if noted == run_id and uri:
+            found = uri
+    return found
+
+
+def default_store(uri: str | None = None) -> RunStore:
+    """The default tracker's store at ``uri`` (None: ``MLFLOW_TRACKING_URI``, else ./mlflow.db); unchecked."""
+    tracker = default_registry().create("tracker", DEFAULT_TRACKER, field="tracking", tracking_uri=uri)
+    store = tracker.store()
+    if store is None:
+        raise BadInput(f"tracking: the {DEFAULT_TRACKER} tracker keeps no run store to read back")
+    return store
+
+
+def open_store(uri: str | None = None, run_ids: Iterable[str] = (), must_exist: bool = True,
+               field: str | None = None) -> RunStore:
+    """The store a verb reads: ``uri`` (``--tracking-uri``), else the one the first of ``run_ids`` was written
+    to, else the default (``MLFLOW_TRACKING_URI``, ``scribbles.toml``, ./mlflow.db).
+
+    BadInput (one line naming ``field``) when it cannot be opened, or (``must_exist``) when there is no
+    store there.
+    """
+    field = field or ("--tracking-uri" if uri else "tracking")
+    if uri is None:
+        for run_id in run_ids:
+            uri = written_to(run_id)
+            if uri is not None:
+                field = f"the store run {run_id} was written to (.scribbles/stores.tsv; --tracking-uri overrides)"
+                break
+    store = default_store(uri)
+    store.check(must_exist=must_exist, field=field)
+    return store
