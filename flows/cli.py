@@ -84,10 +84,6 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     configure_prefect()
     warnings.formatwarning = _format_warning
-    # MLflow warns, when a pyfunc PythonModel class is first defined (its own, on importing mlflow.pyfunc.model),
-    # that `Any` type hints go unvalidated: advice to that class's author, never actionable by a scribbles user.
-    # The message starts with a colour code, hence the leading ".*".
-    warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType", category=UserWarning)
     args = build_parser().parse_args(argv)
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)

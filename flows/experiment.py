@@ -7,33 +7,24 @@ the sweep run; ``resume`` finishes a stopped parent run, or continues a stopped 
 
 from __future__ import annotations
 
-import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-from scribbles.core import (
-    RunContext,
-)
 from scribbles.core.config import ExperimentConfig, parse_config
-from scribbles.core.errors import ConfigError, ScribblesError
-from scribbles.core.plan import flatten
+from scribbles.core.errors import ScribblesError
 from scribbles.core.redact import mask_log_handlers, masking_errors
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
 from .config_ref import stashed, unstash
 from .failures import as_failure
-from .fold_cache import CODE_KEY, code_version
 from .fold_task import plan_for
 from .lifecycle import run_lifecycle
-from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
 from .prefect_env import configure_prefect
-from .redact import mask_params, mask_tree
 from .runs import TrialFailed, load_data, make_folds, rank, run_one
+from .sweep_run import rank_metric, sweep_context, sweep_result
 
 configure_prefect()
 
@@ -56,35 +47,14 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
     trial_list = trials(parsed)  # every trial validated before any work
     configs = [(assignment, trial.model_dump(mode="json")) for assignment, trial in trial_list]
     first, registry = plan_for(configs[0][1], allow_dirty)
-    names = [m.name for m in first.metrics]
-    rank_by = parsed.sweep.rank_by or names[0]
-    if rank_by not in names:
-        raise ConfigError(f"sweep.rank_by: {rank_by!r} is not one of the metrics ({', '.join(names)})",
-                          "sweep.rank_by")
-    greater = next(bool(m.greater_is_better) for m in first.metrics if m.name == rank_by)
+    rank_by, greater = rank_metric(first, parsed.sweep)
     load_data(configs[0][1], allow_dirty)
     make_folds(configs[0][1], allow_dirty)
     dataset = fold_task.dataset_for(first)
     with tempfile.TemporaryDirectory(prefix="scribbles-sweep-") as tmp:
-        config = mask_tree(parsed.model_dump(mode="json"))
-        config_path = Path(tmp) / "sweep_config.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        sweep = RunContext(
-            experiment=first.experiment, config=config, params=mask_params(flatten({"sweep": config["sweep"]})),
-            tags={
-                "sweep": "grid" if parsed.sweep.grid is not None else "random",
-                "trials": str(len(configs)),
-                "data_version": dataset.version,
-                "git_commit": git_commit(),
-                CODE_KEY: code_version(),
-                "plugins": plugin_versions(),
-                "host": socket.gethostname(),
-                "pid": str(os.getpid()),
-                **(tags or {}),
-            },
-            data_version=dataset.version, data_source=dataset.source, data_rev=dataset.rev, n_folds=0,
-            run_name=f"sweep of {len(configs)} trials", artifacts={"config": config_path}, kind="sweep",
-        )
+        kind = "grid" if parsed.sweep.grid is not None else "random"
+        sweep = sweep_context(parsed, first, dataset, Path(tmp), f"sweep of {len(configs)} trials",
+                              {"sweep": kind, "trials": str(len(configs))}, tags)
         results: list[dict[str, Any]] = []
         with run_lifecycle(registry, sweep, first.trackers, hold=False) as ending:
             for number, (assignment, trial) in enumerate(configs):
@@ -98,15 +68,7 @@ def run_sweep(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str] 
                 raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
             ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
             ending.end(ranked[0]["summary"], ranked)
-    return {
-        "experiment": first.experiment,
-        "sweep": True,
-        "links": dict(sweep.links),
-        "data_version": dataset.version,
-        "metrics": names,
-        "rank_by": rank_by,
-        "trials": ranked,
-    }
+    return sweep_result(first, sweep, rank_by, ranked)
 
 
 def promote_after(result: dict[str, Any], alias: str) -> dict[str, Any]:

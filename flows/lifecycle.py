@@ -93,7 +93,6 @@ class Ending:
         self.ended = True
 
 
-@contextlib.contextmanager
 def _note_store(run: RunContext, plugins: list[Any]) -> None:
     """Note where the run was written (``flows.stores``): ``resume``, ``rerun`` and ``promote`` read it there."""
     from .stores import remember
@@ -106,6 +105,7 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
             return
 
 
+@contextlib.contextmanager
 def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold: bool = True) -> Iterator[Ending]:
     """Start ``run``, yield its ``Ending``, and end it FAILED or KILLED if the block raises.
 

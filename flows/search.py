@@ -23,30 +23,25 @@ import contextlib
 import json
 import math
 import os
-import socket
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from scribbles.core import RunContext
 from scribbles.core.config import ExperimentConfig, OptunaConfig, RandomRange
-from scribbles.core.errors import ConfigError, ScribblesError
-from scribbles.core.plan import flatten
+from scribbles.core.errors import ScribblesError
 from scribbles.core.redact import mask_text
 from scribbles.core.sweep import check_search, grid_size, label, representatives, trial_config
 
 from . import fold_task
-from .fold_cache import CODE_KEY, code_version
 from .lifecycle import run_lifecycle
-from .lineage import git_commit, plugin_versions
 from .paired import mark_not_worse
 from .prefect_env import configure_prefect
 from .pruning import Reporter
-from .redact import mask_params, mask_tree
 from .study_storage import STUDY_ENV
+from .sweep_run import rank_metric, sweep_context, sweep_result
 
 configure_prefect()
 
@@ -269,12 +264,7 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
     first, registry = fold_task.plan_for(checked[0][1].model_dump(mode="json"), allow_dirty)
     for _, trial in checked[1:]:
         fold_task.plan_for(trial.model_dump(mode="json"), allow_dirty)
-    names = [m.name for m in first.metrics]
-    rank_by = sweep_config.rank_by or names[0]
-    if rank_by not in names:
-        raise ConfigError(f"sweep.rank_by: {rank_by!r} is not one of the metrics ({', '.join(names)})",
-                          "sweep.rank_by")
-    greater = next(bool(m.greater_is_better) for m in first.metrics if m.name == rank_by)
+    rank_by, greater = rank_metric(first, sweep_config)
     space = Space(sweep_config.space or {})
     budget = settings.trials or grid_size(sweep_config)
     base = checked[0][1].model_dump(mode="json")
@@ -285,28 +275,9 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
     store = store_of(first)
     storage = storage_url(settings, store.uri if store is not None else None)
     with tempfile.TemporaryDirectory(prefix="scribbles-sweep-") as tmp:
-        config = mask_tree(parsed.model_dump(mode="json"))
-        config_path = Path(tmp) / "sweep_config.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        sweep = RunContext(
-            experiment=first.experiment, config=config, params=mask_params(flatten({"sweep": config["sweep"]})),
-            tags={
-                "sweep": "optuna",
-                "sampler": settings.sampler,
-                "pruner": settings.pruner,
-                "trials": str(budget),
-                "study_storage": mask_text(storage),
-                "data_version": dataset.version,
-                "git_commit": git_commit(),
-                CODE_KEY: code_version(),
-                "plugins": plugin_versions(),
-                "host": socket.gethostname(),
-                "pid": str(os.getpid()),
-                **(tags or {}),
-            },
-            data_version=dataset.version, data_source=dataset.source, data_rev=dataset.rev, n_folds=0,
-            run_name=f"optuna sweep of {budget} trials", artifacts={"config": config_path}, kind="sweep",
-        )
+        record = {"sweep": "optuna", "sampler": settings.sampler, "pruner": settings.pruner, "trials": str(budget),
+                  "study_storage": mask_text(storage)}
+        sweep = sweep_context(parsed, first, dataset, Path(tmp), f"optuna sweep of {budget} trials", record, tags)
         if resume:
             sweep.continues = {"mlflow_run_id": resume}
         with run_lifecycle(registry, sweep, first.trackers, hold=False) as ending:
@@ -375,14 +346,6 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                 raise ScribblesError(f"every trial of the sweep failed; trial 0: {results[0]['failed']}")
             ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
             ending.end(ranked[0]["summary"], ranked)
-    return {
-        "experiment": first.experiment,
-        "sweep": True,
-        "links": dict(sweep.links),
-        "data_version": dataset.version,
-        "metrics": names,
-        "rank_by": rank_by,
-        "trials": ranked,
-        "study": {"name": study_name, "storage": mask_text(storage)},
-    }
+    return sweep_result(first, sweep, rank_by, ranked,
+                        study={"name": study_name, "storage": mask_text(storage)})
 

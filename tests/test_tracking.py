@@ -513,3 +513,40 @@ def test_ui_serves_the_store_on_loopback(shared_project: Path) -> None:
     finally:
         stop(process)
     assert (shared_project / "mlflow.db").exists()
+
+
+def test_verbs_read_a_run_in_the_store_its_config_named(tmp_path: Path, activity_small, prefect_api: str) -> None:
+    """A config's own store: `rerun`, `compare A B` and `resume` find the run there without being told, the
+    rerun lands beside it, `compare` lists that store with --tracking-uri; the default store stays empty."""
+    root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
+    own = root / "elsewhere" / "own.db"
+    config = yaml.safe_load((REPO / "configs" / "activity.yaml").read_text())
+    config["tracking"] = [{"name": "mlflow", "tracking_uri": f"sqlite:///{own}"}]
+    config["experiment"] = "own-store"
+    (root / "own.yaml").write_text(yaml.safe_dump(config))
+    default = root / "default.db"
+    env = {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{default}"}
+    first = run_cli("run", "own.yaml", *(f"--set={o}" for o in SMALL), cwd=root, env=env)
+    assert first.returncode == 0, first.stderr
+    client = MlflowClient(f"sqlite:///{own}")
+    original, _ = family(client, "own-store")
+    run_id = original.info.run_id
+    assert f"{run_id}\tsqlite:///{own}" in (root / ".scribbles" / "stores.tsv").read_text()
+
+    again = run_cli("rerun", run_id, cwd=root, env=env)
+    assert again.returncode == 0, again.stderr
+    rerun, _ = family(client, "own-store")
+    assert rerun.data.tags["scribbles.rerun_of"] == run_id
+    assert not default.exists()  # nothing went to the default store
+
+    paired = run_cli("compare", run_id, rerun.info.run_id, "--json", cwd=root, env=env)
+    assert paired.returncode == 0, paired.stderr
+    assert json.loads(paired.stdout)["a"] == run_id
+    listed = run_cli("compare", "--tracking-uri", f"sqlite:///{own}", "--json", cwd=root, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {r["run_id"] for r in json.loads(listed.stdout)["runs"]} == {run_id, rerun.info.run_id}
+    finished = run_cli("resume", run_id, cwd=root, env=env)  # found where it was written: it is FINISHED
+    assert finished.returncode == 2 and f"run {run_id} already FINISHED" in finished.stderr, finished.stderr
+    elsewhere = run_cli("resume", run_id, "--tracking-uri", f"sqlite:///{own}x", cwd=root, env=env)
+    assert elsewhere.returncode == 2 and "--tracking-uri: there is no MLflow store" in elsewhere.stderr
+    assert not default.exists()

@@ -42,11 +42,9 @@ def checked_config(args: argparse.Namespace) -> Any:
 
 def check_sweep(config: Any, plan: Any) -> None:
     """A sweep's ``rank_by`` and an Optuna study storage it names, checked before Prefect starts (exit 2)."""
-    from scribbles.core import ConfigError
+    from ..sweep_run import rank_metric
 
-    names = [m.name for m in plan.metrics]
-    if config.sweep.rank_by is not None and config.sweep.rank_by not in names:
-        raise ConfigError(f"{config.sweep.rank_by!r} is not one of the metrics ({', '.join(names)})", "sweep.rank_by")
+    rank_metric(plan, config.sweep)
     optuna = config.sweep.optuna
     if optuna is None:
         return
