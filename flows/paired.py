@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from scribbles.core import BadInput
 from scribbles.core import metric_names as naming
+from scribbles.core.evaluation import Paired, compare_paired, not_worse
 from scribbles.core.fingerprint import differences
-from scribbles.core.stats import Paired, compare_paired, not_worse
 
 #: Where a run records which of its metrics are better when greater.
 DIRECTIONS_TAG = "scribbles.greater_is_better"

@@ -108,7 +108,7 @@ def ensemble_folder(mlflow: Any, run: Any, out: Path) -> tuple[Path, int]:
     """The fold models of ``run`` saved as one ensemble in the ``pytorch`` flavour; the folder and member count."""
     import mlflow.pytorch as mlflow_pytorch
     from mlflow.models import Model
-    from scribbles.core.serving import Ensemble
+    from scribbles.core.evaluation import Ensemble
     from scribbles.plugins.trackers.model_log import save_model
 
     members, example = [], None

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
-from scribbles.core.columns import to_instants
 from scribbles.core.contracts import DataKind
-from scribbles.core.data_remote import dvc_remote_config
+from scribbles.core.data import dvc_remote_config, to_instants
 
 
 class ColumnParams(BaseModel):

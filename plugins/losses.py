@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from scribbles.core import BadInput, Loss, ModelSpec, Technique, hookimpl
-from scribbles.core.outputs import logits_of, output_of
+from scribbles.core.evaluation import logits_of, output_of
 from torch import nn
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from scribbles.core import ConfigError, Model, ModelSpec, Registry, TrainConfig, TrainResult, load_registry
 from scribbles.core.contracts import Dataset
-from scribbles.core.outputs import LOGITS, logits_of
+from scribbles.core.evaluation import LOGITS, logits_of
 
 from .dry_run import DryRunError
 from .serving import serving_problems

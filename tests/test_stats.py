@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats as sps
-from scribbles.core.stats import bayesian_correlated, compare_paired, corrected_ttest, not_worse
+from scribbles.core.evaluation import bayesian_correlated, compare_paired, corrected_ttest, not_worse
 
 
 @pytest.fixture(scope="module")

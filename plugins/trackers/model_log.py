@@ -79,7 +79,7 @@ def save_model(model: Any, input_example: Any, path: Path) -> str | None:
     signature is inferred from them and the model's class scores (rows, classes).
     """
     import torch
-    from scribbles.core.fold_inputs import PipelineModel
+    from scribbles.core.data import PipelineModel
 
     if isinstance(model, PipelineModel):
         return _save_pipeline(model, input_example, path)
@@ -87,7 +87,7 @@ def save_model(model: Any, input_example: Any, path: Path) -> str | None:
         return None
     import mlflow.pytorch
     from mlflow.models import infer_signature
-    from scribbles.core.outputs import logits_of
+    from scribbles.core.evaluation import logits_of
 
     example = np.array(input_example, dtype=np.float32)[:EXAMPLE_ROWS]  # a writable copy for torch
     with torch.no_grad():

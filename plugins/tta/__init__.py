@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scribbles.core import Technique, hookimpl
-from scribbles.core.compose import Compose
+from scribbles.core.evaluation import Compose
 
 from .images import Crop, HFlip, Rot90, Shift, VFlip
 from .noise import Jitter, Noise
