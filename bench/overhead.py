@@ -38,10 +38,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/activity.yaml"
-PLAIN_IMPORTS = ("import torch, pandas, scribbles.core.loop, scribbles.core.evaluation, "
-                 "scribbles.core.fold_inputs, scribbles.plugins.data, scribbles.plugins.splitters, "
+PLAIN_IMPORTS = ("import torch, pandas, scribbles.plugins.data, scribbles.plugins.splitters, "
                  "scribbles.plugins.models.baseline, scribbles.plugins.losses, scribbles.plugins.tta, "
-                 "scribbles.plugins.metrics")
+                 "scribbles.plugins.metrics; from scribbles.core.training import train_single; "
+                 "from scribbles.core.evaluation import evaluate; from scribbles.core.data import fold_inputs")
 RUN_IMPORTS = "import scribbles.flows.cli, scribbles.flows.experiment, scribbles.plugins.trackers.mlflow_tracker"
 
 

@@ -241,7 +241,7 @@ def run_job(job: FoldJob) -> FoldResult:
                             inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     stopping = plan.config.train.early_stopping
-    if stopping is not None and history:  # the epoch it stopped at and its best (core/early_stopping.py)
+    if stopping is not None and history:  # the epoch it stopped at and its best (core/training/_early_stopping.py)
         metrics.update(early_stopping.record(history, stopping, plan.config.train.epochs))
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
 

@@ -2,7 +2,7 @@
 
 A run records its split fingerprint as tags and each fold's sizes and scores as ``fold_scores.json``
 (the ``mlflow`` tracker). Two runs are compared only when their fingerprints are equal, i.e. they were
-scored on the very same folds; the statistics themselves are ``scribbles.core.stats``.
+scored on the very same folds; the statistics themselves are ``scribbles.core.evaluation``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def mark_not_worse(ranked: list[dict[str, Any]], metric: str, greater: bool,
     """Each ranked trial gains ``not_worse``: whether it is not significantly worse than the best trial.
 
     Paired on the folds the trials share (equal split fingerprints), by the one-sided corrected t-test
-    at ``alpha`` (``scribbles.core.stats.not_worse``); None where the folds differ or a value is missing.
+    at ``alpha`` (``scribbles.core.evaluation.not_worse``); None where the folds differ or a value is missing.
     The best trial is marked True, and ``p_vs_best`` holds the two-sided corrected p-value.
     """
     if not ranked:

@@ -2,7 +2,7 @@
 labelling) and ``reconstruction`` (a representation model's own objective plus cross-entropy).
 
 A loss module is called as ``loss(outputs, batch)`` with ``batch = (inputs, targets)``; ``outputs`` is
-a logits tensor or a mapping of named outputs (see ``scribbles.core.outputs``), and ``needs`` names
+a logits tensor or a mapping of named outputs (see ``scribbles.core.evaluation``), and ``needs`` names
 the outputs a loss reads, so that a model lacking one is refused before any work.
 """
 

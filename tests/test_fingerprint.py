@@ -1,4 +1,4 @@
-"""The split fingerprint and repeated splits (core/fingerprint.py, core/repeats.py), without a flow."""
+"""The split fingerprint and repeated splits (core/fingerprint.py, core/data/_repeats.py), without a flow."""
 
 from __future__ import annotations
 

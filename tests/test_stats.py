@@ -1,4 +1,4 @@
-"""Paired fold statistics (core/stats.py) against scikit-learn's published example and scipy."""
+"""Paired fold statistics (core/evaluation/_stats.py) against scikit-learn's published example and scipy."""
 
 from __future__ import annotations
 

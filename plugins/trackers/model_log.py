@@ -1,7 +1,7 @@
 """A fold's trained model saved in MLflow's ``pytorch`` flavour, with its signature and an input example.
 
 The flow hands every model over as a torch module that takes raw feature rows and returns class scores
-(``scribbles.core.serving.Standardised``); classic models (k-NN, SVM, trees) are inside it as an
+(``scribbles.core.evaluation.Standardised``); classic models (k-NN, SVM, trees) are inside it as an
 ``EstimatorModule``, so they load the same way. The model is saved to a folder that the tracker uploads
 as a run's ``model`` artifact: no fluent (active-run) API, so several trackers and threads never share
 MLflow's global state.
