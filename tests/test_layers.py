@@ -158,15 +158,37 @@ def _outside_core_files() -> Iterator[tuple[Path, str | None]]:
             yield path, None
 
 
+def _outside_core_imports() -> dict[str, set[str]]:
+    """File -> what it imports, for every file outside core (relative imports resolved where it has a module)."""
+    found = {}
+    for path, module in _outside_core_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        found[str(path.relative_to(REPO))] = set(_imports(tree, module or "", path.name == "__init__.py"))
+    return found
+
+
+OUTSIDE_CORE = _outside_core_imports()
+
+
 def test_nothing_outside_core_imports_a_private_core_module() -> None:
     """plugins, flows, testing, tests, bench and examples import only ``scribbles.core``, its public-face modules
     and its sub-packages (``scribbles.core.training``, ``.data``, ``.evaluation``), never ``_loop`` and the like."""
-    bad = []
-    for path, module in _outside_core_files():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        targets = set(_imports(tree, module or "", path.name == "__init__.py"))
-        bad.extend((str(path.relative_to(REPO)), t) for t in targets if _private_core(t))
+    bad = [(path, target) for path, targets in OUTSIDE_CORE.items() for target in targets if _private_core(target)]
     assert sorted(bad) == []
+
+
+def test_every_name_imported_from_a_core_subpackage_is_exported() -> None:
+    """``from scribbles.core.training import X`` anywhere (function-level imports included) names an export of
+    the sub-package, so a lazy import cannot fail at run time on a name the package does not serve."""
+    import importlib
+
+    exported = {name: {*module._EXPORTS, *module._NAMESPACES}
+                for name, module in ((n, importlib.import_module(n)) for n in CORE_SUBPACKAGES)}
+    everything = [*GRAPH.values(), *OUTSIDE_CORE.values()]
+    bad = sorted({target for targets in everything for target in targets
+                  if target.rpartition(".")[0] in exported and not target.rpartition(".")[2].startswith("_")
+                  and target.rpartition(".")[2] not in exported[target.rpartition(".")[0]]})
+    assert bad == []
 
 
 def test_the_private_check_finds_one() -> None:
