@@ -7,6 +7,7 @@ included, less those under ``if TYPE_CHECKING:``), not by importing or grepping.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import subprocess
 import sys
@@ -158,6 +159,7 @@ def _outside_core_files() -> Iterator[tuple[Path, str | None]]:
             yield path, None
 
 
+@functools.cache
 def _outside_core_imports() -> dict[str, set[str]]:
     """File -> what it imports, for every file outside core (relative imports resolved where it has a module)."""
     found = {}
@@ -167,13 +169,11 @@ def _outside_core_imports() -> dict[str, set[str]]:
     return found
 
 
-OUTSIDE_CORE = _outside_core_imports()
-
-
 def test_nothing_outside_core_imports_a_private_core_module() -> None:
     """plugins, flows, testing, tests, bench and examples import only ``scribbles.core``, its public-face modules
     and its sub-packages (``scribbles.core.training``, ``.data``, ``.evaluation``), never ``_loop`` and the like."""
-    bad = [(path, target) for path, targets in OUTSIDE_CORE.items() for target in targets if _private_core(target)]
+    bad = [(path, target) for path, targets in _outside_core_imports().items()
+           for target in targets if _private_core(target)]
     assert sorted(bad) == []
 
 
@@ -184,7 +184,7 @@ def test_every_name_imported_from_a_core_subpackage_is_exported() -> None:
 
     exported = {name: {*module._EXPORTS, *module._NAMESPACES}
                 for name, module in ((n, importlib.import_module(n)) for n in CORE_SUBPACKAGES)}
-    everything = [*GRAPH.values(), *OUTSIDE_CORE.values()]
+    everything = [*GRAPH.values(), *_outside_core_imports().values()]
     bad = sorted({target for targets in everything for target in targets
                   if target.rpartition(".")[0] in exported and not target.rpartition(".")[2].startswith("_")
                   and target.rpartition(".")[2] not in exported[target.rpartition(".")[0]]})
