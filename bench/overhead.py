@@ -38,10 +38,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/activity.yaml"
-PLAIN_IMPORTS = ("import torch, pandas, scribbles.core.loop, scribbles.core.evaluation, "
-                 "scribbles.core.fold_inputs, scribbles.plugins.data, scribbles.plugins.splitters, "
+PLAIN_IMPORTS = ("import torch, pandas, scribbles.plugins.data, scribbles.plugins.splitters, "
                  "scribbles.plugins.models.baseline, scribbles.plugins.losses, scribbles.plugins.tta, "
-                 "scribbles.plugins.metrics")
+                 "scribbles.plugins.metrics; from scribbles.core.training import train_single; "
+                 "from scribbles.core.evaluation import evaluate; from scribbles.core.data import fold_inputs")
 RUN_IMPORTS = "import scribbles.flows.cli, scribbles.flows.experiment, scribbles.plugins.trackers.mlflow_tracker"
 
 
@@ -72,10 +72,9 @@ def child_seconds(code: str) -> Clock:
 def plain() -> dict[str, Clock]:
     """The baseline: the run's work with no orchestration; returns the (wall, CPU) seconds of its parts."""
     from scribbles.core import TrainConfig, create, load_config
+    from scribbles.core.data import fold_inputs, targets
     from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
-    from scribbles.core.fold_inputs import fold_inputs, targets
-    from scribbles.core.loop import train_single
-    from scribbles.core.training import seed_everything
+    from scribbles.core.training import seed_everything, train_single
 
     config = load_config(str(REPO / CONFIG))
     data = {k: v for k, v in dict(config.data).items() if v is not None}

@@ -29,12 +29,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from scribbles.core import TrainConfig, activation_checkpointing, wire
-from scribbles.core.distributed import strategy_class
-from scribbles.core.loop import train_epoch
+from scribbles.core import TrainConfig
 from scribbles.core.registry import default_registry
-from scribbles.core.torch_strategy import TorchStrategy
-from scribbles.core.training import pick_device, seed_everything
+from scribbles.core.training import (
+    TorchStrategy,
+    activation_checkpointing,
+    pick_device,
+    seed_everything,
+    strategy_class,
+    train_epoch,
+    wire,
+)
 from torch import nn
 
 

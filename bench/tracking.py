@@ -48,7 +48,7 @@ from typing import Any
 
 from scribbles.core import EpochContext, FoldContext, FoldEndContext, RunEndContext, default_registry, resolve
 from scribbles.core.config import parse_config
-from scribbles.core.guard import fold_report
+from scribbles.core.data import fold_report
 from scribbles.flows.demo_data import build_activity
 from scribbles.flows.fold_outputs import read_outputs
 from scribbles.flows.fold_task import FoldJob, live_epochs, run_job

@@ -14,8 +14,7 @@ import time
 
 import torch
 from scribbles.core import ModelSpec, TrainConfig, create
-from scribbles.core.loop import train_single
-from scribbles.core.training import pick_device, seed_everything
+from scribbles.core.training import pick_device, seed_everything, train_single
 from torch import nn
 
 

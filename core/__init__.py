@@ -95,7 +95,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         try:
-            return importlib.import_module(f"{__name__}.{name}")  # a submodule: scribbles.core.checkpoint
+            return importlib.import_module(f"{__name__}.{name}")  # a submodule: scribbles.core.training
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{name}":
                 raise

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compose import Compose
 from .config import DEFAULT_LOSS, DEFAULT_METRICS, ExperimentConfig
 from .contracts import (
     DataSource,
@@ -20,10 +19,10 @@ from .contracts import (
     Tracker,
     TTATransform,
 )
+from .data import DEFAULT_STEPS, with_repeats
 from .errors import ConfigError
-from .preprocessing import DEFAULT_STEPS
+from .evaluation import Compose
 from .registry import Registry
-from .repeats import with_repeats
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Plan:
     merge: str = "mean"
     metrics: list[Metric] = field(default_factory=list)
     trackers: list[Tracker] = field(default_factory=list)
-    #: The preprocessing steps, fitted per fold on its train rows (``scribbles.core.preprocessing``).
+    #: The preprocessing steps, fitted per fold on its train rows (``scribbles.core.data``, ``DEFAULT_STEPS``).
     preprocess: list[Preprocessor] = field(default_factory=list)
 
     @property

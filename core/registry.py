@@ -114,7 +114,7 @@ BUILTIN_TECHNIQUES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("tta", "scale", "scribbles.plugins.tta.sequences:Scale"),
         ("tta", "jitter", "scribbles.plugins.tta.noise:Jitter"),
         ("tta", "reverse", "scribbles.plugins.tta.sequences:Reverse"),
-        ("tta", "compose", "scribbles.core.compose:Compose"),
+        ("tta", "compose", "scribbles.core.evaluation._compose:Compose"),
     ),
     "scribbles.plugins.metrics": (
         ("metric", "accuracy", "scribbles.plugins.metrics:Accuracy"),

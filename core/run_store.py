@@ -142,7 +142,7 @@ class RunStore(Protocol):
 
     def ensemble(self, run: StoredRun, folds: list[StoredRun], out: Path) -> tuple[Path, int]:
         """The models the fold runs ``folds`` of ``run`` kept, saved in ``out`` as one model that averages
-        their class probabilities (``scribbles.core.serving.Ensemble``); its folder and member count."""
+        their class probabilities (``scribbles.core.evaluation.Ensemble``); its folder and member count."""
         ...
 
     def register(self, run: StoredRun, folder: Path, name: str, alias: str, record: Mapping[str, str],

@@ -188,7 +188,7 @@ def team_repo(root: Path) -> Any:
     """The DVC repo at ``root`` with the team remote of ``SCRIBBLES_DVC_REMOTE`` (scribbles.toml) as default."""
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
-    from scribbles.core.data_remote import dvc_remote_config
+    from scribbles.core.data import dvc_remote_config
 
     try:
         return Repo(str(root), config=dvc_remote_config())

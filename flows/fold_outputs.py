@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 from scribbles.core import Registry
-from scribbles.core.estimators import EstimatorModule
-from scribbles.core.fold_inputs import served
-from scribbles.core.preprocessing import Fitted
-from scribbles.core.recipe import ATTRIBUTE, rebuild
+from scribbles.core.contracts import RECIPE_ATTRIBUTE as ATTRIBUTE
+from scribbles.core.data import Fitted, served
+from scribbles.core.evaluation import EstimatorModule
+from scribbles.core.training import rebuild
 
 #: Modules whose classes a fitted estimator may be made of; anything else is refused when read back.
 #: scribbles' own classic models (the Gaussian-mixture classifier) are code this process already runs, and

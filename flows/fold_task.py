@@ -19,16 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, early_stopping, registry_for, resolve
-from scribbles.core.baseline import baseline_metrics
+from scribbles.core import BadInput, Dataset, Fold, Plan, Registry, registry_for, resolve
 from scribbles.core.config import parse_config
-from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
-from scribbles.core.fold_inputs import fold_inputs, targets
-from scribbles.core.groups import by_group, write_groups
-from scribbles.core.guard import guarded_folds
-from scribbles.core.preprocessing import check_steps
-from scribbles.core.pretraining import model_builder
-from scribbles.core.targets import check_target
+from scribbles.core.data import check_steps, check_target, fold_inputs, guarded_folds, targets
+from scribbles.core.evaluation import baseline_metrics, by_group, evaluate_groups, tta_groups, tta_metrics, write_groups
+from scribbles.core.training import early_stopping, model_builder
 
 from .data_guard import allow_dirty_data
 from .fold_outputs import write_outputs
@@ -246,7 +241,7 @@ def run_job(job: FoldJob) -> FoldResult:
                             inputs.fitted if serving is not None and "pipeline" in serving else None)
     history = [{k: float(v) for k, v in epoch.items()} for epoch in result.history]
     stopping = plan.config.train.early_stopping
-    if stopping is not None and history:  # the epoch it stopped at and its best (core/early_stopping.py)
+    if stopping is not None and history:  # the epoch it stopped at and its best (core/training/_early_stopping.py)
         metrics.update(early_stopping.record(history, stopping, plan.config.train.epochs))
     return FoldResult(fold.index, metrics, history, str(outputs), live is not None, time.perf_counter() - start)
 

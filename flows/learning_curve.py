@@ -22,10 +22,10 @@ from scribbles.core import (
     Dataset,
     Plan,
 )
+from scribbles.core.data import fold_inputs
 from scribbles.core.evaluation import evaluate
-from scribbles.core.fold_inputs import fold_inputs
-from scribbles.core.pretraining import model_builder
 from scribbles.core.redact import masking_errors
+from scribbles.core.training import model_builder
 
 from . import fold_task
 from .config_ref import unstash
@@ -111,8 +111,8 @@ def errors(plan: Plan, dataset: Dataset, train_rows: np.ndarray, valid_rows: np.
 def baseline_error(plan: Plan, dataset: Dataset, folds: list[Any]) -> float:
     """The valid error of a model that ignores the features (scikit-learn's dummy estimators on each fold's
     train targets), averaged over ``folds``: the line a learning curve has to get below."""
-    from scribbles.core.baseline import baseline_predictions
-    from scribbles.core.fold_inputs import targets
+    from scribbles.core.data import targets
+    from scribbles.core.evaluation import baseline_predictions
 
     task, errors_ = plan.config.task, []
     for fold in folds:

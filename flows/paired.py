@@ -2,7 +2,7 @@
 
 A run records its split fingerprint as tags and each fold's sizes and scores as ``fold_scores.json``
 (the ``mlflow`` tracker). Two runs are compared only when their fingerprints are equal, i.e. they were
-scored on the very same folds; the statistics themselves are ``scribbles.core.stats``.
+scored on the very same folds; the statistics themselves are ``scribbles.core.evaluation``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from scribbles.core import BadInput, RunStore, StoredRun
 from scribbles.core import metric_names as naming
+from scribbles.core.evaluation import Paired, compare_paired, not_worse
 from scribbles.core.fingerprint import differences
 from scribbles.core.run_store import FOLD_SCORES
-from scribbles.core.stats import Paired, compare_paired, not_worse
 
 #: The record key of which of a run's metrics are better when greater.
 DIRECTIONS_KEY = "greater_is_better"
@@ -109,7 +109,7 @@ def mark_not_worse(ranked: list[dict[str, Any]], metric: str, greater: bool,
     """Each ranked trial gains ``not_worse``: whether it is not significantly worse than the best trial.
 
     Paired on the folds the trials share (equal split fingerprints), by the one-sided corrected t-test
-    at ``alpha`` (``scribbles.core.stats.not_worse``); None where the folds differ or a value is missing.
+    at ``alpha`` (``scribbles.core.evaluation.not_worse``); None where the folds differ or a value is missing.
     The best trial is marked True, and ``p_vs_best`` holds the two-sided corrected p-value.
     """
     if not ranked:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from scribbles.core import Dataset, Fold
-from scribbles.core.columns import read_times
+from scribbles.core.data import read_times
 
 #: Colours of a row's role in a fold: neither side (a gap, an embargo, outside the window), train, valid.
 ROLE_COLOURS = {"gap / unused": "#d9d9d9", "train": "#4c78a8", "valid": "#f58518"}

@@ -10,9 +10,7 @@ from __future__ import annotations
 import sys
 
 from scribbles.core import Plan
-from scribbles.core.guard import check_fold
-from scribbles.core.preprocessing import check_steps
-from scribbles.core.targets import check_target, constant_features
+from scribbles.core.data import check_fold, check_steps, check_target, constant_features
 
 
 def preflight(plan: Plan) -> None:

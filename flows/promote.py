@@ -1,7 +1,7 @@
 """`scribbles promote RUN_ID --alias A`: register a run's model in MLflow's model registry, with evidence.
 
 What is registered: the run's fold models as one ensemble that averages their class probabilities
-(``scribbles.core.serving.Ensemble``), not a refit on every row. Why:
+(``scribbles.core.evaluation.Ensemble``), not a refit on every row. Why:
 
 - the evidence is about these models: the paired test compared the fold models' scores, and the
   ensemble's members are exactly what was scored; a refit is a new, never-validated model (its epochs,

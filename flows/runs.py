@@ -34,13 +34,12 @@ from scribbles.core import (
     RunContext,
 )
 from scribbles.core import metric_names as naming
+from scribbles.core.data import Repeated, fold_report
 from scribbles.core.errors import ScribblesError
 from scribbles.core.evaluation import tta_groups
 from scribbles.core.fingerprint import split_fingerprint
-from scribbles.core.guard import fold_report
 from scribbles.core.plan import flatten
 from scribbles.core.redact import mask_text
-from scribbles.core.repeats import Repeated
 
 from . import fold_task
 from .failures import as_failure

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
-from scribbles.core.columns import to_instants
 from scribbles.core.contracts import DataKind
-from scribbles.core.data_remote import dvc_remote_config
+from scribbles.core.data import dvc_remote_config, to_instants
 
 
 class ColumnParams(BaseModel):
@@ -96,7 +95,7 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     if missing:
         raise BadInput(f"data.features: {', '.join(missing[:5])} not in {source}")
     # Text columns and missing values are the preprocessing's to handle (one_hot, impute): checked against
-    # the configured steps before any work (``scribbles.core.preprocessing.check_steps``).
+    # the configured steps before any work (``scribbles.core.data.check_steps``).
     if not features:
         raise BadInput(f"data.features: {source} has no feature columns besides target, group and time")
     # Text columns and missing values are for the preprocessing steps (one_hot, impute), checked against the

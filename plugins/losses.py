@@ -2,7 +2,7 @@
 labelling) and ``reconstruction`` (a representation model's own objective plus cross-entropy).
 
 A loss module is called as ``loss(outputs, batch)`` with ``batch = (inputs, targets)``; ``outputs`` is
-a logits tensor or a mapping of named outputs (see ``scribbles.core.outputs``), and ``needs`` names
+a logits tensor or a mapping of named outputs (see ``scribbles.core.evaluation``), and ``needs`` names
 the outputs a loss reads, so that a model lacking one is refused before any work.
 """
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from scribbles.core import BadInput, Loss, ModelSpec, Technique, hookimpl
-from scribbles.core.outputs import logits_of, output_of
+from scribbles.core.evaluation import logits_of, output_of
 from torch import nn
 
 

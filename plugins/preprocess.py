@@ -2,7 +2,7 @@
 
 Each wraps one scikit-learn transformer (``StandardScaler``, ``RobustScaler``, ``SimpleImputer``,
 ``OneHotEncoder``); the flow chains the configured steps, each on its columns, in a scikit-learn
-``Pipeline`` of ``ColumnTransformer`` steps (see ``scribbles.core.preprocessing``). scikit-learn is
+``Pipeline`` of ``ColumnTransformer`` steps (see ``scribbles.core.data``). scikit-learn is
 imported inside ``transformer()``: the registry loads without it.
 """
 

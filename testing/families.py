@@ -28,7 +28,7 @@ from scribbles.core import (
     Technique,
     hookspecs,
 )
-from scribbles.core.guard import check_fold, fold_report
+from scribbles.core.data import check_fold, fold_report
 from scribbles.core.markers import PROJECT
 from scribbles.core.registry import hook_problems
 
@@ -224,7 +224,7 @@ def check_tracker(tracker: Any, workdir: Path, registry: Registry | None) -> lis
 def check_preprocessor(step: Any, workdir: Path, registry: Registry | None) -> list[str]:
     """Fitted on train rows, the step turns both sides into finite numbers, row for row; a step that says it
     keeps columns keeps one per feature; fitting again on the same rows gives the same outputs."""
-    from scribbles.core.preprocessing import fit
+    from scribbles.core.data import fit
 
     dataset = synthetic_dataset()
     frame = dataset.frame.copy()
@@ -254,7 +254,7 @@ def check_preprocessor(step: Any, workdir: Path, registry: Registry | None) -> l
 def _served_model(dataset: Dataset) -> tuple[Any, np.ndarray]:
     """A small torch model as the flow hands it to trackers (raw flat rows in, class scores out), and rows."""
     import torch
-    from scribbles.core.serving import Standardised
+    from scribbles.core.evaluation import Standardised
 
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(len(dataset.features), len(dataset.classes)))

@@ -50,7 +50,7 @@ COMPOSE_PARTS: tuple[dict[str, Any], ...] = ({"name": "shift", "dx": [-1, 1], "d
 
 def kit_params(cls: type[Technique]) -> dict[str, Any]:
     """Params the kit supplies to a class that has no ``example_params``: factors for a compose, else none."""
-    from scribbles.core.compose import Compose
+    from scribbles.core.evaluation import Compose
 
     if issubclass(cls, Compose):
         return {"transforms": [dict(part) for part in COMPOSE_PARTS]}

@@ -14,9 +14,7 @@ import numpy as np
 import torch
 from scribbles.core import Dataset
 from scribbles.core.contracts import View
-from scribbles.core.evaluation import evaluate_groups
-from scribbles.core.outputs import logits_of
-from scribbles.core.serving import Standardised
+from scribbles.core.evaluation import Standardised, evaluate_groups, logits_of
 
 #: A view every kind takes: a small shift of the standardised inputs (its inverse is the identity).
 KIT_VIEW = View("kit_offset", lambda batch: batch + 0.05)

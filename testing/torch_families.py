@@ -1,7 +1,7 @@
 """The torch-side family contracts: model, loss and strategy (TTA transforms in ``tta_family``).
 
 A model returns class logits or a mapping of named outputs holding at least ``logits`` (see
-``scribbles.core.outputs``); a classic model (an estimator with nothing to train by gradient) is
+``scribbles.core.evaluation``); a classic model (an estimator with nothing to train by gradient) is
 fitted through the strategy it names in ``default_strategy``; a loss reads the outputs it ``needs``.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from scribbles.core import ConfigError, Model, ModelSpec, Registry, TrainConfig, TrainResult, load_registry
 from scribbles.core.contracts import Dataset
-from scribbles.core.outputs import LOGITS, logits_of
+from scribbles.core.evaluation import LOGITS, logits_of
 
 from .dry_run import DryRunError
 from .serving import serving_problems
@@ -66,7 +66,7 @@ def _shape(value: Any) -> Any:
 
 
 def output_problems(model: Any, out: Any, spec: ModelSpec, rows: int, where: str) -> list[str]:
-    """How a forward pass's ``out`` breaks the outputs contract of ``scribbles.core.outputs``.
+    """How a forward pass's ``out`` breaks the outputs contract of ``scribbles.core.evaluation``.
 
     ``logits`` (rows, n_classes) always; a mapping holds every name the model declares in ``outputs``,
     and the names the library knows have their documented shapes.
@@ -177,7 +177,7 @@ def producer(registry: Registry | None, name: str) -> tuple[Any, str] | None:
 
 
 def synthetic_outputs(spec: ModelSpec, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Every output ``scribbles.core.outputs`` names, for ``x``, and the leaf tensor each one's gradient reaches.
+    """Every output ``scribbles.core.evaluation`` names, for ``x``, and the leaf tensor each one's gradient reaches.
 
     ``objective`` is the mean squared error of ``reconstruction`` (as an autoencoder's), so its leaf is
     the reconstruction's; ``steps`` are log-probabilities over the class labels' tokens plus a blank.
@@ -211,7 +211,7 @@ def _value_problem(value: Any) -> str | None:
 def check_loss(loss: Any, workdir: Path, registry: Registry | None) -> list[str]:
     """loss(outputs, (inputs, targets)) is a finite scalar that sends a gradient to each output it ``needs``.
 
-    The outputs are a logits tensor and a mapping of every output ``scribbles.core.outputs`` names; a
+    The outputs are a logits tensor and a mapping of every output ``scribbles.core.evaluation`` names; a
     loss that reads logits only must give the same value on both (models may return either).
     """
     dataset = synthetic_dataset()
@@ -222,7 +222,7 @@ def check_loss(loss: Any, workdir: Path, registry: Registry | None) -> list[str]
     outputs, leaves = synthetic_outputs(spec, x)
     unknown = sorted(needs - set(outputs))
     if unknown:
-        return [f"needs the model output {', '.join(unknown)}, which scribbles.core.outputs does not name; "
+        return [f"needs the model output {', '.join(unknown)}, which scribbles.core.evaluation does not name; "
                 "the kit cannot dry-run it"]
     problems: list[str] = []
     if needs == {LOGITS}:
@@ -234,7 +234,7 @@ def check_loss(loss: Any, workdir: Path, registry: Registry | None) -> list[str]
         value.backward()
         if plain.grad is None or not torch.isfinite(plain.grad).all() or plain.grad.abs().sum() == 0:
             return ["loss sends no finite gradient to the model's outputs"]
-        hint = "read the logits with scribbles.core.outputs.logits_of"
+        hint = "read the logits with scribbles.core.evaluation.logits_of"
         try:
             mapped = module(outputs, (x, y))
         except Exception as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from scribbles.core import ConfigError, Registry, View, load_registry
-from scribbles.core.compose import Compose
+from scribbles.core.evaluation import Compose
 from scribbles.core.plan import _build_transform
 
 from .dry_run import DryRunError

@@ -8,10 +8,8 @@ from typing import Any
 
 import torch
 from scribbles.core import ModelSpec, TrainConfig, create
-from scribbles.core import checkpoint as checkpoints
-from scribbles.core.distributed import launcher_command, write_job
-from scribbles.core.loop import train_single
-from scribbles.core.training import seed_everything
+from scribbles.core.training import checkpoint as checkpoints
+from scribbles.core.training import launcher_command, seed_everything, train_single, write_job
 
 SPEC = ModelSpec("tabular", (6,), 3)
 BASE = {"epochs": 2, "batch_size": 8, "lr": 1e-2, "seed": 0}

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from helpers import make_dvc_project, run_cli
 from scribbles.core import Dataset
-from scribbles.core.columns import read_times
+from scribbles.core.data import read_times
 from scribbles.plugins.data import FileSource
 from scribbles.plugins.splitters.grouped import StratifiedGroupKFold
 from sklearn.model_selection import StratifiedGroupKFold as SklearnStratifiedGroupKFold

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from scribbles.core import TrainConfig
-from scribbles.core import checkpoint as checkpoints
-from scribbles.core.early_stopping import best_epoch, should_stop
-from scribbles.core.loop import train_single
+from scribbles.core.training import best_epoch, should_stop, train_single
+from scribbles.core.training import checkpoint as checkpoints
 from strategy_helpers import TRAIN, VALID, build, launch_jobs, loss, vector
 
 #: A high learning rate on 42 rows: the validation loss turns up within a few epochs.

@@ -14,8 +14,8 @@ import pytest
 from helpers import make_dvc_project, run_cli, work_in
 from mlflow.tracking import MlflowClient
 from scribbles.core import load_config
+from scribbles.core.evaluation import compare_paired
 from scribbles.core.fingerprint import TAGS as RECORD_KEYS
-from scribbles.core.stats import compare_paired
 from scribbles.flows.experiment import experiment
 from scribbles.plugins.trackers.names import tag as tag_of
 
@@ -143,7 +143,7 @@ def test_mlflow_ui_gets_model_training_view_logged_model_and_readable_plots(proj
     import matplotlib.image
     import mlflow.pytorch
     from scribbles.core import Dataset, create
-    from scribbles.core.guard import guarded_folds
+    from scribbles.core.data import guarded_folds
     from scribbles.flows.plots import fold_timeline
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -194,7 +194,7 @@ def test_repeated_cv_runs_every_repeat_and_pairs_all_folds(project: Path, prefec
 
     frame = __import__("pandas").read_csv(project / "data" / "activity.csv")
     dataset = Dataset(frame, "activity", [c for c in frame.columns if c not in ("activity", "subject", "timestamp")])
-    from scribbles.core.repeats import with_repeats
+    from scribbles.core.data import with_repeats
 
     splitter = with_repeats(create("splitter", "kfold", n_splits=3, shuffle=True, seed=0), 2)
     valid = [f.valid for f in splitter.split(dataset)]
@@ -222,7 +222,7 @@ def test_repeats_on_a_splitter_that_does_not_shuffle_is_refused(project: Path, p
 def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path, prefect_api: str) -> None:
     """A decision-tree sweep on 5-fold x 2 repeats: the stump is significantly worse than the best tree,
     in the printed table and in trials.json; each mark agrees with the one-sided corrected test."""
-    from scribbles.core.stats import not_worse
+    from scribbles.core.evaluation import not_worse
 
     (project / "sweep.yaml").write_text(
         "experiment: sweep-evidence\n"

@@ -220,7 +220,7 @@ def test_a_failed_checkpoint_write_is_one_error_and_leaves_no_temporary_file(tmp
 
     import torch
     from scribbles.core import ScribblesError
-    from scribbles.core.checkpoint import atomic_save
+    from scribbles.core.training import atomic_save
 
     target = tmp_path / "checkpoint.pt"
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -239,8 +239,7 @@ def test_an_unloadable_checkpoint_is_set_aside_and_the_fold_trains_from_the_star
     """A checkpoint cut short: a warning, the file renamed .unloadable, training from epoch 0 to the end."""
     import torch
     from scribbles.core import TrainConfig
-    from scribbles.core.checkpoint import CheckpointWarning, atomic_save
-    from scribbles.core.loop import train_single
+    from scribbles.core.training import CheckpointWarning, atomic_save, train_single
 
     path = tmp_path / "checkpoint.pt"
     atomic_save({"epoch": 0, "history": [{"train_loss": 1.0}], "model": {"w": torch.zeros(1000)}}, path)

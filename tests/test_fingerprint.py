@@ -1,4 +1,4 @@
-"""The split fingerprint and repeated splits (core/fingerprint.py, core/repeats.py), without a flow."""
+"""The split fingerprint and repeated splits (core/fingerprint.py, core/data/_repeats.py), without a flow."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scribbles.core import ConfigError, Dataset, Fold, create
+from scribbles.core.data import with_repeats
 from scribbles.core.fingerprint import TAGS, assignment_hash, differences, split_fingerprint
-from scribbles.core.repeats import with_repeats
 
 
 def test_fingerprint_names_the_part_that_differs() -> None:
@@ -53,8 +53,8 @@ def test_repeats_give_new_shuffles_numbered_across_and_refuse_fixed_splitters() 
 def test_one_list_of_operational_fields_decides_both_the_fold_cache_and_the_checkpoint_key():
     """Checkpoint keys and fold-cache keys ignore exactly the same ``train`` fields (``OPERATIONAL_FIELDS``):
     changing one leaves both keys alone; changing a field that decides results changes both."""
-    from scribbles.core.checkpoint import run_key
     from scribbles.core.config import OPERATIONAL_FIELDS, TrainConfig
+    from scribbles.core.training import run_key
     from scribbles.flows.fold_cache import keyed_params
 
     base = TrainConfig()

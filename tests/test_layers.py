@@ -7,6 +7,7 @@ included, less those under ``if TYPE_CHECKING:``), not by importing or grepping.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import subprocess
 import sys
@@ -40,8 +41,9 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[str]:
-    """Every module ``module`` imports (``from a import b`` yields ``a.b`` and ``a``: b may be either)."""
+def _imports(tree: ast.AST, module: str, is_package: bool, modules: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Every module ``module`` imports (``from a import b`` yields ``a.b`` and ``a``: b may be either; only
+    ``a.b`` where every such ``b`` is one of ``modules``, a package's submodule, not a name it serves)."""
     package = module if is_package else module.rpartition(".")[0]
     stack: list[ast.AST] = [tree]
     while stack:
@@ -57,19 +59,33 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[str]:
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            yield base
-            yield from (f"{base}.{alias.name}" for alias in node.names)
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            if not all(name in modules for name in names):
+                yield base
+            yield from names
         stack.extend(ast.iter_child_nodes(node))
+
+
+def _lazy_exports(tree: ast.Module, package: str) -> Iterator[str]:
+    """The private modules a core sub-package re-exports on first use (its ``_EXPORTS`` and ``_NAMESPACES``
+    dicts, PEP 562): edges the import statements do not show, so a circle through a sub-package is seen."""
+    for node in tree.body:
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id in ("_EXPORTS", "_NAMESPACES") and isinstance(node.value, ast.Dict)):
+            yield from (f"{package}.{v.value}" for v in node.value.values if isinstance(v, ast.Constant))
 
 
 def import_graph() -> dict[str, set[str]]:
     """Module -> the modules it imports, for every module of core, plugins, flows and testing."""
     graph: dict[str, set[str]] = {}
-    for folder in PACKAGES:
-        for path in sorted((REPO / folder).rglob("*.py")):
-            module = _module_name(path)
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            graph[module] = set(_imports(tree, module, path.name == "__init__.py"))
+    paths = [path for folder in PACKAGES for path in sorted((REPO / folder).rglob("*.py"))]
+    modules = frozenset(_module_name(path) for path in paths)
+    for path in paths:
+        module = _module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        graph[module] = set(_imports(tree, module, path.name == "__init__.py", modules))
+        if path.name == "__init__.py" and module.startswith("scribbles.core."):
+            graph[module] |= set(_lazy_exports(tree, module))
     return graph
 
 
@@ -89,8 +105,9 @@ def _under(name: str, *prefixes: str) -> bool:
 
 def test_the_graph_is_read() -> None:
     """The reader sees what it must: a relative import, a function-level one, a TYPE_CHECKING one skipped."""
-    assert "scribbles.core.torch_strategy" in GRAPH["scribbles.core.loop"]  # from .torch_strategy import ...
-    assert "scribbles.core.loop" in GRAPH["scribbles.core.distributed"]  # inside run_job
+    assert "scribbles.core.training._torch_strategy" in GRAPH["scribbles.core.training._loop"]  # from ._torch...
+    assert "scribbles.core.training._loop" in GRAPH["scribbles.core.training._distributed"]  # inside run_job
+    assert "scribbles.core.training._loop" in GRAPH["scribbles.core.training"]  # _EXPORTS, read lazily
     assert "torch" not in GRAPH["scribbles.core.contracts"]  # only under TYPE_CHECKING there
     assert "scribbles.plugins.strategies.ddp" in GRAPH["scribbles.plugins.strategies.zero"]
     assert len(GRAPH) > 100
@@ -116,6 +133,93 @@ def test_flows_read_runs_through_the_run_store_not_mlflow() -> None:
     """The run store lives with its tracker: no flow imports mlflow, even inside a function."""
     bad = sorted((m, t) for m, t in _edges("scribbles.flows") if _under(t, "mlflow"))
     assert bad == []
+
+
+#: The public face of core: these modules, the package itself and the sub-packages' ``__init__``.
+CORE_SUBPACKAGES = ("scribbles.core.training", "scribbles.core.data", "scribbles.core.evaluation")
+
+
+def _private_core(target: str) -> bool:
+    """A ``_``-prefixed module inside scribbles.core (``scribbles.core.training._loop``, ``scribbles.core._lazy``)."""
+    return (target in GRAPH and _under(target, "scribbles.core")
+            and any(part.startswith("_") for part in target.split(".")[2:]))
+
+
+def _outside_core_files() -> Iterator[tuple[Path, str | None]]:
+    """Every Python file outside core that may import it, with its module name where it has one."""
+    for folder in ("plugins", "flows", "testing"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            yield path, _module_name(path)
+    for folder in ("tests", "bench", "examples"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            yield path, None
+
+
+@functools.cache
+def _outside_core_imports() -> dict[str, set[str]]:
+    """File -> what it imports, for every file outside core (relative imports resolved where it has a module)."""
+    found = {}
+    for path, module in _outside_core_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        found[str(path.relative_to(REPO))] = set(_imports(tree, module or "", path.name == "__init__.py"))
+    return found
+
+
+def test_nothing_outside_core_imports_a_private_core_module() -> None:
+    """plugins, flows, testing, tests, bench and examples import only ``scribbles.core``, its public-face modules
+    and its sub-packages (``scribbles.core.training``, ``.data``, ``.evaluation``), never ``_loop`` and the like."""
+    bad = [(path, target) for path, targets in _outside_core_imports().items()
+           for target in targets if _private_core(target)]
+    assert sorted(bad) == []
+
+
+def test_every_name_imported_from_a_core_subpackage_is_exported() -> None:
+    """``from scribbles.core.training import X`` anywhere (function-level imports included) names an export of
+    the sub-package, so a lazy import cannot fail at run time on a name the package does not serve."""
+    import importlib
+
+    exported = {name: {*module._EXPORTS, *module._NAMESPACES}
+                for name, module in ((n, importlib.import_module(n)) for n in CORE_SUBPACKAGES)}
+    everything = [*GRAPH.values(), *_outside_core_imports().values()]
+    bad = sorted({target for targets in everything for target in targets
+                  if target.rpartition(".")[0] in exported and not target.rpartition(".")[2].startswith("_")
+                  and target.rpartition(".")[2] not in exported[target.rpartition(".")[0]]})
+    assert bad == []
+
+
+def test_the_private_check_finds_one() -> None:
+    assert _private_core("scribbles.core.training._loop") and _private_core("scribbles.core._lazy")
+    assert not _private_core("scribbles.core.training.train_single") and not _private_core("scribbles.core.config")
+    assert not _private_core("scribbles.core._nothing")  # not a module
+
+
+def _defined(path: Path) -> set[str]:
+    """The names a module binds at its top level (functions, classes, assignments, imports)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("package", CORE_SUBPACKAGES)
+def test_core_subpackages_reexport_what_they_list(package: str) -> None:
+    """A sub-package's ``__all__`` is exactly what its lazy exports serve, each name is defined in the private
+    module it points to (read with ``ast``: no torch imported), and the package says what it is."""
+    import importlib
+
+    module = importlib.import_module(package)
+    folder = REPO / "core" / package.split(".")[2]
+    assert module.__doc__ and sorted(module.__all__) == sorted({*module._EXPORTS, *module._NAMESPACES})
+    missing = [(name, source) for name, source in module._EXPORTS.items()
+               if name not in _defined(folder / f"{source}.py")]
+    assert missing == [] and all((folder / f"{source}.py").is_file() for source in module._NAMESPACES.values())
 
 
 def _family_of(module: str) -> str | None:

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 from scribbles.core import ModelSpec, TrainConfig, default_registry
-from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
-from scribbles.core.pretraining import model_builder
-from scribbles.core.serving import Standardised
+from scribbles.core.evaluation import Standardised, evaluate_groups, tta_groups, tta_metrics
+from scribbles.core.training import model_builder
 from scribbles.plugins.trackers.model_log import save_model
 from scribbles.testing import SHAPES, synthetic_dataset
 from sklearn.metrics import accuracy_score

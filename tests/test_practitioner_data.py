@@ -16,8 +16,7 @@ import yaml
 from helpers import run_cli
 from mlflow.tracking import MlflowClient
 from scribbles.core import create, default_registry
-from scribbles.core.fold_inputs import served
-from scribbles.core.preprocessing import column_maps, fit
+from scribbles.core.data import column_maps, fit, served
 
 REGISTRY = default_registry()
 
@@ -218,7 +217,7 @@ def test_balanced_class_weights_equal_scikit_learn() -> None:
 
 
 def test_baseline_is_scikit_learns_dummy_on_the_train_rows() -> None:
-    from scribbles.core.baseline import baseline_metrics
+    from scribbles.core.evaluation import baseline_metrics
     from sklearn.dummy import DummyClassifier
 
     y_train, y_valid = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 2, 2])

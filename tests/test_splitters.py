@@ -13,9 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scribbles.core import BadInput, ConfigError, Dataset, Fold, LeakageError, create
-from scribbles.core.columns import column_codes, factorize, read_times, shared_codes
-from scribbles.core.fixed_width import _fixed_width_rows, _hashed_codes, _packed_codes, varying_bits
-from scribbles.core.guard import check_fold, check_folds, guarded_folds
+from scribbles.core.data import (
+    check_fold,
+    check_folds,
+    column_codes,
+    factorize,
+    fixed_width_rows,
+    guarded_folds,
+    hashed_codes,
+    packed_codes,
+    read_times,
+    shared_codes,
+    varying_bits,
+)
 from scribbles.plugins.splitters import common
 from scribbles.plugins.splitters.common import folds_from_assignment, lightest_first
 from sklearn import model_selection as ms
@@ -361,9 +371,9 @@ def test_fixed_width_codes_check_hash_collisions() -> None:
     ids = [w0.to_bytes(8, "little") + w1.to_bytes(8, "little"),
            other_w0.to_bytes(8, "little") + other_w1.to_bytes(8, "little")]
     values = pa.array([ids[0], ids[1], ids[0], ids[1], ids[1]], type=pa.binary())
-    rows = _fixed_width_rows(values)
-    assert rows is not None and _packed_codes(rows) is None  # too many varying bits to pack
-    assert _hashed_codes(values, rows, True) is None  # the word check caught the collision
+    rows = fixed_width_rows(values)
+    assert rows is not None and packed_codes(rows) is None  # too many varying bits to pack
+    assert hashed_codes(values, rows, True) is None  # the word check caught the collision
     codes, count = factorize(pd.Series(pd.arrays.ArrowExtensionArray(values)))
     assert count == 2
     np.testing.assert_array_equal(codes, [0, 1, 0, 1, 1] if ids[0] < ids[1] else [1, 0, 1, 0, 0])
@@ -371,7 +381,7 @@ def test_fixed_width_codes_check_hash_collisions() -> None:
 
 @PROPERTY
 @given(st.integers(1, 70), st.integers(1, 4), st.integers(1, 300), st.integers(0, 7), st.integers(0, 2**32 - 1))
-def test_packed_codes_are_sorted_exact_codes(width: int, varying: int, rows: int, skip: int, seed: int) -> None:
+def testpacked_codes_are_sorted_exact_codes(width: int, varying: int, rows: int, skip: int, seed: int) -> None:
     """Ids differing in a few bytes (any bits of them) are packed into sorted codes equal to pandas'."""
     rng = np.random.RandomState(seed)
     base = rng.randint(0, 256, width).astype(np.uint8)
@@ -381,10 +391,10 @@ def test_packed_codes_are_sorted_exact_codes(width: int, varying: int, rows: int
     matrix[:, places] ^= rng.randint(0, 256, (rows, len(places))).astype(np.uint8) & masks
     values = pa.array([bytes(row) for row in matrix], type=pa.binary())[skip % rows :]
     want = np.bitwise_or.reduce(matrix[skip % rows :], axis=0) ^ np.bitwise_and.reduce(matrix[skip % rows :], axis=0)
-    fixed = _fixed_width_rows(values)
+    fixed = fixed_width_rows(values)
     assert fixed is not None
     np.testing.assert_array_equal(varying_bits(fixed), want)
-    packed = _packed_codes(fixed)
+    packed = packed_codes(fixed)
     if int(sum(int(mask).bit_count() for mask in want)) <= 16:
         assert packed is not None
     if packed is not None:
@@ -398,9 +408,9 @@ def test_fixed_width_ids_take_the_packed_path_on_large_data() -> None:
     ids = np.random.RandomState(0).randint(0, 100_000, 1 << 19)
     names = np.array([f"subject-{i:06d}" for i in range(100_000)], dtype=object)[ids]
     column = pd.Series(names, dtype=pd.ArrowDtype(pa.string()))
-    rows = _fixed_width_rows(column.array._pa_array.chunk(0))
+    rows = fixed_width_rows(column.array._pa_array.chunk(0))
     assert rows is not None
-    packed = _packed_codes(rows)
+    packed = packed_codes(rows)
     assert packed is not None
     want, uniques = pd.factorize(names, sort=True)
     np.testing.assert_array_equal(packed[0], want)

@@ -1,11 +1,11 @@
-"""Paired fold statistics (core/stats.py) against scikit-learn's published example and scipy."""
+"""Paired fold statistics (core/evaluation/_stats.py) against scikit-learn's published example and scipy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats as sps
-from scribbles.core.stats import bayesian_correlated, compare_paired, corrected_ttest, not_worse
+from scribbles.core.evaluation import bayesian_correlated, compare_paired, corrected_ttest, not_worse
 
 
 @pytest.fixture(scope="module")

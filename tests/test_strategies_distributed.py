@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 from scribbles.core import TrainConfig, create
-from scribbles.core.distributed import TrainingFailed
+from scribbles.core.training import TrainingFailed
 from strategy_helpers import BASE, TRAIN, VALID, build, launch_jobs, loss, single, vector
 
 STRATEGIES = ("ddp", "zero", "fsdp")

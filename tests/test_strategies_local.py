@@ -12,17 +12,14 @@ from scribbles.core import (
     ConfigError,
     Model,
     TrainConfig,
-    activation_checkpointing,
     create,
     hookimpl,
     load_registry,
     resolve,
 )
-from scribbles.core import checkpoint as checkpoints
 from scribbles.core.config import parse_config
-from scribbles.core.loop import train_epoch, train_single
-from scribbles.core.torch_strategy import TorchStrategy
-from scribbles.core.training import seed_everything
+from scribbles.core.training import TorchStrategy, activation_checkpointing, seed_everything, train_epoch, train_single
+from scribbles.core.training import checkpoint as checkpoints
 from strategy_helpers import BASE, SPEC, TRAIN, VALID, build, loss, single, vector
 
 

@@ -15,8 +15,7 @@ import pytest
 import yaml
 from helpers import run_cli
 from scribbles.core import ConfigError, load_registry
-from scribbles.core.distributed import strategy_class
-from scribbles.core.torch_strategy import TorchStrategy
+from scribbles.core.training import TorchStrategy, strategy_class
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "scribbles-allreduce"
@@ -46,7 +45,7 @@ def test_a_strategy_not_installed_is_refused_naming_the_plugin_to_install() -> N
 
 def test_a_launched_strategy_without_its_torch_strategy_is_refused_before_work() -> None:
     from scribbles.core import Model, TrainConfig, create
-    from scribbles.core.launched import LaunchedStrategy
+    from scribbles.core.training import LaunchedStrategy
 
     class Forgetful(LaunchedStrategy):
         """Names no TorchStrategy."""
@@ -62,7 +61,7 @@ def test_a_launched_strategy_without_its_torch_strategy_is_refused_before_work()
 
 def test_layers_that_a_split_batch_changes_are_named() -> None:
     import torch
-    from scribbles.core.launched import batch_split_layers
+    from scribbles.core.training import batch_split_layers
 
     nn = torch.nn
     assert batch_split_layers(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Dropout(0.0))) == []

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 from scribbles.core import BadInput, Dataset, Fold, LeakageError, ModelSpec, TrainConfig, create
+from scribbles.core.data import check_fold
 from scribbles.core.evaluation import evaluate, merge_probabilities
-from scribbles.core.guard import check_fold
-from scribbles.core.loop import train_single
+from scribbles.core.training import train_single
 from sklearn.model_selection import GroupKFold, KFold, TimeSeriesSplit, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 

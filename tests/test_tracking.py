@@ -335,8 +335,7 @@ def test_classic_model_is_logged_as_the_flow_hands_it_over(tmp_path: Path, digit
     Loaded back, its class probabilities on raw rows are scikit-learn's own ``predict_proba``."""
     import mlflow.pytorch
     import torch
-    from scribbles.core.estimators import EstimatorModule
-    from scribbles.core.serving import Standardised
+    from scribbles.core.evaluation import EstimatorModule, Standardised
     from scribbles.plugins.trackers.model_log import save_model
     from sklearn.neighbors import KNeighborsClassifier
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from scribbles.core import TrainConfig
-from scribbles.core.distributed import Group, rendezvous_store, run_job, write_job
+from scribbles.core.training import Group, rendezvous_store, run_job, write_job
 from strategy_helpers import BASE, TRAIN, VALID, build, loss
 
 
@@ -79,7 +79,7 @@ def _rank(rank: int, port: int, token: str, marker: str, out: Any) -> None:
     try:
         if rank == 1 and token.startswith("rogue"):
             # The rogue answers the handshake with garbage, then tries to slip a pickle to the host.
-            from scribbles.core import wire
+            from scribbles.core.training import wire
 
             wire.all_gather_bytes(os.urandom(16), torch.device("cpu"), 16)
             wire.all_gather_bytes(os.urandom(32), torch.device("cpu"), 32)
@@ -238,7 +238,7 @@ def test_a_one_machine_ddp_job_listens_on_loopback_only(tmp_path: Path) -> None:
 def test_the_job_token_comes_from_the_environment_or_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SCRIBBLES_JOB_TOKEN, else the file SCRIBBLES_JOB_TOKEN_FILE names; missing or short: a BadInput saying how."""
     from scribbles.core import BadInput
-    from scribbles.core.job_token import job_token
+    from scribbles.core.training import job_token
 
     monkeypatch.delenv("SCRIBBLES_JOB_TOKEN", raising=False)
     monkeypatch.delenv("SCRIBBLES_JOB_TOKEN_FILE", raising=False)

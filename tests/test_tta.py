@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from scribbles.core import ConfigError, ModelSpec, create, default_registry, resolve
-from scribbles.core.compose import compose_views
 from scribbles.core.config import parse_config
 from scribbles.core.evaluation import (
     IDENTITY,
     PROBE_MIN_BLOCKS,
     clear_mode_cache,
+    compose_views,
     evaluate,
     evaluate_groups,
     merge_probabilities,

@@ -23,8 +23,7 @@ from .common import EXIT_FAILED, EXIT_OK, count, seconds
 
 def cmd_join(args: argparse.Namespace) -> int:
     """Serve training jobs at HOST:PORT until interrupted (or ``--jobs`` have finished)."""
-    from scribbles.core.distributed import launcher_command, launcher_env
-    from scribbles.core.job_token import job_token
+    from scribbles.core.training import job_token, launcher_command, launcher_env
 
     match = re.fullmatch(r"([^:\s]+):(\d{1,5})", args.endpoint)
     if not match or not 1 <= int(match[2]) <= 65535:

@@ -198,7 +198,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
 
 
 def _describe(result: dict[str, Any]) -> str:
-    from scribbles.core.baseline import DESCRIPTION
+    from scribbles.core.evaluation import DESCRIPTION
 
     return DESCRIPTION.get(result.get("task", "classification"), "")
 

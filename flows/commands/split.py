@@ -65,8 +65,7 @@ def write_csv_atomically(columns: dict[str, np.ndarray], out: Path) -> None:
 def print_report(out: Any, dataset: Dataset, folds: list[Fold], splitter: str) -> None:
     """The fold report: sizes, group counts and time ranges of every fold."""
     from rich.table import Table
-    from scribbles.core.columns import read_times
-    from scribbles.core.guard import fold_report
+    from scribbles.core.data import fold_report, read_times
 
     times = read_times(dataset) if dataset.time and dataset.time in dataset.frame.columns else None
     reports = [fold_report(dataset, fold, times) for fold in folds]
@@ -91,7 +90,7 @@ def print_report(out: Any, dataset: Dataset, folds: list[Fold], splitter: str) -
 def cmd_split(args: argparse.Namespace) -> int:
     """Split the config's data with its splitter, guard every fold, write the assignment CSV."""
     from scribbles.core import load_config, registry_for, resolve
-    from scribbles.core.guard import guarded_folds
+    from scribbles.core.data import guarded_folds
 
     config = load_config(args.config, args.set or [])
     registry = registry_for(config)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scribbles.core import Model, ModelSpec, Seed, Technique, hookimpl
-from scribbles.core.estimators import EstimatorModule
+from scribbles.core.evaluation import EstimatorModule
 
 
 class _Params(BaseModel):

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from scribbles.core import Model, ModelSpec, Technique, TrainConfig, Width, hookimpl
-from scribbles.core.loop import train_single
-from scribbles.core.outputs import output_of
+from scribbles.core.evaluation import output_of
+from scribbles.core.training import train_single
 from torch import nn
 
 

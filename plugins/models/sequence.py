@@ -2,7 +2,7 @@
 
 Each encodes (batch, steps, channels) into per-step states, then a head either classifies a pooled
 vector (``head: classify``) or labels every step for CTC (``head: ctc``; see ``StepLabeller``).
-Outputs are a mapping (see ``scribbles.core.outputs``): ``logits`` and ``embedding``, plus ``steps``
+Outputs are a mapping (see ``scribbles.core.evaluation``): ``logits`` and ``embedding``, plus ``steps``
 with the CTC head.
 """
 

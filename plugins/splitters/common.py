@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from scribbles.core import BadInput, Fold
-from scribbles.core.columns import parse_span
+from scribbles.core.data import parse_span
 
 
 def _span(value: int | str) -> int | str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scribbles.core import BadInput, Dataset, Fold, Seed, Splitter
-from scribbles.core.columns import class_codes
+from scribbles.core.data import class_codes
 
 from .common import Params, Size, check_count, fold_dtype, folds_from_assignment, shuffle_sizes
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 from scribbles.core import BadInput, Dataset, Fold, Splitter
-from scribbles.core.columns import group_codes, read_times
+from scribbles.core.data import group_codes, read_times
 
 from .common import Params, Span, as_span
 

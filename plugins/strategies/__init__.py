@@ -1,9 +1,9 @@
 """Training strategies: ``single``, ``ddp``, ``zero`` (ZeRO-1), ``fsdp`` (ZeRO-3) and ``sklearn``.
 
-The torch strategies share one training loop (scribbles.core.loop) and differ in their
-``TorchStrategy`` (scribbles.core.torch_strategy), which each distributed strategy's module here owns
-(``ddp.py``, ``zero.py``, ``fsdp.py``); they run under torch's elastic launcher
-(scribbles.core.distributed), whose workers take the class from the registry by the strategy's name.
+The torch strategies share one training loop and differ in their ``TorchStrategy`` (both in
+scribbles.core.training), which each distributed strategy's module here owns (``ddp.py``, ``zero.py``,
+``fsdp.py``); they run under torch's elastic launcher (also scribbles.core.training), whose workers take
+the class from the registry by the strategy's name.
 ``sklearn`` fits classic models (scikit-learn estimators).
 """
 

@@ -12,8 +12,7 @@ import contextlib
 from typing import Any
 
 from scribbles.core import Model, TrainConfig
-from scribbles.core.launched import LaunchedStrategy
-from scribbles.core.torch_strategy import TorchStrategy
+from scribbles.core.training import LaunchedStrategy, TorchStrategy
 from torch import nn
 
 from .checks import check_torch

@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from scribbles.core import activation_checkpointing
-from scribbles.core.torch_strategy import TorchStrategy, state_options
+from scribbles.core.training import TorchStrategy, activation_checkpointing, state_options
 from torch import nn
 
 from .ddp import Launched

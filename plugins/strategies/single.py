@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 from scribbles.core import ConfigError, Model, Strategy, TrainConfig, TrainResult
-from scribbles.core.launched import start_job
-from scribbles.core.loop import train_single
+from scribbles.core.training import start_job, train_single
 
 from .checks import check_torch
 

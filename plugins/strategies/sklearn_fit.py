@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from scribbles.core import ConfigError, Model, Strategy, TrainConfig, TrainResult
-from scribbles.core.estimators import EstimatorModule
+from scribbles.core.evaluation import EstimatorModule
 from scribbles.core.training import mean_loss, seed_everything
 
 

@@ -1,7 +1,7 @@
 """A fold's trained model saved in MLflow's ``pytorch`` flavour, with its signature and an input example.
 
 The flow hands every model over as a torch module that takes raw feature rows and returns class scores
-(``scribbles.core.serving.Standardised``); classic models (k-NN, SVM, trees) are inside it as an
+(``scribbles.core.evaluation.Standardised``); classic models (k-NN, SVM, trees) are inside it as an
 ``EstimatorModule``, so they load the same way. The model is saved to a folder that the tracker uploads
 as a run's ``model`` artifact: no fluent (active-run) API, so several trackers and threads never share
 MLflow's global state.
@@ -79,7 +79,7 @@ def save_model(model: Any, input_example: Any, path: Path) -> str | None:
     signature is inferred from them and the model's class scores (rows, classes).
     """
     import torch
-    from scribbles.core.fold_inputs import PipelineModel
+    from scribbles.core.data import PipelineModel
 
     if isinstance(model, PipelineModel):
         return _save_pipeline(model, input_example, path)
@@ -87,7 +87,7 @@ def save_model(model: Any, input_example: Any, path: Path) -> str | None:
         return None
     import mlflow.pytorch
     from mlflow.models import infer_signature
-    from scribbles.core.outputs import logits_of
+    from scribbles.core.evaluation import logits_of
 
     example = np.array(input_example, dtype=np.float32)[:EXAMPLE_ROWS]  # a writable copy for torch
     with torch.no_grad():

@@ -184,7 +184,7 @@ class MlflowRunStore:
         """
         import mlflow.pytorch as mlflow_pytorch
         from mlflow.models import Model
-        from scribbles.core.serving import Ensemble
+        from scribbles.core.evaluation import Ensemble
 
         from .model_log import save_model
 

@@ -11,8 +11,7 @@ from collections.abc import Iterable
 
 import torch.distributed as dist
 from scribbles.core import Technique, hookimpl
-from scribbles.core.launched import LaunchedStrategy
-from scribbles.core.torch_strategy import TorchStrategy
+from scribbles.core.training import LaunchedStrategy, TorchStrategy
 
 #: The scribbles plugin API this module is written for.
 SCRIBBLES_API_VERSION = 1

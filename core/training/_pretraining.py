@@ -12,9 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .contracts import Model, ModelSpec
-from .training import seed_everything
+from ..config import TrainConfig
+from ..contracts import Model, ModelSpec
+from ._training import seed_everything
 
 
 class Pretrained:

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig, is_operational
-from .errors import ScribblesError, ScribblesWarning
+from ..config import TrainConfig, is_operational
+from ..errors import ScribblesError, ScribblesWarning
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -2,7 +2,7 @@
 
 The parent process (the flow) writes a job folder - the model's and loss's recipes (technique names,
 params, the data spec) with the train config as JSON, their initial state dicts and the data as
-tensors - and starts ``python -m torch.distributed.run ... -m scribbles.core.distributed
+tensors - and starts ``python -m torch.distributed.run ... -m scribbles.core.training._distributed
 JOB_DIR``. The launcher starts the workers, restarts the whole group from the last checkpoint when
 one dies (``train.restarts`` times), and carries the job to other machines that ran
 ``scribbles join HOST:PORT`` (their agents join the same c10d rendezvous).
@@ -44,15 +44,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import checkpoint as checkpoints
-from . import wire
-from .config import TrainConfig
-from .contracts import TrainResult
-from .errors import BadInput, ConfigError, ScribblesError
-from .job_token import job_token
-from .recipe import rebuild, recipe_of
-from .torch_strategy import TorchStrategy
-from .training import cpu_threads
+from ..config import TrainConfig
+from ..contracts import TrainResult
+from ..errors import BadInput, ConfigError, ScribblesError
+from . import _checkpoint as checkpoints
+from . import _wire as wire
+from ._job_token import job_token
+from ._recipe import rebuild, recipe_of
+from ._torch_strategy import TorchStrategy
+from ._training import cpu_threads
 
 JOB_FILES = ("spec.json", "model.pt", "loss.pt", "data.pt")
 #: The c10d rendezvous id shared by the machine that runs the flow and those that join it.
@@ -105,7 +105,7 @@ def launcher_command(job_args: Sequence[str], workers: int, nodes: int = 1, endp
             rendezvous += ["--local-addr", local_addr]
     return [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(workers),
             "--max-restarts", str(restarts), "--monitor-interval", "0.2",
-            "-m", "scribbles.core.distributed", *job_args]
+            "-m", "scribbles.core.training._distributed", *job_args]
 
 
 def launcher_env() -> dict[str, str]:
@@ -341,8 +341,8 @@ class _Beat:
 
 def run_job(job_dir: Path, group: Group) -> None:
     """Train one job (or skip it when its final weights exist) on every rank."""
-    from .loop import run
-    from .registry import default_registry
+    from ..registry import default_registry
+    from ._loop import run
 
     finished = (job_dir / "final.pt").exists() if group.rank == group.writer else False
     if wire.broadcast_bytes(b"1" if finished else b"", group.writer, group.device):
@@ -401,8 +401,8 @@ def strategy_class(name: str, registry: Any) -> type[TorchStrategy]:
     found = getattr(technique, "torch_strategy", None)
     if not (isinstance(found, type) and issubclass(found, TorchStrategy)):
         raise ConfigError(f"strategy '{name}' ({technique.__module__}) has no torch_strategy naming a "
-                          f"scribbles.core.torch_strategy.TorchStrategy subclass; subclass "
-                          f"scribbles.core.launched.LaunchedStrategy and set it", "train.strategy")
+                          f"scribbles.core.training.TorchStrategy subclass; subclass "
+                          f"scribbles.core.training.LaunchedStrategy and set it", "train.strategy")
     return found
 
 
@@ -449,7 +449,7 @@ def _record(job_dirs: Sequence[str], exc: BaseException) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Worker entry point: ``python -m scribbles.core.distributed [JOB_DIR ...]`` under the launcher.
+    """Worker entry point: ``python -m scribbles.core.training._distributed [JOB_DIR ...]`` under the launcher.
 
     Without JOB_DIR (a machine that joined with ``scribbles join``) the job comes over the wire.
     """

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .outputs import logits_of
+from ._outputs import logits_of
 
 
 class Standardised(nn.Module):
@@ -17,12 +17,12 @@ class Standardised(nn.Module):
     Input: raw feature values, either flat rows (rows, n_features) in feature-column order, as read from
     the data file, or rows already in the model's input shape (rows, *shape). Output: class scores
     (logits), float32 of shape (rows, classes); ``softmax(-1)`` gives the class probabilities. A model
-    that returns named outputs (a mapping with ``logits``, see ``scribbles.core.outputs``) is served by
+    that returns named outputs (a mapping with ``logits``, see ``scribbles.core.evaluation.output_of``) is served by
     its ``logits``: that is what the evaluator scores.
 
     ``mean`` and ``std`` (the center and scale) are one number or one per feature column; ``fill`` gives,
     per column, the raw value a missing (NaN) entry takes (NaN: none), as the fold's fitted
-    preprocessing does (see ``scribbles.core.preprocessing.column_maps``). A logged model that expected
+    preprocessing does (see ``scribbles.core.data.column_maps``). A logged model that expected
     preprocessed inputs would silently give wrong answers on raw data.
     """
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import metric_names as naming
-from .contracts import Metric
+from .. import metric_names as naming
+from ..contracts import Metric
 
 #: What the baseline is, in words, for tables and warnings.
 DESCRIPTION = {"classification": "class priors of the train rows (majority class)",

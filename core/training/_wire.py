@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .errors import ScribblesError
+from ..errors import ScribblesError
 
 #: The most bytes one rank may announce in a JSON gather (job folder lists, a few KB in practice).
 MAX_JSON_BYTES = 1 << 20

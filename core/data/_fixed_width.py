@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from pandas.core.algorithms import factorize_array
 
-from .direct_table import codes_of_keys, max_span
+from ._direct_table import codes_of_keys, max_span
 
 #: Rows per block while packing: the key and the byte columns of a block stay in a core's cache.
 _PACK_BLOCK = 1 << 16
@@ -54,19 +54,19 @@ def fixed_width_codes(values: object, sort: bool) -> tuple[np.ndarray, int] | No
     With ``sort`` the codes follow the values' byte order (Arrow's and, for UTF-8, Python's order);
     without it they follow first appearance, as pandas' do.
     """
-    rows = _fixed_width_rows(values)
+    rows = fixed_width_rows(values)
     if rows is None:
         return None
     if sort:
-        packed = _packed_codes(rows)
+        packed = packed_codes(rows)
         if packed is not None:
             return packed
     if rows.width > 8 * _MAX_WORDS:
         return None
-    return _hashed_codes(values, rows, sort)
+    return hashed_codes(values, rows, sort)
 
 
-def _fixed_width_rows(values: object) -> _Rows | None:
+def fixed_width_rows(values: object) -> _Rows | None:
     """The rows of an Arrow array with no nulls and one byte length per value, else None."""
     import pyarrow as pa
 
@@ -113,7 +113,7 @@ def varying_bits(rows: _Rows) -> np.ndarray:
     return either ^ both
 
 
-def _packed_codes(rows: _Rows) -> tuple[np.ndarray, int] | None:
+def packed_codes(rows: _Rows) -> tuple[np.ndarray, int] | None:
     """Sorted codes from the varying bits packed into a direct-table key, or None if there are too many.
 
     Every other bit is the same in all rows, so two rows are equal exactly when their keys are; bytes
@@ -171,7 +171,7 @@ def _field_step(rows: _Rows, position: int, mask: int) -> tuple[np.ndarray, int,
     return rows.at(position, "u1"), 0, low, lut, width
 
 
-def _hashed_codes(values: object, rows: _Rows, sort: bool) -> tuple[np.ndarray, int] | None:
+def hashed_codes(values: object, rows: _Rows, sort: bool) -> tuple[np.ndarray, int] | None:
     """Codes through a hash of each row's 8-byte words; None on a hash collision (then Arrow codes it).
 
     Exact, not probabilistic: up to 8 bytes the hash is a bijection of the bytes; above that rows are

@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checkpoint as checkpoints
-from .config import TrainConfig
-from .contracts import TrainResult
-from .early_stopping import Stopper
-from .errors import Diverged
-from .torch_strategy import TorchStrategy
-from .training import autocast, batches, cpu_threads, epoch_order, pick_device
+from ..config import TrainConfig
+from ..contracts import TrainResult
+from ..errors import Diverged
+from . import _checkpoint as checkpoints
+from ._early_stopping import Stopper
+from ._torch_strategy import TorchStrategy
+from ._training import autocast, batches, cpu_threads, epoch_order, pick_device
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -111,7 +111,7 @@ def run(
 
     With ``checkpointing`` every rank takes part in gathering the state after each epoch and the
     writer rank hands it to ``save`` (which writes it atomically) before the epoch is reported.
-    ``train.early_stopping`` may end training before ``config.epochs`` (core/early_stopping.py).
+    ``train.early_stopping`` may end training before ``config.epochs`` (core/training/_early_stopping.py).
     """
     start, history = 0, []
     if saved is not None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .contracts import RECIPE_ATTRIBUTE as ATTRIBUTE
-from .contracts import ModelSpec
-from .errors import BadInput
+from ..contracts import RECIPE_ATTRIBUTE as ATTRIBUTE
+from ..contracts import ModelSpec
+from ..errors import BadInput
 
 if TYPE_CHECKING:
     import torch
 
-    from .registry import Registry
+    from ..registry import Registry
 
 
 def recipe_of(module: Any, what: str) -> dict[str, Any]:

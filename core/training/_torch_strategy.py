@@ -4,10 +4,10 @@ The base class is one process on the CPU or one GPU (strategy ``single``) and th
 other torch strategy must match. A distributed strategy plugin (``ddp``, ``zero``, ``fsdp`` in
 ``scribbles.plugins.strategies``, or a third-party one) subclasses it in its own module and names the
 subclass in its technique's ``torch_strategy``; the worker under the launcher gets it from the
-registry by the strategy's name (core/distributed.py). The training loop (core/loop.py) is the same
+registry by the strategy's name (core/training/_distributed.py). The training loop (core/training/_loop.py) is the same
 for all of them.
 
-Every strategy saves and loads the same checkpoint layout (see core/checkpoint.py), so a checkpoint
+Every strategy saves and loads the same checkpoint layout (see core/training/_checkpoint.py), so a checkpoint
 never depends on the strategy or the world size.
 """
 
@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import activation_checkpointing
-from .config import TrainConfig
-from .training import make_optimizer
+from ..config import TrainConfig
+from . import _activation_checkpointing as activation_checkpointing
+from ._training import make_optimizer
 
 
 def state_options(**kwargs: Any) -> Any:
@@ -54,7 +54,7 @@ class TorchStrategy:
         """Whether this rank writes checkpoints, metrics and the final weights.
 
         Lightning's ``is_global_zero``, except that the writer is the lowest rank that holds the job
-        folder, which on several machines need not be rank 0 (core/distributed.py ``Group``).
+        folder, which on several machines need not be rank 0 (core/training/_distributed.py ``Group``).
         """
         return self.rank == self.writer
 

@@ -4,7 +4,7 @@ Repeat ``r`` uses the splitter's own ``seed`` plus ``r``, so every repeat is a d
 whole is reproducible (scikit-learn's ``RepeatedKFold`` draws its seeds from one generator instead; the
 folds differ from its, the design does not). Fold ``i`` of repeat ``r`` has index ``r * k + i``; the
 paired statistics then use all ``R * k`` differences with the corrected variance of Bouckaert and Frank
-(2004), see ``scribbles.core.stats``.
+(2004), see ``scribbles.core.evaluation.corrected_ttest``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .contracts import Dataset, Fold, Splitter
-from .errors import ConfigError
+from ..contracts import Dataset, Fold, Splitter
+from ..errors import ConfigError
 
 
 def shuffles(splitter: Splitter) -> bool:

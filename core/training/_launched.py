@@ -17,13 +17,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from .checkpoint import run_key
-from .config import TrainConfig
-from .contracts import Model, Strategy, TrainResult
-from .errors import BadInput, ConfigError, ScribblesWarning
-from .job_token import job_token
-from .torch_strategy import TorchStrategy
-from .training import seed_everything
+from ..config import TrainConfig
+from ..contracts import Model, Strategy, TrainResult
+from ..errors import BadInput, ConfigError, ScribblesWarning
+from ._checkpoint import run_key
+from ._job_token import job_token
+from ._torch_strategy import TorchStrategy
+from ._training import seed_everything
 
 
 def job_dir(config: TrainConfig, strategy: str, model: torch.nn.Module, train: Sequence[torch.Tensor]) -> Path:
@@ -130,8 +130,8 @@ class LaunchedStrategy(Strategy):
         train_config: TrainConfig,
         callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
     ) -> TrainResult:
-        """Train under the launcher (see ``scribbles.core.distributed.launch``); returns the trained model."""
-        from .distributed import launch
+        """Train under the launcher (see ``scribbles.core.training._distributed.launch``); returns the trained model."""
+        from ._distributed import launch
 
         model, train, valid, folder = start_job(self.name, model_builder, train_data, valid_data, train_config)
         warn_batch_split(model, self.name, train_config)

@@ -7,7 +7,7 @@ come from the rows ``fit`` is given (a fold's train rows): a valid row cannot mo
 
 A pipeline of column-wise numeric steps (scaling, imputation) is also an exact per-column
 ``fill`` / ``(x - center) / scale`` map, which :func:`column_maps` extracts so that the logged torch
-model applies it itself on raw feature rows (``scribbles.core.serving.Standardised``).
+model applies it itself on raw feature rows (``scribbles.core.evaluation.Standardised``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .contracts import Dataset, Preprocessor
-from .errors import BadInput
+from ..contracts import Dataset, Preprocessor
+from ..errors import BadInput
 
 #: What a config without a ``preprocess`` section gets: per-column standard scaling of numeric features.
 DEFAULT_STEPS: tuple[dict[str, Any], ...] = ({"name": "standard"},)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import BadInput
+from ..errors import BadInput
 
 TOKEN_ENV, TOKEN_FILE_ENV = "SCRIBBLES_JOB_TOKEN", "SCRIBBLES_JOB_TOKEN_FILE"
 HOW = (f"set {TOKEN_ENV} to the same secret on every machine (or {TOKEN_FILE_ENV} to a file holding it), "

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .contracts import Dataset, ModelSpec, Preprocessor
-from .preprocessing import Fitted, column_maps, fit
-from .serving import Standardised
+from ..contracts import Dataset, ModelSpec, Preprocessor
+from ._preprocessing import Fitted, column_maps, fit
+from ..evaluation import Standardised
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TargetScaled(torch.nn.Module):
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .outputs import logits_of
+        from ..evaluation import logits_of
 
         return logits_of(self.model(x)) * self.scale + self.center
 
@@ -81,7 +81,7 @@ class PipelineModel:
     input_shape: tuple[int, ...]
 
     def scores(self, frame: Any) -> np.ndarray:
-        from .outputs import logits_of
+        from ..evaluation import logits_of
 
         x = torch.from_numpy(self.fitted.transform(frame)).reshape(len(frame), *self.input_shape)
         self.module.eval()

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import metric_names as naming
-from .contracts import Metric
+from .. import metric_names as naming
+from ..contracts import Metric
 
 
 def by_group(metrics: Sequence[Metric], y_true: np.ndarray, proba: np.ndarray,

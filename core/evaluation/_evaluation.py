@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import metric_names as naming
-from .contracts import Metric, TTATransform, View
-from .outputs import logits_of, output_of
+from .. import metric_names as naming
+from ..contracts import Metric, TTATransform, View
+from ._outputs import logits_of, output_of
 
 IDENTITY = View("identity", lambda x: x, lambda y: y)
 MERGES: tuple[str, ...] = ("mean", "median", "gmean", "max", "beta")

@@ -1,7 +1,7 @@
 """Training helpers the torch strategies share: seeding, devices, batch order, optimizers, autocast.
 
 Imports torch only (no other scribbles module but the config), so it runs on a bare GPU box; the loop
-itself is in core/loop.py.
+itself is in core/training/_loop.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 def seed_everything(seed: int) -> None:

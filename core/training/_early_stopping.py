@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .config import EarlyStoppingConfig
+from ..config import EarlyStoppingConfig
 
 
 def best_epoch(history: Sequence[Mapping[str, float]], config: EarlyStoppingConfig) -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .contracts import Dataset
-from .errors import BadInput
+from ..contracts import Dataset
+from ..errors import BadInput
 
 #: A float target with more distinct values than this, under classification, is taken for a regression target.
 MAX_FLOAT_CLASSES = 50

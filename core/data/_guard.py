@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .columns import Times, column_codes, parse_span, read_times, shared_codes
-from .contracts import Dataset, Fold, Splitter
-from .errors import BadInput, LeakageError
+from ._columns import Times, column_codes, parse_span, read_times, shared_codes
+from ..contracts import Dataset, Fold, Splitter
+from ..errors import BadInput, LeakageError
 
 
 def parse_gap(gap: int | str | None) -> int | pd.Timedelta:

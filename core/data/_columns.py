@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .contracts import Dataset
-from .direct_table import codes_of_keys, max_span
-from .errors import BadInput
-from .fixed_width import fixed_width_codes
+from ..contracts import Dataset
+from ._direct_table import codes_of_keys, max_span
+from ..errors import BadInput
+from ._fixed_width import fixed_width_codes
 
 
 def parse_span(value: int | str | None, field: str = "split.gap") -> int | pd.Timedelta:
