@@ -38,17 +38,17 @@ def check_search(sweep: SweepConfig) -> None:
         where = f"sweep.space.{path}"
         if isinstance(spec, list):
             if not spec:
-                raise ConfigError(f"{where} lists no values; give at least one", where)
+                raise ConfigError("no values listed; give at least one", where)
             continue
         if sweep.optuna.sampler == "grid":
-            raise ConfigError(f"{where}: the grid sampler takes a list of values, not a range; list them "
+            raise ConfigError("the grid sampler takes a list of values, not a range; list them "
                               "(e.g. [0.001, 0.01]) or use sampler tpe", where)
         if spec.high < spec.low:
-            raise ConfigError(f"{where}: high {spec.high} is below low {spec.low}", where)
+            raise ConfigError(f"high {spec.high} is below low {spec.low}", where)
         if spec.log and spec.low <= 0:
-            raise ConfigError(f"{where}: a log range needs low > 0 (got {spec.low})", where)
+            raise ConfigError(f"a log range needs low > 0 (got {spec.low})", where)
         if spec.integer and (spec.low != int(spec.low) or spec.high != int(spec.high)):
-            raise ConfigError(f"{where}: an integer range needs whole low and high", where)
+            raise ConfigError("an integer range needs whole low and high", where)
     if sweep.optuna.trials is None and sweep.optuna.sampler != "grid":
         raise ConfigError(f"the {sweep.optuna.sampler} sampler needs sweep.optuna.trials (how many trials), "
                           "e.g. trials: 20", "sweep.optuna.trials")
@@ -97,7 +97,7 @@ def _values(sweep: SweepConfig) -> list[dict[str, Any]]:
     if sweep.grid is not None:
         for path, options in sweep.grid.items():
             if not options:
-                raise ConfigError(f"sweep.grid.{path} lists no values; give at least one", f"sweep.grid.{path}")
+                raise ConfigError("no values listed; give at least one", f"sweep.grid.{path}")
         if sweep.trials is not None:
             raise ConfigError("sweep.trials is for random sweeps; a grid runs every combination", "sweep.trials")
         paths = list(sweep.grid)
@@ -118,13 +118,13 @@ def _values(sweep: SweepConfig) -> list[dict[str, Any]]:
 def _draw(rng: np.random.Generator, spec: list[Any] | RandomRange, where: str) -> Any:
     if isinstance(spec, list):
         if not spec:
-            raise ConfigError(f"{where} lists no values; give at least one", where)
+            raise ConfigError("no values listed; give at least one", where)
         return spec[int(rng.integers(len(spec)))]
     if spec.high < spec.low:
-        raise ConfigError(f"{where}: high {spec.high} is below low {spec.low}", where)
+        raise ConfigError(f"high {spec.high} is below low {spec.low}", where)
     if spec.log:
         if spec.low <= 0:
-            raise ConfigError(f"{where}: a log range needs low > 0 (got {spec.low})", where)
+            raise ConfigError(f"a log range needs low > 0 (got {spec.low})", where)
         value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
     else:
         value = float(rng.uniform(spec.low, spec.high))

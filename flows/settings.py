@@ -54,7 +54,7 @@ def find_settings(start: Path | None = None) -> Path | None:
     """The settings file in effect: ``SCRIBBLES_SETTINGS``, else ``scribbles.toml`` from ``start`` upward.
 
     The search stops at the project root (a folder holding ``.git`` or ``.dvc``). BadInput when
-    ``SCRIBBLES_SETTINGS`` names a file that does not exist.
+    ``SCRIBBLES_SETTINGS`` names a file that does not exist, or a ``scribbles.toml`` found is not a file.
     """
     named = os.environ.get(SETTINGS_ENV)
     if named:
@@ -66,6 +66,8 @@ def find_settings(start: Path | None = None) -> Path | None:
     for candidate in (folder, *folder.parents):
         if (candidate / FILE_NAME).is_file():
             return candidate / FILE_NAME
+        if (candidate / FILE_NAME).exists():  # a folder of that name: the user meant settings here
+            raise BadInput(f"{candidate / FILE_NAME} is not a file; the team settings are a TOML file of that name")
         if (candidate / ".git").exists() or (candidate / ".dvc").is_dir():
             return None
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,10 @@ def test_a_bad_settings_file_is_one_error_line_naming_the_entry(tmp_path: Path) 
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    (tmp_path / "scribbles.toml").unlink()
+    (tmp_path / "scribbles.toml").mkdir()  # a folder of that name is not ignored in silence
+    folder = _cli("doctor", cwd=tmp_path)
+    assert folder.returncode == 2 and folder.stderr.startswith(f"error: {tmp_path / 'scribbles.toml'} is not a file")
 
 
 def test_doctor_reads_the_settings_file_env_wins_and_a_dead_server_is_named(tmp_path: Path) -> None:
@@ -59,6 +64,19 @@ def test_doctor_reads_the_settings_file_env_wins_and_a_dead_server_is_named(tmp_
     assert bad.returncode == 1
     assert f"mlflow   {dead} (MLFLOW_TRACKING_URI from environment): NOT OK" in bad.stdout
     assert "failed: not answering: mlflow;" in bad.stdout
+    port = free_port()  # any HTTP server answers /health; only an MLflow one answers its REST API
+    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        not_mlflow = _cli("doctor", cwd=root, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+        for _ in range(50):
+            if "not answer within" not in not_mlflow.stdout:
+                break
+            not_mlflow = _cli("doctor", cwd=root, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+    finally:
+        web.terminate()
+        web.wait(10)
+    assert not_mlflow.returncode == 1 and "not MLflow's REST API" in not_mlflow.stdout, not_mlflow.stdout
     (tmp_path / "remote").rmdir()
     gone = _cli("doctor", cwd=root)
     assert gone.returncode == 1 and "failed: not answering: dvc;" in gone.stdout, gone.stdout
@@ -99,3 +117,7 @@ def test_store_migrate_refuses_bad_targets_before_copying(tmp_path: Path) -> Non
                       f"sqlite:///{tmp_path}/b.db", cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("error: --from: there is no MLflow store")
     assert not (tmp_path / "b.db").exists() and not (tmp_path / "none.db").exists()
+    sqlite3.connect(tmp_path / "src.db").execute("CREATE TABLE t (x)").connection.close()
+    dead = run_cli("store", "migrate", "--from", f"sqlite:///{tmp_path}/src.db", "--to",
+                   f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert dead.returncode == 2 and "start it or fix --to" in dead.stderr, dead.stderr
