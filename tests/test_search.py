@@ -119,6 +119,7 @@ def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
         "sweep: {optuna: {trials: 1, storage: /proc/nope/j.log}, space: {train.lr: [0.1]}}": "sweep.optuna.storage",
         "sweep: {optuna: {trials: 1, storage: 'foo://bar'}, space: {train.lr: [0.1]}}": "sweep.optuna.storage",
         "sweep: {optuna: {trials: 1}, space: {train.lr: [0.1]}, rank_by: bogus}": "sweep.rank_by",
+        "sweep: {optuna: {trials: 2}, space: {train.lr: {low: 0.1, high: 0.01}}}": "sweep.space.train.lr: high",
     }
     for text, field in cases.items():
         (project / "bad.yaml").write_text(yaml.safe_dump({k: v for k, v in CONFIG.items() if k != "train"})
@@ -127,6 +128,7 @@ def test_bad_optuna_sweeps_exit_2_naming_the_field(project: Path) -> None:
         assert done.returncode == 2, (text, done.stdout, done.stderr)
         lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and field in lines[0] and "Traceback" not in done.stderr, (text, done.stderr)
+        assert lines[0].count(field.split(":")[0] + ":") == 1, lines[0]  # the field is named once
         assert "scribbles running" not in done.stdout, (text, done.stdout)
     assert not (project / "mlflow.db").exists() and not (project / "optuna-journal.log").exists()
     assert not (project / ".scribbles").exists() and not (project / "mlruns").exists()
