@@ -201,7 +201,8 @@ def orchestrated() -> dict[str, Clock]:
                 checked.append(since(STARTED))  # from the process's start: imports, config and checks
 
         module.checked_config = timed
-        timers.wrap(module, "warm_up", "warm-up")
+        if hasattr(module, "warm_up"):  # the CLI before the warm-up beside the server's start has none
+            timers.wrap(module, "warm_up", "warm-up")
 
     def tracker(module: ModuleType) -> None:
         for hook in ("scribbles_run_start", "scribbles_fold_start", "scribbles_epoch_end", "scribbles_fold_end",
