@@ -77,19 +77,35 @@ def warm_up(config: dict[str, Any], allow_dirty: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the experiment flow and print the results table."""
-    config = checked_config(args)
-    out = console()
-    out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
-    from ..lifecycle import observing
-    from ..prefect_server import orchestrated
-    from ..progress import ConsoleProgress
+    """Run the experiment flow and print the results table.
 
-    data = config.model_dump(mode="json")
-    with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty)), observing(ConsoleProgress()):
-        from ..experiment import experiment
+    The temporary Prefect server (when no ``PREFECT_API_URL`` is set) starts as soon as the config
+    parses, so that its start runs beside the checks, the imports and the MLflow store's preparation
+    (``warm_up``) instead of after them; bad input found by the checks stops it again (exit 2, nothing
+    left: no process, no file in the project).
+    """
+    from scribbles.core import load_config
 
-        result = experiment(data, allow_dirty=args.allow_dirty, force=args.force)
+    from ..prefect_server import orchestrated, start_server
+
+    load_config(args.config, args.set or [])  # a config that does not even parse starts nothing
+    server = start_server()
+    try:
+        config = checked_config(args)
+        out = console()
+        out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
+        from ..lifecycle import observing
+        from ..progress import ConsoleProgress
+
+        data = config.model_dump(mode="json")
+        with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty), started=server), \
+                observing(ConsoleProgress()):
+            from ..experiment import experiment
+
+            result = experiment(data, allow_dirty=args.allow_dirty, force=args.force)
+    finally:
+        if server is not None:
+            server.stop()  # nothing left to do once orchestrated stopped it; else bad input, or a stop
     print_results(out, result)
     return EXIT_OK
 
