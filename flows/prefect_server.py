@@ -128,9 +128,11 @@ class Starting:
         """Stop the server (see ``stop``) and append its output to ``log``; again, nothing happens."""
         stop(self.process, grace=5.0)
         if log is not None and self.output.exists():
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as out, open(self.output, "rb") as source:
-                shutil.copyfileobj(source, out)
+            # A log that cannot be written (a read-only project) must not hide how the command ended.
+            with contextlib.suppress(OSError):
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "ab") as out, open(self.output, "rb") as source:
+                    shutil.copyfileobj(source, out)
         self.output.unlink(missing_ok=True)
 
 
