@@ -1,61 +1,69 @@
 """What orchestration costs on one whole run: ``scribbles run configs/activity.yaml`` against a plain script.
 
-Both run in this process, one after the other. The plain script (the baseline) does the work of the run
-with no orchestration: it reads data/activity.csv with the ``file`` data technique (no DVC), makes the
-same 5 group folds, trains the same GRU for the same 8 epochs with ``train_single`` (seeded as the
-strategy seeds it, so the fold scores match the run's) and scores each fold's valid rows with the same
-TTA and metrics; no Prefect, no MLflow, no plots, no files. The orchestrated run is the CLI's own
-``run_cli(["run", CONFIG, "--force"])``, with MLflow in a temporary SQLite store and a Prefect server
-of its own, timed part by part by wrapping the functions that do each part:
+Each side runs in a process of its own, as a user runs it, and is timed from its start to its exit
+(imports, the interpreter's exit and every child process included): the wall seconds the user waits,
+and the CPU seconds of the process and its children. The plain script (the baseline) does the work of
+the run with no orchestration: it reads data/activity.csv with the ``file`` data technique (no DVC),
+makes the same 5 group folds, trains the same GRU for the same 8 epochs with ``train_single`` (seeded
+as the strategy seeds it) and scores each fold's valid rows with the same TTA and metrics; no Prefect,
+no MLflow, no plots, no files. The orchestrated run is the CLI's own entry point (``scribbles run CONFIG
+--force``), with MLflow in a new temporary SQLite store (a first run's store: its tables are
+created) and a temporary Prefect server of its own. Inside each process the parts are timed by
+wrapping the functions that do them (patched as their modules load, so the import order is the CLI's):
 
-* imports: ``python -c 'import ...'`` in a child process, of what each side imports;
-* Prefect server start: ``flows.prefect_server.temporary_api`` up to its server being healthy;
-* data load and folds: ``fold_task.dataset_for`` and ``folds_for`` (DVC read, folds, leakage guards);
-* training and evaluation: ``fold_task.run_job`` less the data above;
+* imports, config and checks: from the process's start to its first data read (the CLI: to the end
+  of ``checked_config``: config, plugins, DVC data check, preflight);
+* Prefect server start: ``temporary_api`` up to its server being healthy; the warm-up (the flow's
+  imports, MLflow's import and store) runs in that time, beside the server's own start;
+* data load and folds: ``fold_task.dataset_for`` and ``folds_for``;
+* training and evaluation: ``runs.run_job`` less the data above;
 * logging and plots: the MLflow tracker's hooks (their time in the flow's thread; ``run_end`` waits for
   the tracker's background writes and draws the plots) and the flow's fold timeline plot;
-* the rest: the run's time less the parts above (config, Prefect flow and task runs, results).
+* Prefect server stop: ``temporary_api`` after its block;
+* the rest: the process's time less the parts above (Prefect flow and task runs, results, exit).
 
-Each part is given in wall seconds and in CPU seconds (this process's threads and its ended children).
+CPU seconds of a part are the process's own (every thread); the Prefect server, a child process that
+runs beside the run, has a CPU line of its own (with the few git and DVC commands the run starts).
 
 Run from the repository (``scribbles data build`` first, or this script builds the demo data)::
 
-    python bench/overhead.py
+    python bench/overhead.py               # one of each
+    python bench/overhead.py --repeat 3    # three of each, alternating; the median of each figure
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
+import importlib.abc
+import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+STARTED = time.perf_counter(), time.process_time()  # a child's clock starts here, before its imports
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/activity.yaml"
-PLAIN_IMPORTS = ("import torch, pandas, scribbles.plugins.data, scribbles.plugins.splitters, "
-                 "scribbles.plugins.models.baseline, scribbles.plugins.losses, scribbles.plugins.tta, "
-                 "scribbles.plugins.metrics; from scribbles.core.training import train_single; "
-                 "from scribbles.core.evaluation import evaluate; from scribbles.core.data import fold_inputs")
-RUN_IMPORTS = "import scribbles.flows.cli, scribbles.flows.experiment, scribbles.plugins.trackers.mlflow_tracker"
-
-
 Clock = tuple[float, float]  # (wall seconds, CPU seconds)
+SERVER_CPU = "Prefect server process (CPU beside the run; git, DVC)"
+REST = "the rest (Prefect flow and tasks, results, exit)"
+IMPORTS = "imports, config and checks"
+ROWS = (IMPORTS, "Prefect server start", "data load and folds", "training and evaluation",
+        "logging and plots", "Prefect server stop", REST)
 
 
 def now() -> Clock:
-    """Wall time, and the CPU time of this process (every thread) and of its children that have ended.
-
-    CPU time is what to compare on a shared machine: other processes' load stretches the wall time of
-    both sides, not their CPU time (training runs torch on one thread on both sides).
-    """
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
+    """Wall time, and the CPU time of this process (every thread; children apart)."""
+    return time.perf_counter(), time.process_time()
 
 
 def since(start: Clock) -> Clock:
@@ -63,14 +71,16 @@ def since(start: Clock) -> Clock:
     return end[0] - start[0], end[1] - start[1]
 
 
-def child_seconds(code: str) -> Clock:
-    started = now()
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    return since(started)
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (and of their own ended children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def plain() -> dict[str, Clock]:
-    """The baseline: the run's work with no orchestration; returns the (wall, CPU) seconds of its parts."""
+    """The baseline, in its own process: the run's work with no orchestration; the (wall, CPU) seconds of its parts."""
+    import pandas  # noqa: F401
+    import torch  # noqa: F401
     from scribbles.core import TrainConfig, create, load_config
     from scribbles.core.data import fold_inputs, targets
     from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
@@ -78,6 +88,7 @@ def plain() -> dict[str, Clock]:
 
     config = load_config(str(REPO / CONFIG))
     data = {k: v for k, v in dict(config.data).items() if v is not None}
+    imported = since(STARTED)
     data.pop("name")
     started = now()
     dataset = create("data", "file", **{**data, "path": str(REPO / data["path"])}).load()
@@ -100,11 +111,11 @@ def plain() -> dict[str, Clock]:
                             inputs.valid[0])
         scores.append(found["accuracy"])
     print(f"plain accuracy by fold: {', '.join(f'{s:.3f}' for s in scores)}")
-    return {"data load and folds": loaded, "training and evaluation": since(training)}
+    return {IMPORTS: imported, "data load and folds": loaded, "training and evaluation": since(training)}
 
 
 class Timers:
-    """(wall, CPU) seconds spent in wrapped functions, by part (a context manager's up to its ``yield``)."""
+    """(wall, CPU) seconds spent in wrapped functions, by part (a context manager's before and after its ``yield``)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, Clock] = {}
@@ -126,7 +137,7 @@ class Timers:
 
         setattr(owner, name, timed)
 
-    def wrap_entered(self, owner: object, name: str, part: str) -> None:
+    def wrap_entered(self, owner: object, name: str, entering: str, leaving: str) -> None:
         inner = getattr(owner, name)
 
         @functools.wraps(inner)
@@ -134,73 +145,160 @@ class Timers:
         def timed(*args: object, **kwargs: object) -> Iterator[object]:
             started = now()
             with inner(*args, **kwargs) as value:
-                self.add(part, since(started))
-                yield value
+                self.add(entering, since(started))
+                try:
+                    yield value
+                finally:
+                    started = now()
+            self.add(leaving, since(started))
 
         setattr(owner, name, timed)
 
 
-def orchestrated(tmp: Path) -> dict[str, Clock]:
-    """``scribbles run CONFIG --force`` in this process, timed by part; returns the seconds of each part."""
-    from scribbles.flows import fold_task, prefect_server, runs
-    from scribbles.flows.cli import run_cli
-    from scribbles.plugins.trackers.mlflow_tracker import MlflowTracker
+class Patcher(importlib.abc.MetaPathFinder):
+    """Calls ``patches[name](module)`` right after module ``name`` is first executed (a post-import hook),
+    so that timers go in without importing anything before the CLI does."""
 
+    def __init__(self, patches: dict[str, Callable[[ModuleType], None]]) -> None:
+        self.patches = patches
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in self.patches:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader, patch = spec.loader, self.patches.pop(name)
+        execute = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            execute(module)
+            patch(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def orchestrated() -> dict[str, Clock]:
+    """``scribbles run CONFIG --force`` in this process, timed by part; the seconds of each part."""
     timers = Timers()
-    timers.wrap_entered(prefect_server, "temporary_api", "Prefect server start")
-    timers.wrap(fold_task, "dataset_for", "data load and folds")
-    timers.wrap(fold_task, "folds_for", "data load and folds")
-    timers.wrap(runs, "run_job", "fold tasks")
-    for hook in ("scribbles_run_start", "scribbles_fold_start", "scribbles_epoch_end", "scribbles_fold_end",
-                 "scribbles_run_end"):
-        timers.wrap(MlflowTracker, hook, "logging and plots")
-    from scribbles.flows import plots
+    checked: list[Clock] = []
 
-    timers.wrap(plots, "fold_timeline", "logging and plots")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    os.environ.pop("PREFECT_API_URL", None)
-    started = now()
-    code = run_cli(["run", CONFIG, "--force"])
-    total = since(started)  # the Prefect server, a child, has ended: its CPU time is in
-    if code != 0:
-        sys.exit(f"scribbles run failed with exit code {code}")
+    def command(module: ModuleType) -> None:
+        inner = module.checked_config
+
+        @functools.wraps(inner)
+        def timed(*args: object, **kwargs: object) -> object:
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                checked.append(since(STARTED))  # from the process's start: imports, config and checks
+
+        module.checked_config = timed
+        if hasattr(module, "warm_up"):  # the CLI before the warm-up beside the server's start has none
+            timers.wrap(module, "warm_up", "warm-up")
+
+    def tracker(module: ModuleType) -> None:
+        for hook in ("scribbles_run_start", "scribbles_fold_start", "scribbles_epoch_end", "scribbles_fold_end",
+                     "scribbles_run_end"):
+            timers.wrap(module.MlflowTracker, hook, "logging and plots")
+
+    sys.meta_path.insert(0, Patcher({
+        "scribbles.flows.commands.run": command,
+        "scribbles.flows.prefect_server": lambda m: timers.wrap_entered(
+            m, "temporary_api", "Prefect server start", "Prefect server stop"),
+        "scribbles.flows.fold_task": lambda m: [timers.wrap(m, f, "data load and folds")
+                                                for f in ("dataset_for", "folds_for")],
+        "scribbles.flows.runs": lambda m: timers.wrap(m, "run_job", "fold tasks"),
+        "scribbles.flows.plots": lambda m: timers.wrap(m, "fold_timeline", "logging and plots"),
+        "scribbles.plugins.trackers.mlflow_tracker": tracker,
+    }))
+    from scribbles.flows.cli import main
+
+    sys.argv = ["scribbles", "run", CONFIG, "--force"]
+    try:
+        main()  # the installed command's own entry point: its exit (the rest of this process) is the user's
+    except SystemExit as exc:
+        if exc.code:
+            raise
     parts = dict(timers.seconds)
     folds, data = parts.pop("fold tasks", (0.0, 0.0)), parts.get("data load and folds", (0.0, 0.0))
     parts["training and evaluation"] = folds[0] - data[0], folds[1] - data[1]
-    parts["total"] = total
+    parts[IMPORTS] = checked[0]
+    parts[SERVER_CPU] = 0.0, children_cpu()
     return parts
 
 
-def _minus(total: Clock, parts: list[Clock]) -> Clock:
-    return total[0] - sum(p[0] for p in parts), total[1] - sum(p[1] for p in parts)
+def in_child(side: str) -> dict[str, Clock]:
+    """Run ``side`` (plain or run) in a process of its own; its parts, and its total as ``total``."""
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    with tempfile.TemporaryDirectory() as folder:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        out = Path(folder) / "parts.json"
+        wall, cpu = time.perf_counter(), children_cpu()
+        subprocess.run([sys.executable, __file__, "--side", side, "--out", str(out)], check=True, cwd=REPO, env=env)
+        total = time.perf_counter() - wall, children_cpu() - cpu
+        parts = {name: tuple(value) for name, value in json.loads(out.read_text()).items()}
+    parts["total"] = total
+    return parts  # type: ignore[return-value]
+
+
+def table(plain_parts: dict[str, Clock], run_parts: dict[str, Clock]) -> str:
+    zero = (0.0, 0.0)
+    rows = {name: run_parts.get(name, zero) for name in ROWS if name != REST}
+    counted = [*rows.values(), run_parts.get(SERVER_CPU, zero)]
+    total = run_parts["total"]
+    rows[REST] = total[0] - sum(p[0] for p in counted), total[1] - sum(p[1] for p in counted)
+    base_total = plain_parts["total"]
+    base = {name: plain_parts.get(name, zero) for name in ROWS}
+    base[REST] = tuple(base_total[i] - sum(v[i] for k, v in base.items() if k != REST) for i in (0, 1))
+    lines = [f"{'part':<56} {'plain wall':>10} {'run wall':>9} {'plain CPU':>10} {'run CPU':>8}"]
+    for name, (wall, cpu) in rows.items():
+        lines.append(f"{name:<56} {base[name][0]:>10.1f} {wall:>9.1f} {base[name][1]:>10.1f} {cpu:>8.1f}")
+    lines.append(f"{SERVER_CPU:<56} {'':>10} {'':>9} {0.0:>10.1f} {run_parts.get(SERVER_CPU, zero)[1]:>8.1f}")
+    lines.append(f"{'total':<56} {base_total[0]:>10.1f} {total[0]:>9.1f} {base_total[1]:>10.1f} {total[1]:>8.1f}")
+    if "warm-up" in run_parts:
+        lines.append(f"(inside the server start: the warm-up, {run_parts['warm-up'][0]:.1f} s wall, "
+                     f"{run_parts['warm-up'][1]:.1f} s CPU)")
+    lines.append(f"\nscribbles run / plain script: {total[0] / base_total[0]:.2f}x wall, "
+                 f"{total[1] / base_total[1]:.2f}x CPU (goal: at most 1.15x)")
+    return "\n".join(lines)
+
+
+def median(runs: list[dict[str, Clock]]) -> dict[str, Clock]:
+    """The median of each part's wall and CPU seconds over ``runs``."""
+    names = {name for run in runs for name in run}
+    return {name: (statistics.median(r.get(name, (0.0, 0.0))[0] for r in runs),
+                   statistics.median(r.get(name, (0.0, 0.0))[1] for r in runs)) for name in names}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating; medians shown")
+    parser.add_argument("--side", choices=("plain", "run"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
     os.chdir(REPO)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if args.side:  # one side, in this (child) process
+        parts = plain() if args.side == "plain" else orchestrated()
+        Path(args.out).write_text(json.dumps(parts))
+        return
     if not (REPO / "data" / "activity.csv").exists():
         subprocess.run([str(Path(sys.executable).with_name("scribbles")), "data", "build"], check=True, cwd=REPO)
-    imports_plain, imports_run = child_seconds(PLAIN_IMPORTS), child_seconds(RUN_IMPORTS)
-    exec(PLAIN_IMPORTS)  # counted once, above, in a fresh process
-    started = now()
-    plain_parts = {"imports": imports_plain, **plain()}
-    total_plain = _minus(since(started), [(-imports_plain[0], -imports_plain[1])])
-    with tempfile.TemporaryDirectory() as folder:
-        found = orchestrated(Path(folder))
-    total_run = _minus(found.pop("total"), [(-imports_run[0], -imports_run[1])])
-    zero = (0.0, 0.0)
-    run_parts = {"imports": imports_run, "Prefect server start": found.get("Prefect server start", zero),
-                 "data load and folds": found.get("data load and folds", zero),
-                 "training and evaluation": found["training and evaluation"],
-                 "logging and plots": found.get("logging and plots", zero)}
-    run_parts["the rest (Prefect flow and tasks, config, results)"] = _minus(total_run, list(run_parts.values()))
-    print(f"\n{'part':<52} {'plain wall':>10} {'run wall':>9} {'plain CPU':>10} {'run CPU':>8}")
-    for name, (wall, cpu) in run_parts.items():
-        base = plain_parts.get(name, zero)
-        print(f"{name:<52} {base[0]:>10.1f} {wall:>9.1f} {base[1]:>10.1f} {cpu:>8.1f}")
-    print(f"{'total':<52} {total_plain[0]:>10.1f} {total_run[0]:>9.1f} {total_plain[1]:>10.1f} {total_run[1]:>8.1f}")
-    print(f"\nscribbles run / plain script: {total_run[0] / total_plain[0]:.2f}x wall, "
-          f"{total_run[1] / total_plain[1]:.2f}x CPU (goal: at most 1.15x; on a shared machine trust CPU)")
+    plains, runs = [], []
+    for number in range(args.repeat):
+        plains.append(in_child("plain"))
+        runs.append(in_child("run"))
+        if args.repeat > 1:
+            print(f"\nrun {number + 1} of {args.repeat}:\n{table(plains[-1], runs[-1])}", flush=True)
+    title = f"median of {args.repeat} runs of each" if args.repeat > 1 else "one run of each"
+    print(f"\n{title}:\n{table(median(plains), median(runs))}")
 
 
 if __name__ == "__main__":

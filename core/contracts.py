@@ -495,6 +495,11 @@ class Tracker(Technique):
         """The run store this tracker writes to (``scribbles.core.run_store.RunStore``), or None."""
         return None
 
+    def prepare(self) -> None:
+        """Get ready before the run starts (``scribbles run`` calls it while its Prefect server starts):
+        heavy imports, a store's tables. Best effort: what fails here fails again, with its reason, when
+        the run starts. The default does nothing."""
+
 
 FAMILY_BASES: Mapping[str, type[Technique]] = {
     "data": DataSource,

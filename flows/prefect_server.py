@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,60 +92,113 @@ def local_server(port: int | None = None, log: Path | None = None, timeout: floa
 EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 
 
+class Starting:
+    """A temporary Prefect server started ahead of its use (``start_server``), on a port it holds.
+
+    Its output goes to a file in the system's temporary folder, appended to the project's log when it is
+    stopped with one (``stop(log)``): a command that ends in bad input before the server is used leaves
+    nothing in the project.
+    """
+
+    def __init__(self) -> None:
+        from prefect.settings import get_current_settings
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))  # the port is ours from here on: nothing else can bind it
+        listener.listen(128)
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **EPHEMERAL_ENV}
+        env.pop("PREFECT_API_URL", None)
+        handle, name = tempfile.mkstemp(prefix="scribbles-prefect-server-", suffix=".log")
+        self.output = Path(name)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", __name__, "serve", str(listener.fileno()), str(os.getpid())],
+                stdout=handle, stderr=subprocess.STDOUT, env=env, pass_fds=(listener.fileno(),),
+                start_new_session=True,
+            )
+        except BaseException:
+            self.output.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(handle)
+            listener.close()  # the server holds the port now
+
+    def stop(self, log: Path | None = None) -> None:
+        """Stop the server (see ``stop``) and append its output to ``log``; again, nothing happens."""
+        stop(self.process, grace=5.0)
+        if log is not None and self.output.exists():
+            # A log that cannot be written (a read-only project) must not hide how the command ended.
+            with contextlib.suppress(OSError):
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "ab") as out, open(self.output, "rb") as source:
+                    shutil.copyfileobj(source, out)
+        self.output.unlink(missing_ok=True)
+
+
+def start_server() -> Starting | None:
+    """A temporary Prefect server starting now, or None when ``PREFECT_API_URL`` names one to use.
+
+    ``scribbles run`` starts it as soon as its config parses, so that the server's start (about 5 s of
+    its own imports) runs beside the command's checks and imports; stop it (``Starting.stop``) on every
+    way out, or hand it to ``temporary_api``, which does.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    return None if PREFECT_API_URL.value() else Starting()
+
+
 @contextlib.contextmanager
-def temporary_api(log: Path | None = None) -> Iterator[subprocess.Popen[bytes] | None]:
-    """A Prefect API for the block: ``PREFECT_API_URL`` when set, else a temporary server of this process.
+def temporary_api(log: Path | None = None, prepare: Callable[[], None] | None = None,
+                  started: Starting | None = None) -> Iterator[subprocess.Popen[bytes] | None]:
+    """A Prefect API for the block: ``PREFECT_API_URL`` when set, else a temporary server of this process
+    (``started``, when the caller started it ahead, see ``start_server``).
 
     Yields the server process (None when a configured server is used). Prefect's settings and the
     environment (so that worker processes inherit it) point at the server inside the block.
+    ``prepare`` (imports, a store made ready) runs while the temporary server starts: its seconds
+    overlap the server's instead of adding up. Whatever it raises stops the server before it
+    propagates. The server's output is appended to ``log`` (``.scribbles/prefect-server.log``) when
+    it stops.
     """
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_LOGGING_TO_API_ENABLED,
-        get_current_settings,
         temporary_settings,
     )
 
-    configured = PREFECT_API_URL.value()
+    log = log or Path(".scribbles") / "prefect-server.log"
+    configured = PREFECT_API_URL.value() if started is None else None
     if configured:
         # Prefect's client would retry an absent server for about a minute per request.
         # A shared server busy with a team's runs may take seconds to answer: three tries of 5 s each.
         if not any(healthy(str(configured).rstrip("/"), timeout=5.0) for _ in range(3)):
             raise BadInput(f"PREFECT_API_URL: no Prefect API answers at {configured}; start that server, or unset "
                            "PREFECT_API_URL and each run starts a temporary one")
+        if prepare is not None:
+            prepare()
         yield None
         return
-    log = log or Path(".scribbles") / "prefect-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))  # the port is ours from here on: nothing else can bind it
-    listener.listen(128)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
-    env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **EPHEMERAL_ENV}
-    env.pop("PREFECT_API_URL", None)
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", __name__, "serve", str(listener.fileno()), str(os.getpid())],
-            stdout=out, stderr=subprocess.STDOUT, env=env, pass_fds=(listener.fileno(),), start_new_session=True,
-        )
-    listener.close()  # the server holds the port now
     previous = {key: os.environ.get(key) for key in ("PREFECT_API_URL", "PREFECT_LOGGING_TO_API_ENABLED")}
+    server = started or Starting()
     try:
-        _wait_healthy(process, url, log, float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-                                                                  120)))
-        os.environ["PREFECT_API_URL"] = url
+        if prepare is not None:
+            prepare()
+        _wait_healthy(server.process, server.url, log,
+                      float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120)))
+        os.environ["PREFECT_API_URL"] = server.url
         # Logs stay in the terminal: a server that ends with the run is no place to read them later,
         # and a lost one would make every log record print "Error logging to API".
         os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
-        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_LOGGING_TO_API_ENABLED: False}):
-            yield process
+        with temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_LOGGING_TO_API_ENABLED: False}):
+            yield server.process
     finally:
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        stop(process, grace=5.0)
+        server.stop(log)
 
 
 class ServerLost(ScribblesError):
@@ -151,8 +206,9 @@ class ServerLost(ScribblesError):
 
 
 @contextlib.contextmanager
-def orchestrated() -> Iterator[None]:
-    """A Prefect API for the flows run in the block (``temporary_api``); losing it is one ScribblesError.
+def orchestrated(prepare: Callable[[], None] | None = None, started: Starting | None = None) -> Iterator[None]:
+    """A Prefect API for the flows run in the block (``temporary_api``, with its ``prepare`` and
+    ``started``); losing it is one ScribblesError.
 
     A temporary server that dies mid-run is noticed within a second: the run is stopped there and then
     (its open MLflow runs end FAILED), and Prefect's client stops retrying a server that will not come
@@ -161,7 +217,7 @@ def orchestrated() -> Iterator[None]:
     """
     import httpx
 
-    with temporary_api() as server:
+    with temporary_api(prepare=prepare, started=started) as server:
         lost = threading.Event()
         done = threading.Event()
         previous = _watch(server, lost, done) if server is not None else None

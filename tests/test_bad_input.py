@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from helpers import make_dvc_project, run_cli
@@ -390,6 +392,8 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
     expect = [fragment.format(tmp=tmp_path) for fragment in case.expect]
     argv = argv_of(case, tmp_path)
     before = snapshot(project)
+    processes = {child.pid for child in psutil.Process().children(recursive=True)}
+    logs = set(Path(tempfile.gettempdir()).glob("scribbles-prefect-server-*"))
     capfd.readouterr()
     try:
         code = cli_main(argv)
@@ -405,6 +409,10 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
         assert fragment in lines[0], lines[0]
     assert not (project / "mlflow.db").exists()
     assert snapshot(project) == before
+    # A temporary Prefect server started beside the checks (once the config parses) is stopped again:
+    # no process of it is left, nor its output file.
+    assert {child.pid for child in psutil.Process().children(recursive=True)} <= processes
+    assert set(Path(tempfile.gettempdir()).glob("scribbles-prefect-server-*")) <= logs
 
 
 SUBPROCESS_SAMPLE = ["unknown-section", "data-nan-target", "set-without-equals", "unknown-verb"]

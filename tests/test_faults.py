@@ -43,9 +43,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(project: Path, config: str, store: str) -> subprocess.Popen[str]:
-    """`scribbles run CONFIG` in a process group of its own, on its own store, with no Prefect server given."""
+    """`scribbles run CONFIG` in a process group of its own, on its own store, with no Prefect server given,
+    and a temporary folder of its own (``tmp-STORE``)."""
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / store}"
+    env["TMPDIR"] = str(project / f"tmp-{store}")
+    (project / f"tmp-{store}").mkdir(exist_ok=True)
 
     def default_sigint() -> None:  # a test runner started in the background may have SIGINT ignored
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -159,6 +162,9 @@ def test_runs_started_together_each_have_their_own_server(project: Path) -> None
     for i in range(3):
         runs = statuses(project / f"together-{i}.db")
         assert set(runs.values()) == {"FINISHED"} and len(runs) == 3, runs
+        # Each server's output went to a temporary file, appended to the project's log when it stopped.
+        assert not list((project / f"tmp-together-{i}.db").glob("scribbles-prefect-server-*")), i
+    assert (project / ".scribbles" / "prefect-server.log").is_file()
 
 
 def test_the_temporary_server_holds_its_port_from_the_start(tmp_path: Path,
@@ -180,6 +186,43 @@ def test_the_temporary_server_holds_its_port_from_the_start(tmp_path: Path,
         assert psutil.Process(server.pid).ppid() == os.getpid()
     assert server.poll() is not None
     assert "PREFECT_API_URL" not in os.environ
+
+
+def test_a_failing_warm_up_stops_the_temporary_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What runs beside the server's start (``prepare``: imports, the MLflow store) may fail: the server
+    it raced has ended, the environment is as before, and the error is the caller's to report."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from scribbles.flows.prefect_server import temporary_api
+
+    before = {child.pid for child in psutil.Process().children()}
+    seen: list[psutil.Process] = []
+
+    def prepare() -> None:
+        seen.extend(child for child in psutil.Process().children() if child.pid not in before)
+        raise RuntimeError("warm-up failed")
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: None}), pytest.raises(RuntimeError, match="warm-up failed"), \
+            temporary_api(log=tmp_path / "server.log", prepare=prepare):
+        pytest.fail("the block ran although its preparation failed")
+    assert len(seen) == 1, seen  # the server was starting while prepare ran
+    assert not seen[0].is_running()
+    assert "PREFECT_API_URL" not in os.environ
+
+
+def test_the_warm_up_readies_a_new_store_and_leaves_its_errors_to_the_run(tmp_path: Path) -> None:
+    """The MLflow tracker's ``prepare`` creates a new SQLite store's tables (write-ahead logging on)
+    before the run; a store it cannot make raises nothing there: the run's start reports it."""
+    from scribbles.core import create
+
+    store = tmp_path / "new.db"
+    create("tracker", "mlflow", tracking_uri=f"sqlite:///{store}").prepare()
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert {"experiments", "runs", "metrics"} <= tables and mode == "wal", (tables, mode)
+    (tmp_path / "a-file").write_text("not a folder")
+    create("tracker", "mlflow", tracking_uri=f"sqlite:///{tmp_path / 'a-file' / 'store.db'}").prepare()
 
 
 def test_a_diverging_trial_fails_alone_and_ranks_last(project: Path, prefect_api: str) -> None:

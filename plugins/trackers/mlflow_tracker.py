@@ -384,6 +384,18 @@ class MlflowTracker(Tracker):
         finally:
             self.blocking[hook] = self.blocking.get(hook, 0.0) + time.perf_counter() - start
 
+    def prepare(self) -> None:
+        """Import MLflow and make a SQLite store ready (its tables created: seconds on a new store), before
+        the run starts; ``scribbles run`` calls it while the Prefect server starts. Best effort: a store
+        that fails here fails the run at run start, with its reason, as without this call."""
+        from mlflow.tracking import MlflowClient  # noqa: F401  (MLflow's import: seconds)
+
+        from .store import prepare_store
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+        with contextlib.suppress(Exception):
+            prepare_store(self.params.tracking_uri or tracking_uri())
+
     def _connect(self, ctx: RunContext) -> None:
         from mlflow.tracking import MlflowClient
 
