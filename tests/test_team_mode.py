@@ -60,6 +60,9 @@ class Team:
     homes: dict[str, Path]
     results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: The served deployment's COMPLETED flow runs, read while `scribbles serve` still ran (serve removes its
+    #: deployment when it stops, and the API then no longer finds runs by deployment name).
+    scheduled: list[dict[str, Any]] = field(default_factory=list)
 
     def env(self, machine: str, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in CLEARED}
@@ -242,7 +245,8 @@ def _wait_scheduled(team: Team, timeout: float = 120) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
         with contextlib.suppress(OSError):
-            if _scheduled_runs(team, "COMPLETED"):
+            team.scheduled = _scheduled_runs(team, "COMPLETED")
+            if team.scheduled:
                 return time.perf_counter() - start
         time.sleep(2)
     return float("inf")
@@ -252,7 +256,8 @@ def _scheduled_runs(team: Team, state: str | None = None) -> list[dict[str, Any]
     deployments = _api(team.prefect, "/deployments/filter", {"deployments": {"name": {"any_": ["team-scheduled"]}}})
     if not deployments:
         return []
-    body: dict[str, Any] = {"flow_runs": {"deployment_id": {"any_": [deployments[0]["id"]]}}}
+    # Every deployment of that name (the API returns them in no set order).
+    body: dict[str, Any] = {"flow_runs": {"deployment_id": {"any_": [d["id"] for d in deployments]}}}
     if state:
         body["flow_runs"]["state"] = {"type": {"any_": [state]}}
     return list(_api(team.prefect, "/flow_runs/filter", body))
@@ -335,8 +340,8 @@ def test_eight_concurrent_runs_from_two_copies_all_finish_and_lose_no_metric(tea
 def test_a_scheduled_deployment_served_from_a_third_process_shows_its_runs(team: Team) -> None:
     """`scribbles serve` on a third process: its deployment's run COMPLETED in the server's API, in MLflow too."""
     assert team.timings["scheduled_run_s"] != float("inf"), team.results["serve"].stderr[-2000:]
-    completed = _scheduled_runs(team, "COMPLETED")
-    assert completed and completed[0]["deployment_id"]
+    completed = team.scheduled
+    assert completed and completed[0]["deployment_id"] and completed[0]["state"]["type"] == "COMPLETED"
     assert team.results["serve"].returncode == 0, team.results["serve"].stderr[-2000:]
     parents = _parents(team.client(), "team-scheduled")
     assert any(p.info.status == "FINISHED" for p in parents), [p.info.status for p in parents]
