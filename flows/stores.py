@@ -40,7 +40,7 @@ def _has_password(uri: str) -> bool:
 
 def remember(run_id: str, uri: str) -> None:
     """Note that run ``run_id`` was written to the store ``uri`` (not when the address holds a password)."""
-    if not run_id or _has_password(uri) or "\t" in uri or "\n" in uri:
+    if not run_id or _has_password(uri) or "\t" in uri or "\n" in uri or written_to(run_id) == uri:
         return
     path = index_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +59,23 @@ def written_to(run_id: str) -> str | None:
         return None
     found = None
     for line in path.read_text(errors="replace").splitlines():
-        noted, _, uri = line.partition("\t")
-        if noted == run_id and uri:
-            found = uri
+        fields = line.split("\t")
+        if len(fields) == 2 and fields[0] == run_id and fields[1]:  # anything else is not a line remember wrote
+            found = fields[1]
     return found
+
+
+def noted_stores() -> list[str]:
+    """Every store noted in the project's ``stores.tsv``, most recent first."""
+    path = index_path()
+    if not path.is_file():
+        return []
+    found: dict[str, None] = {}
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        fields = line.split("\t")
+        if len(fields) == 2 and fields[0] and fields[1]:
+            found.setdefault(fields[1])
+    return list(found)
 
 
 def default_store(uri: str | None = None) -> RunStore:
@@ -77,18 +90,38 @@ def default_store(uri: str | None = None) -> RunStore:
 def open_store(uri: str | None = None, run_ids: Iterable[str] = (), must_exist: bool = True,
                field: str | None = None) -> RunStore:
     """The store a verb reads: ``uri`` (``--tracking-uri``), else the one the first of ``run_ids`` was written
-    to, else the default (``MLFLOW_TRACKING_URI``, ``scribbles.toml``, ./mlflow.db).
+    to, else the default (``MLFLOW_TRACKING_URI``, ``scribbles.toml``, ./mlflow.db) - or, when the default
+    does not hold that run (a fold or trial run of a config's own store), the noted store that does.
 
     BadInput (one line naming ``field``) when it cannot be opened, or (``must_exist``) when there is no
     store there.
     """
-    field = field or ("--tracking-uri" if uri else "tracking")
-    if uri is None:
-        for run_id in run_ids:
-            uri = written_to(run_id)
-            if uri is not None:
-                field = f"the store run {run_id} was written to (.scribbles/stores.tsv; --tracking-uri overrides)"
-                break
-    store = default_store(uri)
-    store.check(must_exist=must_exist, field=field)
+    ids = list(run_ids)
+    if uri is not None:
+        store = default_store(uri)
+        store.check(must_exist=must_exist, field=field or "--tracking-uri")
+        return store
+    for run_id in ids:
+        noted = written_to(run_id)
+        if noted is not None:
+            store = default_store(noted)
+            store.check(must_exist=must_exist, field=field or f"the store run {run_id} was written to "
+                        "(.scribbles/stores.tsv; --tracking-uri overrides)")
+            return store
+    store = default_store()
+    if ids and not _holds(store, ids[0]):
+        for noted in noted_stores():
+            other = default_store(noted)
+            if _holds(other, ids[0]):
+                return other
+    store.check(must_exist=must_exist, field=field or "tracking")
     return store
+
+
+def _holds(store: RunStore, run_id: str) -> bool:
+    """True when ``store`` can be opened and holds run ``run_id`` (a check that fails says False)."""
+    try:
+        store.check(must_exist=True)
+        return store.get(run_id) is not None
+    except Exception:  # a noted store gone or broken: not this one
+        return False

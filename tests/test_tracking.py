@@ -515,8 +515,9 @@ def test_ui_serves_the_store_on_loopback(shared_project: Path) -> None:
 
 
 def test_verbs_read_a_run_in_the_store_its_config_named(tmp_path: Path, activity_small, prefect_api: str) -> None:
-    """A config's own store: `rerun`, `compare A B` and `resume` find the run there without being told, the
-    rerun lands beside it, `compare` lists that store with --tracking-uri; the default store stays empty."""
+    """A config's own store: `rerun`, `compare A B`, `promote` (given a fold run's id) and `resume` find the run
+    there without being told, the rerun lands beside it, `compare` lists that store with --tracking-uri; no
+    default store is created."""
     root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
     own = root / "elsewhere" / "own.db"
     config = yaml.safe_load((REPO / "configs" / "activity.yaml").read_text())
@@ -544,6 +545,12 @@ def test_verbs_read_a_run_in_the_store_its_config_named(tmp_path: Path, activity
     listed = run_cli("compare", "--tracking-uri", f"sqlite:///{own}", "--json", cwd=root, env=env)
     assert listed.returncode == 0, listed.stderr
     assert {r["run_id"] for r in json.loads(listed.stdout)["runs"]} == {run_id, rerun.info.run_id}
+    fold = client.search_runs([original.info.experiment_id], f"tags.\"mlflow.parentRunId\" = '{run_id}'")[0]
+    promoted = run_cli("promote", fold.info.run_id, "--alias", "champion", cwd=root, env=env)  # its parent
+    assert promoted.returncode == 0, promoted.stderr
+    assert client.get_model_version_by_alias("own-store", "champion").run_id == run_id
+    same = run_cli("compare", run_id, fold.info.run_id, cwd=root, env=env)
+    assert same.returncode == 2 and "give two different runs" in same.stderr, same.stderr
     finished = run_cli("resume", run_id, cwd=root, env=env)  # found where it was written: it is FINISHED
     assert finished.returncode == 2 and f"run {run_id} already FINISHED" in finished.stderr, finished.stderr
     elsewhere = run_cli("resume", run_id, "--tracking-uri", f"sqlite:///{own}x", cwd=root, env=env)

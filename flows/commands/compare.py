@@ -37,6 +37,9 @@ def cmd_paired(args: argparse.Namespace) -> int:
         raise BadInput(f"--rope: {args.rope} must be zero or more (the region of practical equivalence)")
     store = open_store(args.tracking_uri, args.run_ids)
     run_a, run_b = (find_run(store, run_id) for run_id in args.run_ids)
+    if run_a.run_id == run_b.run_id:
+        raise BadInput(f"RUN_A RUN_B: both name run {run_a.run_id} (a fold run means its parent); give two "
+                       "different runs")
     results = paired(store, run_a, run_b, args.metric or None, args.rope)
     names = {"a": run_a.run_id, "b": run_b.run_id}
     if args.json:

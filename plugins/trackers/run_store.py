@@ -7,9 +7,11 @@ record and artifacts, ending a pruned trial, the model registry (``promote``) an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,23 @@ def _check_api(uri: str) -> None:
     if not isinstance(body, dict) or not ("experiments" in body or body == {}):
         raise BadInput(f"mlflow: the server at {mask_text(uri)} answers, but not as MLflow does; point "
                        "MLFLOW_TRACKING_URI at an MLflow tracking server")
+
+
+@contextlib.contextmanager
+def _default_store(uri: str) -> Iterator[None]:
+    """MLflow's default store is ``uri`` in the block. Its SQLite registry opens a bare ``MlflowClient()`` inside
+    ``create_model_version`` (to check the logged model), which reads the default store: without this, a run
+    kept in a config's own store could not be promoted, and ./mlflow.db was created on the way."""
+    import mlflow
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  (MLflow takes None: back to the environment)
+        if previous is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def _quoted(value: str) -> str:
@@ -215,24 +234,38 @@ class MlflowRunStore:
 
     def register(self, run: StoredRun, folder: Path, name: str, alias: str, record: Mapping[str, str],
                  description: str) -> str:
+        """As the protocol says; when any step fails, what this call made (the logged model, a registered
+        model it created that holds no version) is removed again, and the error raised."""
         from mlflow.entities import LoggedModelOutput
         from mlflow.exceptions import MlflowException
 
         tags = tags_of(record)
         client = self.client
-        logged = client.create_logged_model(run.experiment_id, name="fold-ensemble", source_run_id=run.run_id,
-                                            tags=tags, model_type="scribbles fold ensemble")
-        client.log_model_artifacts(logged.model_id, str(folder))
-        client.finalize_logged_model(logged.model_id, "READY")
-        client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        created_model, logged = False, None
         try:
-            client.create_registered_model(name, description=f"Models of the scribbles experiment {name!r}")
-        except MlflowException as exc:
-            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
-                raise
-        version = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run.run_id,
-                                              tags=tags, model_id=logged.model_id, description=description)
-        client.set_registered_model_alias(name, alias, version.version)
+            with _default_store(self.uri):
+                logged = client.create_logged_model(run.experiment_id, name="fold-ensemble",
+                                                    source_run_id=run.run_id, tags=tags,
+                                                    model_type="scribbles fold ensemble")
+                client.log_model_artifacts(logged.model_id, str(folder))
+                client.finalize_logged_model(logged.model_id, "READY")
+                try:
+                    client.create_registered_model(name, description=f"Models of the scribbles experiment {name!r}")
+                    created_model = True
+                except MlflowException as exc:
+                    if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                        raise
+                version = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=run.run_id,
+                                                      tags=tags, model_id=logged.model_id, description=description)
+                client.set_registered_model_alias(name, alias, version.version)
+                client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error below matters more than a clean-up's
+                if logged is not None:
+                    client.delete_logged_model(logged.model_id)
+                if created_model and not client.search_model_versions(f"name = '{_quoted(name)}'"):
+                    client.delete_registered_model(name)
+            raise
         return str(version.version)
 
     # -- copying a store (`scribbles store migrate`)

@@ -92,6 +92,8 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
             raise BadInput(f"{field}: cannot write to the MLflow folder store {path}; fix its permissions")
         return
     if must_exist:
+        if field.startswith("--") or "stores.tsv" in field:
+            raise BadInput(f"{field}: there is no MLflow store at {path}; {_fix(field)}")
         raise BadInput(f"{field}: there is no MLflow store at {path} (MLFLOW_TRACKING_URI, default ./mlflow.db); "
                        "run `scribbles run CONFIG` first, or point MLFLOW_TRACKING_URI at the store")
     _check_creatable(path, field)
@@ -117,6 +119,16 @@ def request_for(uri: str, path: str) -> Any:
     return request
 
 
+def _fix(field: str, what: str = "the store") -> str:
+    """How to fix a store address that came from ``field``: a flag, a note in .scribbles/stores.tsv, or the
+    environment (``MLFLOW_TRACKING_URI``, which scribbles.toml sets)."""
+    if field.startswith("--"):
+        return f"fix {field} (give {what})"
+    if "stores.tsv" in field:
+        return "remove that run's line from .scribbles/stores.tsv, or pass --tracking-uri with the store"
+    return f"point MLFLOW_TRACKING_URI at {what}"
+
+
 def _check_server(uri: str, field: str) -> None:
     """BadInput unless an HTTP tracking server answers (any status) within SERVER_CHECK_SECONDS."""
     import urllib.error
@@ -133,9 +145,8 @@ def _check_server(uri: str, field: str) -> None:
         return  # it answered: a server is there (authentication and paths are MLflow's to report)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        where = field if field.startswith("--") else "MLFLOW_TRACKING_URI"
         raise BadInput(f"{field}: the MLflow tracking server {mask_text(uri)} did not answer within "
-                       f"{SERVER_CHECK_SECONDS:.0f} s ({reason}); start it or fix {where}") from None
+                       f"{SERVER_CHECK_SECONDS:.0f} s ({reason}); start it or {_fix(field)}") from None
 
 
 def _check_sqlite(path: Path, field: str) -> None:
@@ -143,7 +154,7 @@ def _check_sqlite(path: Path, field: str) -> None:
     from scribbles.core import BadInput
 
     if not path.is_file():
-        raise BadInput(f"{field}: the MLflow store {path} is not a file; point MLFLOW_TRACKING_URI at a .db file")
+        raise BadInput(f"{field}: the MLflow store {path} is not a file; {_fix(field, 'a .db file')}")
     try:
         # Read-only (mode=ro): a check must not create, lock or change the store.
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
@@ -171,4 +182,4 @@ def _check_creatable(path: Path, field: str) -> None:
             pass
     except OSError as exc:
         raise BadInput(f"{field}: cannot create the MLflow store {path} ({exc.strerror or exc} in {folder}); "
-                       "point MLFLOW_TRACKING_URI at a writable place") from None
+                       f"{_fix(field, 'a writable place')}") from None
