@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,7 +392,6 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
     argv = argv_of(case, tmp_path)
     before = snapshot(project)
     processes = {child.pid for child in psutil.Process().children(recursive=True)}
-    logs = set(Path(tempfile.gettempdir()).glob("scribbles-prefect-server-*"))
     capfd.readouterr()
     try:
         code = cli_main(argv)
@@ -409,10 +407,9 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
         assert fragment in lines[0], lines[0]
     assert not (project / "mlflow.db").exists()
     assert snapshot(project) == before
-    # A temporary Prefect server started beside the checks (once the config parses) is stopped again:
-    # no process of it is left, nor its output file.
+    # Bad input starts no temporary Prefect server (nor anything else) and leaves no process behind. (Its
+    # output file in the temp folder is not checked here: other tests' runs write theirs there meanwhile.)
     assert {child.pid for child in psutil.Process().children(recursive=True)} <= processes
-    assert set(Path(tempfile.gettempdir()).glob("scribbles-prefect-server-*")) <= logs
 
 
 SUBPROCESS_SAMPLE = ["unknown-section", "data-nan-target", "set-without-equals", "unknown-verb"]
