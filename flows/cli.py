@@ -24,7 +24,7 @@ from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
-from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, raise_terminated
+from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, interruption, raise_terminated
 from .prefect_env import configure_prefect
 from .settings import apply_settings
 
@@ -114,7 +114,11 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except KeyboardInterrupt as exc:
         print("stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped", file=sys.stderr)
         return exit_code(exc)
-    except Exception:
+    except Exception as exc:
+        stop = interruption(exc)  # a stop that surfaced as another error (an import it cut short)
+        if stop is not None:
+            print("stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped", file=sys.stderr)
+            return exit_code(stop)
         traceback.print_exc()
         print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)
         return EXIT_FAILED

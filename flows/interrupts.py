@@ -21,6 +21,20 @@ def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated("stopped by SIGTERM")
 
 
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``exc``: itself, or one in its chain of causes. A stop that lands while a
+    C extension initialises surfaces as that import's error (scipy: "ImportError: initialization failed",
+    caused by the KeyboardInterrupt), and Prefect re-raises a task's error in the flow: it is still a stop."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def exit_code(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 143 for SIGTERM."""
     return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED

@@ -17,7 +17,7 @@ from typing import Any
 
 from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext, Tracker
 
-from .interrupts import raise_terminated
+from .interrupts import interruption, raise_terminated
 
 #: Plugins (a progress display, say) that the caller wants to see this process's runs.
 _OBSERVERS: list[Any] = []
@@ -126,7 +126,7 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
                 if not ending.ended:
                     raise RuntimeError(f"run {run.run_name or run.experiment!r} was not ended")
         except BaseException as exc:
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            status = "KILLED" if interruption(exc) is not None else "FAILED"
             # A second SIGTERM must not cut the final statuses short.
             with sigterm_ignored(), registered(registry, everyone) if not hold else contextlib.nullcontext():
                 registry.hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))

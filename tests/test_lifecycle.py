@@ -51,6 +51,27 @@ def test_an_error_or_a_stop_ends_the_run_failed_or_killed(error: type[BaseExcept
     assert tracker.seen == ["start", f"error {status} {error.__name__}"]
 
 
+def test_a_stop_that_surfaces_as_another_error_ends_the_run_killed_and_the_command_stopped(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while a C extension initialises surfaces as its ImportError (seen in CI: scipy's
+    "initialization failed", caused by the KeyboardInterrupt): the run ends KILLED and the command exits 130."""
+    from scribbles.flows.cli import _run as run_verb
+
+    def interrupted_import() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise ImportError("initialization failed") from stop
+
+    tracker = Recorder()
+    with pytest.raises(ImportError), run_lifecycle(load_registry(), _run(), [tracker]):
+        interrupted_import()
+    assert tracker.seen == ["start", "error KILLED ImportError"]
+    assert run_verb(lambda args: interrupted_import() or 0, None) == 130  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err.strip() == "stopped" and "Traceback" not in err
+
+
 def test_sigterm_in_the_block_ends_the_run_killed() -> None:
     tracker = Recorder()
     with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), _run(), [tracker]):
