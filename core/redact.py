@@ -244,8 +244,10 @@ def mask_output() -> None:
 
 def mask_log_handlers() -> None:
     """Put the masking filter on every logging handler there is now (call again after libraries add some)."""
-    loggers = [logging.getLogger()] + [
-        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)]
+    # A copy first: other threads (Prefect's, the tracker's) create loggers meanwhile, and iterating the
+    # live dict then raises "dictionary changed size"; dict.copy is one step under the GIL.
+    known = logging.Logger.manager.loggerDict.copy()
+    loggers = [logging.getLogger()] + [logger for logger in known.values() if isinstance(logger, logging.Logger)]
     for logger in loggers:
         for handler in logger.handlers:
             if MASK_RECORDS not in handler.filters:

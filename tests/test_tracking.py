@@ -175,6 +175,35 @@ def test_masking_rules_cover_user_info_queries_json_and_remembered_values() -> N
     assert mask_text("login failed for p-123456 (a-123456)") == f"login failed for {MASK} ({MASK})"
 
 
+def test_masking_log_handlers_while_other_threads_create_loggers() -> None:
+    """Prefect's and the tracker's threads create loggers while a flow masks the handlers; that must not
+    fail the run (it raised "dictionary changed size during iteration" in CI)."""
+    import logging
+    import threading
+
+    from scribbles.core.redact import MASK_RECORDS, mask_log_handlers
+
+    for i in range(3000):
+        logging.getLogger(f"scribbles-test-known.{i}")
+    errors: list[RuntimeError] = []
+    creator = threading.Thread(target=lambda: [logging.getLogger(f"scribbles-test-new.{i}") for i in range(30000)],
+                               daemon=True)
+    handler = logging.StreamHandler()
+    logging.getLogger("scribbles-test-known.0").addHandler(handler)
+    creator.start()
+    try:
+        while creator.is_alive():
+            try:
+                mask_log_handlers()
+            except RuntimeError as exc:
+                errors.append(exc)
+    finally:
+        creator.join()
+        logging.getLogger("scribbles-test-known.0").removeHandler(handler)
+    assert errors == []
+    assert MASK_RECORDS in handler.filters
+
+
 KEEPER = """
     from pydantic import BaseModel, ConfigDict
     from scribbles.core import Tracker, hookimpl
