@@ -176,6 +176,32 @@ def test_knn_defaults_to_round_ln_n_and_predicts_like_sklearn(blobs) -> None:
     np.testing.assert_array_equal(predictions(manhattan, test), reference.predict(test))
 
 
+def test_classic_models_predicted_from_two_threads_keep_blas_single_threaded(capfd) -> None:
+    """The tracker's logging thread predicts an input example while the next fold predicts: scikit-learn's
+    BLAS cap (threadpoolctl, process-wide) must hold in both, or OpenBLAS warns inside an OpenMP loop that
+    the application may hang (seen on activity-knn.yaml)."""
+    import threading
+
+    from scribbles.core.evaluation import EstimatorModule
+
+    rng = np.random.default_rng(0)
+    module = EstimatorModule(KNeighborsClassifier(7), 6).fit(rng.random((2000, 96)), rng.integers(0, 6, 2000))
+    rows = rng.random((600, 96))
+    expected = module.scores(rows)
+    results: list[bool] = []
+
+    def predict() -> None:
+        results.extend(np.array_equal(module.scores(rows), expected) for _ in range(30))
+
+    threads = [threading.Thread(target=predict) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 60
+    assert "OpenBLAS Warning" not in capfd.readouterr().err
+
+
 @pytest.mark.parametrize(("kernel", "C", "gamma"),
                          [("rbf", 1.0, "scale"), ("linear", 0.5, "scale"), ("poly", 2.0, 0.1)])
 def test_svm_predicts_like_sklearn(blobs, kernel: str, C: float, gamma) -> None:

@@ -256,6 +256,14 @@ def test_lightest_first_is_the_sequential_greedy(counts: list[int], k: int) -> N
     np.testing.assert_array_equal(lightest_first(weights, k), expected)
 
 
+def test_a_time_column_that_is_not_timestamps_is_one_bad_input_line() -> None:
+    frame = pd.DataFrame({"t": ["2026-01-01", "yesterday", "2026-01-03"], "x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    dataset = Dataset(frame=frame, target="y", features=["x"], time="t")
+    with pytest.raises(BadInput, match=r"^data.time: column 't' holds values that are not timestamps \(.*\); "
+                                       r"use ISO dates like 2026-01-31T12:00:00$"):
+        read_times(dataset)
+
+
 def test_time_series_by_timestamps_with_durations() -> None:
     """Durations: gap between sides, valid blocks of test_size, train windows no longer than max_train_size."""
     rng = np.random.RandomState(0)

@@ -226,11 +226,18 @@ class Times:
         return int(pd.Timedelta(amount).value)
 
 
-def to_instants(series: pd.Series) -> pd.Series:
+def to_instants(series: pd.Series, where: str) -> pd.Series:
     """Timestamps as UTC instants: ``+01:00`` and ``+02:00`` around a daylight-saving switch are two
-    increasing instants, not "mixed time zones"; timestamps without an offset are read as UTC.
+    increasing instants, not "mixed time zones"; timestamps without an offset are read as UTC. Missing
+    values stay NaT.
+
+    Raises BadInput naming ``where`` (``column 'ts' in data.csv``) when a value is not a timestamp.
     """
-    return pd.to_datetime(series, utc=True)
+    try:
+        return pd.to_datetime(series, utc=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadInput(f"data.time: {where} holds values that are not timestamps "
+                       f"({' '.join(str(exc).split())[:120]}); use ISO dates like 2026-01-31T12:00:00") from None
 
 
 def read_times(dataset: Dataset, column: str | None = None) -> Times:
@@ -245,14 +252,8 @@ def read_times(dataset: Dataset, column: str | None = None) -> Times:
         values = series.to_numpy()
         is_datetime = False
     else:
-        try:
-            parsed = to_instants(series)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise BadInput(
-                f"data.time: column {name!r} cannot be read as timestamps ({str(exc).splitlines()[0]}); "
-                f"use ISO dates like 2026-01-31 12:00"
-            ) from None
-        parsed = parsed.dt.tz_localize(None)  # UTC instants as naive datetimes, ordered as the instants
+        # UTC instants as naive datetimes, ordered as the instants
+        parsed = to_instants(series, f"column {name!r}").dt.tz_localize(None)
         nat = parsed.isna().to_numpy()
         _no_missing(np.where(nat, -1, 0), name, "time")
         values = parsed.to_numpy().astype("datetime64[ns]").view(np.int64)

@@ -8,6 +8,7 @@ metrics and losses work unchanged. Nothing here imports scikit-learn: the estima
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,12 @@ from torch import nn
 
 #: Probability given to a class the estimator never saw in training (log(0) would poison merges).
 FLOOR = 1e-12
+
+#: One estimator call at a time in this process. scikit-learn caps BLAS at one thread inside its OpenMP
+#: loops with threadpoolctl, a process-wide setting: a second thread leaving its own cap (the tracker's
+#: logging thread predicting an input example for the model's signature) lifted the first one's, and
+#: OpenBLAS, called from inside an OpenMP loop, printed "this application may hang" a dozen times.
+ESTIMATOR_CALLS = threading.RLock()
 
 
 class EstimatorModule(nn.Module):
@@ -32,12 +39,14 @@ class EstimatorModule(nn.Module):
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> EstimatorModule:
         """Fit the estimator on rows ``x`` (flattened) and class positions ``y``."""
-        self.estimator.fit(x.reshape(len(x), -1), y)
+        with ESTIMATOR_CALLS:
+            self.estimator.fit(x.reshape(len(x), -1), y)
         return self
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (rows, n_classes); classes absent from training get probability 0."""
-        proba = self.estimator.predict_proba(x.reshape(len(x), -1))
+        with ESTIMATOR_CALLS:
+            proba = self.estimator.predict_proba(x.reshape(len(x), -1))
         full = np.zeros((len(x), self.n_classes), dtype=np.float64)
         full[:, np.asarray(self.estimator.classes_, dtype=np.int64)] = proba
         return full
@@ -49,7 +58,8 @@ class EstimatorModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.regression:
             rows = x.detach().cpu().float().numpy()
-            predicted = np.asarray(self.estimator.predict(rows.reshape(len(rows), -1)), dtype=np.float32)
+            with ESTIMATOR_CALLS:
+                predicted = np.asarray(self.estimator.predict(rows.reshape(len(rows), -1)), dtype=np.float32)
             return torch.from_numpy(predicted.reshape(len(rows), 1)).to(x.device)
         proba = self.scores(x.detach().cpu().float().numpy())
         logp = np.log(np.clip(proba, FLOOR, None))
