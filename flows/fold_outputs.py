@@ -37,8 +37,6 @@ def write_outputs(base: Path, model: Any, serving: dict[str, Any] | None, exampl
     preprocessing pipeline that is not column-wise (one-hot), kept as ``base``.pipeline.skops with its
     column list; ``example`` is then a DataFrame of raw columns, kept as JSON.
     """
-    import skops.io
-
     base.parent.mkdir(parents=True, exist_ok=True)
     estimator = model.estimator if isinstance(model, EstimatorModule) else \
         model if not isinstance(model, torch.nn.Module) else None
@@ -48,10 +46,15 @@ def write_outputs(base: Path, model: Any, serving: dict[str, Any] | None, exampl
                                "y_pred": torch.as_tensor(np.asarray(y_pred))}
     if isinstance(model, torch.nn.Module):
         tensors["state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if estimator is not None:
-        base.with_suffix(".skops").write_bytes(skops.io.dumps(estimator))
-    if fitted is not None:
-        base.with_suffix(".pipeline.skops").write_bytes(skops.io.dumps(fitted.pipeline))
+    if estimator is not None or fitted is not None:
+        # Only here: importing skops imports every scikit-learn module to list the types it trusts,
+        # 2-12 s that a torch model without a one-hot pipeline has no use for (py-spy, a 2-fold run).
+        import skops.io
+
+        if estimator is not None:
+            base.with_suffix(".skops").write_bytes(skops.io.dumps(estimator))
+        if fitted is not None:
+            base.with_suffix(".pipeline.skops").write_bytes(skops.io.dumps(fitted.pipeline))
     torch.save(tensors, base.with_suffix(".pt"))
     meta = {"recipe": getattr(model, ATTRIBUTE, None), "module": isinstance(model, torch.nn.Module),
             "estimator": estimator is not None, "serving": serving,
