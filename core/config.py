@@ -108,6 +108,11 @@ DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
 
 
+def _named(value: Any) -> Any:
+    """A technique given by its bare name (``hflip``) as the section it stands for (``{name: hflip}``)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 class TTAConfig(_Strict):
     """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
@@ -118,6 +123,11 @@ class TTAConfig(_Strict):
         "auto", description="views stacked in one forward pass, one pass per view, or the faster measured"
     )
     chunk: int | None = Field(None, ge=1, description="rows per block; default 4 x train.batch_size")
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        return [_named(item) for item in value] if isinstance(value, list) else value
 
 
 class EvaluateConfig(_Strict):
@@ -190,6 +200,11 @@ class ExperimentConfig(_Strict):
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     sweep: SweepConfig | None = None
 
+    @field_validator("split", "model", "loss", mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return _named(value)
+
     @field_validator("data", "split", "model", "loss")
     @classmethod
     def _has_name(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -200,7 +215,9 @@ class ExperimentConfig(_Strict):
     @field_validator("tracking", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else value
+        if isinstance(value, list):
+            return [_named(item) for item in value]
+        return [_named(value)] if isinstance(value, dict | str) else value
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

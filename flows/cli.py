@@ -102,26 +102,44 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run the verb; errors become exit codes and one-line messages."""
+    """Run the verb; errors become exit codes and one-line messages.
+
+    A stopped run's line gives the command that finishes it, with its run id; a failure's message that
+    says ``scribbles resume RUN_ID`` gets the id too.
+    """
+    from .lifecycle import ended_early
+
+    ended_early(clear=True)
     try:
         return func(args)
     except BadInput as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ScribblesError as exc:
-        print(f"failed: {one_line(exc)}", file=sys.stderr)
+        run_id = ended_early()
+        message = one_line(exc).replace("RUN_ID", run_id) if run_id else one_line(exc)
+        print(f"failed: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print("stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped", file=sys.stderr)
+        _stopped(exc)
         return exit_code(exc)
     except Exception as exc:
         stop = interruption(exc)  # a stop that surfaced as another error (an import it cut short)
         if stop is not None:
-            print("stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped", file=sys.stderr)
+            _stopped(stop)
             return exit_code(stop)
         traceback.print_exc()
         print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _stopped(stop: BaseException) -> None:
+    """The one line of a stopped command: how it stopped and, when it left a run KILLED, how to finish it."""
+    from .lifecycle import ended_early
+
+    line = "stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped"
+    run_id = ended_early()
+    print(f"{line}; finish the run with `scribbles resume {run_id}`" if run_id else line, file=sys.stderr)
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ def preflight(plan: Plan) -> None:
     check_stores(plan)
     dataset = plan.data.load()
     check_target(dataset, plan.config.task)
+    # The folds before the features: a grouped splitter without data.group leaves the group column among
+    # the features, and "data.group is missing" is the fix, not "encode the subject column".
+    folds = list(plan.splitter.split(dataset))
     check_steps(plan.preprocess, dataset)
     # Image borders are often constant: a warning there would be noise.
     constant = constant_features(dataset) if dataset.kind == "tabular" else []
@@ -29,7 +32,7 @@ def preflight(plan: Plan) -> None:
         more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
         print(f"warning: data.features: {', '.join(constant[:5])}{more} hold one value on every row and carry "
               "no information; leave them out of data.features", file=sys.stderr)
-    for fold in plan.splitter.split(dataset):
+    for fold in folds:
         check_fold(dataset, fold, plan.splitter)
 
 

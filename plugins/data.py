@@ -113,7 +113,10 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     for dim in shape:
         size *= dim
     if size != len(features):
-        raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features")
+        hint = [len(features) // shape[-1], shape[-1]] if len(shape) > 1 and len(features) % shape[-1] == 0 else \
+            [len(features)]
+        raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features; "
+                       f"give dimensions whose product is {len(features)}, such as {hint}, or list data.features")
     if params.kind == "sequence":
         features = _time_major(features, shape, params.layout)
     return Dataset(

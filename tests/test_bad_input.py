@@ -238,7 +238,8 @@ CASES = [
          change=_data("files/text.csv")),
     Case("data-nan-feature", ["data.features: f1 hold missing values (e.g. row 5)", "impute"],
          change=_data("files/nanfeature.csv")),
-    Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features"],
+    Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features; give dimensions "
+                                 "whose product is 4, such as [4]"],
          change=_data("files/good.csv", kind="sequence", shape=[3, 3])),
     Case("data-is-device", ["data.path: {tmp}/zero.csv is not a regular file"],
          prepare=lambda tmp: _data_device(tmp)),
@@ -270,6 +271,11 @@ CASES = [
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("split-needs-group", ["data.group: splitter 'group_kfold'", "needs data.group"],
          change=lambda c: (c["data"].pop("group"), c["data"].update(features=["f0", "f1", "f2", "f3"]),
+                           c.update(split={"name": "group_kfold", "n_splits": 2}))),
+    # The group column left among the features as text (activity's subject): the missing data.group is named,
+    # not the text feature.
+    Case("split-needs-group-not-encoding", ["data.group: splitter 'group_kfold'", "needs data.group"],
+         change=lambda c: (c["data"].pop("group"), c["data"].update(path="files/text.csv"),
                            c.update(split={"name": "group_kfold", "n_splits": 2}))),
     Case("split-more-folds-than-groups", ["split.n_splits: group_kfold asks for 20 folds but the data has 8 groups"],
          change=_set("split", {"name": "group_kfold", "n_splits": 20})),

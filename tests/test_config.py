@@ -31,6 +31,22 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert plan.resolved["split"] == {"name": "kfold", "n_splits": 5, "shuffle": False, "seed": 0}
 
 
+def test_a_technique_may_be_given_by_its_name_alone(tmp_path: Path) -> None:
+    """`model: knn`, `transforms: [hflip]`, `tracking: mlflow`: the section ``{name: ...}`` they stand for."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {name: file, path: x.csv, target: y, kind: image, shape: [1, 2, 2]}\nsplit: kfold\n"
+                    "model: knn\nloss: cross_entropy\n"
+                    "evaluate: {tta: {transforms: [hflip, {name: vflip}]}}\ntracking: mlflow\n")
+    config = load_config(path)
+    assert (config.split, config.model, config.loss) == ({"name": "kfold"}, {"name": "knn"}, {"name": "cross_entropy"})
+    assert config.evaluate.tta.transforms == [{"name": "hflip"}, {"name": "vflip"}]
+    assert config.tracking == [{"name": "mlflow"}]
+    resolve(config, default_registry())  # the names are real techniques, checked as any section is
+    path.write_text("data: {name: file, path: x.csv, target: y}\nsplit: kfold\ntracking: 3\n")
+    with pytest.raises(ConfigError, match="tracking"):
+        load_config(path)
+
+
 def test_set_overrides_parse_yaml_values(tmp_path: Path) -> None:
     """--set key.path=value overrides nested fields with YAML-typed values."""
     config = load_config(

@@ -57,6 +57,15 @@ def start(project: Path, config: str, store: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, start_new_session=True, preexec_fn=default_sigint)
 
 
+def parent_id(db: Path) -> str:
+    """The id of the store's one parent run (the run without a parent)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        rows = con.execute("SELECT run_uuid FROM runs WHERE run_uuid NOT IN (SELECT run_uuid FROM tags WHERE "
+                           "key = 'mlflow.parentRunId')").fetchall()
+    assert len(rows) == 1, rows
+    return str(rows[0][0])
+
+
 def statuses(db: Path) -> dict[str, str]:
     """Run name -> status of every MLflow run in the store (read directly: no MLflow in the test)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
@@ -125,7 +134,8 @@ def test_a_stop_to_the_process_group_ends_in_5_s_with_runs_killed(project: Path,
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == code, err
     assert took < 5, f"took {took:.1f} s"
-    assert error_lines(err) == [line], err
+    # The line says how to finish the run: resume takes the parent's id.
+    assert error_lines(err) == [f"{line}; finish the run with `scribbles resume {parent_id(project / store)}`"], err
     runs = statuses(project / store)
     assert "RUNNING" not in runs.values() and "KILLED" in runs.values(), runs
     assert gone(server, 5)
@@ -144,6 +154,7 @@ def test_a_lost_prefect_server_fails_the_run_in_one_line(project: Path) -> None:
     assert process.returncode == 1, err
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("failed: lost the temporary Prefect server"), err
+    assert lines[0].endswith(f"finish them with `scribbles resume {parent_id(project / 'lost.db')}`"), err
     runs = statuses(project / "lost.db")
     assert "RUNNING" not in runs.values() and "FAILED" in runs.values(), runs
 

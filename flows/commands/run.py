@@ -228,9 +228,18 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     if "mlflow_run_id" in links:
         out.print(
             f"MLflow parent run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}\n"
-            f"Open the MLflow UI with [bold]scribbles ui[/] (or `.venv/bin/scribbles ui`), "
-            f"then browse to http://127.0.0.1:5000"
+            f"Open the MLflow UI with [bold]{_ui_command()}[/], then browse to http://127.0.0.1:5000"
         )
+
+
+def _ui_command() -> str:
+    """``scribbles ui`` as this user types it: through the project's venv when scribbles is not on PATH
+    (after `make demo`)."""
+    import shutil
+    from pathlib import Path
+
+    local = Path(".venv/bin/scribbles")
+    return "scribbles ui" if shutil.which("scribbles") or not local.exists() else f"{local} ui"
 
 
 def _describe(result: dict[str, Any]) -> str:
