@@ -233,6 +233,9 @@ def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path,
     out = run_cli("run", "sweep.yaml", cwd=project, env={"PREFECT_API_URL": prefect_api})
     assert out.returncode == 0, out.stderr
     assert "vs best" in out.stdout and "worse (p" in out.stdout
+    assert "sweep of 3 trials" in out.stderr, out.stderr  # the grid's combinations
+    # No TTA configured: no TTA column (as the fold table); piped stdout is not cut to 80 columns.
+    assert "(TTA)" not in out.stdout and "…" not in out.stdout, out.stdout
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("sweep-evidence")
     sweep = next(r for r in client.search_runs([exp.experiment_id]) if "scribbles.sweep" in r.data.tags)

@@ -102,6 +102,11 @@ def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: P
     assert all(f.info.status in ("FINISHED", "KILLED") for f in folds)
     assert "pruned at step" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr  # a pruned fold is no failed task run
+    assert "sweep of 2 trials" in done.stderr, done.stderr  # the grid's size (no sweep.optuna.trials)
+    # Piped stdout: the table is not cut to 80 columns (full cells, no '…'); no TTA, so no TTA column.
+    assert "…" not in done.stdout and "(TTA)" not in done.stdout, done.stdout
+    mean, std = good.data.metrics["accuracy_mean"], good.data.metrics["accuracy_std"]
+    assert f"{mean:.4f} ± {std:.4f}" in done.stdout and good.info.run_id[:8] in done.stdout, done.stdout
     # Ranked by what it finished: the complete trial first; the study's value is its mean over folds.
     ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
     assert ranking[0]["run_id"] == good.info.run_id and ranking[-1].get("pruned")
@@ -168,6 +173,9 @@ def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(proj
 
     resumed = run_cli("resume", top.info.run_id, cwd=project)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Trial 1's second fold trains again: the steps the study holds are not reported twice (Optuna warns).
+    assert "UserWarning" not in resumed.stderr and "already reported" not in resumed.stderr, resumed.stderr
+    assert "sweep of 3 trials" in resumed.stderr, resumed.stderr
     top = client.get_run(top.info.run_id)
     assert top.info.status == "FINISHED" and top.data.tags["scribbles.resumed"] == "true"
     study = study_of(project, top)
