@@ -27,7 +27,7 @@ class ConsoleProgress:
     @hookimpl
     def scribbles_run_start(self, ctx: RunContext) -> None:
         if ctx.kind == "sweep":
-            self.console.print(f"sweep of {ctx.tags.get('scribbles.trials', '?')} trials")
+            self.console.print(f"sweep of {ctx.tags.get('trials', '?')} trials")
             return
         if ctx.run_name:
             self.console.print(ctx.run_name)

@@ -35,6 +35,18 @@ class Reporter:
 
     def __init__(self, trial: Any, pruner: str, epochs: int, rank_by: str, maximise: bool) -> None:
         self.trial, self.pruner, self.epochs, self.rank_by, self.maximise = trial, pruner, epochs, rank_by, maximise
+        # The steps the trial already holds: a trial continued after a kill (``scribbles resume``) trains
+        # again the fold the kill cut short; those steps are not reported twice (Optuna keeps the first
+        # value and warns), and the pruner already passed them.
+        self.reported = set(_held_steps(trial))
+
+    def _report(self, value: float, step: int) -> bool:
+        """Report ``value`` at ``step`` unless the trial holds it already; whether it was reported."""
+        if step in self.reported:
+            return False
+        self.trial.report(value, step)
+        self.reported.add(step)
+        return True
 
     def started(self, links: dict[str, str]) -> None:
         """The trial's run exists: its MLflow run id goes on the Optuna trial (for resume and the dashboard)."""
@@ -49,7 +61,8 @@ class Reporter:
         if not math.isfinite(value):
             return
         step = fold * self.epochs + epoch
-        self.trial.report(-value if self.maximise else value, step)
+        if not self._report(-value if self.maximise else value, step):
+            return
         if self.pruner != "none" and self.trial.should_prune():
             raise Pruned(step, f"{self.pruner} pruner: valid_loss {value:.6g} at fold {fold} epoch {epoch}")
 
@@ -58,10 +71,22 @@ class Reporter:
         if self.pruner != "wilcoxon" or self.rank_by not in metrics:
             return
         value = float(metrics[self.rank_by])
-        self.trial.report(value, fold)
+        if not self._report(value, fold):
+            return
         if self.trial.should_prune():
             raise Pruned(fold, f"wilcoxon pruner: {self.rank_by} of folds 0..{fold} significantly worse than "
                                "the best trial's on the same folds")
+
+
+def _held_steps(trial: Any) -> list[int]:
+    """The steps ``trial`` (an ``optuna.trial.Trial``, running) holds intermediate values for in its study's
+    storage (``FrozenTrial.intermediate_values``)."""
+    import optuna
+
+    for frozen in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if frozen.number == trial.number:
+            return list(frozen.intermediate_values)
+    return []
 
 
 def mark_pruned(store: RunStore, run_id: str, pruned: Pruned) -> None:

@@ -171,7 +171,8 @@ def _max_epochs(space: dict[str, Any], epochs: int) -> int:
 
 
 def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
-    keep = ("trial", "assignment", "summary", "links", "folds", "fold_rows", "split_fingerprint", "failed", "pruned")
+    keep = ("trial", "assignment", "summary", "links", "folds", "fold_rows", "split_fingerprint", "transforms",
+            "failed", "pruned")
     return json.loads(json.dumps({k: result[k] for k in keep if k in result}, default=str))
 
 

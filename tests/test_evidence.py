@@ -219,10 +219,13 @@ def test_repeats_on_a_splitter_that_does_not_shuffle_is_refused(project: Path, p
     assert client.get_experiment_by_name("never") is None
 
 
-def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path, prefect_api: str) -> None:
+def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path, prefect_api: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A decision-tree sweep on 5-fold x 2 repeats: the stump is significantly worse than the best tree,
     in the printed table and in trials.json; each mark agrees with the one-sided corrected test."""
     from scribbles.core.evaluation import not_worse
+
+    monkeypatch.delenv("COLUMNS", raising=False)  # pytest-xdist's workers export COLUMNS=80; a shell does not
 
     (project / "sweep.yaml").write_text(
         "experiment: sweep-evidence\n"
@@ -233,6 +236,10 @@ def test_sweep_marks_trials_not_significantly_worse_than_the_best(project: Path,
     out = run_cli("run", "sweep.yaml", cwd=project, env={"PREFECT_API_URL": prefect_api})
     assert out.returncode == 0, out.stderr
     assert "vs best" in out.stdout and "worse (p" in out.stdout
+    assert "sweep of 3 trials" in out.stderr, out.stderr  # the grid's combinations
+    # No TTA configured: no TTA column (as the fold table); piped stdout is not cut to 80 columns.
+    assert "(TTA)" not in out.stdout and "…" not in out.stdout, out.stdout
+    assert "best trial (corrected paired t-test on the same folds, one-sided" in out.stdout  # not wrapped at 80
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("sweep-evidence")
     sweep = next(r for r in client.search_runs([exp.experiment_id]) if "scribbles.sweep" in r.data.tags)

@@ -35,6 +35,7 @@ def project(tmp_path: Path, activity_small, monkeypatch: pytest.MonkeyPatch, pre
     root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     monkeypatch.delenv("SCRIBBLES_STUDY_STORAGE", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)  # pytest-xdist's workers export COLUMNS=80; a shell does not
     return work_in(root, monkeypatch)
 
 
@@ -102,6 +103,12 @@ def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: P
     assert all(f.info.status in ("FINISHED", "KILLED") for f in folds)
     assert "pruned at step" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr  # a pruned fold is no failed task run
+    assert "sweep of 2 trials" in done.stderr, done.stderr  # the grid's size (no sweep.optuna.trials)
+    # Piped stdout: the table is not cut to 80 columns (full cells, no '…'); no TTA, so no TTA column.
+    assert "…" not in done.stdout and "(TTA)" not in done.stdout, done.stdout
+    mean, std = good.data.metrics["accuracy_mean"], good.data.metrics["accuracy_std"]
+    assert f"{mean:.4f} ± {std:.4f}" in done.stdout and good.info.run_id[:8] in done.stdout, done.stdout
+    assert "best trial (corrected paired t-test on the same folds, one-sided" in done.stdout  # not wrapped
     # Ranked by what it finished: the complete trial first; the study's value is its mean over folds.
     ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
     assert ranking[0]["run_id"] == good.info.run_id and ranking[-1].get("pruned")
@@ -168,6 +175,9 @@ def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(proj
 
     resumed = run_cli("resume", top.info.run_id, cwd=project)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Trial 1's second fold trains again: the steps the study holds are not reported twice (Optuna warns).
+    assert "UserWarning" not in resumed.stderr and "already reported" not in resumed.stderr, resumed.stderr
+    assert "sweep of 3 trials" in resumed.stderr, resumed.stderr
     top = client.get_run(top.info.run_id)
     assert top.info.status == "FINISHED" and top.data.tags["scribbles.resumed"] == "true"
     study = study_of(project, top)
@@ -183,6 +193,12 @@ def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(proj
     assert kept.info.run_id in {f.info.run_id for f in folds}  # the fold finished before the kill is kept
     ranking = json.loads(Path(client.download_artifacts(top.info.run_id, "trials.json", str(project))).read_text())
     assert sorted(t["trial"] for t in ranking) == [0, 1, 2]
+    # The table (two paths, lr floats: wider than 80 columns) is printed whole to the pipe, without TTA.
+    assert "…" not in resumed.stdout and "(TTA)" not in resumed.stdout, resumed.stdout
+    for run in trials:
+        cell = f"{run.data.metrics['accuracy_mean']:.4f} ± {run.data.metrics['accuracy_std']:.4f}"
+        assert cell in resumed.stdout and run.info.run_id[:8] in resumed.stdout, resumed.stdout
+        assert run.data.params["train.lr"] in resumed.stdout, resumed.stdout
 
 
 def test_parallel_trials_equal_a_sequential_grid(project: Path) -> None:

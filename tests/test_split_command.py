@@ -36,8 +36,9 @@ LEAKY_SPLITTER = '''
 
 
 @pytest.fixture
-def project(tmp_path: Path, activity_small, digits_small) -> Path:
+def project(tmp_path: Path, activity_small, digits_small, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git + DVC project with the small demo slices and the shipped configs."""
+    monkeypatch.delenv("COLUMNS", raising=False)  # pytest-xdist's workers export COLUMNS=80; a shell does not
     root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small, "digits.csv": digits_small})
     shutil.copytree(REPO / "configs", root / "configs")
     return root

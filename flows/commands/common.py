@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,24 @@ from typing import Any
 from scribbles.core import BadInput
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: The console's width when stdout is a file or a pipe and ``COLUMNS`` is not set: wider than any line
+#: the verbs print, so that no table cell is cut to ``…`` (rich assumes 80 columns there).
+REDIRECTED_WIDTH = 4096
 
 
 def console() -> Any:
-    """A rich console on stdout (imported lazily: `scribbles --help` stays fast)."""
+    """A rich console on stdout (imported lazily: `scribbles --help` stays fast).
+
+    On a terminal it takes the terminal's width; redirected to a file or a pipe it is
+    ``REDIRECTED_WIDTH`` wide (tables keep their natural width, nothing is truncated) unless
+    ``COLUMNS`` says otherwise.
+    """
     from rich.console import Console
 
-    return Console()
+    out = Console()
+    if out.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
+        return out
+    return Console(width=REDIRECTED_WIDTH)
 
 
 def port(text: str) -> int:

@@ -122,24 +122,28 @@ def _versus_best(trial: dict[str, Any], rank: int) -> str:
 
 
 def print_sweep(out: Any, result: dict[str, Any]) -> None:
-    """The trials ranked by the sweep's metric: rank, assignment, mean ± std (plain and TTA), run id."""
+    """The trials ranked by the sweep's metric: rank, assignment, mean ± std (plain, and the TTA score when
+    a trial has TTA transforms; without TTA no TTA column), run id."""
     from rich.table import Table
 
     name = result["rank_by"]
     table = Table(title=f"{result['experiment']}: {len(result['trials'])} trials ranked by {name}")
     paths = list(result["trials"][0]["assignment"]) if result["trials"] else []
-    for header in ("rank", *paths, name, f"{name} (TTA)", "vs best", "run"):
+    tta = any(trial.get("transforms") for trial in result["trials"])
+    for header in ("rank", *paths, name, *([f"{name} (TTA)"] if tta else []), "vs best", "run"):
         table.add_column(header, no_wrap=True)
     for rank, trial in enumerate(result["trials"], 1):
         summary = trial["summary"]
         if "failed" in trial:  # ranked last by the flow; its reason is printed below the table
-            scores = ["failed", "-", "-"]
+            scores = ["failed", *(["-"] if tta else []), "-"]
         elif f"{name}_mean" not in summary:  # pruned before its first fold finished
-            scores = ["pruned", "-", "-"]
+            scores = ["pruned", *(["-"] if tta else []), "-"]
         else:
-            scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}",
-                      f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}",
-                      _versus_best(trial, rank) + (" (pruned)" if trial.get("pruned") else "")]
+            scores = [f"{summary[f'{name}_mean']:.4f} ± {summary[f'{name}_std']:.4f}"]
+            if tta:  # a trial without transforms (the space varies them) has no TTA score
+                scores.append(f"{summary[f'{name}_tta_mean']:.4f} ± {summary[f'{name}_tta_std']:.4f}"
+                              if trial.get("transforms") and f"{name}_tta_mean" in summary else "-")
+            scores.append(_versus_best(trial, rank) + (" (pruned)" if trial.get("pruned") else ""))
         table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
                       trial.get("links", {}).get("mlflow_run_id", "")[:8])
     out.print(table)

@@ -102,11 +102,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     dataset = plan.data.load_roles()  # a split reads no features: only the columns the splitter needs
     folds = guarded_folds(plan.splitter, dataset)
     write_csv_atomically(assignment_table(folds), out_path)
-    out = console()
-    if not out.is_terminal:  # piped or captured: rich would assume 80 columns and squeeze the table
-        from rich.console import Console
-
-        out = Console(width=160)
+    out = console()  # piped or captured: wide, so the table is not squeezed (common.console)
     print_report(out, dataset, folds, plan.splitter.name)
     out.print(f"wrote the fold assignment (row, fold, role) to {out_path}")
     if args.plot:
