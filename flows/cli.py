@@ -24,7 +24,15 @@ from scribbles.core.registry import STRICT_ENV
 
 from .commands import COMMANDS
 from .commands.common import EXIT_BAD_INPUT, EXIT_FAILED
-from .interrupts import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code, interruption, raise_terminated
+from .interrupts import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    ended_early,
+    exit_code,
+    interruption,
+    raise_terminated,
+)
 from .prefect_env import configure_prefect
 from .settings import apply_settings
 
@@ -107,8 +115,6 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     A stopped run's line gives the command that finishes it, with its run id; a failure's message that
     says ``scribbles resume RUN_ID`` gets the id too.
     """
-    from .lifecycle import ended_early
-
     ended_early(clear=True)
     try:
         return func(args)
@@ -135,8 +141,6 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 def _stopped(stop: BaseException) -> None:
     """The one line of a stopped command: how it stopped and, when it left a run KILLED, how to finish it."""
-    from .lifecycle import ended_early
-
     line = "stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped"
     run_id = ended_early()
     print(f"{line}; finish the run with `scribbles resume {run_id}`" if run_id else line, file=sys.stderr)

@@ -12,6 +12,25 @@ from typing import Any
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
+#: The run id a command says to resume: the outermost run that ended FAILED or KILLED (runs end inner
+#: first, so the outermost is noted last). Here, not in ``lifecycle``: the command line reads it and
+#: must not import the kernel to do so (``scribbles plugins`` imports no numpy).
+_ENDED_EARLY: list[str] = []
+
+
+def ended_early_as(run_id: str) -> None:
+    """Note that run ``run_id`` ended FAILED or KILLED (``lifecycle.run_lifecycle``)."""
+    _ENDED_EARLY.append(run_id)
+
+
+def ended_early(clear: bool = False) -> str | None:
+    """The id of the outermost run the command ended FAILED or KILLED; None when none did."""
+    found = _ENDED_EARLY[-1] if _ENDED_EARLY else None
+    if clear:
+        _ENDED_EARLY.clear()
+    return found
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C (open runs end KILLED)."""
 

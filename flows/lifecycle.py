@@ -17,7 +17,7 @@ from typing import Any
 
 from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext, Tracker
 
-from .interrupts import interruption, raise_terminated
+from .interrupts import ended_early_as, interruption, raise_terminated
 
 #: Plugins (a progress display, say) that the caller wants to see this process's runs.
 _OBSERVERS: list[Any] = []
@@ -105,19 +105,6 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
             return
 
 
-#: The run id a command says to resume: the outermost run that ended FAILED or KILLED (runs end inner
-#: first, so the outermost writes last). ``cli`` reads it with ``ended_early`` after the verb returns.
-_ENDED_EARLY: list[str] = []
-
-
-def ended_early(clear: bool = False) -> str | None:
-    """The id of the outermost run the command ended FAILED or KILLED; None when none did."""
-    found = _ENDED_EARLY[-1] if _ENDED_EARLY else None
-    if clear:
-        _ENDED_EARLY.clear()
-    return found
-
-
 @contextlib.contextmanager
 def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold: bool = True) -> Iterator[Ending]:
     """Start ``run``, yield its ``Ending``, and end it FAILED or KILLED if the block raises.
@@ -141,7 +128,7 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
         except BaseException as exc:
             status = "KILLED" if interruption(exc) is not None else "FAILED"
             if run.links.get("mlflow_run_id"):
-                _ENDED_EARLY.append(run.links["mlflow_run_id"])
+                ended_early_as(run.links["mlflow_run_id"])
             # A second SIGTERM must not cut the final statuses short.
             with sigterm_ignored(), registered(registry, everyone) if not hold else contextlib.nullcontext():
                 registry.hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
