@@ -15,19 +15,21 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 #: The run id a command says to resume: the outermost run that ended FAILED or KILLED (runs end inner
 #: first, so the outermost is noted last). Here, not in ``lifecycle``: the command line reads it and
 #: must not import the kernel to do so (``scribbles plugins`` imports no numpy).
-_ENDED_EARLY: list[str] = []
+_ended_early: str | None = None
 
 
 def ended_early_as(run_id: str) -> None:
     """Note that run ``run_id`` ended FAILED or KILLED (``lifecycle.run_lifecycle``)."""
-    _ENDED_EARLY.append(run_id)
+    global _ended_early
+    _ended_early = run_id
 
 
 def ended_early(clear: bool = False) -> str | None:
     """The id of the outermost run the command ended FAILED or KILLED; None when none did."""
-    found = _ENDED_EARLY[-1] if _ENDED_EARLY else None
+    global _ended_early
+    found = _ended_early
     if clear:
-        _ENDED_EARLY.clear()
+        _ended_early = None
     return found
 
 

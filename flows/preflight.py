@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 
 from scribbles.core import Plan
-from scribbles.core.data import check_fold, check_steps, check_target, constant_features
+from scribbles.core.data import check_steps, check_target, constant_features, guarded_folds
 
 
 def preflight(plan: Plan) -> None:
-    """Check the stores, load the data, check its target and make every fold through the leakage guard.
+    """Check the stores, load the data, check its target, make every fold through the leakage guard, then
+    check the features against the preprocessing steps.
 
     Raises what the flow would raise, before Prefect starts. Constant feature columns get one warning
     line on stderr.
@@ -24,7 +25,7 @@ def preflight(plan: Plan) -> None:
     check_target(dataset, plan.config.task)
     # The folds before the features: a grouped splitter without data.group leaves the group column among
     # the features, and "data.group is missing" is the fix, not "encode the subject column".
-    folds = list(plan.splitter.split(dataset))
+    guarded_folds(plan.splitter, dataset)  # the flow's own split and leakage guard (fold_task.folds_for)
     check_steps(plan.preprocess, dataset)
     # Image borders are often constant: a warning there would be noise.
     constant = constant_features(dataset) if dataset.kind == "tabular" else []
@@ -32,8 +33,6 @@ def preflight(plan: Plan) -> None:
         more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
         print(f"warning: data.features: {', '.join(constant[:5])}{more} hold one value on every row and carry "
               "no information; leave them out of data.features", file=sys.stderr)
-    for fold in folds:
-        check_fold(dataset, fold, plan.splitter)
 
 
 def check_stores(plan: Plan) -> None:
