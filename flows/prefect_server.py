@@ -123,6 +123,7 @@ class Starting:
         finally:
             os.close(handle)
             listener.close()  # the server holds the port now
+        threading.Thread(target=_warm, args=(self.process, self.url), daemon=True, name="warm-prefect-server").start()
 
     def stop(self, log: Path | None = None) -> None:
         """Stop the server (see ``stop``) and append its output to ``log``; again, nothing happens."""
@@ -134,6 +135,19 @@ class Starting:
                 with open(log, "ab") as out, open(self.output, "rb") as source:
                     shutil.copyfileobj(source, out)
         self.output.unlink(missing_ok=True)
+
+
+def _warm(process: subprocess.Popen[bytes], url: str) -> None:
+    """Ask the server for its version once it answers: its first API request takes about half a second
+    (``/health`` does not do that work), which is then spent while the run still checks and imports,
+    not in the flow's first call. Waits, never fails: the run's own wait reports a server that does not start.
+    """
+    while process.poll() is None:
+        if healthy(url, timeout=1.0):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{url}/admin/version", timeout=60).close()
+            return
+        time.sleep(0.2)
 
 
 def start_server() -> Starting | None:

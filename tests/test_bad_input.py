@@ -413,8 +413,9 @@ def test_bad_input(case: Case, project: Path, tmp_path: Path, capfd: pytest.Capt
         assert fragment in lines[0], lines[0]
     assert not (project / "mlflow.db").exists()
     assert snapshot(project) == before
-    # Bad input starts no temporary Prefect server (nor anything else) and leaves no process behind. (Its
-    # output file in the temp folder is not checked here: other tests' runs write theirs there meanwhile.)
+    # Bad input leaves no process behind: a temporary Prefect server started once the YAML parsed is
+    # stopped with it. (Its output file in the temp folder is not checked here: other tests' runs write
+    # theirs there meanwhile; test_run_start checks it.)
     assert {child.pid for child in psutil.Process().children(recursive=True)} <= processes
 
 
@@ -441,3 +442,36 @@ def test_broken_file_frames_are_what_the_cases_say(project: Path) -> None:
     assert pd.read_csv(project / "files/nantarget.csv")["y"].isna().sum() == 2
     assert pd.read_csv(project / "files/header.csv").empty
     assert (project / "files/empty.csv").stat().st_size == 0
+
+
+def test_bad_input_found_after_the_prefect_server_started_stops_it(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """`run` starts its temporary Prefect server once the YAML parses, so that the server's start overlaps
+    the checks; bad input found after that (data that do not exist) stops it: exit 2, the server's
+    process ended, its output file in the temporary folder removed."""
+    import tempfile
+
+    from scribbles.flows import prefect_server
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the server's output file is made here
+    started: list[prefect_server.Starting] = []
+    start = prefect_server.Starting.__init__
+
+    def noting(self: prefect_server.Starting) -> None:
+        start(self)
+        started.append(self)
+
+    monkeypatch.setattr(prefect_server.Starting, "__init__", noting)
+    case = next(c for c in CASES if c.id == "data-missing")
+    code = cli_main(argv_of(case, tmp_path))
+    err = capfd.readouterr().err
+    assert code == 2 and case.expect[0] in err, err
+    assert len(started) == 1, "the server starts once the YAML parses, before the data are checked"
+    assert started[0].process.poll() is not None
+    assert not list(scratch.iterdir())
+    assert not (project / "mlflow.db").exists()

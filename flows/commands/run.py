@@ -9,18 +9,26 @@ from typing import Any
 from .common import EXIT_OK, console
 
 
-def checked_config(args: argparse.Namespace) -> Any:
-    """The config of ``args.config`` (with ``--set`` and ``--allow-dirty``), checked before any work.
+def parsed_config(args: argparse.Namespace) -> Any:
+    """The config of ``args.config`` with ``--set``: its YAML and fields checked, no technique loaded yet."""
+    from scribbles.core import load_config
+
+    return load_config(args.config, args.set or [])
+
+
+def checked_config(args: argparse.Namespace, config: Any = None) -> Any:
+    """The config of ``args.config`` (with ``--set`` and ``--allow-dirty``; ``config`` when the caller
+    parsed it already, see ``parsed_config``), checked before any work.
 
     Every config error (every sweep trial's too), data that differ from what DVC records, and every
     data or fold error: bad input is reported in seconds, before Prefect starts.
     """
-    from scribbles.core import load_config, registry_for, resolve
+    from scribbles.core import registry_for, resolve
 
     from ..data_guard import allow_dirty_data, verify_data
     from ..preflight import preflight
 
-    config = load_config(args.config, args.set or [])
+    config = parsed_config(args) if config is None else config
     registry = registry_for(config)
     if args.allow_dirty:
         config = allow_dirty_data(config, registry)
@@ -81,15 +89,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the experiment flow and print the results table.
 
     The temporary Prefect server (when no ``PREFECT_API_URL`` is set) starts as soon as the config's
-    checks pass, so that its start runs beside the imports and the MLflow store's preparation
-    (``warm_up``) instead of before them. Bad input never starts it (exit 2, nothing left).
+    YAML and fields parse: its start (seconds of imports in a process of its own) runs beside the
+    techniques' imports, the data checks and preflight, and the MLflow store's preparation
+    (``warm_up``) instead of before them. A config that does not parse never starts it; bad input
+    found after that stops it (exit 2, nothing left: its output was a temporary file).
     """
     from ..prefect_server import orchestrated, start_server
 
-    config = checked_config(args)
+    config = parsed_config(args)
     server = start_server()
     gc.disable()  # until warm_up ends: the imports make objects that live on, few cycles
     try:
+        config = checked_config(args, config)
         out = console()
         out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
         from ..lifecycle import observing
