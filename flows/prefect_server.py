@@ -177,6 +177,7 @@ def temporary_api(log: Path | None = None, prepare: Callable[[], None] | None = 
     """
     from prefect.settings import (
         PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_LOGGING_TO_API_ENABLED,
         temporary_settings,
     )
@@ -204,7 +205,10 @@ def temporary_api(log: Path | None = None, prepare: Callable[[], None] | None = 
         # Logs stay in the terminal: a server that ends with the run is no place to read them later,
         # and a lost one would make every log record print "Error logging to API".
         os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
-        with temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_LOGGING_TO_API_ENABLED: False}):
+        # No flow run heartbeats: they tell a lasting server that a run's process died, and this server
+        # dies with the run. (Each flow's end waited up to a second for the heartbeat thread's sleep.)
+        with temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_LOGGING_TO_API_ENABLED: False,
+                                         PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield server.process
     finally:
         for key, value in previous.items():
