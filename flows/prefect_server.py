@@ -163,6 +163,19 @@ def start_server() -> Starting | None:
 
 
 @contextlib.contextmanager
+def started_early() -> Iterator[Starting | None]:
+    """``start_server`` now, for a block that checks its input before it calls ``orchestrated(started=...)``:
+    the server's start (seconds of imports, in a process of its own) runs beside those checks. The
+    server is stopped on every way out, bad input found in the block included (nothing is left)."""
+    server = start_server()
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.stop()  # nothing to do when orchestrated stopped it already
+
+
+@contextlib.contextmanager
 def temporary_api(log: Path | None = None, prepare: Callable[[], None] | None = None,
                   started: Starting | None = None) -> Iterator[subprocess.Popen[bytes] | None]:
     """A Prefect API for the block: ``PREFECT_API_URL`` when set, else a temporary server of this process

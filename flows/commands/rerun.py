@@ -10,9 +10,16 @@ from .common import EXIT_OK, add_store_option, console, writing_to
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     """Read the run's resolved config, data version and commit; run again, recording rerun_of."""
+    from ..prefect_server import started_early
     from ..rerun import prepare
 
-    rerun = prepare(args.run_id, args.set or [], args.tracking_uri)
+    with started_early() as server:  # its start runs beside the store's reading and the data checks
+        return _rerun(args, prepare(args.run_id, args.set or [], args.tracking_uri), server)
+
+
+def _rerun(args: argparse.Namespace, rerun: Any, server: Any) -> int:
+    """Go on with the run's record read back (``rerun.prepare``);
+    ``server``: the temporary Prefect server started for it (None: a configured one)."""
     writing_to(rerun.tracking_uri)  # the new run sits beside the one it reruns
     out = console()
     out.print(f"[bold]scribbles[/] rerunning [cyan]{rerun.run_id}[/] ({rerun.config.get('experiment')})")
@@ -24,7 +31,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from ..progress import ConsoleProgress
     from .run import print_results
 
-    with orchestrated(), observing(ConsoleProgress()):
+    with orchestrated(started=server), observing(ConsoleProgress()):
         # A rerun reproduces by training again: reusing the very folds it means to check would prove nothing.
         result = experiment(rerun.config, tags=rerun.tags, force=True)
     print_results(out, result)

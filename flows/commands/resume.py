@@ -10,9 +10,16 @@ from .common import EXIT_OK, add_store_option, console, writing_to
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Keep the run's finished folds, train the missing ones in the same parent, end it FINISHED."""
+    from ..prefect_server import started_early
     from ..resume import prepare
 
-    resume = prepare(args.run_id, args.tracking_uri)
+    with started_early() as server:  # its start runs beside the store's reading and the data checks
+        return _resume(args, prepare(args.run_id, args.tracking_uri), server)
+
+
+def _resume(args: argparse.Namespace, resume: Any, server: Any) -> int:
+    """Go on with the stopped run read back (``resume.prepare``);
+    ``server``: the temporary Prefect server started for it (None: a configured one)."""
     writing_to(resume.tracking_uri)  # the run goes on in the store that holds it
     out = console()
     out.print(f"[bold]scribbles[/] resuming [cyan]{resume.run_id}[/] ({resume.config.get('experiment')})")
@@ -24,7 +31,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from ..progress import ConsoleProgress
     from .run import print_results
 
-    with orchestrated(), observing(ConsoleProgress()):
+    with orchestrated(started=server), observing(ConsoleProgress()):
         result = experiment(resume.config, resume=resume.run_id)
     print_results(out, result)
     return EXIT_OK

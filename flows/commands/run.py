@@ -94,27 +94,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     (``warm_up``) instead of before them. A config that does not parse never starts it; bad input
     found after that stops it (exit 2, nothing left: its output was a temporary file).
     """
-    from ..prefect_server import orchestrated, start_server
+    from ..prefect_server import orchestrated, started_early
 
     config = parsed_config(args)
-    server = start_server()
     gc.disable()  # until warm_up ends: the imports make objects that live on, few cycles
     try:
-        config = checked_config(args, config)
-        out = console()
-        out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
-        from ..lifecycle import observing
-        from ..progress import ConsoleProgress
+        with started_early() as server:
+            config = checked_config(args, config)
+            out = console()
+            out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
+            from ..lifecycle import observing
+            from ..progress import ConsoleProgress
 
-        data = config.model_dump(mode="json")
-        with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty), started=server), \
-                observing(ConsoleProgress()):
-            from ..experiment import experiment
+            data = config.model_dump(mode="json")
+            with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty), started=server), \
+                    observing(ConsoleProgress()):
+                from ..experiment import experiment
 
-            result = experiment(data, allow_dirty=args.allow_dirty, force=args.force)
+                result = experiment(data, allow_dirty=args.allow_dirty, force=args.force)
     finally:
-        if server is not None:
-            server.stop()  # nothing left to do once orchestrated stopped it; else bad input, or a stop
         gc.enable()  # as the caller had it (a test running commands in its own process)
         gc.unfreeze()
     print_results(out, result)
