@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig, RandomRange, SweepConfig, parse_config
+from .config import ExperimentConfig, RandomRange, SweepConfig, parse_config, set_path
 from .errors import ConfigError
 
 
@@ -129,18 +129,6 @@ def _draw(rng: np.random.Generator, spec: list[Any] | RandomRange, where: str) -
     else:
         value = float(rng.uniform(spec.low, spec.high))
     return round(value) if spec.integer else float(f"{value:.6g}")
-
-
-def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested mapping, creating sections that are missing."""
-    parts = path.split(".")
-    node = tree
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[: depth + 1])} is {child!r}, not a section", path)
-        node = child
-    node[parts[-1]] = value
 
 
 def label(assignment: dict[str, Any]) -> str:
