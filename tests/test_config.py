@@ -85,6 +85,19 @@ def test_set_refines_a_technique_given_by_its_name(tmp_path: Path) -> None:
         load_config(path, ["preprocess.2.columns=[a]"])
 
 
+def test_set_below_a_bare_name_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scribbles split` of a config with `split: kfold` and `--set split.n_splits=3` makes three folds."""
+    import pandas as pd
+    from scribbles.flows.cli import run_cli
+    from scribbles.testing import synthetic_frame
+
+    monkeypatch.chdir(tmp_path)
+    synthetic_frame(rows=30).to_csv("d.csv", index=False)
+    write(tmp_path, "data: {name: file, path: d.csv, target: y}\nsplit: kfold\n")
+    assert run_cli(["split", "exp.yaml", "--out", "folds.csv", "--set", "split.n_splits=3"]) == 0
+    assert sorted(pd.read_csv("folds.csv")["fold"].unique()) == [0, 1, 2]
+
+
 def test_a_sweep_sets_fields_below_a_bare_name(tmp_path: Path) -> None:
     """A sweep's dotted paths go through the same setter: into a preprocess step given by its name."""
     from scribbles.core.sweep import trials
