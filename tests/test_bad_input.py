@@ -124,6 +124,14 @@ def _data_device(tmp: Path) -> list[str]:
     return ["run", str(tmp / "device.yaml")]
 
 
+def _diagnose_sequence(tmp: Path) -> list[str]:
+    """`scribbles diagnose` of sequence data with a grouped splitter but no data.group."""
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    config.update(data=SEQUENCE_DATA, split={"name": "group_kfold", "n_splits": 2}, model={"name": "gru", "hidden": 4})
+    (tmp / "diagnose.yaml").write_text(yaml.safe_dump(config))
+    return ["diagnose", str(tmp / "diagnose.yaml")]
+
+
 def _base_config(tmp: Path) -> str:
     path = tmp / "base.yaml"
     path.write_text(yaml.safe_dump(BASE, sort_keys=False))
@@ -311,6 +319,8 @@ CASES = [
     Case("split-needs-group-sequence", ["data.group: splitter 'group_kfold'", "needs data.group"],
          change=lambda c: c.update(data=SEQUENCE_DATA, split={"name": "group_kfold", "n_splits": 2},
                                    model={"name": "gru", "hidden": 4})),
+    Case("diagnose-needs-group-sequence", ["data.group: splitter 'group_kfold'", "needs data.group"],
+         prepare=lambda tmp: _diagnose_sequence(tmp)),
     Case("sequence-shape-off-by-an-id", ["data.shape: [32, 3] holds 96 values but there are 97 features (subject, ",
                                          "97 is not a multiple of the 3 channels per step", "data.group"],
          change=lambda c: c.update(data=SEQUENCE_DATA, model={"name": "gru", "hidden": 4})),
