@@ -85,7 +85,7 @@ def trial_config(config: ExperimentConfig, assignment: dict[str, Any]) -> Experi
     """``config`` without its sweep, the assignment's dotted paths set; a ConfigError names the trial."""
     raw = config.model_dump(mode="json", exclude={"sweep"})
     for path, value in assignment.items():
-        set_path(raw, path, value)
+        set_path(raw, path, value, f"sweep path {path}: ")
     return parse_config(raw, f"sweep trial {label(assignment)}")
 
 
@@ -150,6 +150,6 @@ def trials(config: ExperimentConfig) -> list[tuple[dict[str, Any], ExperimentCon
         raw = copy.deepcopy(base)
         where = f"sweep trial {label(assignment)}"
         for path, value in assignment.items():
-            set_path(raw, path, value)
+            set_path(raw, path, value, f"sweep path {path}: ")
         out.append((assignment, parse_config(raw, where)))
     return out

@@ -239,6 +239,8 @@ CASES = [
          sets=["data.path.x=1"]),
     Case("set-past-a-list", ["--set evaluate.metrics.1: evaluate.metrics is a list of 1 item, so '1' names none; "
                              "pick one by its index, 0 to 0"], sets=["evaluate.metrics.1=f1_macro"]),
+    Case("sweep-path-below-a-value", ["sweep path data.path.x: data.path is 'files/good.csv', not a section"],
+         change=_set("sweep", {"grid": {"data.path.x": [1]}})),
     Case("set-wrong-type", ["train.lr: ", "'abc'"], sets=["train.lr=abc"]),
     Case("set-huge-value", ["train.lr: ", "(got 'aaaa", "...aaaa"], sets=["train.lr=" + "a" * 100_000]),
     Case("set-alias-bomb", ["--set train.epochs expands its aliases"], sets=["train.epochs=" + BOMB_VALUE]),
