@@ -301,7 +301,7 @@ def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> N
     Missing sections are made; a number picks a list's item (``evaluate.tta.transforms.0.shifts``); a
     technique given by its bare name (``split: kfold``) becomes its section (``{name: kfold}``) when a field
     below it is set (``split.n_splits``). Anything else in the way is a ConfigError naming it; ``prefix``
-    starts its message (``--set split.n_splits=2: ``).
+    starts its message (``--set split.n_splits: ``).
     """
     parts = path.split(".")
     node: Any = tree
@@ -310,10 +310,9 @@ def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> N
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 above = ".".join(parts[:depth])
-                items = f"pick one by its index, 0 to {len(node) - 1}" if node else "set the whole list"
-                raise _in_the_way(f"{prefix}{above} is a list of {len(node)} item{'s' * (len(node) != 1)}, so {part!r} "
-                                  f"names none; {items}",
-                                  above)
+                count = f"{len(node)} item{'s' * (len(node) != 1)}"
+                fix = f"pick one by its index, 0 to {len(node) - 1}" if node else "set the whole list"
+                raise _in_the_way(f"{prefix}{above} is a list of {count}, so {part!r} names none; {fix}", above)
             part = int(part)
         elif depth + 1 < len(parts) and node.get(part) is None:
             node[part] = {}
