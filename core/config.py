@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import ConfigError
 from .yaml_reader import clip, read_text, safe_load
@@ -108,15 +108,52 @@ DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 DEFAULT_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["rmse", "mae", "r2"]}
 
 
+#: Where a technique may be given by its bare name (``split: kfold``) as well as by its section
+#: (``split: {name: kfold, n_splits: 3}``): dotted path (``*`` for a list's items) -> (family, an example).
+NAMED_PATHS: dict[str, tuple[str, str]] = {
+    "split": ("splitter", "kfold"), "model": ("model", "mlp"), "loss": ("loss", "cross_entropy"),
+    "tracking": ("tracker", "mlflow"), "tracking.*": ("tracker", "mlflow"),
+    "preprocess.*": ("preprocess", "standard"), "evaluate.metrics.*": ("metric", "accuracy"),
+    "evaluate.tta.transforms.*": ("tta", "hflip"),
+}
+
+
+def takes_a_name(path: str) -> bool:
+    """True when the dotted config path ``path`` (``split``, ``evaluate.tta.transforms.0``) takes a bare name."""
+    return ".".join("*" if part.isdigit() else part for part in path.split(".")) in NAMED_PATHS
+
+
 def _named(value: Any) -> Any:
     """A technique given by its bare name (``hflip``) as the section it stands for (``{name: hflip}``)."""
     return {"name": value} if isinstance(value, str) else value
 
 
+def _name_or_section(path: str, many: bool = False) -> str:
+    """How to give the technique at ``path``: "give a model name (model: mlp) or a section (...)"."""
+    family, example = NAMED_PATHS[path]
+    if path.endswith(".*"):
+        return f"give a {family} name ({example}) or a section ({{name: {example}, ...}})"
+    more = ", or a list of them" if many else ""
+    return f"give a {family} name ({path}: {example}) or a section ({path}: {{name: {example}, ...}}){more}"
+
+
+def _technique_item(path: str, expand: bool) -> BeforeValidator:
+    """A list item that is a technique's name or section (anything else: one message naming the fix);
+    ``expand`` turns a bare name into its section."""
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            return _named(value) if expand else value
+        if isinstance(value, dict):
+            return value
+        raise ValueError(_name_or_section(path))
+    return BeforeValidator(check)
+
+
 class TTAConfig(_Strict):
     """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
-    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    transforms: list[Annotated[dict[str, Any], _technique_item("evaluate.tta.transforms.*", expand=True)]] = \
+        Field(default_factory=list)
     merge: Literal["mean", "median", "gmean", "max", "beta"] = "mean"
     beta: float = Field(0.25, ge=0, le=1, description="merge beta: weight of the plain view (fastai's)")
     mode: Literal["auto", "batched", "loop"] = Field(
@@ -124,18 +161,13 @@ class TTAConfig(_Strict):
     )
     chunk: int | None = Field(None, ge=1, description="rows per block; default 4 x train.batch_size")
 
-    @field_validator("transforms", mode="before")
-    @classmethod
-    def _bare_names(cls, value: Any) -> Any:
-        return [_named(item) for item in value] if isinstance(value, list) else value
-
 
 class EvaluateConfig(_Strict):
     """Evaluation: optional TTA and the metrics to report."""
 
     tta: TTAConfig | None = None
     #: Default: accuracy (classification) or rmse (regression).
-    metrics: list[str | dict[str, Any]] | None = None
+    metrics: list[Annotated[str | dict[str, Any], _technique_item("evaluate.metrics.*", expand=False)]] | None = None
 
 
 class PluginsConfig(_Strict):
@@ -190,34 +222,48 @@ class ExperimentConfig(_Strict):
     data: dict[str, Any]
     split: dict[str, Any]
     #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
-    preprocess: list[dict[str, Any] | str] | None = None
+    preprocess: list[Annotated[dict[str, Any] | str, _technique_item("preprocess.*", expand=False)]] | None = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
     #: Default: cross_entropy (classification) or mse (regression).
     loss: dict[str, Any] | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    tracking: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "mlflow"}])
+    tracking: list[Annotated[dict[str, Any], _technique_item("tracking.*", expand=True)]] = Field(
+        default_factory=lambda: [{"name": "mlflow"}])
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     sweep: SweepConfig | None = None
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_section(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return value
+        raise ValueError("give a section: data: {name: file, path: FILE.csv, target: COLUMN, ...}")
+
     @field_validator("split", "model", "loss", mode="before")
     @classmethod
-    def _bare_name(cls, value: Any) -> Any:
-        return _named(value)
+    def _bare_name(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str | dict) or (value is None and info.field_name == "loss"):
+            return _named(value)
+        raise ValueError(_name_or_section(str(info.field_name)))
 
     @field_validator("data", "split", "model", "loss")
     @classmethod
-    def _has_name(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _has_name(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         if value is not None and "name" not in value:
-            raise ValueError("needs a 'name' (the technique to use)")
+            family, example = NAMED_PATHS.get(str(info.field_name), ("data source", "file"))
+            raise ValueError(f"needs a 'name' (the {family} to use), e.g. {info.field_name}: "
+                             f"{{name: {example}, ...}}")
         return value
 
     @field_validator("tracking", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [_named(item) for item in value]
-        return [_named(value)] if isinstance(value, dict | str) else value
+            return value
+        if isinstance(value, dict | str):
+            return [value]
+        raise ValueError(_name_or_section("tracking", many=True))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -245,18 +291,46 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if "not valid YAML" not in str(exc):
                 raise
             value = text  # `--set data.path=a: b` means the text itself
-        node = raw
-        parts = key.strip().split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {key}: {where} is {clip(child)}, not a section", where)
-            node = child
-        node[parts[-1]] = value
+        set_path(raw, key.strip(), value, f"--set {key}: ")
     return raw
+
+
+def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> None:
+    """Set the dotted ``path`` (``train.lr``) in ``tree`` to ``value``, in place.
+
+    Missing sections are made; a number picks a list's item (``evaluate.tta.transforms.0.shifts``); a
+    technique given by its bare name (``split: kfold``) becomes its section (``{name: kfold}``) when a field
+    below it is set (``split.n_splits``). Anything else in the way is a ConfigError naming it; ``prefix``
+    starts its message (``--set split.n_splits: ``).
+    """
+    parts = path.split(".")
+    node: Any = tree
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                above = ".".join(parts[:depth])
+                count = f"{len(node)} item{'s' * (len(node) != 1)}"
+                fix = f"pick one by its index, 0 to {len(node) - 1}" if node else "set the whole list"
+                raise _in_the_way(f"{prefix}{above} is a list of {count}, so {part!r} names none; {fix}", above)
+            part = int(part)
+        elif depth + 1 < len(parts) and node.get(part) is None:
+            node[part] = {}
+        if depth + 1 == len(parts):
+            node[part] = value
+            return
+        if isinstance(node[part], str) and takes_a_name(where):
+            node[part] = {"name": node[part]}
+        if not isinstance(node[part], dict | list):
+            raise _in_the_way(f"{prefix}{where} is {clip(node[part])}, not a section", where)
+        node = node[part]
+
+
+def _in_the_way(message: str, where: str) -> ConfigError:
+    """A ConfigError whose ``field`` is ``where`` and whose message (which names it already) has no prefix."""
+    error = ConfigError(message)
+    error.field = where
+    return error
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -295,7 +369,14 @@ def _describe(err: Any) -> str:
         return f"{path}: unknown field in {section}; known fields: {fields}{closest(path.rsplit('.', 1)[-1], fields)}"
     if err["type"] == "missing":
         return f"{path}: required"
-    return f"{path}: {err['msg']} (got {clip(err.get('input'))})"
+    if err["type"] == "model_type":  # a section given as a number or a list, say (`evaluate.tta: 3`)
+        return f"{path}: give a section with fields of {_known_fields(path + '.*')} (got {clip(err.get('input'))})"
+    return f"{path}: {error_text(err)} (got {clip(err.get('input'))})"
+
+
+def error_text(err: Any) -> str:
+    """A pydantic error's message without pydantic's "Value error, " (our validators' own words)."""
+    return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def closest(name: str, known: str | list[str]) -> str:

@@ -27,8 +27,10 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from . import hookspecs
+from .config import error_text
 from .errors import ConfigError, PluginError
 from .markers import FAMILIES, HOOK_API_VERSION, PROJECT
+from .yaml_reader import clip
 
 if TYPE_CHECKING:  # contracts imports numpy: imported when a technique is checked, not to list names
     from .contracts import Technique
@@ -336,7 +338,7 @@ class Registry(pluggy.PluginManager):
 def unknown_name_message(family: str, name: str, available: Sequence[str]) -> str:
     """"unknown model 'mlpp'; did you mean 'mlp'? available: ..." """
     close = difflib.get_close_matches(str(name), available, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
     return f"unknown {family} '{name}'{hint} available: {', '.join(available) or '(none)'}"
 
 
@@ -360,7 +362,7 @@ def _describe_validation(exc: ValidationError, cls: type[Technique], where: str)
         elif err["type"] == "missing":
             lines.append(f"{path}: required by {cls.family} '{cls.name}'")
         else:
-            lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"{path}: {error_text(err)} (got {clip(err.get('input'))})")
     return "; ".join(lines)
 
 

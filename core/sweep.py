@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig, RandomRange, SweepConfig, parse_config
+from .config import ExperimentConfig, RandomRange, SweepConfig, parse_config, set_path
 from .errors import ConfigError
 
 
@@ -85,7 +85,7 @@ def trial_config(config: ExperimentConfig, assignment: dict[str, Any]) -> Experi
     """``config`` without its sweep, the assignment's dotted paths set; a ConfigError names the trial."""
     raw = config.model_dump(mode="json", exclude={"sweep"})
     for path, value in assignment.items():
-        set_path(raw, path, value)
+        set_path(raw, path, value, f"sweep path {path}: ")
     return parse_config(raw, f"sweep trial {label(assignment)}")
 
 
@@ -131,18 +131,6 @@ def _draw(rng: np.random.Generator, spec: list[Any] | RandomRange, where: str) -
     return round(value) if spec.integer else float(f"{value:.6g}")
 
 
-def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested mapping, creating sections that are missing."""
-    parts = path.split(".")
-    node = tree
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[: depth + 1])} is {child!r}, not a section", path)
-        node = child
-    node[parts[-1]] = value
-
-
 def label(assignment: dict[str, Any]) -> str:
     """``train.lr=0.01 model.hidden=[64]``: how a trial is named in runs and tables."""
     return " ".join(f"{path}={value}" for path, value in assignment.items())
@@ -162,6 +150,6 @@ def trials(config: ExperimentConfig) -> list[tuple[dict[str, Any], ExperimentCon
         raw = copy.deepcopy(base)
         where = f"sweep trial {label(assignment)}"
         for path, value in assignment.items():
-            set_path(raw, path, value)
+            set_path(raw, path, value, f"sweep path {path}: ")
         out.append((assignment, parse_config(raw, where)))
     return out

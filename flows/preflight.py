@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from scribbles.core import Plan
+from scribbles.core import BadInput, Dataset, Plan
 from scribbles.core.data import check_steps, check_target, constant_features, guarded_folds
 
 
@@ -21,7 +21,7 @@ def preflight(plan: Plan) -> None:
     line on stderr.
     """
     check_stores(plan)
-    dataset = plan.data.load()
+    dataset = load_data(plan)
     check_target(dataset, plan.config.task)
     # The folds before the features: a grouped splitter without data.group leaves the group column among
     # the features, and "data.group is missing" is the fix, not "encode the subject column".
@@ -33,6 +33,23 @@ def preflight(plan: Plan) -> None:
         more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
         print(f"warning: data.features: {', '.join(constant[:5])}{more} hold one value on every row and carry "
               "no information; leave them out of data.features", file=sys.stderr)
+
+
+def load_data(plan: Plan) -> Dataset:
+    """``plan.data.load()``; when that fails, a fault of the target or the folds is raised first when there is one.
+
+    A data source checks the features as it reads them (``data.shape``, infinite values), but on sequence or
+    image data a grouped splitter without ``data.group`` leaves the group column among the features, so the
+    shape is off by one column: the missing ``data.group`` is the fix, not the shape. The roles alone
+    (``load_roles``, what ``scribbles split`` reads) are read again only on this failing path.
+    """
+    try:
+        return plan.data.load()
+    except BadInput:
+        roles = plan.data.load_roles()
+        check_target(roles, plan.config.task)
+        guarded_folds(plan.splitter, roles)
+        raise
 
 
 def check_stores(plan: Plan) -> None:

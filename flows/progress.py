@@ -35,6 +35,9 @@ class ConsoleProgress:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[note]}"), console=self.console, transient=True,
+            # A transient display shows nothing where the console is not interactive (a pipe, a log file),
+            # and rich's Progress.stop still writes an empty line there: no display at all in that case.
+            disable=not self.console.is_interactive,
         )
         self.progress.start()
         self.folds = self.progress.add_task("folds", total=ctx.n_folds, note="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
 from scribbles.core.contracts import DataKind
 from scribbles.core.data import dvc_remote_config, to_instants
@@ -28,20 +29,24 @@ class ColumnParams(BaseModel):
     group: str | None = None
     time: str | None = None
     kind: DataKind = "tabular"
-    shape: list[Width] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]")
+    shape: list[Width] | None = Field(None, description="per-row shape: [steps, channels] or [c, h, w]",
+                                      validate_default=True)
     sequence_id: str | None = Field(None, description="long format: the column naming each row's sequence")
     step: str | None = Field(None, description="long format: the column ordering the rows of a sequence")
     layout: Literal["time_major", "channel_major"] = Field(
         "time_major", description="sequence columns: every channel of step 0, then of step 1 (time_major: "
                                   "t00_x, t00_y, t01_x ...), or every step of channel 0 first (channel_major)")
 
-    @model_validator(mode="after")
-    def _shape_fits_kind(self) -> ColumnParams:
-        wanted = {"sequence": 2, "image": 3}.get(self.kind)
-        if wanted and (self.shape is None or len(self.shape) != wanted):
-            hint = "[steps, channels]" if self.kind == "sequence" else "[channels, height, width]"
-            raise ValueError(f"{self.kind} data needs shape: {hint}")
-        return self
+    @field_validator("shape")
+    @classmethod
+    def _shape_fits_kind(cls, shape: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        kind = info.data.get("kind")
+        wanted = {"sequence": 2, "image": 3}.get(str(kind))
+        if wanted and (shape is None or len(shape) != wanted):
+            hint = "[steps, channels], e.g. [32, 3]" if kind == "sequence" else \
+                "[channels, height, width], e.g. [1, 8, 8]"
+            raise ValueError(f"{kind} data needs {wanted} dimensions: {hint}")
+        return shape
 
 
 def read_table(raw: bytes, name: str) -> pd.DataFrame:
@@ -109,14 +114,8 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
             "replace or drop them first"
         )
     shape = tuple(params.shape) if params.shape else (len(features),)
-    size = 1
-    for dim in shape:
-        size *= dim
-    if size != len(features):
-        hint = [len(features) // shape[-1], shape[-1]] if len(shape) > 1 and len(features) % shape[-1] == 0 else \
-            [len(features)]
-        raise BadInput(f"data.shape: {list(shape)} holds {size} values but there are {len(features)} features; "
-                       f"give dimensions whose product is {len(features)}, such as {hint}, or list data.features")
+    if math.prod(shape) != len(features):
+        raise BadInput(shape_mismatch(shape, features, params.kind))
     if params.kind == "sequence":
         features = _time_major(features, shape, params.layout)
     return Dataset(
@@ -131,6 +130,27 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
         source=source,
         rev=rev,
     )
+
+
+def shape_mismatch(shape: tuple[int, ...], features: list[str], kind: str) -> str:
+    """The message for a ``data.shape`` whose product is not the feature count; a shape it suggests is one of
+    ``kind`` ([steps, channels] for sequences, [channels, height, width] for images), never a flat one there.
+
+    The first feature columns are named: an id column left among them (a subject with no ``data.group``)
+    is the usual cause.
+    """
+    n, rest = len(features), shape[1:]
+    shown = ", ".join(map(str, features[:3])) + (", ..." if n > 3 else "")
+    head = f"data.shape: {list(shape)} holds {math.prod(shape)} values but there are {n} features ({shown})"
+    per = math.prod(rest)
+    if rest and n % per == 0:
+        return f"{head}; give dimensions whose product is {n}, such as {[n // per, *rest]}, or list data.features"
+    if not rest or kind == "tabular":
+        return f"{head}; give dimensions whose product is {n}, such as [{n}], or list data.features"
+    unit = f"{per} channels per step" if kind == "sequence" else \
+        f"{per} values per channel ({' x '.join(map(str, rest))})"
+    return (f"{head}, and {n} is not a multiple of the {unit}; "
+            "list data.features, leaving out id columns (or give them their role: data.group, data.time)")
 
 
 def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.DataFrame, ColumnParams]:

@@ -39,6 +39,9 @@ def test_run_prints_results_table(project: Path, prefect_api: str) -> None:
     assert "scribbles ui" in result.stdout
     assert (project / "mlflow.db").exists()
     assert "Traceback" not in result.stderr and "CancelledError" not in result.stderr
+    # Piped, the progress display shows nothing and leaves no empty line behind (rich's Progress.stop writes
+    # one on a console that is not interactive).
+    assert all(line.strip() for line in result.stderr.splitlines()), repr(result.stderr)
 
 
 def test_bad_input_exits_2_without_traceback(project: Path, tmp_path: Path) -> None:

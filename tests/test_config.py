@@ -59,6 +59,55 @@ def test_set_overrides_parse_yaml_values(tmp_path: Path) -> None:
     assert config.experiment == "other"
 
 
+def test_set_refines_a_technique_given_by_its_name(tmp_path: Path) -> None:
+    """`split: kfold` + `--set split.n_splits=2` is `{name: kfold, n_splits: 2}`; so for every field that takes a
+    bare name (model, loss, tracking) and for list items picked by index (preprocess, transforms, metrics)."""
+    path = write(tmp_path, "data: {name: file, path: x.csv, target: y, kind: sequence, shape: [4, 2]}\n"
+                 "split: kfold\nmodel: gru\nloss: cross_entropy\ntracking: mlflow\npreprocess: [standard]\n"
+                 "evaluate: {tta: {transforms: [time_shift]}, metrics: [accuracy]}\n")
+    config = load_config(path, ["split.n_splits=2", "model.hidden=8", "loss.label_smoothing=0.1",
+                                "tracking.tracking_uri=sqlite:///x.db", "preprocess.0.columns=[a]",
+                                "evaluate.tta.transforms.0.shifts=[-1, 1]", "evaluate.metrics.0=f1_macro"])
+    assert config.split == {"name": "kfold", "n_splits": 2}
+    assert config.model == {"name": "gru", "hidden": 8}
+    assert config.loss == {"name": "cross_entropy", "label_smoothing": 0.1}
+    assert config.tracking == [{"name": "mlflow", "tracking_uri": "sqlite:///x.db"}]
+    assert config.preprocess == [{"name": "standard", "columns": ["a"]}]
+    assert config.evaluate.tta is not None
+    assert config.evaluate.tta.transforms == [{"name": "time_shift", "shifts": [-1, 1]}]
+    assert config.evaluate.metrics == ["f1_macro"]
+    resolve(config, default_registry())
+    # A field below a plain value is still refused: only a technique's bare name stands for a section.
+    with pytest.raises(ConfigError, match=r"--set data.path.x: data.path is 'x.csv', not a section"):
+        load_config(path, ["data.path.x=1"])
+    with pytest.raises(ConfigError, match=r"preprocess is a list of 1 item, so '2' names none; pick one by its "
+                                          r"index, 0 to 0"):
+        load_config(path, ["preprocess.2.columns=[a]"])
+
+
+def test_set_below_a_bare_name_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scribbles split` of a config with `split: kfold` and `--set split.n_splits=3` makes three folds."""
+    import pandas as pd
+    from scribbles.flows.cli import run_cli
+    from scribbles.testing import synthetic_frame
+
+    monkeypatch.chdir(tmp_path)
+    synthetic_frame(rows=30).to_csv("d.csv", index=False)
+    write(tmp_path, "data: {name: file, path: d.csv, target: y}\nsplit: kfold\n")
+    assert run_cli(["split", "exp.yaml", "--out", "folds.csv", "--set", "split.n_splits=3"]) == 0
+    assert sorted(pd.read_csv("folds.csv")["fold"].unique()) == [0, 1, 2]
+
+
+def test_a_sweep_sets_fields_below_a_bare_name(tmp_path: Path) -> None:
+    """A sweep's dotted paths go through the same setter: into a preprocess step given by its name."""
+    from scribbles.core.sweep import trials
+
+    config = load_config(write(tmp_path, MINIMAL + "preprocess: [standard]\n"
+                               "sweep: {grid: {preprocess.0.columns: [[a], [b]], split.n_splits: [2, 3]}}\n"))
+    got = [(trial.preprocess, trial.split["n_splits"]) for _, trial in trials(config)]
+    assert got == [([{"name": "standard", "columns": [c]}], n) for c in "ab" for n in (2, 3)]
+
+
 @pytest.mark.parametrize(
     ("text", "overrides", "expected"),
     [
@@ -69,7 +118,7 @@ def test_set_overrides_parse_yaml_values(tmp_path: Path) -> None:
         (MINIMAL, ["train.precision=fp8"], "train.precision"),
         ("split: {name: kfold}\n", [], "data: required"),
         (MINIMAL, ["train.epochs"], "must look like key.path=value"),
-        ("data: {path: x.csv}\nsplit: {name: kfold}\n", [], "data: Value error, needs a 'name'"),
+        ("data: {path: x.csv}\nsplit: {name: kfold}\n", [], "data: needs a 'name' (the data source to use)"),
     ],
 )
 def test_bad_fields_are_named(tmp_path: Path, text: str, overrides: list[str], expected: str) -> None:

@@ -104,6 +104,7 @@ def test_optuna_sweep_prunes_a_bad_trial_and_keeps_its_finished_folds(project: P
     assert "pruned at step" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr  # a pruned fold is no failed task run
     assert "sweep of 2 trials" in done.stderr, done.stderr  # the grid's size (no sweep.optuna.trials)
+    assert all(line.strip() for line in done.stderr.splitlines()), repr(done.stderr)  # none after a trial's line
     # Piped stdout: the table is not cut to 80 columns (full cells, no '…'); no TTA, so no TTA column.
     assert "…" not in done.stdout and "(TTA)" not in done.stdout, done.stdout
     mean, std = good.data.metrics["accuracy_mean"], good.data.metrics["accuracy_std"]

@@ -96,7 +96,7 @@ def test_split_refuses_bad_input_in_one_line(project: Path) -> None:
     result = run_cli("split", "configs/activity-time.yaml", "--out", "f.csv", "--set", "split.gap=soon",
                      cwd=project)
     assert result.returncode == 2, result.stderr
-    assert "split.gap: Value error, 'soon' is neither a row count nor a duration" in result.stderr
+    assert "split.gap: 'soon' is neither a row count nor a duration" in result.stderr
     result = run_cli("split", "configs/activity.yaml", "--out", "f.csv", "--set", "split.n_splits=31", cwd=project)
     assert result.returncode == 2
     assert "split.n_splits: group_kfold asks for 31 folds but the data has 30 groups" in result.stderr

@@ -29,11 +29,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     fractions = parse_fractions(args.fractions) if args.fractions else None
     config = load_config(args.config, args.set or [])
     registry = registry_for(config)
-    resolve(config, registry)  # every config error before Prefect starts or any work is done
+    plan = resolve(config, registry)  # every config error before Prefect starts or any work is done
     if args.folds is not None and args.folds < 1:
         raise BadInput("--folds must be at least 1")
+    from ..preflight import preflight
+
+    preflight(plan)  # the stores, the data and the folds, as `scribbles run` checks them: in seconds
     from ..config_ref import stashed
-    from ..learning_curve import diagnose
+    from ..learning_curve import diagnose  # Prefect's import: after the checks
 
     out = console()
     out.print(f"[bold]scribbles[/] diagnosing [cyan]{config.experiment}[/] from {args.config}")
