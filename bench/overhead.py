@@ -29,6 +29,10 @@ Run from the repository (``scribbles data build`` first, or this script builds t
 
     python bench/overhead.py               # one of each
     python bench/overhead.py --repeat 3    # three of each, alternating; the median of each figure
+    python bench/overhead.py --set train.epochs=40   # a longer run: what orchestration adds per epoch
+
+What orchestration adds is mostly a fixed cost (the imports of Prefect and MLflow, the temporary
+server's start, the store's preparation) and a little per fold; two lengths of run tell them apart.
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def plain() -> dict[str, Clock]:
-    """The baseline, in its own process: the run's work with no orchestration; the (wall, CPU) seconds of its parts."""
+def plain(sets: list[str]) -> dict[str, Clock]:
+    """The baseline, in its own process: the run's work with no orchestration (the config with ``sets``, as
+    ``--set`` gives them to the run); the (wall, CPU) seconds of its parts."""
     import pandas  # noqa: F401
     import torch  # noqa: F401
     from scribbles.core import TrainConfig, create, load_config
@@ -86,7 +91,7 @@ def plain() -> dict[str, Clock]:
     from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
     from scribbles.core.training import seed_everything, train_single
 
-    config = load_config(str(REPO / CONFIG))
+    config = load_config(str(REPO / CONFIG), sets)
     data = {k: v for k, v in dict(config.data).items() if v is not None}
     imported = since(STARTED)
     data.pop("name")
@@ -95,7 +100,8 @@ def plain() -> dict[str, Clock]:
     folds = list(create("splitter", "group_kfold", n_splits=5).split(dataset))
     loaded = since(started)
     training = now()
-    train_config = TrainConfig(epochs=8, batch_size=64, lr=3.0e-3, seed=0)
+    train = config.train
+    train_config = TrainConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, seed=train.seed)
     tta = tta_groups([create("tta", "time_shift", shifts=[-2, 2])])
     metrics = [create("metric", "accuracy"), create("metric", "f1_macro")]
     scores = []
@@ -184,8 +190,9 @@ class Patcher(importlib.abc.MetaPathFinder):
         return spec
 
 
-def orchestrated() -> dict[str, Clock]:
-    """``scribbles run CONFIG --force`` in this process, timed by part; the seconds of each part."""
+def orchestrated(sets: list[str]) -> dict[str, Clock]:
+    """``scribbles run CONFIG --force`` (with ``--set`` of each of ``sets``) in this process, timed by part;
+    the seconds of each part."""
     timers = Timers()
     checked: list[Clock] = []
 
@@ -220,7 +227,7 @@ def orchestrated() -> dict[str, Clock]:
     }))
     from scribbles.flows.cli import main
 
-    sys.argv = ["scribbles", "run", CONFIG, "--force"]
+    sys.argv = ["scribbles", "run", CONFIG, "--force", *[arg for item in sets for arg in ("--set", item)]]
     try:
         main()  # the installed command's own entry point: its exit (the rest of this process) is the user's
     except SystemExit as exc:
@@ -234,7 +241,7 @@ def orchestrated() -> dict[str, Clock]:
     return parts
 
 
-def in_child(side: str) -> dict[str, Clock]:
+def in_child(side: str, sets: list[str]) -> dict[str, Clock]:
     """Run ``side`` (plain or run) in a process of its own; its parts, and its total as ``total``."""
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
@@ -242,7 +249,8 @@ def in_child(side: str) -> dict[str, Clock]:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
         out = Path(folder) / "parts.json"
         wall, cpu = time.perf_counter(), children_cpu()
-        subprocess.run([sys.executable, __file__, "--side", side, "--out", str(out)], check=True, cwd=REPO, env=env)
+        subprocess.run([sys.executable, __file__, "--side", side, "--out", str(out),
+                        *[arg for item in sets for arg in ("--set", item)]], check=True, cwd=REPO, env=env)
         total = time.perf_counter() - wall, children_cpu() - cpu
         parts = {name: tuple(value) for name, value in json.loads(out.read_text()).items()}
     parts["total"] = total
@@ -281,23 +289,26 @@ def median(runs: list[dict[str, Clock]]) -> dict[str, Clock]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating; medians shown")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="change the config for both sides, e.g. train.epochs=40 (repeatable)")
     parser.add_argument("--side", choices=("plain", "run"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.chdir(REPO)
     if args.side:  # one side, in this (child) process
-        parts = plain() if args.side == "plain" else orchestrated()
+        parts = plain(args.set) if args.side == "plain" else orchestrated(args.set)
         Path(args.out).write_text(json.dumps(parts))
         return
     if not (REPO / "data" / "activity.csv").exists():
         subprocess.run([str(Path(sys.executable).with_name("scribbles")), "data", "build"], check=True, cwd=REPO)
     plains, runs = [], []
     for number in range(args.repeat):
-        plains.append(in_child("plain"))
-        runs.append(in_child("run"))
+        plains.append(in_child("plain", args.set))
+        runs.append(in_child("run", args.set))
         if args.repeat > 1:
             print(f"\nrun {number + 1} of {args.repeat}:\n{table(plains[-1], runs[-1])}", flush=True)
     title = f"median of {args.repeat} runs of each" if args.repeat > 1 else "one run of each"
+    title += f" ({', '.join(args.set)})" if args.set else ""
     print(f"\n{title}:\n{table(median(plains), median(runs))}")
 
 
