@@ -181,16 +181,25 @@ def test_runs_started_together_each_have_their_own_server(project: Path) -> None
 def test_the_temporary_server_holds_its_port_from_the_start(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The port is bound before the server process exists, so no other process can take it; the server
-    process is a child of this one and has exited when the block ends."""
+    process is a child of this one and has exited when the block ends. Flows in the block send no
+    heartbeats (the server ends with the run: nothing lasts to be told that the run's process died),
+    and the server's first API request (about half a second) is made from a thread that then ends."""
     import socket
+    import threading
+    import time
 
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
     from scribbles.flows.prefect_server import temporary_api
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with temporary_settings(updates={PREFECT_API_URL: None}), \
             temporary_api(log=tmp_path / "server.log") as server:
         assert server is not None
+        assert get_current_settings().flows.heartbeat_frequency is None
+        deadline = time.monotonic() + 60
+        while any(t.name == "warm-prefect-server" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the thread that makes that request ends once it is answered
+        assert not any(t.name == "warm-prefect-server" for t in threading.enumerate())
         port = int(os.environ["PREFECT_API_URL"].rsplit(":", 1)[1].split("/")[0])
         with socket.socket() as other, pytest.raises(OSError):
             other.bind(("127.0.0.1", port))
