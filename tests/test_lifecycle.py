@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -94,3 +96,99 @@ def test_a_sweep_holds_its_trackers_only_around_its_own_hooks() -> None:
         registry.hook.scribbles_run_start(ctx=_run())  # a trial's start: not the sweep tracker's business
         ending.end({})
     assert tracker.seen == ["start", "end [] 0"]
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in the test (a runner started in the background may ignore SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+class StopsAtStart(Recorder):
+    """A tracker whose start hook creates its run, then is stopped (Ctrl-C) before it returns."""
+
+    @hookimpl
+    def scribbles_run_start(self, ctx: Any) -> None:
+        self.seen.append("start")
+        ctx.links["mlflow_run_id"] = "r1"
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_stop_in_the_start_hook_ends_the_run_killed_and_names_it(ctrl_c: None) -> None:
+    """The start hook runs inside the lifecycle's try: what it started is ended (it used to stay RUNNING)."""
+    from scribbles.flows.interrupts import ended_early
+
+    ended_early(clear=True)
+    tracker = StopsAtStart()
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), _run(), [tracker]):
+        pytest.fail("the block ran after a stop in the start hook")
+    assert tracker.seen == ["start", "error KILLED KeyboardInterrupt"]
+    assert ended_early(clear=True) == "r1"
+
+
+class StoppedTwice(Recorder):
+    """A tracker whose error hook is interrupted again (a second Ctrl-C, a SIGTERM) while it ends its run."""
+
+    @hookimpl
+    def scribbles_run_error(self, ctx: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+        self.seen.append(f"error {ctx.status} {type(ctx.error).__name__}")
+
+
+def test_a_second_stop_does_not_cut_the_final_statuses_short(ctrl_c: None) -> None:
+    tracker = StoppedTwice()
+    with pytest.raises(ValueError), run_lifecycle(load_registry(), _run(), [tracker]):
+        raise ValueError("broken")
+    assert tracker.seen == ["start", "error FAILED ValueError"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stops_deferred_holds_a_stop_until_the_block_ends(signum: int, ctrl_c: None) -> None:
+    """core.stops_deferred: the block runs to its end, then the stop takes effect with the handler the
+    process had (SIGTERM here as the command line has it: Terminated); nested blocks wait for the outer one."""
+    from scribbles.core import stops_deferred
+    from scribbles.flows.interrupts import Terminated, raise_terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    done: list[str] = []
+    try:
+        with pytest.raises(KeyboardInterrupt) as stop, stops_deferred():
+            with stops_deferred():
+                signal.raise_signal(signum)
+                signal.raise_signal(signum)
+                done.append("inner")
+            done.append("outer")
+        assert done == ["inner", "outer"]
+        assert isinstance(stop.value, Terminated) == (signum == signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is raise_terminated
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with stops_deferred():  # a stop the process ignores stays ignored
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_store_error_that_a_stop_caused_is_the_stop_not_a_store_failure() -> None:
+    """Ctrl-C inside an MLflow call surfaced as SQLAlchemy's "Query-invoked autoflush" error, reported as
+    a broken store (exit 1); a stop in the error's chain makes it the stop."""
+    import sqlalchemy.exc
+    from scribbles.flows.failures import as_failure
+
+    def store_error(interrupted: bool) -> BaseException:
+        try:
+            try:
+                if interrupted:
+                    raise KeyboardInterrupt
+                raise sqlite3.OperationalError("disk I/O error")
+            except BaseException as cause:
+                raise sqlalchemy.exc.StatementError("Query-invoked autoflush", "INSERT", {}, cause) from cause
+        except sqlalchemy.exc.StatementError as exc:
+            return exc
+
+    assert as_failure(store_error(interrupted=True)) is None
+    assert "MLflow store" in str(as_failure(store_error(interrupted=False)))
