@@ -110,6 +110,13 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
             return
 
 
+def resumable(run: RunContext) -> bool:
+    """Whether `scribbles resume` finishes ``run``: a parent run or an Optuna sweep does; a grid or random
+    sweep does not (its trial runs are resumed one by one, ``resume.check_stopped``), so a stopped one is
+    not named in the stop line (its stopped trial is, when one had started)."""
+    return run.kind != "sweep" or run.tags.get("sweep") == "optuna"
+
+
 @contextlib.contextmanager
 def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold: bool = True) -> Iterator[Ending]:
     """Start ``run``, yield its ``Ending``, and end it FAILED or KILLED if the block raises.
@@ -136,7 +143,7 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
         except BaseException as exc:
             status = "KILLED" if interruption(exc) is not None else "FAILED"
             # A tracker links a run once it can be resumed (its config recorded): only then is it named.
-            if run.links.get("mlflow_run_id"):
+            if run.links.get("mlflow_run_id") and resumable(run):
                 ended_early_as(run.links["mlflow_run_id"])
             with stops_ignored(), registered(registry, everyone) if not hold else contextlib.nullcontext():
                 registry.hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))

@@ -128,6 +128,20 @@ def test_a_stop_in_the_start_hook_ends_the_run_killed_and_names_it(ctrl_c: None)
     assert ended_early(clear=True) == "r1"
 
 
+@pytest.mark.parametrize(("sweep", "named"), [("optuna", "r1"), ("grid", None)])
+def test_a_stopped_sweep_is_named_only_when_resume_can_finish_it(ctrl_c: None, sweep: str, named: str | None) -> None:
+    """`scribbles resume` refuses a grid or random sweep run (its trials resume one by one): the stop line
+    must not name it; an Optuna sweep resumes as a whole."""
+    from scribbles.flows.interrupts import ended_early
+
+    ended_early(clear=True)
+    run = _run()
+    run.kind, run.tags = "sweep", {"sweep": sweep}
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), run, [StopsAtStart()], hold=False):
+        pass
+    assert ended_early(clear=True) == named
+
+
 class StoppedTwice(Recorder):
     """A tracker whose error hook is interrupted again (a second Ctrl-C, a SIGTERM) while it ends its run."""
 
