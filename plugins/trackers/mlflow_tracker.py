@@ -174,7 +174,8 @@ class MlflowTracker(Tracker):
     # -- calls that run on the logging thread
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.worker.submit(fn, *args)
+        with stops_deferred():  # a stop between the queued call and its count would let drain() end too soon
+            self.worker.submit(fn, *args)
 
     def _log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
