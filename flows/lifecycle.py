@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,22 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
             return
 
 
+def release_frames(exc: BaseException) -> None:
+    """Let go of the locals of the frames a stop cut short (``traceback.clear_frames``), ``exc``'s causes too.
+
+    A Ctrl-C inside an MLflow call on a SQLite store (a fold-cache read just after the run is created, say)
+    leaves SQLAlchemy's cursor alive in the traceback's frames, and with it SQLite's lock on the database:
+    every later write waited 20 s (MLflow's busy timeout) and failed with "database is locked", so the
+    statuses that end the runs were never written. Frames still running are left as they are.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+
+
 def resumable(run: RunContext) -> bool:
     """Whether `scribbles resume` finishes ``run``: a parent run or an Optuna sweep does; a grid or random
     sweep does not (its trial runs are resumed one by one, ``resume.check_stopped``), so a stopped one is
@@ -142,6 +159,8 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
                     raise RuntimeError(f"run {run.run_name or run.experiment!r} was not ended")
         except BaseException as exc:
             status = "KILLED" if interruption(exc) is not None else "FAILED"
+            if status == "KILLED":
+                release_frames(exc)
             # A tracker links a run once it can be resumed (its config recorded): only then is it named.
             if run.links.get("mlflow_run_id") and resumable(run):
                 ended_early_as(run.links["mlflow_run_id"])

@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +207,38 @@ def test_a_store_error_that_a_stop_caused_is_the_stop_not_a_store_failure() -> N
 
     assert as_failure(store_error(interrupted=True)) is None
     assert "MLflow store" in str(as_failure(store_error(interrupted=False)))
+
+
+def test_a_stop_inside_a_sqlite_write_leaves_no_lock_for_the_final_status(tmp_path: Path, ctrl_c: None) -> None:
+    """Ctrl-C inside the autoflush of MLflow's create_run on the main thread (real SQLite store; WAL mode, as
+    scribbles makes its stores, locks the same): the cursor left in the traceback's frames held SQLite's write
+    lock, so the tracker's final status waited 20 s (MLflow's busy timeout) and failed ("database is locked"),
+    the run left RUNNING. The lifecycle lets go of those frames (failed 2 of 2 without it)."""
+    import threading
+    import time
+
+    import sqlalchemy
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("locks")
+    run_id = client.create_run(experiment).info.run_id
+
+    class Ends(Recorder):
+        @hookimpl
+        def scribbles_run_error(self, ctx: Any) -> None:
+            began = time.monotonic()
+            client.set_terminated(run_id, ctx.status)
+            self.seen.append(f"ended in {time.monotonic() - began:.0f} s")
+
+    def stop_in_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO tags") and threading.current_thread() is threading.main_thread():
+            sqlalchemy.event.remove(sqlalchemy.engine.Engine, "after_cursor_execute", stop_in_insert)
+            signal.raise_signal(signal.SIGINT)
+
+    tracker = Ends()
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", stop_in_insert)
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), _run(), [tracker]):
+        client.create_run(experiment, tags={"made": "by a plugin that holds no stops"})  # the tags: autoflush
+    assert tracker.seen == ["start", "ended in 0 s"]
+    assert client.get_run(run_id).info.status == "KILLED"

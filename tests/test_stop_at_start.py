@@ -17,7 +17,7 @@ import yaml
 from helpers import fake_dist, run_cli
 from scribbles.testing import synthetic_frame
 
-#: Sends the signal named by STOP_AT_CREATE_RUN (SIGINT, SIGTERM) as the first MLflow run is written.
+#: STOP_AT_CREATE_RUN=SIGINT or SIGTERM: raises that signal as MLflow's create_run has written the first run.
 STOPPER = '''
     import os
     import signal
@@ -27,19 +27,18 @@ STOPPER = '''
     @hookimpl(tryfirst=True)  # before the MLflow tracker's start hook: its create_run is the one wrapped
     def scribbles_run_start(ctx):
         name = os.environ.get("STOP_AT_CREATE_RUN")
-        if not name:
-            return
-        from mlflow.tracking import MlflowClient
+        if name:
+            from mlflow.tracking import MlflowClient
 
-        original = MlflowClient.create_run
+            original = MlflowClient.create_run
 
-        def create_run(self, *args, **kwargs):
-            MlflowClient.create_run = original
-            run = original(self, *args, **kwargs)  # the run is in the store now
-            signal.raise_signal(getattr(signal, name))  # its handler runs here, before the tracker sees the run
-            return run
+            def create_run(self, *args, **kwargs):
+                MlflowClient.create_run = original
+                run = original(self, *args, **kwargs)  # the run is in the store now
+                signal.raise_signal(getattr(signal, name))  # its handler runs here, before the tracker has the id
+                return run
 
-        MlflowClient.create_run = create_run
+            MlflowClient.create_run = create_run
 '''
 
 
@@ -57,10 +56,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def env_for(project: Path, store: str, prefect_api: str, stop: str = "") -> dict[str, str]:
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / store}", "PREFECT_API_URL": prefect_api,
-           "PYTHONPATH": str(project / "site"), "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0"}
-    return {**env, "STOP_AT_CREATE_RUN": stop} if stop else env
+def env_for(project: Path, store: str, prefect_api: str, **stop: str) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{project / store}", "PREFECT_API_URL": prefect_api,
+            "PYTHONPATH": str(project / "site"), "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0", **stop}
 
 
 def runs(db: Path) -> list[tuple[str, str, str]]:
@@ -74,7 +72,7 @@ def runs(db: Path) -> list[tuple[str, str, str]]:
 def test_a_stop_as_the_parent_run_is_created_ends_it_killed_and_resume_finishes_it(
         project: Path, prefect_api: str, stop: str, code: int, line: str) -> None:
     store = f"{stop}.db"
-    stopped = run_cli("run", "run.yaml", cwd=project, env=env_for(project, store, prefect_api, stop))
+    stopped = run_cli("run", "run.yaml", cwd=project, env=env_for(project, store, prefect_api, STOP_AT_CREATE_RUN=stop))
     assert stopped.returncode == code, stopped.stderr
     (run_id, _, status), = runs(project / store)  # the parent only: no fold started
     assert status == "KILLED", status
@@ -88,3 +86,4 @@ def test_a_stop_as_the_parent_run_is_created_ends_it_killed_and_resume_finishes_
     after = runs(project / store)
     assert {status for _, _, status in after} == {"FINISHED"} and len(after) == 3, after  # parent and 2 folds
     assert run_id in {rid for rid, _, _ in after}  # finished in place, not a new parent run
+
