@@ -114,10 +114,10 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
 def release_frames(exc: BaseException) -> None:
     """Let go of the locals of the frames a stop cut short (``traceback.clear_frames``), ``exc``'s causes too.
 
-    A Ctrl-C inside an MLflow call on a SQLite store (a fold-cache read just after the run is created, say)
-    leaves SQLAlchemy's cursor alive in the traceback's frames, and with it SQLite's lock on the database:
-    every later write waited 20 s (MLflow's busy timeout) and failed with "database is locked", so the
-    statuses that end the runs were never written. Frames still running are left as they are.
+    A Ctrl-C inside an MLflow write on a SQLite store, WAL mode or not (``create_run``'s autoflush, by a
+    plugin that holds no stops, say) leaves SQLAlchemy's cursor alive in the traceback's frames, and with it
+    SQLite's write lock: every later write waited 20 s (MLflow's busy timeout) and failed with "database is
+    locked", so the statuses that end the runs were never written. Frames still running are left as they are.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
