@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .plan import Plan, resolve
     from .registry import Registry, create, default_registry, load_registry, registry_for
     from .run_store import RunStore, StoredRun
+    from .stops import stops_deferred
 
 _EXPORTS: dict[str, str] = {
     "ExperimentConfig": "config",
@@ -88,6 +89,7 @@ _EXPORTS: dict[str, str] = {
     "registry_for": "registry",
     "RunStore": "run_store",
     "StoredRun": "run_store",
+    "stops_deferred": "stops",
 }
 
 
@@ -154,4 +156,5 @@ __all__ = [
     "load_registry",
     "registry_for",
     "resolve",
+    "stops_deferred",
 ]

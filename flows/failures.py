@@ -36,6 +36,8 @@ def as_failure(exc: BaseException) -> ScribblesError | None:
     """The one-line ScribblesError for ``exc`` when it is a failure of the machine or a store; else None."""
     if isinstance(exc, ScribblesError):
         return None
+    if any(isinstance(cause, KeyboardInterrupt) for cause in _chain(exc)):
+        return None  # a store error that a stop caused (Ctrl-C inside an MLflow call) is the stop, not a failure
     for cause in _chain(exc):
         module = type(cause).__module__
         if isinstance(cause, sqlite3.Error) or module.startswith(("mlflow", "sqlalchemy")):

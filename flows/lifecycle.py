@@ -3,14 +3,17 @@
 ``run_lifecycle`` starts the run through the ``scribbles_run_start`` hook, turns SIGTERM into
 ``Terminated`` while the block runs, and ends the run exactly once: ``scribbles_run_end`` when the block
 calls ``Ending.end``, else ``scribbles_run_error`` with KILLED (Ctrl-C, SIGTERM) or FAILED (any other
-error), with SIGTERM ignored while the trackers write the final status. So no run kind can leave a run
-RUNNING, and each gets the caller's observers (a progress display) and the same signal handling.
+error), with Ctrl-C and SIGTERM ignored while the trackers write the final status. A stop or an error
+during the start hook ends the run too (``scribbles_run_error`` then reaches the trackers that had started
+nothing; they do nothing). So no run kind can leave a run RUNNING, and each gets the caller's observers (a
+progress display) and the same signal handling.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,27 +43,30 @@ def observers() -> list[Any]:
 
 
 @contextlib.contextmanager
-def _on_sigterm(handler: Any) -> Iterator[None]:
-    """``handler`` for SIGTERM in the block (main thread only; elsewhere signals are left alone)."""
+def _on_signals(handler: Any, signums: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """``handler`` for ``signums`` in the block (main thread only; elsewhere signals are left alone)."""
+    previous: dict[signal.Signals, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for signum in signums:
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """Turn SIGTERM into ``Terminated`` (in the main thread) so that open runs end KILLED."""
-    return _on_sigterm(raise_terminated)
+    return _on_signals(raise_terminated, (signal.SIGTERM,))
 
 
-def sigterm_ignored() -> contextlib.AbstractContextManager[None]:
-    """Ignore SIGTERM (in the main thread) while open runs are being ended."""
-    return _on_sigterm(signal.SIG_IGN)
+def stops_ignored() -> contextlib.AbstractContextManager[None]:
+    """Ignore Ctrl-C and SIGTERM (in the main thread) while open runs are being ended: a second stop must
+    not cut the final statuses short (the trackers bound that time: ``ERROR_DRAIN_S`` for MLflow's)."""
+    return _on_signals(signal.SIG_IGN, (signal.SIGINT, signal.SIGTERM))
 
 
 @contextlib.contextmanager
@@ -105,6 +111,29 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
             return
 
 
+def release_frames(exc: BaseException) -> None:
+    """Let go of the locals of the frames a stop cut short (``traceback.clear_frames``), ``exc``'s causes too.
+
+    A Ctrl-C inside an MLflow write on a SQLite store, WAL mode or not (``create_run``'s autoflush, by a
+    plugin that holds no stops, say) leaves SQLAlchemy's cursor alive in the traceback's frames, and with it
+    SQLite's write lock: every later write waited 20 s (MLflow's busy timeout) and failed with "database is
+    locked", so the statuses that end the runs were never written. Frames still running are left as they are.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+
+
+def resumable(run: RunContext) -> bool:
+    """Whether `scribbles resume` finishes ``run``: a parent run or an Optuna sweep does; a grid or random
+    sweep does not (its trial runs are resumed one by one, ``resume.check_stopped``), so a stopped one is
+    not named in the stop line (its stopped trial is, when one had started)."""
+    return run.kind != "sweep" or run.tags.get("sweep") == "optuna"
+
+
 @contextlib.contextmanager
 def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold: bool = True) -> Iterator[Ending]:
     """Start ``run``, yield its ``Ending``, and end it FAILED or KILLED if the block raises.
@@ -117,19 +146,24 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
     everyone = [*plugins, *_OBSERVERS]
     ending = Ending(registry, run, everyone, wrap=not hold)
     with registered(registry, everyone) if hold else contextlib.nullcontext():
-        with registered(registry, everyone) if not hold else contextlib.nullcontext():
-            registry.hook.scribbles_run_start(ctx=run)
-        _note_store(run, plugins)
         try:
             with sigterm_as_interrupt():
+                # Inside the try: a stop or an error in a start hook (after a tracker created its run, say)
+                # still ends what was started. The trackers hold stops over their own atomic writes
+                # (``scribbles.core.stops_deferred``), so a stop lands before or after them, never inside.
+                with registered(registry, everyone) if not hold else contextlib.nullcontext():
+                    registry.hook.scribbles_run_start(ctx=run)
+                _note_store(run, plugins)
                 yield ending
                 if not ending.ended:
                     raise RuntimeError(f"run {run.run_name or run.experiment!r} was not ended")
         except BaseException as exc:
             status = "KILLED" if interruption(exc) is not None else "FAILED"
-            if run.links.get("mlflow_run_id"):
+            if status == "KILLED":
+                release_frames(exc)
+            # A tracker links a run once it can be resumed (its config recorded): only then is it named.
+            if run.links.get("mlflow_run_id") and resumable(run):
                 ended_early_as(run.links["mlflow_run_id"])
-            # A second SIGTERM must not cut the final statuses short.
-            with sigterm_ignored(), registered(registry, everyone) if not hold else contextlib.nullcontext():
+            with stops_ignored(), registered(registry, everyone) if not hold else contextlib.nullcontext():
                 registry.hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
             raise

@@ -46,6 +46,7 @@ from .failures import as_failure
 from .fold_cache import CODE_KEY, FoldCache, Inputs, Reuse, code_version, explain, keyed_params
 from .fold_outputs import read_outputs
 from .fold_task import FoldJob, FoldResult, plan_for, run_job
+from .interrupts import interruption
 from .lifecycle import run_lifecycle
 from .lineage import git_commit, plugin_versions
 from .prefect_env import configure_prefect
@@ -322,8 +323,9 @@ def run_one(config: dict[str, Any], allow_dirty: bool = False, tags: dict[str, s
         try:
             return _run_folds(plan, registry, run, dataset, folds, job, force, reporter)
         except Exception as exc:
-            if parent is None or isinstance(exc, ServerLost) or as_failure(exc) is not None:
-                raise  # not a sweep, or the machine failed: the next trial would fail the same way
+            if parent is None or isinstance(exc, ServerLost) or as_failure(exc) is not None \
+                    or interruption(exc) is not None:
+                raise  # not a sweep, the machine failed (the next trial would fail the same way), or a stop
             # A sweep goes on without this trial; its runs are already FAILED (see _run_folds).
             raise TrialFailed(exc, dict(run.links)) from exc
 

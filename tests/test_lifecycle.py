@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +97,148 @@ def test_a_sweep_holds_its_trackers_only_around_its_own_hooks() -> None:
         registry.hook.scribbles_run_start(ctx=_run())  # a trial's start: not the sweep tracker's business
         ending.end({})
     assert tracker.seen == ["start", "end [] 0"]
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in the test (a runner started in the background may ignore SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+class StopsAtStart(Recorder):
+    """A tracker whose start hook creates its run, then is stopped (Ctrl-C) before it returns."""
+
+    @hookimpl
+    def scribbles_run_start(self, ctx: Any) -> None:
+        self.seen.append("start")
+        ctx.links["mlflow_run_id"] = "r1"
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_stop_in_the_start_hook_ends_the_run_killed_and_names_it(ctrl_c: None) -> None:
+    """The start hook runs inside the lifecycle's try: what it started is ended (it used to stay RUNNING)."""
+    from scribbles.flows.interrupts import ended_early
+
+    ended_early(clear=True)
+    tracker = StopsAtStart()
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), _run(), [tracker]):
+        pytest.fail("the block ran after a stop in the start hook")
+    assert tracker.seen == ["start", "error KILLED KeyboardInterrupt"]
+    assert ended_early(clear=True) == "r1"
+
+
+@pytest.mark.parametrize(("sweep", "named"), [("optuna", "r1"), ("grid", None)])
+def test_a_stopped_sweep_is_named_only_when_resume_can_finish_it(ctrl_c: None, sweep: str, named: str | None) -> None:
+    """`scribbles resume` refuses a grid or random sweep run (its trials resume one by one): the stop line
+    must not name it; an Optuna sweep resumes as a whole."""
+    from scribbles.flows.interrupts import ended_early
+
+    ended_early(clear=True)
+    run = _run()
+    run.kind, run.tags = "sweep", {"sweep": sweep}
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), run, [StopsAtStart()], hold=False):
+        pass
+    assert ended_early(clear=True) == named
+
+
+class StoppedTwice(Recorder):
+    """A tracker whose error hook is interrupted again (a second Ctrl-C, a SIGTERM) while it ends its run."""
+
+    @hookimpl
+    def scribbles_run_error(self, ctx: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+        self.seen.append(f"error {ctx.status} {type(ctx.error).__name__}")
+
+
+def test_a_second_stop_does_not_cut_the_final_statuses_short(ctrl_c: None) -> None:
+    tracker = StoppedTwice()
+    with pytest.raises(ValueError), run_lifecycle(load_registry(), _run(), [tracker]):
+        raise ValueError("broken")
+    assert tracker.seen == ["start", "error FAILED ValueError"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stops_deferred_holds_a_stop_until_the_block_ends(signum: int, ctrl_c: None) -> None:
+    """core.stops_deferred: the block runs to its end, then the stop takes effect with the handler the
+    process had (SIGTERM here as the command line has it: Terminated); nested blocks wait for the outer one."""
+    from scribbles.core import stops_deferred
+    from scribbles.flows.interrupts import Terminated, raise_terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    done: list[str] = []
+    try:
+        with pytest.raises(KeyboardInterrupt) as stop, stops_deferred():
+            with stops_deferred():
+                signal.raise_signal(signum)
+                signal.raise_signal(signum)
+                done.append("inner")
+            done.append("outer")
+        assert done == ["inner", "outer"]
+        assert isinstance(stop.value, Terminated) == (signum == signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is raise_terminated
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with stops_deferred():  # a stop the process ignores stays ignored
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_store_error_that_a_stop_caused_is_the_stop_not_a_store_failure() -> None:
+    """Ctrl-C inside an MLflow call surfaced as SQLAlchemy's "Query-invoked autoflush" error, reported as
+    a broken store (exit 1); a stop in the error's chain makes it the stop."""
+    import sqlalchemy.exc
+    from scribbles.flows.failures import as_failure
+
+    def store_error(interrupted: bool) -> BaseException:
+        try:
+            try:
+                if interrupted:
+                    raise KeyboardInterrupt
+                raise sqlite3.OperationalError("disk I/O error")
+            except BaseException as cause:
+                raise sqlalchemy.exc.StatementError("Query-invoked autoflush", "INSERT", {}, cause) from cause
+        except sqlalchemy.exc.StatementError as exc:
+            return exc
+
+    assert as_failure(store_error(interrupted=True)) is None
+    assert "MLflow store" in str(as_failure(store_error(interrupted=False)))
+
+
+def test_a_stop_inside_a_sqlite_write_leaves_no_lock_for_the_final_status(tmp_path: Path, ctrl_c: None) -> None:
+    """Ctrl-C inside the autoflush of MLflow's create_run on the main thread (real SQLite store; WAL mode, as
+    scribbles makes its stores, locks the same): the cursor left in the traceback's frames held SQLite's write
+    lock, so the tracker's final status waited 20 s (MLflow's busy timeout) and failed ("database is locked"),
+    the run left RUNNING. The lifecycle lets go of those frames (failed 2 of 2 without it)."""
+    import threading
+    import time
+
+    import sqlalchemy
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("locks")
+    run_id = client.create_run(experiment).info.run_id
+
+    class Ends(Recorder):
+        @hookimpl
+        def scribbles_run_error(self, ctx: Any) -> None:
+            began = time.monotonic()
+            client.set_terminated(run_id, ctx.status)
+            self.seen.append(f"ended in {time.monotonic() - began:.0f} s")
+
+    def stop_in_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO tags") and threading.current_thread() is threading.main_thread():
+            sqlalchemy.event.remove(sqlalchemy.engine.Engine, "after_cursor_execute", stop_in_insert)
+            signal.raise_signal(signal.SIGINT)
+
+    tracker = Ends()
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "after_cursor_execute", stop_in_insert)
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), _run(), [tracker]):
+        client.create_run(experiment, tags={"made": "by a plugin that holds no stops"})  # the tags: autoflush
+    assert tracker.seen == ["start", "ended in 0 s"]
+    assert client.get_run(run_id).info.status == "KILLED"

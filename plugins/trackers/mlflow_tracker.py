@@ -35,6 +35,7 @@ from scribbles.core import (
     RunErrorContext,
     Tracker,
     hookimpl,
+    stops_deferred,
 )
 from scribbles.core.redact import mask_text
 
@@ -173,7 +174,8 @@ class MlflowTracker(Tracker):
     # -- calls that run on the logging thread
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.worker.submit(fn, *args)
+        with stops_deferred():  # a stop between the queued call and its count would let drain() end too soon
+            self.worker.submit(fn, *args)
 
     def _log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -222,7 +224,6 @@ class MlflowTracker(Tracker):
             source=json.dumps(source),
         )
         self._log_inputs([DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
-        self.client.log_dict(self.parent_id, ctx.config, CONFIG_FILE)
         self._log_new_artifacts(self.parent_id, ctx.artifacts)
 
     def _log_new_artifacts(self, run_id: str, artifacts: dict[str, Path]) -> None:
@@ -412,27 +413,36 @@ class MlflowTracker(Tracker):
         ``scribbles resume``, a stopped sweep run reopened)."""
         self._connect(ctx)
         if ctx.continues.get("mlflow_run_id"):
-            self.sweep_id = ctx.continues["mlflow_run_id"]
-            self.client.update_run(self.sweep_id, status="RUNNING")
-            for key in ("pid", "host"):
-                self.client.set_tag(self.sweep_id, tag(key), ctx.tags.get(key, ""))
-            self.client.set_tag(self.sweep_id, tag("resumed"), "true")
-            ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
-                             mlflow_tracking_uri=mask_text(self.client.tracking_uri))
+            with stops_deferred():  # reopened and linked, or left as it was: a stop waits for these writes
+                self.sweep_id = ctx.continues["mlflow_run_id"]
+                self.client.update_run(self.sweep_id, status="RUNNING")
+                for key in ("pid", "host"):
+                    self.client.set_tag(self.sweep_id, tag(key), ctx.tags.get(key, ""))
+                self.client.set_tag(self.sweep_id, tag("resumed"), "true")
+                ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
+                                 mlflow_tracking_uri=mask_text(self.client.tracking_uri))
             return
         tags = {**tags_of(ctx.tags), SOURCE_TAG: "scribbles",
                 NOTE_TAG: f"**{ctx.experiment}**: a {ctx.tags.get('sweep', '')} sweep of "
                           f"{ctx.tags.get('trials', '?')} trials; each trial is a nested "
                                        "run with its folds nested under it."}
-        run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
-        self.sweep_id = run.info.run_id
-        ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
-                         mlflow_tracking_uri=mask_text(self.client.tracking_uri))
-        self._log_params(self.sweep_id, ctx.params)
-        for path in ctx.artifacts.values():
-            self.client.log_artifact(self.sweep_id, str(path))
+        # A stop waits for these writes: the sweep run exists only with its id kept (so that run_error ends
+        # it), its record written (what `scribbles resume` reads) and its links set.
+        with stops_deferred():
+            run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
+            self.sweep_id = run.info.run_id
+            self._log_params(self.sweep_id, ctx.params)
+            for path in ctx.artifacts.values():
+                self.client.log_artifact(self.sweep_id, str(path))
+            ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
+                             mlflow_tracking_uri=mask_text(self.client.tracking_uri))
 
     def _end_sweep(self, ctx: RunEndContext) -> None:
+        with stops_deferred():  # on the caller's thread: a stop must not cut a store write in half
+            self._write_sweep_end(ctx)
+        self.sweep_id = None
+
+    def _write_sweep_end(self, ctx: RunEndContext) -> None:
         # not_worse: not significantly worse than the best trial on the same folds (None: folds differ).
         table = [{"rank": rank, "trial": t["trial"], "assignment": t["assignment"], "summary": t["summary"],
                   "not_worse": t.get("not_worse"), "p_vs_best": t.get("p_vs_best"),
@@ -444,7 +454,6 @@ class MlflowTracker(Tracker):
             best = ctx.trials[0].get("links", {}).get("mlflow_run_id", "")
             self.client.set_tag(self.sweep_id, tag("best_trial"), best)
         self.client.set_terminated(self.sweep_id, "FINISHED")
-        self.sweep_id = None
 
     def _continue(self, ctx: RunContext) -> None:
         """Reopen a stopped parent run (``scribbles resume``): RUNNING again, stale fold runs ended."""
@@ -475,8 +484,9 @@ class MlflowTracker(Tracker):
             self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
             self._connect(ctx)
             if ctx.continues.get("mlflow_run_id"):
-                self._continue(ctx)
-                self._link(ctx)
+                with stops_deferred():  # reopened and linked, or left as it was
+                    self._continue(ctx)
+                    self._link(ctx)
                 return
             commit = ctx.tags.get("git_commit", "")
             tags = {
@@ -487,9 +497,16 @@ class MlflowTracker(Tracker):
             }
             if ctx.parent is not None and ctx.parent.links.get("mlflow_run_id"):
                 tags[PARENT_TAG] = ctx.parent.links["mlflow_run_id"]  # a sweep trial
-            run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
-            self.parent_id = run.info.run_id
-            self._link(ctx)
+            # A stop waits for these three writes (DESIGN: a stop ends every run it opened KILLED, and the
+            # line it prints names a run that `scribbles resume` can finish): the run exists in the store only
+            # with its id kept here (run_error ends it), its config recorded (what resume reads) and its
+            # links set (the lifecycle names a linked run in the resume line). A stop that lands inside
+            # create_run would leave a run nothing ends, or MLflow's SQL session cut mid-flush.
+            with stops_deferred():
+                run = self.client.create_run(self.experiment_id, run_name=ctx.run_name or None, tags=tags)
+                self.parent_id = run.info.run_id
+                self.client.log_dict(self.parent_id, ctx.config, CONFIG_FILE)
+                self._link(ctx)
             self._submit(self._log_run_records, ctx)
 
     def _link(self, ctx: RunContext) -> None:
