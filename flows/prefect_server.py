@@ -101,13 +101,13 @@ class Starting:
     """
 
     def __init__(self) -> None:
-        from prefect.settings import get_current_settings
-
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))  # the port is ours from here on: nothing else can bind it
         listener.listen(128)
         self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
-        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True), **EPHEMERAL_ENV}
+        # Prefect is not imported here (a second of imports before the server could start): the server
+        # reads the same environment, profile and settings files itself, in the same folder.
+        env = {**os.environ, **EPHEMERAL_ENV}
         env.pop("PREFECT_API_URL", None)
         handle, name = tempfile.mkstemp(prefix="scribbles-prefect-server-", suffix=".log")
         self.output = Path(name)
@@ -153,13 +153,17 @@ def _warm(process: subprocess.Popen[bytes], url: str) -> None:
 def start_server() -> Starting | None:
     """A temporary Prefect server starting now, or None when ``PREFECT_API_URL`` names one to use.
 
-    ``scribbles run`` starts it as soon as its config parses, so that the server's start (about 5 s of
+    ``scribbles run`` starts it as soon as its config parses, so that the server's start (about 4 s of
     its own imports) runs beside the command's checks and imports; stop it (``Starting.stop``) on every
-    way out, or hand it to ``temporary_api``, which does.
+    way out, or hand it to ``temporary_api``, which does. Prefect is not imported for this (a second):
+    until it is, the environment's ``PREFECT_API_URL`` (where ``scribbles.toml`` puts it too) decides,
+    and ``temporary_api`` stops the server unused when a Prefect profile names one.
     """
-    from prefect.settings import PREFECT_API_URL
+    if "prefect.settings" in sys.modules:  # imported already (a test, say): its settings decide, at no cost
+        from prefect.settings import PREFECT_API_URL
 
-    return None if PREFECT_API_URL.value() else Starting()
+        return None if PREFECT_API_URL.value() else Starting()
+    return None if os.environ.get("PREFECT_API_URL", "").strip() else Starting()
 
 
 @contextlib.contextmanager
@@ -196,7 +200,10 @@ def temporary_api(log: Path | None = None, prepare: Callable[[], None] | None = 
     )
 
     log = log or Path(".scribbles") / "prefect-server.log"
-    configured = PREFECT_API_URL.value() if started is None else None
+    configured = PREFECT_API_URL.value()
+    if configured and started is not None:
+        started.stop()  # started ahead, before a profile's PREFECT_API_URL could be read: not needed
+        started = None
     if configured:
         # Prefect's client would retry an absent server for about a minute per request.
         # A shared server busy with a team's runs may take seconds to answer: three tries of 5 s each.

@@ -402,10 +402,24 @@ def test_the_prefect_server_of_serve_ends_with_its_parent() -> None:
         parent.kill()
 
 
-def test_an_absent_configured_prefect_server_is_one_error_before_any_run(project: Path, tmp_path: Path) -> None:
-    """PREFECT_API_URL naming a server that is not there: exit 2 in seconds, one error: line, no store."""
-    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'none.db'}"}
+@pytest.mark.parametrize("where", ["environment", "profile"])
+def test_an_absent_configured_prefect_server_is_one_error_before_any_run(project: Path, tmp_path: Path,
+                                                                          where: str) -> None:
+    """PREFECT_API_URL naming a server that is not there: exit 2 in seconds, one error: line, no store.
+
+    In a Prefect profile, the URL is read only once Prefect is imported, after the temporary server was
+    started ahead (its start overlaps the checks): that server is stopped unused, and says nothing."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'none.db'}"}
+    if where == "environment":
+        env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    else:
+        env.pop("PREFECT_API_URL", None)
+        home = tmp_path / "prefect-home"
+        home.mkdir()
+        (home / "profiles.toml").write_text('active = "team"\n\n[profiles.team]\n'
+                                            'PREFECT_API_URL = "http://127.0.0.1:9/api"\n')
+        env["PREFECT_HOME"] = str(home)
+        env.pop("PREFECT_PROFILES_PATH", None)
     result = subprocess.run([SCRIBBLES, "run", "short.yaml"], cwd=project, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
