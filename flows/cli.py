@@ -6,16 +6,14 @@ Each verb lives in its own module under ``flows/commands`` (listed in ``COMMANDS
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib
 import os
-import signal
 import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from scribbles.core import BadInput, ScribblesError
 from scribbles.core.errors import ScribblesWarning
@@ -31,7 +29,7 @@ from .interrupts import (
     ended_early,
     exit_code,
     interruption,
-    raise_terminated,
+    stops_noted,
 )
 from .prefect_env import configure_prefect
 from .settings import apply_settings
@@ -97,16 +95,13 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
     func: Callable[[argparse.Namespace], int] = args.func
-    # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143.
-    previous: Any = None
-    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143; both
+    # are noted, so that a stop a library turned into an error of its own is still told as a stop.
     try:
-        return _run(func, args)
-    finally:  # a caller running commands in its own process (the tests) gets its handlers back
+        with stops_noted():
+            return _run(func, args)
+    finally:
         warnings.formatwarning = _python_format
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 from scribbles.core import ScribblesError
 
+from .interrupts import interruption
+
 #: OS errors that mean the machine, not scribbles: full, over quota, too large, read-only, failing disk.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
@@ -36,7 +38,7 @@ def as_failure(exc: BaseException) -> ScribblesError | None:
     """The one-line ScribblesError for ``exc`` when it is a failure of the machine or a store; else None."""
     if isinstance(exc, ScribblesError):
         return None
-    if any(isinstance(cause, KeyboardInterrupt) for cause in _chain(exc)):
+    if interruption(exc) is not None:
         return None  # a store error that a stop caused (Ctrl-C inside an MLflow call) is the stop, not a failure
     for cause in _chain(exc):
         module = type(cause).__module__

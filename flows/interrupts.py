@@ -5,7 +5,9 @@ Kept free of Prefect and MLflow imports: the command line installs the handler b
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 #: Exit codes of a command stopped by Ctrl-C and by SIGTERM, as a shell reports them (128 + signal).
@@ -37,15 +39,60 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C (open runs end KILLED)."""
 
 
+#: The stop (Ctrl-C or SIGTERM) the command received, noted by the handlers below (``stop_received``).
+_received: KeyboardInterrupt | None = None
+
+
 def raise_terminated(signum: int, frame: Any) -> None:
-    """A SIGTERM handler: raise ``Terminated`` in the main thread."""
-    raise Terminated("stopped by SIGTERM")
+    """A SIGTERM handler: note the stop and raise ``Terminated`` in the main thread."""
+    global _received
+    _received = Terminated("stopped by SIGTERM")
+    raise _received
+
+
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """A SIGINT handler: Python's own (``KeyboardInterrupt`` in the main thread), noting the stop."""
+    global _received
+    _received = KeyboardInterrupt()
+    raise _received
+
+
+def stop_received(clear: bool = False) -> KeyboardInterrupt | None:
+    """The stop the command received through the handlers above, if any (``clear``: forget it, for the next command)."""
+    global _received
+    found = _received
+    if clear:
+        _received = None
+    return found
+
+
+@contextlib.contextmanager
+def stops_noted() -> Iterator[None]:
+    """The command's stop handlers for the block: SIGTERM raises ``Terminated`` (exit 143), Ctrl-C raises
+    ``KeyboardInterrupt`` as Python's own handler does (a caller's own SIGINT handler is kept), and both
+    are noted (``stop_received``); the handlers before, and no noted stop, after. Main thread only."""
+    previous: dict[int, Any] = {}
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_terminated)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
+    stop_received(clear=True)
+    try:
+        yield
+    finally:  # a caller running commands in its own process (the tests) gets its handlers back
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        stop_received(clear=True)  # this command's stop is not the caller's next error
 
 
 def interruption(exc: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM behind ``exc``: itself, or one in its chain of causes. A stop that lands while a
-    C extension initialises surfaces as that import's error (scipy: "ImportError: initialization failed",
-    caused by the KeyboardInterrupt), and Prefect re-raises a task's error in the flow: it is still a stop."""
+    """The Ctrl-C or SIGTERM behind ``exc``: itself, or one in its chain of causes, or, when the chain holds
+    none, the stop the command received (``stop_received``).
+
+    A stop that lands while a C extension initialises surfaces as that import's error (scipy: "ImportError:
+    initialization failed", caused by the KeyboardInterrupt), and Prefect re-raises a task's error in the
+    flow. Some libraries do not chain it at all: pydantic's serializer reports a KeyboardInterrupt raised
+    inside it as ``PydanticSerializationError`` with the stop only in its text. It is still a stop."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -53,7 +100,7 @@ def interruption(exc: BaseException) -> KeyboardInterrupt | None:
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return None
+    return _received
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from scribbles.core import BadInput, ScribblesError
+from scribbles.core import BadInput, ScribblesError, stops_deferred
 
 DEFAULT_PORT = 4200
 
@@ -101,6 +101,18 @@ class Starting:
     """
 
     def __init__(self) -> None:
+        # Stops are held while the process and its thread start, then raised here, where the server is
+        # stopped: a Ctrl-C cannot leave a server that no one holds (it outlived the command by a second,
+        # and its output file stayed).
+        try:
+            with stops_deferred():
+                self._start()
+        except BaseException:
+            if getattr(self, "process", None) is not None:
+                self.stop()
+            raise
+
+    def _start(self) -> None:
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))  # the port is ours from here on: nothing else can bind it
         listener.listen(128)
@@ -333,6 +345,10 @@ def _serve_on(fd: int, parent: int) -> None:
     import uvicorn
 
     config = uvicorn.Config("prefect.server.api.server:create_app", factory=True, log_level="error", lifespan="on")
+    # The app's imports (seconds) before uvicorn's signal handlers: a SIGTERM then ends the process at once.
+    # Under uvicorn's, it only asked for a shutdown after the start, and a run stopped by bad input or
+    # Ctrl-C during its checks waited for the whole start (about 10 s on a busy machine).
+    config.load()
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
 
 

@@ -445,3 +445,46 @@ def test_read_only_verbs_on_a_store_say_one_line_and_change_nothing(tmp_path: Pa
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "INFO" not in result.stdout + result.stderr
     assert store.read_bytes() == before
+
+
+def test_a_stop_while_the_temporary_server_starts_leaves_no_server(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between the server process's creation and the command holding it (it landed in the start
+    of the thread that warms the server): the KeyboardInterrupt is raised once the start is done, and the
+    server is stopped there, its output file removed; none outlives the command."""
+    import tempfile
+
+    from scribbles.flows import prefect_server
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made: list[subprocess.Popen[bytes]] = []
+
+    class StoppedAtOnce(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            made.append(self)
+            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, right after the process exists
+
+    monkeypatch.setattr(prefect_server.subprocess, "Popen", StoppedAtOnce)
+    with pytest.raises(KeyboardInterrupt):
+        prefect_server.Starting()
+    assert len(made) == 1 and made[0].poll() is not None
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_server_stopped_during_its_start_ends_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad input or Ctrl-C during the checks stops a server that is still importing: SIGTERM ends it then
+    (uvicorn's handlers, which only ask for a shutdown after the start, come after the app's imports), so
+    the command does not wait for the server's whole start or SIGKILL it."""
+    import tempfile
+
+    from scribbles.flows.prefect_server import Starting
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    server = Starting()
+    time.sleep(0.5)
+    assert server.process.poll() is None  # still starting
+    started = time.monotonic()
+    server.stop()
+    assert server.process.returncode == -signal.SIGTERM
+    assert time.monotonic() - started < 3.0, "the stop waited for the server's start"

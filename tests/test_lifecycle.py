@@ -242,3 +242,31 @@ def test_a_stop_inside_a_sqlite_write_leaves_no_lock_for_the_final_status(tmp_pa
         client.create_run(experiment, tags={"made": "by a plugin that holds no stops"})  # the tags: autoflush
     assert tracker.seen == ["start", "ended in 0 s"]
     assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_a_stop_a_library_turned_into_its_own_error_is_still_a_stop(capfd: pytest.CaptureFixture[str]) -> None:
+    """A library may catch the KeyboardInterrupt of a Ctrl-C and raise an error of its own with the stop only
+    in its text, nothing chained (a trial saw Prefect's settings serializer fail with "Error calling
+    function '_ser_model': KeyboardInterrupt"): the command still says `stopped` and exits 130, as for a
+    Ctrl-C anywhere else. The same error without a stop is still an unexpected failure (exit 1)."""
+    import argparse
+    import os
+    import signal
+
+    from scribbles.flows import cli
+    from scribbles.flows.interrupts import stops_noted
+
+    def library_call(stop: bool) -> None:
+        message = "not serializable"
+        try:
+            if stop:
+                os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C lands inside the library
+        except KeyboardInterrupt as exc:
+            message = f"Error calling function '_ser_model': {exc!r}"
+        raise RuntimeError(message)  # outside the handler: nothing chained
+
+    for stop, code, line in ((True, 130, "stopped"), (False, 1, "failed: an unexpected error")):
+        with stops_noted():
+            found = cli._run(lambda args, stop=stop: library_call(stop), argparse.Namespace())  # type: ignore[misc]
+        err = capfd.readouterr().err
+        assert found == code and err.strip().splitlines()[-1].startswith(line), err
