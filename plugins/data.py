@@ -195,13 +195,13 @@ def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.
     return wide, params.model_copy(update=update)
 
 
-def _fastest_cycle(names: list[str]) -> int | None:
-    """How many distinct values the name part that changes first (between columns 0 and 1) takes, or None."""
+def _fastest_part(names: list[str]) -> set[str] | None:
+    """The distinct values of the name part that changes first (between columns 0 and 1), or None."""
     tokens = [re.findall(r"\d+|[A-Za-z]+", name) for name in names]
     if len(tokens) < 2 or len({len(t) for t in tokens}) != 1:
         return None
     changed = [i for i, (a, b) in enumerate(zip(tokens[0], tokens[1], strict=True)) if a != b]
-    return len({t[changed[0]] for t in tokens}) if len(changed) == 1 else None
+    return {t[changed[0]] for t in tokens} if len(changed) == 1 else None
 
 
 def _time_major(features: list[str], shape: tuple[int, ...], layout: str) -> list[str]:
@@ -211,12 +211,18 @@ def _time_major(features: list[str], shape: tuple[int, ...], layout: str) -> lis
     steps, channels = shape
     if layout == "channel_major":
         return [features[c * steps + t] for t in range(steps) for c in range(channels)]
-    if steps != channels and channels > 1 and _fastest_cycle(features) == steps:
-        raise BadInput(f"data.layout: the sequence columns ({features[0]}, {features[1]}, ...) look channel-major "
-                       f"(every step of one channel, then the next); scribbles reads [steps, channels] = "
-                       f"{list(shape)} time-major (every channel of step 0, then step 1). Set "
-                       "`data.layout: channel_major` to have them reordered")
-    return features
+    cycle = _fastest_part(features)
+    if steps == channels or channels == 1 or cycle is None or len(cycle) != steps:
+        return features
+    if all(part.isalpha() for part in cycle):  # names go through channels (x, y, z) step by step: time-major
+        named = ", ".join(sorted(cycle)[:3]) + (", ..." if len(cycle) > 3 else "")
+        raise BadInput(f"data.shape: {list(shape)} reads the columns as {steps} steps of {channels} channels, but "
+                       f"their names ({features[0]}, {features[1]}, ...) go through {steps} channels ({named}) "
+                       f"at each step: give data.shape: [{channels}, {steps}] ([steps, channels])")
+    raise BadInput(f"data.layout: the sequence columns ({features[0]}, {features[1]}, ...) look channel-major "
+                   f"(every step of one channel, then the next); scribbles reads [steps, channels] = "
+                   f"{list(shape)} time-major (every channel of step 0, then step 1). Set "
+                   "`data.layout: channel_major` to have them reordered")
 
 
 def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None:
