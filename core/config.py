@@ -149,11 +149,25 @@ def _technique_item(path: str, expand: bool) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _one_or_list(items: str) -> BeforeValidator:
+    """A list of techniques (``items``: their ``NAMED_PATHS`` entry, ``evaluate.metrics.*``), where one name
+    or section stands for a list of one (``metrics: accuracy``); anything else is one message naming the fix."""
+    def check(value: Any) -> Any:
+        if value is None or isinstance(value, list):
+            return value
+        if isinstance(value, str | dict):
+            return [value]
+        family, example = NAMED_PATHS[items]
+        path = items.removesuffix(".*").rsplit(".", 1)[-1]
+        raise ValueError(f"give a list of {family} names or sections ({path}: [{example}, ...]), or one")
+    return BeforeValidator(check)
+
+
 class TTAConfig(_Strict):
     """Test-time augmentation: transforms (each expands into views), how views merge, how they run."""
 
-    transforms: list[Annotated[dict[str, Any], _technique_item("evaluate.tta.transforms.*", expand=True)]] = \
-        Field(default_factory=list)
+    transforms: Annotated[list[Annotated[dict[str, Any], _technique_item("evaluate.tta.transforms.*", expand=True)]],
+                          _one_or_list("evaluate.tta.transforms.*")] = Field(default_factory=list)
     merge: Literal["mean", "median", "gmean", "max", "beta"] = "mean"
     beta: float = Field(0.25, ge=0, le=1, description="merge beta: weight of the plain view (fastai's)")
     mode: Literal["auto", "batched", "loop"] = Field(
@@ -167,7 +181,9 @@ class EvaluateConfig(_Strict):
 
     tta: TTAConfig | None = None
     #: Default: accuracy (classification) or rmse (regression).
-    metrics: list[Annotated[str | dict[str, Any], _technique_item("evaluate.metrics.*", expand=False)]] | None = None
+    metrics: Annotated[
+        list[Annotated[str | dict[str, Any], _technique_item("evaluate.metrics.*", expand=False)]] | None,
+        _one_or_list("evaluate.metrics.*")] = None
 
 
 class PluginsConfig(_Strict):
@@ -222,7 +238,8 @@ class ExperimentConfig(_Strict):
     data: dict[str, Any]
     split: dict[str, Any]
     #: Steps fitted on each fold's train rows, in order; None: per-column standard scaling; []: none.
-    preprocess: list[Annotated[dict[str, Any] | str, _technique_item("preprocess.*", expand=False)]] | None = None
+    preprocess: Annotated[list[Annotated[dict[str, Any] | str, _technique_item("preprocess.*", expand=False)]] | None,
+                          _one_or_list("preprocess.*")] = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
     #: Default: cross_entropy (classification) or mse (regression).
     loss: dict[str, Any] | None = None
@@ -322,7 +339,7 @@ def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> N
         if isinstance(node[part], str) and takes_a_name(where):
             node[part] = {"name": node[part]}
         if not isinstance(node[part], dict | list):
-            raise _in_the_way(f"{prefix}{where} is {clip(node[part])}, not a section", where)
+            raise _in_the_way(f"{prefix}{where} is {clip(node[part])}, not a section; set {where} itself", where)
         node = node[part]
 
 

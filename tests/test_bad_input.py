@@ -231,6 +231,12 @@ CASES = [
     Case("rdzv-port-out-of-range", ["train.rdzv_endpoint: 'h:99999' is not HOST:PORT with a port of 1 to 65535"],
          sets=["train.nodes=2", "train.strategy=ddp", "train.rdzv_endpoint=h:99999"]),
     # -- --set
+    Case("preprocess-not-a-list", ["preprocess: give a list of preprocess names or sections (preprocess: "
+                                   "[standard, ...]), or one"], change=_set("preprocess", 3)),
+    Case("metrics-not-a-list", ["evaluate.metrics: give a list of metric names or sections (metrics: "
+                                "[accuracy, ...]), or one"], change=_set("evaluate.metrics", 3)),
+    Case("set-below-a-number", ["--set model.hidden.x: ", "model.hidden", "set model.hidden itself"],
+         sets=["model.hidden=8", "model.hidden.x=3"]),
     Case("set-without-equals", ["--set 'train.epochs' must look like key.path=value"], sets=["train.epochs"]),
     Case("set-without-key", ["must look like key.path=value"], sets=["=3"]),
     Case("set-unknown-key", ["train.epochz: unknown field in train", "did you mean 'epochs'?"],

@@ -47,6 +47,16 @@ def test_a_technique_may_be_given_by_its_name_alone(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_one_technique_stands_for_a_list_of_one(tmp_path: Path) -> None:
+    """`metrics: accuracy`, `transforms: hflip`, `preprocess: standard`: a list of that one, as `tracking: mlflow`."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {name: file, path: x.csv, target: y, kind: image, shape: [1, 2, 2]}\nsplit: kfold\n"
+                    "preprocess: standard\nevaluate: {metrics: accuracy, tta: {transforms: {name: hflip}}}\n")
+    config = load_config(path)
+    assert config.preprocess == ["standard"] and config.evaluate.metrics == ["accuracy"]
+    assert config.evaluate.tta.transforms == [{"name": "hflip"}]
+
+
 def test_set_overrides_parse_yaml_values(tmp_path: Path) -> None:
     """--set key.path=value overrides nested fields with YAML-typed values."""
     config = load_config(
