@@ -585,3 +585,32 @@ def test_verbs_read_a_run_in_the_store_its_config_named(tmp_path: Path, activity
     elsewhere = run_cli("resume", run_id, "--tracking-uri", f"sqlite:///{own}x", cwd=root, env=env)
     assert elsewhere.returncode == 2 and "--tracking-uri: there is no MLflow store" in elsewhere.stderr
     assert not default.exists()
+
+
+def test_a_stop_while_a_new_store_is_made_leaves_it_whole(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of MLflow's migrations of a new SQLite store (the first run in a project): the
+    KeyboardInterrupt comes once the tables are made, and the store works for the next run. (Cut short,
+    the store was left half made: every later run failed with "table ... already exists".)"""
+    from scribbles.plugins.trackers.store import prepare_store
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    statements = []
+
+    def stop_midway(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+        if len(statements) == 40:  # well inside the migrations: the user's Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    event.listen(Engine, "before_cursor_execute", stop_midway)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            prepare_store(uri)
+    finally:
+        event.remove(Engine, "before_cursor_execute", stop_midway)
+    assert len(statements) > 40, "the migrations went on after the stop"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("after-the-stop"))
+    client.set_terminated(run.info.run_id)
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"

@@ -45,12 +45,18 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def prepare_store(uri: str) -> None:
-    """Create a SQLite store's tables once, under a lock, and turn on write-ahead logging."""
+    """Create a SQLite store's tables once, under a lock, and turn on write-ahead logging.
+
+    Ctrl-C and SIGTERM are held while the tables are made (``stops_deferred``), then raised: a stop in the
+    middle of MLflow's migrations left a store half made (``table ... already exists`` on every later run).
+    """
+    from scribbles.core import stops_deferred
+
     path = sqlite_path(uri)
     if path is None or uri in _READY:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.with_name(path.name + ".lock")):
+    with file_lock(path.with_name(path.name + ".lock")), stops_deferred():
         from mlflow.tracking import MlflowClient
 
         MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables if needed
