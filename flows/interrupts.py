@@ -6,7 +6,10 @@ Kept free of Prefect and MLflow imports: the command line installs the handler b
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,22 +42,26 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, what a scheduler sends to cancel; handled like Ctrl-C (open runs end KILLED)."""
 
 
-#: The stop (Ctrl-C or SIGTERM) the command received, noted by the handlers below (``stop_received``).
+#: The stop (Ctrl-C or SIGTERM) the command received, noted by the handlers below inside ``stops_noted``.
 _received: KeyboardInterrupt | None = None
+_noting = False
+
+
+def _raise(stop: KeyboardInterrupt) -> None:
+    global _received
+    if _noting:
+        _received = stop
+    raise stop
 
 
 def raise_terminated(signum: int, frame: Any) -> None:
-    """A SIGTERM handler: note the stop and raise ``Terminated`` in the main thread."""
-    global _received
-    _received = Terminated("stopped by SIGTERM")
-    raise _received
+    """A SIGTERM handler: raise ``Terminated`` in the main thread (noted inside ``stops_noted``)."""
+    _raise(Terminated("stopped by SIGTERM"))
 
 
 def raise_interrupted(signum: int, frame: Any) -> None:
-    """A SIGINT handler: Python's own (``KeyboardInterrupt`` in the main thread), noting the stop."""
-    global _received
-    _received = KeyboardInterrupt()
-    raise _received
+    """A SIGINT handler: Python's own (``KeyboardInterrupt`` in the main thread), noted inside ``stops_noted``."""
+    _raise(KeyboardInterrupt())
 
 
 def stop_received(clear: bool = False) -> KeyboardInterrupt | None:
@@ -76,13 +83,36 @@ def stops_noted() -> Iterator[None]:
         previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_terminated)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
+    global _noting
     stop_received(clear=True)
+    _noting = True
+    hook = sys.unraisablehook
+    sys.unraisablehook = _deliver_again(hook)
     try:
         yield
     finally:  # a caller running commands in its own process (the tests) gets its handlers back
+        sys.unraisablehook = hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _noting = False
         stop_received(clear=True)  # this command's stop is not the caller's next error
+
+
+def _deliver_again(hook: Any) -> Any:
+    """An ``unraisablehook`` that gives a stop raised inside a finaliser back to the command.
+
+    Python runs a signal's handler wherever the main thread is, a weakref callback or ``__del__`` included,
+    and there the KeyboardInterrupt is only printed ("Exception ignored in ...") and dropped: a trial's
+    Ctrl-C during `resume` was lost that way and the run trained on. The same signal is sent again a moment
+    later, from a thread, so that it lands in the command's own code; other errors go to ``hook``.
+    """
+    def deliver_again(unraisable: Any) -> None:
+        if not (_noting and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            hook(unraisable)
+            return
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+    return deliver_again
 
 
 def interruption(exc: BaseException) -> KeyboardInterrupt | None:

@@ -158,6 +158,8 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
                 if not ending.ended:
                     raise RuntimeError(f"run {run.run_name or run.experiment!r} was not ended")
         except BaseException as exc:
+            if ending.ended:
+                raise  # a stop after the run ended FINISHED: nothing to end, and nothing for `resume` to finish
             status = "KILLED" if interruption(exc) is not None else "FAILED"
             if status == "KILLED":
                 release_frames(exc)

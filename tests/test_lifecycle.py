@@ -82,6 +82,21 @@ def test_sigterm_in_the_block_ends_the_run_killed() -> None:
     assert tracker.seen == ["start", "error KILLED Terminated"]
 
 
+def test_a_stop_after_the_run_ended_leaves_it_finished_and_names_nothing_to_resume() -> None:
+    """Ctrl-C after ``Ending.end`` (the parent FINISHED, the command not yet out of the block): the stop goes
+    on up (exit 130), the run is not ended again, and the stop line names no run (resume would refuse it)."""
+    from scribbles.flows.interrupts import ended_early
+
+    ended_early(clear=True)
+    run, tracker = _run(), Recorder()
+    run.links["mlflow_run_id"] = "r1"
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), run, [tracker]) as ending:
+        ending.end({"accuracy_mean": 0.5})
+        raise KeyboardInterrupt
+    assert tracker.seen == ["start", "end ['accuracy_mean'] 0"]
+    assert ended_early() is None
+
+
 def test_a_block_that_forgets_to_end_fails_the_run_instead_of_leaving_it_running() -> None:
     tracker = Recorder()
     with pytest.raises(RuntimeError, match="was not ended"), run_lifecycle(load_registry(), _run(), [tracker]):
@@ -270,3 +285,23 @@ def test_a_stop_a_library_turned_into_its_own_error_is_still_a_stop(capfd: pytes
             found = cli._run(lambda args, stop=stop: library_call(stop), argparse.Namespace())  # type: ignore[misc]
         err = capfd.readouterr().err
         assert found == code and err.strip().splitlines()[-1].startswith(line), err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_that_lands_in_a_finaliser_is_delivered_again(signum: int) -> None:
+    """Python drops a KeyboardInterrupt raised inside ``__del__`` or a weakref callback (it only prints
+    "Exception ignored in ..."): a trial's Ctrl-C during `resume` landed there and the run trained on to
+    FINISHED. Inside the command's handlers the stop is sent again and ends the command."""
+    import time
+
+    from scribbles.flows.interrupts import Terminated, stops_noted
+
+    class Finalised:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signum)  # the user's stop, handled while the finaliser runs
+
+    expected = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    with stops_noted(), pytest.raises(expected):
+        Finalised()  # dropped at once: its __del__ runs here
+        for _ in range(100):  # the command's own work
+            time.sleep(0.05)
