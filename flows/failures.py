@@ -10,23 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator
 
 from scribbles.core import ScribblesError
 
-from .interrupts import interruption
+from .interrupts import causes, interruption
 
 #: OS errors that mean the machine, not scribbles: full, over quota, too large, read-only, failing disk.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def _first_line(exc: BaseException) -> str:
@@ -40,7 +30,7 @@ def as_failure(exc: BaseException) -> ScribblesError | None:
         return None
     if interruption(exc) is not None:
         return None  # a store error that a stop caused (Ctrl-C inside an MLflow call) is the stop, not a failure
-    for cause in _chain(exc):
+    for cause in causes(exc):
         module = type(cause).__module__
         if isinstance(cause, sqlite3.Error) or module.startswith(("mlflow", "sqlalchemy")):
             from .stores import default_store

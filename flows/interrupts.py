@@ -64,28 +64,19 @@ def raise_interrupted(signum: int, frame: Any) -> None:
     _raise(KeyboardInterrupt())
 
 
-def stop_received(clear: bool = False) -> KeyboardInterrupt | None:
-    """The stop the command received through the handlers above, if any (``clear``: forget it, for the next command)."""
-    global _received
-    found = _received
-    if clear:
-        _received = None
-    return found
-
-
 @contextlib.contextmanager
 def stops_noted() -> Iterator[None]:
     """The command's stop handlers for the block: SIGTERM raises ``Terminated`` (exit 143), Ctrl-C raises
     ``KeyboardInterrupt`` as Python's own handler does (a caller's own SIGINT handler is kept), and both
-    are noted (``stop_received``); the handlers before, and no noted stop, after. Main thread only."""
+    are noted (``interruption`` falls back on the note); the handlers before, and no note, after. Main
+    thread only."""
     previous: dict[int, Any] = {}
     with contextlib.suppress(ValueError):  # not the main thread (an embedding caller's): left alone
         previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_terminated)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
-    global _noting
-    stop_received(clear=True)
-    _noting = True
+    global _noting, _received
+    _received, _noting = None, True
     hook = sys.unraisablehook
     sys.unraisablehook = _deliver_again(hook)
     try:
@@ -94,8 +85,7 @@ def stops_noted() -> Iterator[None]:
         sys.unraisablehook = hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _noting = False
-        stop_received(clear=True)  # this command's stop is not the caller's next error
+        _received, _noting = None, False  # this command's stop is not the caller's next error
 
 
 def _deliver_again(hook: Any) -> Any:
@@ -115,22 +105,25 @@ def _deliver_again(hook: Any) -> Any:
     return deliver_again
 
 
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then the exception it was raised from or while handling, and so on (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def interruption(exc: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C or SIGTERM behind ``exc``: itself, or one in its chain of causes, or, when the chain holds
-    none, the stop the command received (``stop_received``).
+    none, the stop the command received (noted inside ``stops_noted``).
 
     A stop that lands while a C extension initialises surfaces as that import's error (scipy: "ImportError:
     initialization failed", caused by the KeyboardInterrupt), and Prefect re-raises a task's error in the
     flow. Some libraries do not chain it at all: pydantic's serializer reports a KeyboardInterrupt raised
     inside it as ``PydanticSerializationError`` with the stop only in its text. It is still a stop."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return _received
+    return next((cause for cause in causes(exc) if isinstance(cause, KeyboardInterrupt)), _received)
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:

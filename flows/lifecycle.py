@@ -20,7 +20,7 @@ from typing import Any
 
 from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext, Tracker
 
-from .interrupts import ended_early_as, interruption, raise_terminated
+from .interrupts import causes, ended_early_as, interruption, raise_terminated
 
 #: Plugins (a progress display, say) that the caller wants to see this process's runs.
 _OBSERVERS: list[Any] = []
@@ -119,12 +119,8 @@ def release_frames(exc: BaseException) -> None:
     SQLite's write lock: every later write waited 20 s (MLflow's busy timeout) and failed with "database is
     locked", so the statuses that end the runs were never written. Frames still running are left as they are.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
+    for cause in causes(exc):
+        traceback.clear_frames(cause.__traceback__)
 
 
 def resumable(run: RunContext) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from .interrupts import causes
+
 DEFAULTS = {
     # There is no network: Prefect must not try to send analytics.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -76,12 +78,7 @@ def _caused_by(exc: BaseException | None, kinds: tuple[type[BaseException], ...]
 
     A stop can land inside a library (torch.save, say), which then raises its own error about it.
     """
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, kinds):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return exc is not None and any(isinstance(cause, kinds) for cause in causes(exc))
 
 
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine")
