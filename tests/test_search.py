@@ -147,7 +147,9 @@ def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(proj
     as the same Optuna trial in the same MLflow run (fold 0 kept), then runs trial 2; ranking covers all."""
     sweep = {"optuna": {"sampler": "random", "trials": 3, "seed": 0},
              "space": {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "model.hidden": [[8], [16]]}}
-    write(project, sweep=sweep, train={"epochs": 20})
+    # Epochs enough that trial 1's second fold still trains when the poll below sees its first one finished
+    # (with 20, runs got fast enough for the whole trial to finish first).
+    write(project, sweep=sweep, train={"epochs": 60})
     client = store(project)
     process = subprocess.Popen([SCRIBBLES, "run", "exp.yaml"], cwd=project, env=dict(os.environ),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -155,7 +157,7 @@ def test_killed_sweep_resumes_the_study_without_losing_or_repeating_a_trial(proj
         deadline, kept = time.monotonic() + 240, None
         while kept is None and time.monotonic() < deadline:
             assert process.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.5)
+            time.sleep(0.2)
             if (project / "mlflow.db").exists() and (exp := client.get_experiment_by_name("search")):
                 trial = [r for r in client.search_runs([exp.experiment_id], "tags.\"scribbles.optuna_trial\" = '1'")
                          if "scribbles.fold" not in r.data.tags]
