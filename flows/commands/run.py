@@ -75,10 +75,12 @@ def warm_up(config: dict[str, Any], allow_dirty: bool) -> None:
     """
     from .. import experiment  # noqa: F401  (imported here to overlap the server's start)
     from ..fold_task import plan_for
+    from ..plots import prepare_plots
 
     plan, _ = plan_for(config, allow_dirty)  # the plan checked_config resolved and remembered
     for tracker in plan.trackers:
         tracker.prepare()
+    prepare_plots()  # the fold timeline's imports (about 0.4 s, on the flow's thread at the run's start)
     # The imports are done: what they built lives as long as the process. Frozen, it is left out of the
     # garbage collector's full passes, which went over it again and again as it grew (seconds of CPU).
     gc.freeze()
