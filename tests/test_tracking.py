@@ -6,6 +6,7 @@ folder) on loopback for the test session.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -587,11 +588,14 @@ def test_verbs_read_a_run_in_the_store_its_config_named(tmp_path: Path, activity
     assert not default.exists()
 
 
-def test_a_stop_while_a_new_store_is_made_leaves_it_whole(tmp_path: Path) -> None:
-    """Ctrl-C in the middle of MLflow's migrations of a new SQLite store (the first run in a project): the
-    KeyboardInterrupt comes once the tables are made, and the store works for the next run. (Cut short,
-    the store was left half made: every later run failed with "table ... already exists".)"""
-    from scribbles.plugins.trackers.store import prepare_store
+def test_a_stop_while_a_new_store_is_made_leaves_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in the middle of MLflow's migrations of a new SQLite store (the first run in a project, on a
+    machine with no empty tables kept yet): the KeyboardInterrupt comes once the tables are made, and the
+    store works for the next run. (Cut short, the store was left half made: every later run failed with
+    "table ... already exists".)"""
+    from scribbles.plugins.trackers.store import empty_tables, prepare_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the migrations run here, not a copy
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
@@ -612,5 +616,46 @@ def test_a_stop_while_a_new_store_is_made_leaves_it_whole(tmp_path: Path) -> Non
     assert len(statements) > 40, "the migrations went on after the stop"
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("after-the-stop"))
+    client.set_terminated(run.info.run_id)
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    kept = empty_tables()
+    assert kept is not None and not list(kept.parent.glob("*.part")), "the kept tables were left half made"
+
+
+def test_a_new_store_made_from_the_kept_tables_is_the_store_mlflow_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new store starts as a copy of the empty tables MLflow made once (not its migrations again): the
+    same tables, migration version and rows as a store MLflow makes in place, its default experiment in
+    this store's own artifact place, and runs write to it."""
+    import sqlite3
+
+    from scribbles.plugins.trackers.store import empty_tables, prepare_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "mlflow").mkdir()
+    monkeypatch.chdir(tmp_path / "mlflow")
+
+    def content(path: Path) -> tuple[list[str], dict[str, list[tuple[object, ...]]]]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            # Each statement's lines sorted: MLflow's own migrations give a table's constraints in any order.
+            schema = sorted(str(sorted(line.strip(" ,") for line in (row[0] or "").split("\n")))
+                            for row in db.execute("SELECT sql FROM sqlite_master"))
+            tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            rows = {table: sorted(map(tuple, db.execute(f'SELECT * FROM "{table}"'))) for table in tables}
+        for row in rows["experiments"]:  # creation times differ; the rest must not
+            assert row[0] == 0 and row[1] == "Default"
+        rows["experiments"] = [row[:4] for row in rows["experiments"]]
+        return schema, rows
+
+    in_place = tmp_path / "in_place.db"
+    MlflowClient(f"sqlite:///{in_place}").search_experiments()  # MLflow's own migrations, no copy
+    copied = tmp_path / "copied.db"
+    prepare_store(f"sqlite:///{copied}")
+    assert empty_tables() is not None, "no empty tables were kept for the next new store"
+    assert content(copied) == content(in_place)
+    client = MlflowClient(f"sqlite:///{copied}")
+    assert client.get_experiment("0").artifact_location == str(tmp_path / "mlflow" / "mlruns" / "0")
+    run = client.create_run(client.create_experiment("from-the-copy"))
     client.set_terminated(run.info.run_id)
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
