@@ -7,9 +7,11 @@ the run with no orchestration: it reads data/activity.csv with the ``file`` data
 makes the same 5 group folds, trains the same GRU for the same 8 epochs with ``train_single`` (seeded
 as the strategy seeds it) and scores each fold's valid rows with the same TTA and metrics; no Prefect,
 no MLflow, no plots, no files. The orchestrated run is the CLI's own entry point (``scribbles run CONFIG
---force``), with MLflow in a new temporary SQLite store (a first run's store: its tables are
-created) and a temporary Prefect server of its own. Inside each process the parts are timed by
-wrapping the functions that do them (patched as their modules load, so the import order is the CLI's):
+--force``), with a temporary Prefect server of its own and MLflow in a SQLite store: by default a new one
+(a project's first run: the store is made, as a copy of the empty tables MLflow made once on this
+machine, see README), with ``--store kept`` one that an untimed run made first (every later run).
+Inside each process the parts are timed by wrapping the functions that do them (patched as their modules
+load, so the import order is the CLI's):
 
 * imports, config and checks: from the process's start to its first data read (the CLI: to the end
   of ``checked_config``: config, plugins, DVC data check, preflight);
@@ -30,6 +32,7 @@ Run from the repository (``scribbles data build`` first, or this script builds t
     python bench/overhead.py               # one of each
     python bench/overhead.py --repeat 3    # three of each, alternating; the median of each figure
     python bench/overhead.py --set train.epochs=40   # a longer run: what orchestration adds per epoch
+    python bench/overhead.py --store kept  # the run writes to a store that exists (a project's later runs)
 
 What orchestration adds is mostly a fixed cost (the imports of Prefect and MLflow, the temporary
 server's start, the store's preparation) and a little per fold; two lengths of run tell them apart.

@@ -354,11 +354,27 @@ def _serve_on(fd: int, parent: int) -> None:
     # passes. The server answered about 0.6 s sooner (3.7 s against 4.4 s, median of 4 each).
     gc.disable()
     try:
+        _skip_collections()
         config.load()
     finally:
         gc.freeze()
         gc.enable()
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+
+
+def _skip_collections() -> None:
+    """Have this server load no Prefect integration packages (``prefect.collections`` entry points).
+
+    Prefect's server imports every installed one at its start to register their block types; the only
+    one here, prefect-dask (for ``train.dask_address``), has no block types and took most of the start's
+    last part (0.3-0.5 s: dask and distributed). The temporary server serves scribbles' own flows, which
+    use no blocks. Prefect keeps the loaded collections in a module global (private; a Prefect without it
+    ignores this and loads them).
+    """
+    with contextlib.suppress(ImportError):
+        from prefect._internal.plugins import collections
+
+        collections._collections = {}
 
 
 def _die_with(parent: int) -> None:
