@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import git, make_dvc_project, run_cli
+from helpers import SCRIBBLES, git, make_dvc_project, run_cli
+from scribbles.flows.prefect_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,3 +109,42 @@ def test_data_build_reproduces_committed_data_dvc(tmp_path: Path) -> None:
     assert (root / "data.dvc").read_text() == before
     assert run_cli("data", "build", "--force", cwd=root).returncode == 0
     assert run_cli("data", "status", cwd=root).returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ui_stops_on_ctrl_c_with_one_line_and_leaves_no_server(tmp_path: Path, signum: int) -> None:
+    """`scribbles ui` until Ctrl-C (SIGINT to the terminal's process group) or SIGTERM: the command says
+    `stopped` and exits 130/143, MLflow's server goes with it, and no traceback is printed. (The terminal's
+    SIGINT reached every MLflow process, which printed nine tracebacks and took seconds to go.)"""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # a project's store
+    port = free_port()  # one the system picks
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    ui = subprocess.Popen([SCRIBBLES, "ui", "--port", str(port)],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)  # a terminal's process group of its own
+    try:
+        deadline = time.monotonic() + 180
+        while not _answers(f"http://127.0.0.1:{port}/health"):
+            assert ui.poll() is None and time.monotonic() < deadline, "scribbles ui did not start"
+            time.sleep(0.5)
+        os.killpg(ui.pid, signum) if signum == signal.SIGINT else ui.send_signal(signum)
+        out, err = ui.communicate(timeout=30)
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+    assert ui.returncode == (130 if signum == signal.SIGINT else 143), err
+    assert "Traceback" not in err + out, err
+    # MLflow's server logs to the same stderr (its start and shutdown lines); the command's own line is one.
+    assert err.splitlines().count("stopped" if signum == signal.SIGINT else "stopped by SIGTERM") == 1, err
+    assert not _answers(f"http://127.0.0.1:{port}/health"), "MLflow's server outlived scribbles ui"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

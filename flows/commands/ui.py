@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from typing import Any
 
+from ..prefect_server import stop
 from .common import EXIT_OK, add_store_option, port
 
 
@@ -20,13 +22,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"the MLflow store is a tracking server: its UI is at {uri}")
         return EXIT_OK
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port),
                # One worker serves one user; MLflow's default four took over a minute to start on 2 cores.
                "--workers", "1"]
-    os.execv(sys.executable, command)
-    return EXIT_OK  # not reached: execv replaces this process
+    # MLflow's server runs in a session of its own, which this command stops with SIGTERM on Ctrl-C: the
+    # terminal's SIGINT reached all of its processes, which printed nine tracebacks and took seconds to go.
+    # Through the `exec` trampoline the server also ends when this command is killed.
+    server = subprocess.Popen([sys.executable, "-m", "scribbles.flows.prefect_server", "exec", str(os.getpid()),
+                               *command], start_new_session=True)
+    try:
+        return server.wait()  # MLflow's own exit code when it ends by itself (a port in use, say)
+    finally:
+        stop(server, grace=10.0)  # a stop (Ctrl-C, SIGTERM): the command then says `stopped`, exit 130/143
 
 
 def add_parser(verbs: Any) -> None:
