@@ -117,9 +117,7 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ScribblesError as exc:
-        run_id = ended_early()
-        message = one_line(exc).replace("RUN_ID", run_id) if run_id else one_line(exc)
-        print(f"failed: {message}", file=sys.stderr)
+        print(f"failed: {with_run_id(one_line(exc), ended_early())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         _stopped(exc)
@@ -132,6 +130,23 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         traceback.print_exc()
         print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)
         return EXIT_FAILED
+
+
+#: What a failure's advice to resume says instead when the command failed before any run was made.
+NO_RUN_YET = {
+    ", then `scribbles resume RUN_ID` finishes the run": ", then run the command again (no run was made)",
+    "; its runs ended FAILED; finish them with `scribbles resume RUN_ID`": "; no run was made: run the command again",
+}
+
+
+def with_run_id(message: str, run_id: str | None) -> str:
+    """``message`` with the id of the run the command ended in place of ``RUN_ID``; with no run made yet
+    (the store failed before its first write, say), the advice to resume becomes advice to run again."""
+    if run_id:
+        return message.replace("RUN_ID", run_id)
+    for resume, again in NO_RUN_YET.items():
+        message = message.replace(resume, again)
+    return message
 
 
 def _stopped(stop: BaseException) -> None:

@@ -377,6 +377,25 @@ def test_a_full_mlflow_store_is_one_failed_line(project: Path, prefect_api: str,
     assert not list(project.rglob("*.tmp"))
 
 
+def test_a_store_that_fails_before_any_run_is_made_says_to_run_again(project: Path, prefect_api: str,
+                                                                    tmp_path: Path) -> None:
+    """A SQLite store that opens but is not one MLflow can use (tables of another schema): the run fails at
+    its first write, before any run exists, so the line says to run the command again; it gave a
+    `scribbles resume RUN_ID` with the placeholder left in."""
+    store = tmp_path / "foreign.db"
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        for table in ("experiments", "runs", "alembic_version"):
+            db.execute(f"CREATE TABLE {table} (x INTEGER)")
+        db.commit()
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    result = subprocess.run([SCRIBBLES, "run", "short.yaml"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=400)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"failed: MLFLOW_TRACKING_URI: the MLflow store sqlite:///{store}")
+    assert "RUN_ID" not in lines[0] and "resume" not in lines[0] and "run the command again" in lines[0], lines[0]
+
+
 def test_the_prefect_server_of_serve_ends_with_its_parent() -> None:
     """`scribbles serve`'s `prefect server start` runs through the `exec` wrapper: SIGKILL of its parent
     ends it (a stand-in command here: starting a real server takes a minute on a busy machine)."""
