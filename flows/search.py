@@ -39,7 +39,8 @@ from . import fold_task
 from .lifecycle import run_lifecycle
 from .paired import mark_not_worse
 from .prefect_env import configure_prefect
-from .pruning import Reporter
+from .pruning import MLFLOW_RUN, Reporter
+from .repeats import ask_untried, is_repeat, space_size
 from .study_storage import STUDY_ENV
 from .sweep_run import rank_metric, sweep_context, sweep_result
 
@@ -326,14 +327,20 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                     for path, dist in space.distributions.items():
                         if path not in stale.params:
                             trial._suggest(path, dist)
-                conclude(trial, execute(job(trial, stale.user_attrs.get("scribbles.mlflow_run_id")), study))
+                conclude(trial, execute(job(trial, stale.user_attrs.get(MLFLOW_RUN)), study))
             done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
             runner = trial_runner(first, sweep_config.parallel)
+            repeats = sum(is_repeat(t) for t in study.get_trials(deepcopy=False))
             with runner or contextlib.nullcontext():
-                while (left := budget - len(study.get_trials(deepcopy=False, states=done))) > 0:
+                while (left := budget - sum(not is_repeat(t) for t in study.get_trials(deepcopy=False,
+                                                                                         states=done))) > 0:
                     # Asked here, in order, so that grid and random samplers give a sequential sweep's
-                    # trials; with sweep.parallel N, N trials run at once in their own processes.
-                    batch = [study.ask(space.distributions) for _ in range(min(sweep_config.parallel, left))]
+                    # trials; with sweep.parallel N, N trials run at once in their own processes. A point
+                    # drawn again is not trained again (flows/repeats.py).
+                    batch, repeated = ask_untried(study, space.distributions, min(sweep_config.parallel, left))
+                    repeats += repeated
+                    if not batch:
+                        break  # every point of the space was tried (or only repeats were drawn)
                     if runner is None:
                         for trial in batch:
                             conclude(trial, execute(job(trial, None), study))
@@ -348,5 +355,6 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
             ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
             ending.end(ranked[0]["summary"], ranked)
     return sweep_result(first, sweep, rank_by, ranked,
-                        study={"name": study_name, "storage": mask_text(storage)})
+                        study={"name": study_name, "storage": mask_text(storage), "repeats": repeats,
+                               "trials": budget, "points": space_size(space.distributions)})
 

@@ -272,3 +272,47 @@ def test_every_sampler_and_pruner_asks_reports_and_prunes(sampler: str, tmp_path
             assert outcomes == ["complete"] * 4
     reopened = optuna.load_study(study_name=f"{sampler}-median", storage=open_storage(journal))
     assert len(reopened.trials) == 4
+
+
+def test_a_point_drawn_again_is_not_a_trial_and_a_used_up_space_ends_the_search() -> None:
+    """TPE on a small categorical space draws points again: ``ask_untried`` tells each repeat the outcome of
+    the trial it repeats, never hands it out, and hands out nothing once every point was tried."""
+    from scribbles.flows.repeats import REPEAT_OF, ask_untried, is_repeat, space_size
+    from scribbles.flows.search import Space
+
+    space = Space({"train.lr": [0.1, 0.01], "model.hidden": [[8], [16]]})
+    assert space_size(space.distributions) == 4
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1), direction="maximize")
+    handed, drawn_again = [], 0
+    while True:
+        batch, repeats = ask_untried(study, space.distributions, 1)
+        drawn_again += repeats
+        if not batch:
+            break
+        (trial,) = batch
+        handed.append(json.dumps(trial.params, sort_keys=True))
+        study.tell(trial, 1.0 if trial.params["train.lr"] == 0.1 else 0.5)  # TPE then favours lr 0.1
+    assert sorted(handed) == sorted(set(handed)) and len(handed) == 4  # each point once, then none
+    repeats = [t for t in study.trials if is_repeat(t)]
+    assert len(repeats) == drawn_again > 0, "TPE drew no point twice: the case is not exercised"
+    first = {json.dumps(t.params, sort_keys=True): t.number for t in study.trials if not is_repeat(t)}
+    for trial in repeats:
+        earlier = study.trials[first[json.dumps(trial.params, sort_keys=True)]]
+        assert trial.user_attrs[REPEAT_OF] == earlier.number
+        assert trial.state == earlier.state and trial.value == earlier.value
+
+
+def test_a_sweep_asking_more_trials_than_its_space_holds_trains_each_point_once(project: Path) -> None:
+    """`sweep.optuna.trials: 4` over a space of 2 points: 2 trial runs, each point once, and the output
+    says why the sweep trained fewer trials than asked."""
+    sweep = {"optuna": {"sampler": "tpe", "seed": 0, "trials": 4, "pruner": "none", "startup_trials": 1},
+             "space": {"train.lr": [0.01, 0.003]}}
+    write(project, sweep=sweep, train={"epochs": 1})
+    done = run_cli("run", "exp.yaml", cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = store(project)
+    top = sweep_run(client)
+    trials = children(client, top.info.run_id)
+    assert sorted(r.data.params["train.lr"] for r in trials) == ["0.003", "0.01"]
+    assert all(r.info.status == "FINISHED" for r in trials)
+    assert "2 of 4 trials trained: sweep.space holds 2 points and each was tried" in done.stdout, done.stdout

@@ -168,6 +168,14 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
             out.print(f"trial {trial['trial']} pruned at step {trial['pruned']['step']} after {done} fold(s): "
                       f"{trial['pruned']['reason']}", markup=False)
     if result.get("study"):
+        study, trained = result["study"], len(result["trials"])
+        if study.get("repeats"):
+            out.print(f"{study['repeats']} draw(s) repeated an earlier trial's parameters and were not trained "
+                      "again", markup=False)
+        if trained < study.get("trials", trained):
+            why = f"sweep.space holds {trained} points and each was tried" if study.get("points") == trained else \
+                "the sampler drew only points already tried"
+            out.print(f"{trained} of {study['trials']} trials trained: {why}", markup=False)
         out.print(f"optuna study {result['study']['name']} in {result['study']['storage']}", markup=False)
     cached = sum(r["mode"] == "cached" for t in result["trials"] for r in t.get("reuse", []))
     if cached:
