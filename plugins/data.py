@@ -6,7 +6,6 @@ import hashlib
 import io
 import logging
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
 from scribbles.core.contracts import DataKind
 from scribbles.core.data import dvc_remote_config, to_instants
+
+from .column_names import check_image_names, check_sequence_names
 
 
 class ColumnParams(BaseModel):
@@ -116,8 +117,11 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     shape = tuple(params.shape) if params.shape else (len(features),)
     if math.prod(shape) != len(features):
         raise BadInput(shape_mismatch(shape, features, params.kind))
-    if params.kind == "sequence":
+    if params.kind == "sequence" and len(shape) == 2:
+        check_sequence_names(features, shape, params.layout)
         features = _time_major(features, shape, params.layout)
+    elif params.kind == "image":
+        check_image_names(features, shape)
     return Dataset(
         frame=frame.reset_index(drop=True),
         target=params.target,
@@ -195,34 +199,14 @@ def to_wide(frame: pd.DataFrame, params: ColumnParams, source: str) -> tuple[pd.
     return wide, params.model_copy(update=update)
 
 
-def _fastest_part(names: list[str]) -> set[str] | None:
-    """The distinct values of the name part that changes first (between columns 0 and 1), or None."""
-    tokens = [re.findall(r"\d+|[A-Za-z]+", name) for name in names]
-    if len(tokens) < 2 or len({len(t) for t in tokens}) != 1:
-        return None
-    changed = [i for i, (a, b) in enumerate(zip(tokens[0], tokens[1], strict=True)) if a != b]
-    return {t[changed[0]] for t in tokens} if len(changed) == 1 else None
-
-
 def _time_major(features: list[str], shape: tuple[int, ...], layout: str) -> list[str]:
     """Sequence features in the order the model reads them, (steps, channels) row-major: every channel of a
-    step together. ``channel_major`` columns are reordered; time-major columns whose names show the other
-    order (the part that changes first cycles over the steps, not the channels) are refused."""
+    step together. ``channel_major`` columns are reordered (their names were checked against it first,
+    ``check_sequence_names``)."""
     steps, channels = shape
     if layout == "channel_major":
         return [features[c * steps + t] for t in range(steps) for c in range(channels)]
-    cycle = _fastest_part(features)
-    if steps == channels or channels == 1 or cycle is None or len(cycle) != steps:
-        return features
-    if all(part.isalpha() for part in cycle):  # names go through channels (x, y, z) step by step: time-major
-        named = ", ".join(sorted(cycle)[:3]) + (", ..." if len(cycle) > 3 else "")
-        raise BadInput(f"data.shape: {list(shape)} reads the columns as {steps} steps of {channels} channels, but "
-                       f"their names ({features[0]}, {features[1]}, ...) go through {steps} channels ({named}) "
-                       f"at each step: give data.shape: [{channels}, {steps}] ([steps, channels])")
-    raise BadInput(f"data.layout: the sequence columns ({features[0]}, {features[1]}, ...) look channel-major "
-                   f"(every step of one channel, then the next); scribbles reads [steps, channels] = "
-                   f"{list(shape)} time-major (every channel of step 0, then step 1). Set "
-                   "`data.layout: channel_major` to have them reordered")
+    return features
 
 
 def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -332,6 +333,20 @@ CASES = [
     Case("sequence-shape-off-by-an-id", ["data.shape: [32, 3] holds 96 values but there are 97 features (subject, ",
                                          "97 is not a multiple of the 3 channels per step", "data.group"],
          change=lambda c: c.update(data=SEQUENCE_DATA, model={"name": "gru", "hidden": 4})),
+    # Column names that number the axes (t00_x, t00_y ...; p0_0, p0_1 ...) against the shape and layout given:
+    # each ran to exit 0 on scrambled rows.
+    Case("sequence-layout-against-names", ["data.layout: channel_major reads every step of one channel first",
+                                           "(t00_x, t00_y, ...)", "leave data.layout out"],
+         change=lambda c: c.update(data={**SEQUENCE_DATA, "group": "subject", "layout": "channel_major"},
+                                   model={"name": "gru", "hidden": 4})),
+    Case("sequence-shape-against-names", ["data.shape: [4, 24] reads 24 channels before the next step",
+                                          "go through 3 values: give data.shape: [32, 3]"],
+         change=lambda c: c.update(data={**SEQUENCE_DATA, "group": "subject", "shape": [4, 24]},
+                                   model={"name": "gru", "hidden": 4})),
+    Case("image-shape-against-names", ["data.shape: [1, 2, 8] reads rows of 8 pixels",
+                                       "go through rows of 4: give data.shape: [1, 4, 4]"],
+         change=lambda c: c.update(data={"name": "file", "path": "files/pixels.csv", "target": "y", "group": "g",
+                                         "kind": "image", "shape": [1, 2, 8]}, model={"name": "cnn"})),
     Case("split-more-folds-than-groups", ["split.n_splits: group_kfold asks for 20 folds but the data has 8 groups"],
          change=_set("split", {"name": "group_kfold", "n_splits": 20})),
     Case("dvc-path-not-tracked", ["data.path: data/nope.csv is not in the DVC repo"],
@@ -392,6 +407,9 @@ def project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
     good.assign(f2=good["f2"].where(good.index != 4, float("inf"))).to_csv(files / "inffeature.csv", index=False)
     good.assign(g=good["g"].where(good.index != 6)).to_csv(files / "nangroup.csv", index=False)
     good.iloc[:1].to_csv(files / "onerow.csv", index=False)
+    pixels = pd.DataFrame(np.random.default_rng(0).random((48, 16)), columns=[f"p{r}_{c}" for r in range(4)
+                                                                              for c in range(4)])
+    pixels.assign(y=good["y"], g=good["g"]).to_csv(files / "pixels.csv", index=False)
     good.assign(g=0).to_csv(files / "onegroup.csv", index=False)
     (files / "folder.csv").mkdir()
     (files / "folder.csv" / "part.csv").write_text("y\n1\n")

@@ -99,7 +99,8 @@ class Shift(TTATransform):
     def check(self, shape: tuple[int, ...]) -> str | None:
         height, width = shape[-2], shape[-1]
         if any(abs(dy) >= height or abs(dx) >= width for dy, dx in self.offsets()):
-            return f"offsets must stay inside the {height}x{width} image"
+            return (f"offsets must stay inside the {height}x{width} image (data.shape {list(shape)}: [channels, "
+                    "height, width]); make them smaller, or fix data.shape")
         return None
 
     def views(self) -> list[View]:
