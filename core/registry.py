@@ -343,22 +343,36 @@ def unknown_name_message(family: str, name: str, available: Sequence[str]) -> st
 
 
 def validate_params(cls: type[Technique], fields: dict[str, Any], where: str) -> BaseModel:
-    """``cls.Params(**fields)``, with pydantic's errors turned into one ConfigError per field."""
+    """``cls.Params(**fields)``, with pydantic's errors turned into one ConfigError per field.
+
+    A field the ``Params`` does not know is an error even when the plugin left pydantic's default
+    (``extra="ignore"``): a misspelt ``offst`` was dropped and the run went on with the default. Only a
+    ``Params`` that says ``extra="allow"`` takes fields it does not declare.
+    """
+    if cls.Params.model_config.get("extra") in (None, "ignore"):
+        known = set(cls.Params.model_fields) | {f.alias for f in cls.Params.model_fields.values() if f.alias}
+        unknown = [name for name in fields if name not in known]
+        if unknown:
+            raise ConfigError("; ".join(_unknown_field(f"{where}.{name}", cls, name) for name in unknown))
     try:
         return cls.Params(**fields)
     except ValidationError as exc:
         raise ConfigError(_describe_validation(exc, cls, where)) from None
 
 
-def _describe_validation(exc: ValidationError, cls: type[Technique], where: str) -> str:
+def _unknown_field(path: str, cls: type[Technique], name: Any) -> str:
+    close = difflib.get_close_matches(str(name), list(cls.Params.model_fields), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
     known = ", ".join(cls.Params.model_fields) or "(none)"
+    return f"{path}: unknown field for {cls.family} '{cls.name}'; known fields: {known}{hint}"
+
+
+def _describe_validation(exc: ValidationError, cls: type[Technique], where: str) -> str:
     lines = []
     for err in exc.errors():
         path = ".".join([where, *(str(p) for p in err["loc"])])
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(err["loc"][-1]), list(cls.Params.model_fields), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            lines.append(f"{path}: unknown field for {cls.family} '{cls.name}'; known fields: {known}{hint}")
+            lines.append(_unknown_field(path, cls, err["loc"][-1]))
         elif err["type"] == "missing":
             lines.append(f"{path}: required by {cls.family} '{cls.name}'")
         else:

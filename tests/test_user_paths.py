@@ -146,6 +146,11 @@ def test_readme_plugin_example_installs_and_runs_an_experiment(tmp_path: Path, p
     result = run_cli("run", "exp.yaml", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert {"0", "1", "mean ± std"} <= set(table_rows(result.stdout))
+    # The example's Params keeps pydantic's default (extra fields ignored); a misspelt field is still an error.
+    misspelt = run_cli("run", "exp.yaml", "--set", "split.offst=1", cwd=tmp_path, env=env)
+    assert misspelt.returncode == 2, misspelt.stdout + misspelt.stderr
+    assert misspelt.stderr == ("error: split.offst: unknown field for splitter 'every_other'; known fields: offset; "
+                               "did you mean 'offset'?\n"), misspelt.stderr
 
 
 def test_a_class_naming_a_family_without_its_base_is_refused_with_the_base_to_subclass() -> None:
