@@ -304,6 +304,12 @@ CASES = [
                                      "scheme 'bogus'"], env={"MLFLOW_TRACKING_URI": "bogus://x"}),
     Case("tracking-param-unknown-scheme", ["tracking.0.tracking_uri: ", "unknown scheme 'ftp'"],
          change=_set("tracking", {"name": "mlflow", "tracking_uri": "ftp://x/y"})),
+    # MLflow 3 writes no folder store (it raised after the run started: exit 1); a bare word is a folder path too.
+    Case("tracking-folder-store", ["MLFLOW_TRACKING_URI: {tmp}/runs is a folder store, which MLflow no longer "
+                                   "writes to", "sqlite:///{tmp}/runs.db", "MLFLOW_ALLOW_FILE_STORE=true"],
+         env={"MLFLOW_TRACKING_URI": "{tmp}/runs"}),
+    Case("tracking-not-a-uri", ["MLFLOW_TRACKING_URI: not-a-uri is a folder store"],
+         env={"MLFLOW_TRACKING_URI": "not-a-uri"}),
     Case("tracking-under-proc", ["MLFLOW_TRACKING_URI: cannot create the MLflow store /proc/nope/mlflow.db"],
          env={"MLFLOW_TRACKING_URI": "sqlite:////proc/nope/mlflow.db"}),
     Case("tracking-store-is-folder", ["the MLflow store {tmp} is not a file"],

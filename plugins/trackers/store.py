@@ -140,7 +140,7 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
     scheme = uri.split("://", 1)[0].lower().split("+", 1)[0] if "://" in uri else ""
     if scheme not in ("", *KNOWN_SCHEMES):
         raise BadInput(f"{field}: the MLflow tracking URI {uri!r} has the unknown scheme {scheme!r}; use "
-                       "sqlite:///path/mlflow.db, a folder, or http://host:port (MLFLOW_TRACKING_URI)")
+                       "sqlite:///path/mlflow.db or http://host:port (MLFLOW_TRACKING_URI)")
     if scheme in ("http", "https"):
         _check_server(uri, field)
         return
@@ -148,6 +148,12 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
         else None
     if path is None:
         return  # a database server: MLflow's own connection reports it
+    if scheme != "sqlite" and not must_exist and not _file_store_allowed():
+        # MLflow 3 refuses to open a folder (file) store for writing unless told to: that failed after the
+        # run's start, exit 1, with MLflow's message cut short.
+        raise BadInput(f"{field}: {uri} is a folder store, which MLflow no longer writes to (its file store is in "
+                       f"maintenance mode); {_fix(field, 'sqlite:///' + str(path.with_suffix('.db')))}, or set "
+                       "MLFLOW_ALLOW_FILE_STORE=true to use the folder anyway")
     if path.exists():
         if scheme == "sqlite":
             _check_sqlite(path, field)
@@ -160,6 +166,11 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
         raise BadInput(f"{field}: there is no MLflow store at {path} (MLFLOW_TRACKING_URI, default ./mlflow.db); "
                        "run `scribbles run CONFIG` first, or point MLFLOW_TRACKING_URI at the store")
     _check_creatable(path, field)
+
+
+def _file_store_allowed() -> bool:
+    """MLflow's own opt-in to folder stores (``MLFLOW_ALLOW_FILE_STORE``), read as MLflow reads it."""
+    return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
 
 
 def request_for(uri: str, path: str) -> Any:
