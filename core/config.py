@@ -320,7 +320,7 @@ def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> N
     below it is set (``split.n_splits``). Anything else in the way is a ConfigError naming it; ``prefix``
     starts its message (``--set split.n_splits: ``).
     """
-    parts = path.split(".")
+    parts = _path_keys(path.split("."))
     node: Any = tree
     for depth, part in enumerate(parts):
         where = ".".join(parts[: depth + 1])
@@ -341,6 +341,23 @@ def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> N
         if not isinstance(node[part], dict | list):
             raise _in_the_way(f"{prefix}{where} is {clip(node[part])}, not a section; set {where} itself", where)
         node = node[part]
+
+
+#: Sections whose keys are themselves dotted config paths: a sweep's ``{train.lr: [...]}``.
+PATH_KEYED = (("sweep", "grid"), ("sweep", "random"), ("sweep", "space"))
+
+
+def _path_keys(parts: list[str]) -> list[str]:
+    """``parts`` with the dotted key below a path-keyed section joined into one: ``sweep.space.train.lr``
+    sets the key ``train.lr`` of ``sweep.space``, and ``sweep.space.train.lr.low`` that range's ``low``
+    (a range's own fields are never part of a config path)."""
+    for section in PATH_KEYED:
+        if tuple(parts[: len(section)]) == section and len(parts) > len(section):
+            rest = parts[len(section):]
+            field = rest[-1] if len(rest) > 2 and rest[-1] in RandomRange.model_fields else None
+            key = rest[:-1] if field else rest
+            return [*section, ".".join(key), *([field] if field else [])]
+    return parts
 
 
 def _in_the_way(message: str, where: str) -> ConfigError:

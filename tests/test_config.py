@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from scribbles.core import ConfigError, default_registry, load_config, load_registry, resolve
 
+REPO = Path(__file__).resolve().parents[1]
+
 MINIMAL = "data: {name: file, path: x.csv, target: y}\nsplit: {name: kfold}\n"
 
 
@@ -175,3 +177,16 @@ def test_shipped_configs_resolve() -> None:
     for path in paths:
         plan = resolve(load_config(path), registry)
         assert plan.trackers[0].name == "mlflow"
+
+
+def test_set_reaches_a_sweep_key_that_is_itself_a_dotted_path() -> None:
+    """README: sweeps take the same dotted paths, and `--set` reaches them: `sweep.space.train.lr` is the key
+    `train.lr` of `sweep.space` (it made a nested `train: {lr: ...}` and a garbled error), and a range's own
+    field can be set below it."""
+    config = load_config(REPO / "configs" / "search.yaml", ["sweep.space.train.lr=[0.01, 0.1]"])
+    assert config.sweep.space["train.lr"] == [0.01, 0.1] and config.sweep.space["model.hidden"] == [[8], [64]]
+    config = load_config(REPO / "configs" / "search.yaml", ["sweep.space.train.lr={low: 0.001, high: 0.1}",
+                                                           "sweep.space.train.lr.low=0.0001"])
+    assert config.sweep.space["train.lr"].low == 0.0001 and config.sweep.space["train.lr"].high == 0.1
+    config = load_config(REPO / "configs" / "activity.yaml", ["sweep.grid.model.hidden=[8, 16]"])
+    assert config.sweep.grid == {"model.hidden": [8, 16]}
