@@ -105,3 +105,25 @@ def test_the_metric_name_scheme_finds_configured_metrics_among_a_parent_runs_nam
                                       names.tta("accuracy", "hflip"), "log_loss", names.baseline("accuracy"))]
     assert logged[:3] == ["accuracy_mean", "accuracy_tta_mean", "accuracy_tta_gain_mean"]
     assert names.base_metrics(logged) == ["accuracy"]
+
+
+def test_a_group_of_one_class_has_no_roc_auc_and_no_warning() -> None:
+    """Per-group scores where one group's valid rows hold one class (a subject doing one activity): its ROC
+    AUC is undefined and left out of the worst group (it printed `nan ± nan`), and scikit-learn's per-group
+    warnings do not reach the user."""
+    import warnings
+
+    from scribbles.core import default_registry
+    from scribbles.core.evaluation import by_group
+
+    registry = default_registry()
+    metrics = [registry.create("metric", name) for name in ("roc_auc", "balanced_accuracy")]
+    y_true = np.array([0, 1, 0, 1, 1, 1, 1])
+    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
+    groups = np.array(["a", "a", "a", "a", "b", "b", "b"])  # group b: class 1 only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table, worst = by_group(metrics, y_true, proba, groups)
+    assert np.isnan(table.set_index("group").loc["b", "roc_auc"])
+    assert worst["roc_auc_worst_group"] == pytest.approx(1.0)  # group a's, the only one defined
+    assert worst["balanced_accuracy_worst_group"] == pytest.approx(table["balanced_accuracy"].min())

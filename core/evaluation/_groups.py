@@ -2,12 +2,14 @@
 
 A fold's average can hide a group (a subject, a site) on which the model fails. With a group column,
 every fold reports its metrics per group and ``{metric}_worst_group``: the lowest value over the groups
-for a metric where greater is better, the highest for a loss. Plain predictions only (no TTA), and
-only metrics on probabilities (a reconstruction metric has no per-group meaning here).
+for a metric where greater is better, the highest for a loss, over the groups where the metric is
+defined (a group of one class has no ROC AUC). Plain predictions only (no TTA), and only metrics on
+probabilities (a reconstruction metric has no per-group meaning here).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,12 @@ def by_group(metrics: Sequence[Metric], y_true: np.ndarray, proba: np.ndarray,
         mask = codes == code
         row: dict[str, Any] = {"group": name.item() if isinstance(name, np.generic) else name,
                                "rows": int(mask.sum())}
-        for metric in scored:
-            row[metric.name] = metric.compute(y_true[mask], proba[mask])
+        with warnings.catch_warnings():
+            # A group whose valid rows hold one class is common (a subject doing one activity): scikit-learn
+            # warns per group ("A single label was found"; undefined metrics), which the run printed to the user.
+            warnings.simplefilter("ignore", UserWarning)
+            for metric in scored:
+                row[metric.name] = metric.compute(y_true[mask], proba[mask])
         rows.append(row)
     table = pd.DataFrame(rows, columns=["group", "rows", *(m.name for m in scored)])
     if scored:  # worst group first, by the first metric
@@ -41,6 +47,7 @@ def by_group(metrics: Sequence[Metric], y_true: np.ndarray, proba: np.ndarray,
     worst = {}
     for metric in scored:
         values = table[metric.name].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]  # a metric a group cannot have (ROC AUC of one class) is left out
         if len(values):
             worst[naming.worst_group(metric.name)] = float(values.min() if metric.greater_is_better else values.max())
     return table, worst
