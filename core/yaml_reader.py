@@ -166,3 +166,8 @@ def clip(value: Any, limit: int = 60) -> str:
     """
     text = _SHORT.repr(value)
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun`` for a message: "1 missing value", "3 missing values"."""
+    return f"{n} {noun}{'s' * (n != 1)}"

@@ -158,10 +158,15 @@ def explain(now: Inputs, before: Inputs) -> str:
     if now.plugins != before.plugins and now.code == before.code:
         reasons.append("plugin versions changed")
     for key in sorted(set(now.params) | set(before.params)):
-        old, new = before.params.get(key, "(unset)"), now.params.get(key, "(unset)")
+        old, new = before.params.get(key), now.params.get(key)
         if old != new:
-            reasons.append(f"{key} {old} -> {new}")
+            reasons.append(f"{key} {_shown(old)} -> {_shown(new)}")
     return "; ".join(reasons) or "no finished run of this fold with the same inputs"
+
+
+def _shown(value: str | None) -> str:
+    """A recorded parameter as a reason shows it: never a blank (a section recorded as empty text)."""
+    return "(unset)" if value is None else value if value.strip() else "(empty)"
 
 
 class FoldCache:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
 from scribbles.core.contracts import DataKind
 from scribbles.core.data import dvc_remote_config, to_instants
+from scribbles.core.yaml_reader import counted
 
 from .column_names import check_image_names, check_sequence_names
 
@@ -214,14 +215,14 @@ def _check_roles(frame: pd.DataFrame, params: ColumnParams, source: str) -> None
     missing = frame[params.target].isna().to_numpy()
     if missing.any():
         raise BadInput(
-            f"data.target: column {params.target!r} in {source} has {int(missing.sum())} missing values "
+            f"data.target: column {params.target!r} in {source} has {counted(int(missing.sum()), 'missing value')} "
             f"(e.g. row {int(missing.argmax())}); drop those rows or fill them"
         )
     if params.group is not None:
         holes = frame[params.group].isna().to_numpy()
         if holes.any():
             raise BadInput(
-                f"data.group: column {params.group!r} in {source} has {int(holes.sum())} missing values "
+                f"data.group: column {params.group!r} in {source} has {counted(int(holes.sum()), 'missing value')} "
                 f"(e.g. row {int(holes.argmax())}); every row needs a group: fill them or drop those rows"
             )
     if params.time is not None:

@@ -291,7 +291,7 @@ CASES = [
          prepare=lambda tmp: _data_device(tmp)),
     Case("data-inf-feature", ["data.features: f2 in files/inffeature.csv hold infinite values (e.g. row 4)"],
          change=_data("files/inffeature.csv")),
-    Case("data-nan-group", ["data.group: column 'g' in files/nangroup.csv has 1 missing values (e.g. row 6)"],
+    Case("data-nan-group", ["data.group: column 'g' in files/nangroup.csv has 1 missing value (e.g. row 6)"],
          change=_data("files/nangroup.csv")),
     Case("data-one-row", ["data.path: files/onerow.csv has 1 row; cross-validation needs at least 2"],
          change=_data("files/onerow.csv")),

@@ -81,6 +81,10 @@ def test_explain_shows_what_differs_and_code_version_tracks_the_code_that_trains
     long_before = Inputs({}, "0123456789abcdef" * 2, "X" * 40 + "1", "{}")
     why = explain(Inputs({}, "0123456789abcdef" + "f" * 16, "X" * 40 + "2", "{}"), long_before)
     assert "(…ef0123456789… -> …efffffffffff…)" in why and "(…XX1 -> …XX2)" in why, why
+    # A parameter set, unset or recorded as empty text never shows as a blank ("evaluate.tta  -> (unset)").
+    blank = explain(Inputs({"evaluate.tta.chunk": "", "evaluate.tta": "{}"}, "aaa", "c1", "{}"),
+                    Inputs({"evaluate.tta.chunk": "4"}, "aaa", "c1", "{}"))
+    assert blank == "evaluate.tta (unset) -> {}; evaluate.tta.chunk 4 -> (empty)", blank
 
     monkeypatch.chdir(tmp_path)
     git("init", "-q", cwd=tmp_path)

@@ -520,7 +520,7 @@ def test_bad_input_names_the_field_and_the_numbers() -> None:
         guarded_folds(create("splitter", "group_kfold", n_splits=2), holes)
     holes = make_dataset(30, 4, 2, 10, 0)
     holes.frame.loc[5, "t"] = None
-    with pytest.raises(BadInput, match=r"data.time: column 't' has 1 missing values of 30 rows \(first at row 5\)"):
+    with pytest.raises(BadInput, match=r"data.time: column 't' has 1 missing value of 30 rows \(first at row 5\)"):
         guarded_folds(create("splitter", "time_series", n_splits=2), holes)
     missing = make_dataset(30, 4, 2, 10, 0)
     missing.group = "subject"

@@ -20,6 +20,7 @@ from ..contracts import Dataset
 from ._direct_table import codes_of_keys, max_span
 from ..errors import BadInput
 from ._fixed_width import fixed_width_codes
+from ..yaml_reader import counted
 
 
 def parse_span(value: int | str | None, field: str = "split.gap") -> int | pd.Timedelta:
@@ -171,7 +172,7 @@ def _no_missing(codes: np.ndarray, column: str, role: str) -> None:
     missing = np.flatnonzero(codes < 0)
     if len(missing):
         raise BadInput(
-            f"data.{role}: column {column!r} has {len(missing)} missing values of {len(codes)} rows "
+            f"data.{role}: column {column!r} has {counted(len(missing), 'missing value')} of {len(codes)} rows "
             f"(first at row {int(missing[0])}); fill or drop them before splitting"
         )
 
