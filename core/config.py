@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -41,6 +42,20 @@ def is_operational(path: str) -> bool:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_truth_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for a number: `--set train.epochs=true` trained one epoch without a word.
+        if isinstance(value, bool) and info.field_name and is_number_type(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"Input should be a number, not {str(value).lower()}")
+        return value
+
+
+def is_number_type(annotation: Any) -> bool:
+    """True for a number type (``int``, ``float``, optional or in a union) that does not also take a bool."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return bool not in options and any(option in (int, float) for option in options)
 
 
 class EarlyStoppingConfig(_Strict):

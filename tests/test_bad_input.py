@@ -218,6 +218,10 @@ CASES = [
          change=_set("evaluate.tta", {"transforms": [], "merge": "vote"})),
     Case("lr-inf", ["train.lr: inf is not a finite number"], change=_set("train.lr", float("inf"))),
     Case("lr-nan", ["train.lr: nan is not a finite number"], sets=["train.lr=.nan"]),
+    # pydantic reads true as 1: one epoch, or two folds, without a word.
+    Case("number-given-true", ["train.epochs: Input should be a number, not true"], sets=["train.epochs=true"]),
+    Case("technique-number-given-true", ["split.n_splits: Input should be a number, not true"],
+         sets=["split.n_splits=true"]),
     Case("technique-float-inf", ["model.dropout: -inf is not a finite number"], sets=["model.dropout=-.inf"]),
     Case("seed-beyond-int64", ["train.seed: 1180591620717411303424 is too large"], sets=["train.seed=" + str(2**70)]),
     Case("seed-beyond-numpy", ["train.seed: ", "less than or equal to 4294967295"], sets=["train.seed=" + str(2**40)]),
