@@ -307,7 +307,11 @@ class DvcSource(DataSource):
             raise BadInput(f"data.rev: {exc} in {repo}; give a commit, branch or tag that exists "
                            "(`git log --oneline`), or drop data.rev to read the workspace") from None
         except FileNotFoundError:
+            outside = "://" not in repo and Path(path).is_absolute() and \
+                not Path(path).resolve().is_relative_to(Path(repo).resolve())
             raise BadInput(
+                f"data.path: {path} is outside the DVC repo at {repo}; move it into the repo and `dvc add` it, or "
+                "read it without DVC: data.name: file" if outside else
                 f"data.path: {path} is not in the DVC repo at {repo}"
                 + (f" at rev {self.params.rev}" if self.params.rev else "")
                 + "; build it (`scribbles data build`) or `dvc pull`"

@@ -361,6 +361,8 @@ CASES = [
          change=_set("split", {"name": "group_kfold", "n_splits": 20})),
     Case("dvc-path-not-tracked", ["data.path: data/nope.csv is not in the DVC repo"],
          change=lambda c: c["data"].update(name="dvc", path="data/nope.csv")),
+    Case("dvc-path-outside-the-repo", ["data.path: /etc/hostname is outside the DVC repo", "data.name: file"],
+         change=lambda c: c["data"].update(name="dvc", path="/etc/hostname")),
     Case("dvc-folder", ["data.path: data is a folder in the DVC repo"],
          change=lambda c: c["data"].update(name="dvc", path="data")),
     # -- other verbs and the command line itself
