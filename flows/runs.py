@@ -63,6 +63,10 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 configure_prefect()  # prefect's own logging setup resets logger levels on import
 
 
+#: Why a fold trained when asked to: `scribbles run --force`, or `scribbles rerun` (which always trains).
+FORCED = "asked to train again (--force, or `scribbles rerun`)"
+
+
 @task(name="load-data", cache_policy=NO_CACHE)
 def load_data(config: dict[str, Any], allow_dirty: bool) -> str:
     """Read the data through its source (once per process); returns the data version."""
@@ -183,7 +187,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
         if cache is None:
             out.append(Reuse(key, reason="no MLflow tracker to cache in"))
         elif force:
-            out.append(Reuse(key, reason="--force"))
+            out.append(Reuse(key, reason=FORCED))
         elif (found := cache.find(key))[0] is not None:
             out.append(found[0])
         elif found[1]:  # an identical fold exists but cannot be trusted: say why it is trained again

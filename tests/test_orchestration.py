@@ -143,7 +143,7 @@ def test_identical_rerun_is_cached_a_changed_one_says_why_and_force_retrains(pro
         assert run.data.tags["scribbles.why"] == "train.lr 0.003 -> 0.01"
 
     forced = experiment(config(), force=True)
-    assert [r["reason"] for r in forced["reuse"]] == ["--force"] * 2
+    assert [r["reason"] for r in forced["reuse"]] == ["asked to train again (--force, or `scribbles rerun`)"] * 2
     runs = children(client, forced["links"]["mlflow_run_id"])
     assert all("scribbles.cached_from" not in r.data.tags for r in runs)
 
