@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext, Tracker
+from scribbles.core.run_store import FINISHED
 
 from .interrupts import causes, ended_early_as, interruption, raise_terminated
 
@@ -111,6 +112,25 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
             return
 
 
+def _finished(run: RunContext, plugins: list[Any]) -> bool:
+    """Whether the run's store already holds it FINISHED: a stop can land after a tracker wrote that status
+    and before its end hook returned (``Ending.ended`` still false), and the stop line then named a run that
+    `scribbles resume` refuses. The store is the record; a store that cannot be read says no."""
+    run_id = run.links.get("mlflow_run_id")
+    if not run_id:
+        return False
+    with stops_ignored():  # a second Ctrl-C must not cut this read short
+        for plugin in plugins:
+            try:
+                store = plugin.store() if isinstance(plugin, Tracker) else None
+                stored = store.get(run_id) if store is not None else None
+            except Exception:  # an unreadable store: the run is ended as stopped, as before
+                continue
+            if stored is not None:
+                return stored.status == FINISHED
+    return False
+
+
 def release_frames(exc: BaseException) -> None:
     """Let go of the locals of the frames a stop cut short (``traceback.clear_frames``), ``exc``'s causes too.
 
@@ -154,7 +174,7 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
                 if not ending.ended:
                     raise RuntimeError(f"run {run.run_name or run.experiment!r} was not ended")
         except BaseException as exc:
-            if ending.ended:
+            if ending.ended or (interruption(exc) is not None and _finished(run, plugins)):
                 raise  # a stop after the run ended FINISHED: nothing to end, and nothing for `resume` to finish
             status = "KILLED" if interruption(exc) is not None else "FAILED"
             if status == "KILLED":

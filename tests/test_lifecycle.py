@@ -97,6 +97,43 @@ def test_a_stop_after_the_run_ended_leaves_it_finished_and_names_nothing_to_resu
     assert ended_early() is None
 
 
+def test_a_stop_inside_the_end_hook_after_finished_was_written_names_nothing_to_resume(tmp_path: Path) -> None:
+    """Ctrl-C inside the end hook once the tracker wrote FINISHED (the MLflow tracker writes it on its logging
+    thread, then the hook tidies up): the store says FINISHED, so the stop goes on up without naming the run or
+    ending it again. (A trial under load: the stop line named a run that `scribbles resume` then refused.)"""
+    from mlflow.tracking import MlflowClient
+    from scribbles.core import Tracker
+    from scribbles.flows.interrupts import ended_early
+    from scribbles.plugins.trackers.run_store import MlflowRunStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("lifecycle")).info.run_id
+
+    class FinishesThenStops(Tracker, Recorder):
+        """Writes FINISHED, then the stop lands before its end hook returns."""
+
+        name = "finishes_then_stops"
+
+        def store(self) -> MlflowRunStore:
+            return MlflowRunStore(uri)
+
+        @hookimpl
+        def scribbles_run_end(self, ctx: Any) -> None:
+            client.set_terminated(run_id, "FINISHED")
+            raise KeyboardInterrupt
+
+    ended_early(clear=True)
+    run, tracker = _run(), FinishesThenStops()
+    Recorder.__init__(tracker)
+    run.links["mlflow_run_id"] = run_id
+    with pytest.raises(KeyboardInterrupt), run_lifecycle(load_registry(), run, [tracker]) as ending:
+        ending.end({"accuracy_mean": 0.5})
+    assert tracker.seen == ["start"], tracker.seen  # no error hook: nothing was ended again
+    assert ended_early() is None
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
 def test_a_block_that_forgets_to_end_fails_the_run_instead_of_leaving_it_running() -> None:
     tracker = Recorder()
     with pytest.raises(RuntimeError, match="was not ended"), run_lifecycle(load_registry(), _run(), [tracker]):
