@@ -32,6 +32,7 @@ from scribbles.core import (
     Plan,
     Registry,
     RunContext,
+    stops_deferred,
 )
 from scribbles.core import metric_names as naming
 from scribbles.core.data import Repeated, fold_report
@@ -269,10 +270,12 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         except Pruned as stop:  # the folds that finished are kept; the trial ends KILLED (pruning.py)
             pruned = stop
         summary = summarise([metrics[i] for i in sorted(metrics)]) if metrics else {}
-        # Inside the lifecycle: a tracker failing to finish must still end the runs FAILED.
-        ending.end(summary)
-        if pruned is not None and run.links.get("mlflow_run_id") and (store := store_of(plan)) is not None:
-            mark_pruned(store, run.links["mlflow_run_id"], pruned)
+        # Inside the lifecycle: a tracker failing to finish must still end the runs FAILED. A pruned trial's
+        # end and its KILLED are one step (stops held): a stop between them left the trial FINISHED.
+        with stops_deferred() if pruned is not None else contextlib.nullcontext():
+            ending.end(summary)
+            if pruned is not None and run.links.get("mlflow_run_id") and (store := store_of(plan)) is not None:
+                mark_pruned(store, run.links["mlflow_run_id"], pruned)
     return {
         "experiment": run.experiment,
         "links": dict(run.links),
