@@ -157,7 +157,7 @@ def _stopped(stop: BaseException) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The command, once imported (the console script enters through ``flows/entry.py``)."""
     code = run_cli()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -87,3 +87,32 @@ def test_a_stop_as_the_parent_run_is_created_ends_it_killed_and_resume_finishes_
     assert {status for _, _, status in after} == {"FINISHED"} and len(after) == 3, after  # parent and 2 folds
     assert run_id in {rid for rid, _, _ in after}  # finished in place, not a new parent run
 
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_the_command_still_imports_is_one_line(tmp_path: Path, signum: str) -> None:
+    """Ctrl-C or SIGTERM a fraction of a second in, while the command imports its modules (before its own
+    handling is installed): one `stopped` line, exit 130/143, no traceback, nothing made. (Ctrl-C printed a
+    KeyboardInterrupt traceback from inside pydantic; SIGTERM ended the command without a word.)"""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from helpers import SCRIBBLES
+
+    stopped = 0
+    for delay in (0.05, 0.15):
+        command = subprocess.Popen(
+            [SCRIBBLES, "run", "missing.yaml"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        os.killpg(command.pid, getattr(signal, signum))
+        _, err = command.communicate(timeout=60)
+        if command.returncode == 2:  # the command got as far as its verb first (a fast machine): no stop to see
+            continue
+        stopped += 1
+        assert command.returncode == (130 if signum == "SIGINT" else 143), (delay, err)
+        assert err == ("stopped\n" if signum == "SIGINT" else "stopped by SIGTERM\n"), (delay, err)
+        assert not list(tmp_path.iterdir())
+    assert stopped, "every stop came after the imports: the case was not exercised"
