@@ -141,7 +141,7 @@ class Starting:
     def stop(self, log: Path | None = None) -> None:
         """Stop the server (see ``stop``) and append its output to ``log``; again, nothing happens."""
         stop(self.process, grace=5.0)
-        if log is not None and self.output.exists():
+        if log is not None and self.output.exists() and self.output.stat().st_size:  # nothing said: no log made
             # A log that cannot be written (a read-only project) must not hide how the command ended.
             with contextlib.suppress(OSError):
                 log.parent.mkdir(parents=True, exist_ok=True)
