@@ -15,10 +15,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from scribbles.core import BadInput, Dataset, DataSource, Technique, Width, hookimpl
 from scribbles.core.contracts import DataKind
-from scribbles.core.data import dvc_remote_config, to_instants
+from scribbles.core.data import check_image_names, check_sequence_names, dvc_remote_config, to_instants
 from scribbles.core.yaml_reader import counted
-
-from .column_names import check_image_names, check_sequence_names
 
 
 class ColumnParams(BaseModel):

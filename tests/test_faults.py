@@ -175,7 +175,9 @@ def test_runs_started_together_each_have_their_own_server(project: Path) -> None
         assert set(runs.values()) == {"FINISHED"} and len(runs) == 3, runs
         # Each server's output went to a temporary file, appended to the project's log when it stopped.
         assert not list((project / f"tmp-together-{i}.db").glob("scribbles-prefect-server-*")), i
-    assert (project / ".scribbles" / "prefect-server.log").is_file()
+    # A server that said anything has it in the project's log; one that said nothing leaves no empty file.
+    log = project / ".scribbles" / "prefect-server.log"
+    assert not log.exists() or log.stat().st_size > 0
 
 
 def test_the_temporary_server_holds_its_port_from_the_start(tmp_path: Path,

@@ -1,7 +1,8 @@
 """Data: the leakage guard every fold passes, column coding for splitters, targets, preprocessing, fold inputs.
 
 ``guarded_folds`` / ``check_folds`` run the leakage guard; ``column_codes``, ``group_codes``, ``class_codes`` and
-``read_times`` code the columns splitters read; ``check_target`` / ``constant_features`` catch targets and
+``read_times`` code the columns splitters read; ``check_sequence_names`` / ``check_image_names`` hold
+``data.shape`` to what the column names number; ``check_target`` / ``constant_features`` catch targets and
 features that cannot teach; ``fit`` / ``check_steps`` the per-fold preprocessing; ``fold_inputs`` a fold's model
 inputs; ``with_repeats`` repeated cross-validation. Implementation modules (``_guard.py``, ...) are private;
 names are imported on first use (PEP 562), so importing this package imports no numpy or pandas.
@@ -28,12 +29,16 @@ if TYPE_CHECKING:
     from ._fixed_width import fixed_width_rows, hashed_codes, packed_codes, varying_bits
     from ._fold_inputs import PipelineModel, fold_inputs, served, targets
     from ._guard import check_fold, check_folds, fold_report, guarded_folds
+    from ._names import check_image_names, check_sequence_names, name_cycle
     from ._preprocessing import DEFAULT_STEPS, Fitted, check_steps, column_maps, fit
     from ._repeats import Repeated, with_repeats
     from ._targets import check_target, constant_features
 
 #: Name -> the private module that defines it.
 _EXPORTS: dict[str, str] = {
+    "check_image_names": "_names",
+    "check_sequence_names": "_names",
+    "name_cycle": "_names",
     "DEFAULT_STEPS": "_preprocessing",
     "Fitted": "_preprocessing",
     "PipelineModel": "_fold_inputs",
@@ -77,6 +82,8 @@ __all__ = [
     "Repeated",
     "check_fold",
     "check_folds",
+    "check_image_names",
+    "check_sequence_names",
     "check_steps",
     "check_target",
     "class_codes",
@@ -92,6 +99,7 @@ __all__ = [
     "group_codes",
     "guarded_folds",
     "hashed_codes",
+    "name_cycle",
     "packed_codes",
     "parse_span",
     "read_times",

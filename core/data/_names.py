@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from scribbles.core import BadInput
+from ..errors import BadInput
 
 
 def name_cycle(names: list[str]) -> list[str] | None:
