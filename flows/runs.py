@@ -244,13 +244,15 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         decisions = decide(plan, run, folds, force)
         jobs = [(fold, reuse, FoldJob(**{**job.__dict__, "fold": fold.index})) for fold, reuse in
                 zip(folds, decisions, strict=True)]
-        for fold, reuse, _ in jobs:
-            if reuse.mode:  # reused results first: nothing to wait for
-                start(fold, reuse)
-                finish(fold, reuse, _reused(fold, reuse))
         to_train = [(fold, reuse, fold_job) for fold, reuse, fold_job in jobs if not reuse.mode]
         runner = task_runner(plan)
         try:
+            # Reused results first: nothing to wait for. Inside the try: a trial's pruner may stop it on a
+            # reused fold's scores too (the trial then ended FAILED, "Pruned: ...", as if it had crashed).
+            for fold, reuse, _ in jobs:
+                if reuse.mode:
+                    start(fold, reuse)
+                    finish(fold, reuse, _reused(fold, reuse))
             if runner is None:
                 with fold_task.live_epochs(job.out, epoch):
                     for fold, reuse, fold_job in to_train:

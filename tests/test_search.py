@@ -323,3 +323,27 @@ def test_a_sweep_asking_more_trials_than_its_space_holds_trains_each_point_once(
     assert sorted(r.data.params["train.lr"] for r in trials) == ["0.003", "0.01"]
     assert all(r.info.status == "FINISHED" for r in trials)
     assert "2 of 4 trials trained: sweep.space holds 2 points and each was tried" in done.stdout, done.stdout
+
+
+def test_a_trial_pruned_on_reused_folds_ends_pruned_not_failed(project: Path) -> None:
+    """A trial whose folds come from the fold cache reports their scores to the pruner too; when it prunes
+    there, the trial ends KILLED and pruned (it ended FAILED with "Pruned: ...", and TPE drew it again)."""
+    sweep = {"optuna": {"sampler": "grid", "seed": 1, "pruner": "median", "startup_trials": 1},
+             "space": {"train.lr": [1.0e-7]}}
+    write(project, sweep=sweep, train={"epochs": 2})
+    first = run_cli("run", "exp.yaml", cwd=project)  # trains lr 1e-7 alone: its folds are cached
+    assert first.returncode == 0, first.stdout + first.stderr
+    sweep["space"] = {"train.lr": [0.01, 1.0e-7]}
+    write(project, sweep=sweep, train={"epochs": 2}, experiment="search")
+    second = run_cli("run", "exp.yaml", cwd=project)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "failed" not in second.stdout, second.stdout
+    client = store(project)
+    exp = client.get_experiment_by_name("search")
+    tops = sorted((r for r in client.search_runs([exp.experiment_id], max_results=1000)
+                   if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
+    trials = {r.data.params["train.lr"]: r for r in children(client, tops[-1].info.run_id)}
+    bad = trials["1e-07"]
+    assert bad.info.status == "KILLED" and bad.data.tags["scribbles.pruned"].startswith("step "), bad.data.tags
+    study = study_of(project, tops[-1])
+    assert {t.params["train.lr"]: t.state for t in study.trials}[1.0e-7] == optuna.trial.TrialState.PRUNED
