@@ -159,7 +159,7 @@ def explain(now: Inputs, before: Inputs) -> str:
         reasons.append("plugin versions changed")
     for key in sorted(set(now.params) | set(before.params)):
         old, new = before.params.get(key), now.params.get(key)
-        if old != new:
+        if old != new and (old or "").strip() + (new or "").strip():  # unset and empty are the same nothing
             reasons.append(f"{key} {_shown(old)} -> {_shown(new)}")
     return "; ".join(reasons) or "no finished run of this fold with the same inputs"
 

@@ -82,9 +82,9 @@ def test_explain_shows_what_differs_and_code_version_tracks_the_code_that_trains
     why = explain(Inputs({}, "0123456789abcdef" + "f" * 16, "X" * 40 + "2", "{}"), long_before)
     assert "(…ef0123456789… -> …efffffffffff…)" in why and "(…XX1 -> …XX2)" in why, why
     # A parameter set, unset or recorded as empty text never shows as a blank ("evaluate.tta  -> (unset)").
-    blank = explain(Inputs({"evaluate.tta.chunk": "", "evaluate.tta": "{}"}, "aaa", "c1", "{}"),
-                    Inputs({"evaluate.tta.chunk": "4"}, "aaa", "c1", "{}"))
-    assert blank == "evaluate.tta (unset) -> {}; evaluate.tta.chunk 4 -> (empty)", blank
+    blank = explain(Inputs({"evaluate.tta.chunk": "", "evaluate.tta": "{}", "evaluate.tta.merge": ""}, "aaa", "c1",
+                           "{}"), Inputs({"evaluate.tta.chunk": "4"}, "aaa", "c1", "{}"))
+    assert blank == "evaluate.tta (unset) -> {}; evaluate.tta.chunk 4 -> (empty)", blank  # unset -> empty: no change
 
     monkeypatch.chdir(tmp_path)
     git("init", "-q", cwd=tmp_path)

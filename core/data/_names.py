@@ -45,6 +45,13 @@ def check_sequence_names(features: list[str], shape: tuple[int, ...], layout: st
     steps, channels = shape
     period = len(set(parts))
     fastest = steps if layout == "channel_major" else channels
+    if layout == "channel_major" and all(part.isalpha() for part in parts):
+        # Named channels (x, y, z) cycle fastest: time-major columns, whatever data.shape says (given as
+        # [3, 32] too, the check below passed and the run trained on x, y, z as steps).
+        raise BadInput(f"data.layout: channel_major reads every step of one channel first, but the columns "
+                       f"({_shown(features)}) go through the channels ({', '.join(sorted(set(parts))[:3])}"
+                       f"{', ...' if period > 3 else ''}) at each step: they are time-major; leave data.layout "
+                       f"out and give data.shape: [{len(features) // period}, {period}] ([steps, channels])")
     if period == fastest:
         return
     if layout == "channel_major" and period == channels:
