@@ -56,7 +56,7 @@ class HideUserErrors(logging.Filter):
         if record.exc_info and _caused_by(record.exc_info[1], (ScribblesError, KeyboardInterrupt)):
             return False
         message = record.getMessage()
-        if "aborted by an interrupt signal" in message:
+        if "aborted by an interrupt signal" in message or "aborted by a termination signal" in message:
             return False  # Ctrl-C or SIGTERM: the command says "stopped" itself, and the runs end KILLED
         # Prefect words it "...Failed('Task run encountered an exception BadInput: ...')".
         names = {f"{kind.__name__}(" for kind in _kinds(ScribblesError)} | set(self.NAMES)
