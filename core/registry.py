@@ -352,8 +352,8 @@ def validate_params(cls: type[Technique], fields: dict[str, Any], where: str) ->
     truths = [name for name, value in fields.items() if isinstance(value, bool) and name in cls.Params.model_fields
               and is_number_type(cls.Params.model_fields[name].annotation)]
     if truths:  # pydantic reads true as 1 for a number field: `split.n_splits: true` went on as 1
-        raise ConfigError("; ".join(f"{where}.{name}: Input should be a number, not {str(fields[name]).lower()}"
-                                    for name in truths))
+        raise ConfigError("; ".join(f"{where}.{name}: Input should be a number, not {str(fields[name]).lower()} "
+                                    f"(got {fields[name]})" for name in truths))
     if cls.Params.model_config.get("extra") in (None, "ignore"):
         known = set(cls.Params.model_fields) | {f.alias for f in cls.Params.model_fields.values() if f.alias}
         unknown = [name for name in fields if name not in known]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from ..errors import BadInput
+from ..yaml_reader import counted
 
 
 def name_cycle(names: list[str]) -> list[str] | None:
@@ -86,6 +87,6 @@ def check_image_names(features: list[str], shape: tuple[int, ...]) -> None:
         return
     # The given channels when they fit (a few: grey, RGB, RGBA), else one: only the suggestion depends on it.
     channels = shape[0] if len(shape) == 3 and n % (shape[0] * width) == 0 and shape[0] <= 4 else 1
-    raise BadInput(f"data.shape: {list(shape)} reads rows of {shape[-1]} pixels ([channels, height, width]), but "
-                   f"the column names ({_shown(features)}) go through rows of {width}: give data.shape: "
+    raise BadInput(f"data.shape: {list(shape)} reads rows of {counted(shape[-1], 'pixel')} ([channels, height, "
+                   f"width]), but the column names ({_shown(features)}) go through rows of {width}: give data.shape: "
                    f"[{channels}, {n // (channels * width)}, {width}]")
