@@ -46,16 +46,22 @@ class _Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_truth_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic reads true as 1 for a number: `--set train.epochs=true` trained one epoch without a word.
-        if isinstance(value, bool) and info.field_name and is_number_type(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"Input should be a number, not {str(value).lower()}")
+        problem = info.field_name and truth_for_a_number(value, cls.model_fields[info.field_name].annotation)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-def is_number_type(annotation: Any) -> bool:
-    """True for a number type (``int``, ``float``, optional or in a union) that does not also take a bool."""
+def truth_for_a_number(value: Any, annotation: Any) -> str | None:
+    """What is wrong with ``value`` for a field of type ``annotation`` when it is true or false and the field
+    takes a number (``int``, ``float``, optional or in a union) but no bool; else None. pydantic reads true
+    as 1 there: `--set train.epochs=true` trained one epoch without a word."""
+    if not isinstance(value, bool):
+        return None
     options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
-    return bool not in options and any(option in (int, float) for option in options)
+    if bool in options or not any(option in (int, float) for option in options):
+        return None
+    return f"Input should be a number, not {str(value).lower()}"
 
 
 class EarlyStoppingConfig(_Strict):

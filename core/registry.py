@@ -27,7 +27,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from . import hookspecs
-from .config import error_text, is_number_type
+from .config import error_text, truth_for_a_number
 from .errors import ConfigError, PluginError
 from .markers import FAMILIES, HOOK_API_VERSION, PROJECT
 from .yaml_reader import clip
@@ -349,11 +349,11 @@ def validate_params(cls: type[Technique], fields: dict[str, Any], where: str) ->
     (``extra="ignore"``): a misspelt ``offst`` was dropped and the run went on with the default. Only a
     ``Params`` that says ``extra="allow"`` takes fields it does not declare.
     """
-    truths = [name for name, value in fields.items() if isinstance(value, bool) and name in cls.Params.model_fields
-              and is_number_type(cls.Params.model_fields[name].annotation)]
-    if truths:  # pydantic reads true as 1 for a number field: `split.n_splits: true` went on as 1
-        raise ConfigError("; ".join(f"{where}.{name}: Input should be a number, not {str(fields[name]).lower()} "
-                                    f"(got {fields[name]})" for name in truths))
+    truths = [f"{where}.{name}: {problem} (got {value})" for name, value in fields.items()
+              if name in cls.Params.model_fields
+              and (problem := truth_for_a_number(value, cls.Params.model_fields[name].annotation))]
+    if truths:  # `split.n_splits: true` went on as 1
+        raise ConfigError("; ".join(truths))
     if cls.Params.model_config.get("extra") in (None, "ignore"):
         known = set(cls.Params.model_fields) | {f.alias for f in cls.Params.model_fields.values() if f.alias}
         unknown = [name for name in fields if name not in known]

@@ -100,16 +100,21 @@ class Ending:
         self.ended = True
 
 
+def _stores(plugins: list[Any]) -> Iterator[Any]:
+    """The run stores of the trackers among ``plugins`` (those that keep one)."""
+    for plugin in plugins:
+        store = plugin.store() if isinstance(plugin, Tracker) else None
+        if store is not None:
+            yield store
+
+
 def _note_store(run: RunContext, plugins: list[Any]) -> None:
     """Note where the run was written (``flows.stores``): ``resume``, ``rerun`` and ``promote`` read it there."""
     from .stores import remember
 
     run_id = run.links.get("mlflow_run_id", "")
-    for plugin in plugins:
-        store = plugin.store() if isinstance(plugin, Tracker) else None
-        if store is not None and run_id:
-            remember(run_id, store.uri)
-            return
+    if run_id and (store := next(_stores(plugins), None)) is not None:
+        remember(run_id, store.uri)
 
 
 def _finished(run: RunContext, plugins: list[Any]) -> bool:
@@ -120,10 +125,13 @@ def _finished(run: RunContext, plugins: list[Any]) -> bool:
     if not run_id:
         return False
     with stops_ignored():  # a second Ctrl-C must not cut this read short
-        for plugin in plugins:
+        try:
+            stores = list(_stores(plugins))
+        except Exception:  # a tracker that cannot name its store: the run is ended as stopped, as before
+            return False
+        for store in stores:
             try:
-                store = plugin.store() if isinstance(plugin, Tracker) else None
-                stored = store.get(run_id) if store is not None else None
+                stored = store.get(run_id)
             except Exception:  # an unreadable store: the run is ended as stopped, as before
                 continue
             if stored is not None:
@@ -174,9 +182,10 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
                 if not ending.ended:
                     raise RuntimeError(f"run {run.run_name or run.experiment!r} was not ended")
         except BaseException as exc:
-            if ending.ended or (interruption(exc) is not None and _finished(run, plugins)):
+            stopped = interruption(exc) is not None
+            if ending.ended or (stopped and _finished(run, plugins)):
                 raise  # a stop after the run ended FINISHED: nothing to end, and nothing for `resume` to finish
-            status = "KILLED" if interruption(exc) is not None else "FAILED"
+            status = "KILLED" if stopped else "FAILED"
             if status == "KILLED":
                 release_frames(exc)
             # A tracker links a run once it can be resumed (its config recorded): only then is it named.

@@ -69,11 +69,10 @@ def local_server(port: int | None = None, log: Path | None = None, timeout: floa
     child_env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": url,
                  **(env or {})}
     child_env.pop("PREFECT_API_URL", None)
-    # Through `exec` below: the server gets SIGTERM when this process ends, SIGKILL included (Linux).
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__, "exec", str(os.getpid()), *command],
+            tied_to_this_process(command),
             stdout=out, stderr=subprocess.STDOUT, env=child_env, start_new_session=True,
         )
     try:
@@ -87,6 +86,12 @@ def local_server(port: int | None = None, log: Path | None = None, timeout: floa
         yield url
     finally:
         stop(process)
+
+
+def tied_to_this_process(command: list[str]) -> list[str]:
+    """``command`` run through this module's ``exec`` trampoline: it gets SIGTERM when this process ends,
+    however it ends (SIGKILL included; Linux's PDEATHSIG)."""
+    return [sys.executable, "-m", __name__, "exec", str(os.getpid()), *command]
 
 
 #: Settings Prefect's own temporary server runs with: no UI, an ephemeral, final server.

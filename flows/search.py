@@ -330,15 +330,13 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                 conclude(trial, execute(job(trial, stale.user_attrs.get(MLFLOW_RUN)), study))
             done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
             runner = trial_runner(first, sweep_config.parallel)
-            repeats = sum(is_repeat(t) for t in study.get_trials(deepcopy=False))
             with runner or contextlib.nullcontext():
                 while (left := budget - sum(not is_repeat(t) for t in study.get_trials(deepcopy=False,
                                                                                          states=done))) > 0:
                     # Asked here, in order, so that grid and random samplers give a sequential sweep's
                     # trials; with sweep.parallel N, N trials run at once in their own processes. A point
                     # drawn again is not trained again (flows/repeats.py).
-                    batch, repeated = ask_untried(study, space.distributions, min(sweep_config.parallel, left))
-                    repeats += repeated
+                    batch, _ = ask_untried(study, space.distributions, min(sweep_config.parallel, left))
                     if not batch:
                         break  # every point of the space was tried (or only repeats were drawn)
                     if runner is None:
@@ -355,6 +353,7 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
             ranked = mark_not_worse(rank(results, rank_by, greater), rank_by, greater)
             ending.end(ranked[0]["summary"], ranked)
     return sweep_result(first, sweep, rank_by, ranked,
-                        study={"name": study_name, "storage": mask_text(storage), "repeats": repeats,
+                        study={"name": study_name, "storage": mask_text(storage),
+                               "repeats": sum(is_repeat(t) for t in study.get_trials(deepcopy=False)),
                                "trials": budget, "points": space_size(space.distributions)})
 

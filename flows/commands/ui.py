@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
-from ..prefect_server import stop
+from ..prefect_server import stop, tied_to_this_process
 from .common import EXIT_OK, add_store_option, port
 
 
@@ -29,13 +29,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
                "--workers", "1"]
     # MLflow's server runs in a session of its own, which this command stops with SIGTERM on Ctrl-C: the
     # terminal's SIGINT reached all of its processes, which printed nine tracebacks and took seconds to go.
-    # Through the `exec` trampoline the server also ends when this command is killed.
+    # Tied to this process, the server also ends when this command is killed.
     # MLflow's own imports warn of deprecations in its dependencies (Starlette's WSGI middleware): nothing the
     # user can act on, so not on their terminal.
     warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore::DeprecationWarning",
                                       "ignore:starlette.middleware.wsgi is deprecated:UserWarning"]))
-    server = subprocess.Popen([sys.executable, "-m", "scribbles.flows.prefect_server", "exec", str(os.getpid()),
-                               *command], start_new_session=True, env={**os.environ, "PYTHONWARNINGS": warnings})
+    server = subprocess.Popen(tied_to_this_process(command), start_new_session=True,
+                              env={**os.environ, "PYTHONWARNINGS": warnings})
     try:
         return server.wait()  # MLflow's own exit code when it ends by itself (a port in use, say)
     finally:
