@@ -80,8 +80,12 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
 _python_format = warnings.formatwarning
 
 
-def run_cli(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages."""
+def run_cli(argv: Sequence[str] | None = None, process_ends: bool = False) -> int:
+    """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages.
+
+    ``process_ends``: the process ends with the command (the console script), so what the command froze
+    out of garbage collection (``gc.freeze``) stays frozen; a caller that goes on (a test) gets it back.
+    """
     # First: every line this process (and the libraries it loads) prints passes the secret mask.
     mask_output()
     try:  # scribbles.toml: the team's servers, as the environment variables each tool reads
@@ -95,6 +99,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
     func: Callable[[argparse.Namespace], int] = args.func
+    args.process_ends = process_ends
     # SIGTERM anywhere in the command (not only while runs are open) ends it like Ctrl-C, with 143; both
     # are noted, so that a stop a library turned into an error of its own is still told as a stop.
     try:
@@ -158,7 +163,7 @@ def _stopped(stop: BaseException) -> None:
 
 def main() -> None:
     """The command, once imported (the console script enters through ``flows/entry.py``)."""
-    code = run_cli()
+    code = run_cli(process_ends=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # Everything the command had to say is out. At interpreter exit Prefect stops its temporary
