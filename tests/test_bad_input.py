@@ -99,6 +99,25 @@ def _corrupt_store(tmp: Path) -> list[str]:
     return ["run", _base_config(tmp)]
 
 
+def _log_left(tmp: Path) -> list[str]:
+    """A store in write-ahead logging mode deleted without its log (``rm mlflow.db``): -wal and -shm stay."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp / "mlflow.db")) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA wal_autocheckpoint=0")  # the rows stay in the log, as a live store's last writes do
+        con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO runs (name) VALUES ('old')")
+        con.commit()
+        # As a store's process left them (a crash, or one still running): the last close would fold them in.
+        kept = {suffix: (tmp / f"mlflow.db{suffix}").read_bytes() for suffix in ("-wal", "-shm")}
+    (tmp / "mlflow.db").unlink()
+    for suffix, data in kept.items():
+        (tmp / f"mlflow.db{suffix}").write_bytes(data)
+    assert (tmp / "mlflow.db-wal").stat().st_size > 0
+    return ["run", _base_config(tmp)]
+
+
 def _corrupt_pages(tmp: Path) -> list[str]:
     """A SQLite store whose header is fine but some of whose pages hold random bytes (a bad disk)."""
     import sqlite3
@@ -323,6 +342,9 @@ CASES = [
     Case("tracking-corrupt-pages", ["the MLflow store", "is corrupt (*** in database main *** On tree page",
                                     "move it aside"],
          prepare=lambda tmp: _corrupt_pages(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
+    Case("tracking-log-left", ["the MLflow store {tmp}/mlflow.db is missing but {tmp}/mlflow.db-wal and "
+                               "{tmp}/mlflow.db-shm are still there", "delete them to start a new store"],
+         prepare=lambda tmp: _log_left(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
     Case("tracking-server-down", ["the MLflow tracking server http://127.0.0.1:9 did not answer within 3 s"],
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("split-needs-group", ["data.group: splitter 'group_kfold'", "needs data.group"],

@@ -160,6 +160,8 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
         elif not os.access(path, os.W_OK):
             raise BadInput(f"{field}: cannot write to the MLflow folder store {path}; fix its permissions")
         return
+    if scheme == "sqlite":
+        _check_no_log_left(path, field)
     if must_exist:
         if field.startswith("--") or "stores.tsv" in field:
             raise BadInput(f"{field}: there is no MLflow store at {path}; {_fix(field)}")
@@ -240,6 +242,30 @@ def _check_sqlite(path: Path, field: str) -> None:
         found = " ".join("; ".join(problems).split())[:160]
         raise BadInput(f"{field}: the MLflow store {path} is corrupt ({found}); restore it "
                        "from a backup or move it aside to start a new store")
+
+
+#: What SQLite keeps beside a database in write-ahead logging mode (stores are switched to it: ``prepare_store``).
+WAL_FILES = ("-wal", "-shm")
+
+
+def _check_no_log_left(path: Path, field: str) -> None:
+    """BadInput when ``path`` is missing but its write-ahead log is still beside it.
+
+    The log belongs to a store that was deleted or moved without it. SQLite replays a log it finds into the
+    database opened at that path: a new store there got the old one's last writes (its runs came back as
+    cached folds) or failed mid-run with MLflow's database errors.
+    """
+    from scribbles.core import BadInput
+
+    left = [path.with_name(path.name + suffix) for suffix in WAL_FILES
+            if path.with_name(path.name + suffix).exists()]
+    if left:
+        names = " and ".join(str(p) for p in left)
+        raise BadInput(f"{field}: the MLflow store {path} is missing but {names} "
+                       f"{'are' if len(left) > 1 else 'is'} still there (the write-ahead log of a store that was "
+                       "deleted or moved without it; SQLite would replay it into a new store): move "
+                       f"{'them' if len(left) > 1 else 'it'} beside the store, or delete "
+                       f"{'them' if len(left) > 1 else 'it'} to start a new store")
 
 
 def _check_creatable(path: Path, field: str) -> None:
