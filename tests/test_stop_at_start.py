@@ -17,7 +17,8 @@ import yaml
 from helpers import fake_dist, run_cli
 from scribbles.testing import synthetic_frame
 
-#: STOP_AT_CREATE_RUN=SIGINT or SIGTERM: raises that signal as MLflow's create_run has written the first run.
+#: STOP_AT_CREATE_RUN=SIGINT or SIGTERM: raises that signal as MLflow's create_run has written the first run;
+#: STOP_AT_RUN_START=SIGINT: raises it as the run starts, before any tracker has (re)opened its run.
 STOPPER = '''
     import os
     import signal
@@ -26,6 +27,8 @@ STOPPER = '''
 
     @hookimpl(tryfirst=True)  # before the MLflow tracker's start hook: its create_run is the one wrapped
     def scribbles_run_start(ctx):
+        if os.environ.get("STOP_AT_RUN_START"):
+            signal.raise_signal(getattr(signal, os.environ["STOP_AT_RUN_START"]))
         name = os.environ.get("STOP_AT_CREATE_RUN")
         if name:
             from mlflow.tracking import MlflowClient
@@ -80,6 +83,11 @@ def test_a_stop_as_the_parent_run_is_created_ends_it_killed_and_resume_finishes_
     assert lines == [f"{line}; finish the run with `scribbles resume {run_id}`"], stopped.stderr
     if stop == "SIGTERM":
         return  # the same record as SIGINT's: resumed once (below), to keep the test short
+    # A resume stopped before it reopened the run leaves it as it was, and says how to finish it.
+    again = run_cli("resume", run_id, cwd=project, env=env_for(project, store, prefect_api, STOP_AT_RUN_START=stop))
+    assert again.returncode == code, again.stderr
+    assert [text for text in again.stderr.splitlines() if text.strip()] == lines, again.stderr
+    assert runs(project / store) == [(run_id, runs(project / store)[0][1], "KILLED")]
     # The printed command works: the config was recorded before the run could be named.
     resumed = run_cli("resume", run_id, cwd=project, env=env_for(project, store, prefect_api))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

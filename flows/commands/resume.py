@@ -10,11 +10,16 @@ from .common import EXIT_OK, add_store_option, console, writing_to
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Keep the run's finished folds, train the missing ones in the same parent, end it FINISHED."""
+    from ..interrupts import ended_early_as
     from ..prefect_server import started_early
     from ..resume import prepare
 
     with started_early() as server:  # its start runs beside the store's reading and the data checks
-        return _resume(args, prepare(args.run_id, args.tracking_uri), server)
+        resume = prepare(args.run_id, args.tracking_uri)
+        # Until the flow reopens it, the run stays as its last command left it: a stop now says how to
+        # finish it, as that command's did (it printed a plain `stopped`).
+        ended_early_as(resume.run_id)
+        return _resume(args, resume, server)
 
 
 def _resume(args: argparse.Namespace, resume: Any, server: Any) -> int:
