@@ -47,6 +47,11 @@ class Plan:
     def experiment(self) -> str:
         return self.config.experiment or "default"
 
+    def techniques(self) -> list[Technique]:
+        """Every technique instance of the run, in config order."""
+        return [self.data, self.splitter, self.model, self.loss, self.strategy, *self.tta, *self.metrics,
+                *self.trackers, *self.preprocess]
+
 
 def _split_ref(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     fields = dict(section)

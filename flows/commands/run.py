@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 from typing import Any
 
@@ -69,17 +70,23 @@ def check_sweep(config: Any, plan: Any) -> None:
 
 def warm_up(config: dict[str, Any], allow_dirty: bool) -> None:
     """What the run needs first, done while the temporary Prefect server starts (``orchestrated``'s
-    ``prepare``): the flow's modules (Prefect's among them), and each tracker's ``prepare()`` where it
-    has one (the MLflow tracker imports MLflow and makes its store ready). Both are seconds that
-    otherwise came after the server's start instead of beside it (bench/overhead.py).
+    ``prepare``): the flow's modules (Prefect's among them), and each technique's ``prepare()`` (the MLflow
+    tracker imports MLflow and makes its store ready; the single strategy imports what torch's optimizers
+    load on first use). Seconds that otherwise came after the server's start, or in the first fold, with
+    garbage collection on (bench/overhead.py).
     """
+    # Prefect's engines: it imports them at the first flow and task call.
+    import prefect.flow_engine
+    import prefect.task_engine  # noqa: F401
+
     from .. import experiment  # noqa: F401  (imported here to overlap the server's start)
     from ..fold_task import plan_for
     from ..plots import prepare_plots
 
     plan, _ = plan_for(config, allow_dirty)  # the plan checked_config resolved and remembered
-    for tracker in plan.trackers:
-        tracker.prepare()
+    for technique in plan.techniques():
+        with contextlib.suppress(Exception):  # best effort: what fails here fails again where it is needed
+            technique.prepare()
     prepare_plots()  # the fold timeline's imports (about 0.4 s, on the flow's thread at the run's start)
     # The imports are done: what they built lives as long as the process. Frozen, it is left out of the
     # garbage collector's full passes, which went over it again and again as it grew (seconds of CPU).

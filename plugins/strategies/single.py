@@ -25,6 +25,12 @@ class Single(Strategy):
                               "train.workers")
         check_torch(self.name, config, model)
 
+    def prepare(self) -> None:
+        """Import what training imports on first use: torch's compiler stack, which its optimizers load when
+        the first one is made (``torch._dynamo``, about a second), and the state-dict helpers of checkpoints."""
+        import torch._dynamo  # noqa: F401
+        from torch.distributed.checkpoint.state_dict import get_state_dict  # noqa: F401
+
     def fit(
         self,
         model_builder: Callable[[], torch.nn.Module],
