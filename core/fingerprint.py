@@ -52,13 +52,15 @@ def split_fingerprint(data_version: str, split: dict[str, Any], folds: Iterable[
     return {TAGS[key]: value for key, value in {**parts, "fingerprint": whole}.items()}
 
 
-def differences(a: Mapping[str, str], b: Mapping[str, str]) -> list[str]:
-    """Why the folds of two runs (their records) are not the same folds; empty when they are."""
+def differences(a: Mapping[str, str], b: Mapping[str, str], ids: tuple[str, str] | None = None) -> list[str]:
+    """Why the folds of two runs (their records; ``ids``, their run ids, for the advice) are not the same
+    folds; empty when they are."""
     reasons = []
     if not a.get(TAGS["fingerprint"]) or not b.get(TAGS["fingerprint"]):
-        missing = "A" if not a.get(TAGS["fingerprint"]) else "B"
+        side = 0 if not a.get(TAGS["fingerprint"]) else 1
+        missing = ids[side] if ids else "AB"[side]
         return [f"run {missing} records no split fingerprint (it was made before scribbles recorded one); "
-                "rerun it with `scribbles rerun RUN_ID`"]
+                f"rerun it with `scribbles rerun {missing if ids else 'RUN_ID'}`"]
     if a.get(TAGS["data"]) != b.get(TAGS["data"]):
         reasons.append(f"data versions differ ({a.get(TAGS['data'], '')[:12]} vs {b.get(TAGS['data'], '')[:12]})")
     if a.get(TAGS["split"]) != b.get(TAGS["split"]):

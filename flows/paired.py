@@ -39,7 +39,7 @@ def fold_scores(store: RunStore, run: StoredRun) -> Scores:
     raw = store.artifact(run_id, FOLD_SCORES)
     if raw is None:
         raise BadInput(f"RUN {run_id} has no fold_scores.json (it did not finish, or it predates paired "
-                       "statistics); rerun it with `scribbles rerun RUN_ID`")
+                       f"statistics); rerun it with `scribbles rerun {run_id}`")
     folds = json.loads(raw)["folds"]
     directions = json.loads(run.record.get(DIRECTIONS_KEY) or "{}")
     return Scores(run_id, {f["fold"]: int(f["train_rows"] or 0) for f in folds},
@@ -49,7 +49,7 @@ def fold_scores(store: RunStore, run: StoredRun) -> Scores:
 
 def check_same_folds(a: StoredRun, b: StoredRun) -> None:
     """BadInput naming why, unless runs ``a`` and ``b`` were scored on the same folds."""
-    reasons = differences(a.record, b.record)
+    reasons = differences(a.record, b.record, (a.run_id, b.run_id))
     if reasons:
         raise BadInput(f"runs {a.run_id[:8]} and {b.run_id[:8]} were not scored on the same folds: "
                        f"{'; '.join(reasons)}; paired statistics need the same data and split (same "
@@ -79,7 +79,8 @@ def paired(store: RunStore, run_a: StoredRun, run_b: StoredRun, metrics: list[st
     a, b = fold_scores(store, run_a), fold_scores(store, run_b)
     if sorted(a.metrics) != sorted(b.metrics):
         raise BadInput(f"runs {a.run_id[:8]} and {b.run_id[:8]} finished different folds "
-                       f"({sorted(a.metrics)} vs {sorted(b.metrics)}); finish both with `scribbles resume RUN_ID`")
+                       f"({sorted(a.metrics)} vs {sorted(b.metrics)}); finish the one that stopped early with "
+                       f"`scribbles resume {a.run_id}` or `scribbles resume {b.run_id}`")
     if len(a.metrics) < 2:
         raise BadInput("paired statistics need at least 2 folds; these runs have "
                        f"{len(a.metrics)}; use a splitter with n_splits >= 2")

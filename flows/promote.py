@@ -70,7 +70,7 @@ def evidence_against(store: RunStore, run: StoredRun, holder: ModelVersion, metr
         if force:
             return {"holder_version": holder.version, "holder_run": holder.run_id, "not_paired": ["run gone"]}
         raise NotBetter(f"the run of {where} is gone from {store.shown}; nothing registered; --force overrides")
-    reasons = differences(run.record, holder_run.record)
+    reasons = differences(run.record, holder_run.record, (run.run_id, holder_run.run_id))
     if reasons:
         if force:
             return {"holder_version": holder.version, "holder_run": holder.run_id, "not_paired": reasons}
@@ -119,7 +119,7 @@ def promote(run_id: str, alias: str, alpha: float = 0.05, force: bool = False, m
     run = find_run(store, run_id)
     if run.status != FINISHED:
         raise BadInput(f"RUN_ID: run {run.run_id} is {run.status}; only a finished run can be promoted "
-                       "(`scribbles resume RUN_ID` finishes a stopped one)")
+                       f"(`scribbles resume {run.run_id}` finishes a stopped one)")
     if "sweep" in run.record:
         raise BadInput(f"RUN_ID: run {run.run_id} is a sweep; promote one of its trials (the best is recorded "
                        f"as best_trial = {run.record.get('best_trial', '?')})")

@@ -23,6 +23,10 @@ def test_fingerprint_names_the_part_that_differs() -> None:
     moved = split_fingerprint("md5a", split, [Fold(0, [0, 2], [1, 3]), Fold(1, [1, 3], [0, 2])])
     assert differences(a, moved) == ["the rows were assigned to folds differently"]
     assert "no split fingerprint" in differences({}, a)[0]
+    # Given the runs' ids, the advice names the run to rerun (not a RUN_ID to fill in).
+    assert differences(a, {}, ("run1", "run2")) == [
+        "run run2 records no split fingerprint (it was made before scribbles recorded one); "
+        "rerun it with `scribbles rerun run2`"]
     assert len(a[TAGS["fingerprint"]]) == 64
     # The hash sees fold boundaries, not just the concatenated positions.
     assert assignment_hash([Fold(0, [0], [1, 2])]) != assignment_hash([Fold(0, [0, 1], [2])])
