@@ -113,8 +113,17 @@ def _build_transform(
         )
     problem = transform.check(shape) if shape else None
     if problem:
-        raise ConfigError(f"transform '{transform.name}': {problem}", where)
+        raise ConfigError(f"transform '{transform.name}': {problem}{channels_last_hint(shape)}", where)
     return transform
+
+
+def channels_last_hint(shape: tuple[int, ...]) -> str:
+    """A hint when an image's ``data.shape`` looks channels-last ([height, width, channels], as PIL and
+    TensorFlow give it): scribbles reads [channels, height, width], so the checks then see the wrong sizes."""
+    if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[-1] < shape[0]:
+        return (f" (data.shape {list(shape)} looks like [height, width, channels]; give [channels, height, width]: "
+                f"[{shape[2]}, {shape[0]}, {shape[1]}])")
+    return ""
 
 
 def _dump_transform(transform: TTATransform) -> dict[str, Any]:
