@@ -2,8 +2,8 @@
 
 Optuna's samplers draw a point again, most of all TPE on a small categorical space (``configs/search.yaml``
 has 8 points). Optuna leaves repeats to the objective (its FAQ, "How can I
-ignore duplicated samples?"); here a repeat is told the earlier trial's outcome (its value, or PRUNED or
-FAIL) with the user attribute ``scribbles.repeat_of`` naming it, and does not count against
+ignore duplicated samples?"); here a repeat is told the earlier trial's outcome (its value and intermediate
+values, or PRUNED or FAIL) with the user attribute ``scribbles.repeat_of`` naming it, and does not count against
 ``sweep.optuna.trials``: the budget is trials trained. The outcome matters: TPE picks the point where
 good trials are densest against the rest, and with one good trial on a categorical space that is the
 same point every time; told FAIL (ignored), the repeats taught it nothing and it drew that point a
@@ -78,6 +78,11 @@ def _tell_as(study: Any, trial: Any, earlier: Any) -> None:
     if run_id:  # a repeat that is the study's best trial still leads to the run that trained it
         trial.set_user_attr(MLFLOW_RUN, run_id)
     state = getattr(earlier, "state", State.RUNNING)  # a ``Trial`` handed out in this batch has no state yet
+    if state in (State.COMPLETE, State.PRUNED):
+        # Its curve too: a pruner counts the repeat as a finished trial (its startup count), so it must
+        # also see the repeat's intermediate values, or it prunes on the median of fewer curves than it counted.
+        for step, value in earlier.intermediate_values.items():
+            trial.report(value, step)
     if state == State.COMPLETE:
         study.tell(trial, earlier.value)
     elif state == State.PRUNED:

@@ -298,7 +298,9 @@ def test_a_point_drawn_again_is_not_a_trial_and_a_used_up_space_ends_the_search(
             break
         (trial,) = batch
         handed.append(json.dumps(trial.params, sort_keys=True))
-        study.tell(trial, 1.0 if trial.params["train.lr"] == 0.1 else 0.5)  # TPE then favours lr 0.1
+        value = 1.0 if trial.params["train.lr"] == 0.1 else 0.5  # TPE then favours lr 0.1
+        trial.report(value / 2, 0)  # each fold's score, as the sweep reports them to the pruner
+        study.tell(trial, value)
     assert sorted(handed) == sorted(set(handed)) and len(handed) == 4  # each point once, then none
     repeats = [t for t in study.trials if is_repeat(t)]
     assert len(repeats) == drawn_again > 0, "TPE drew no point twice: the case is not exercised"
@@ -307,6 +309,8 @@ def test_a_point_drawn_again_is_not_a_trial_and_a_used_up_space_ends_the_search(
         earlier = study.trials[first[json.dumps(trial.params, sort_keys=True)]]
         assert trial.user_attrs[REPEAT_OF] == earlier.number
         assert trial.state == earlier.state and trial.value == earlier.value
+        # A pruner counts the repeat as finished: it sees its curve too, the curve of the trial it repeats.
+        assert trial.intermediate_values == earlier.intermediate_values == {0: earlier.value / 2}
 
 
 def test_a_sweep_asking_more_trials_than_its_space_holds_trains_each_point_once(project: Path) -> None:
