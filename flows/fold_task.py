@@ -131,7 +131,7 @@ def dataset_for(plan: Plan) -> Dataset:
     key = data_key(plan)
     if key not in _DATASETS:
         dataset = plan.data.load()
-        check_target(dataset, plan.config.task)
+        check_target(dataset, plan.config.task, "task" in plan.config.model_fields_set)
         check_steps(plan.preprocess, dataset)
         _DATASETS[key] = dataset
     return _DATASETS[key]

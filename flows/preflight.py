@@ -22,7 +22,7 @@ def preflight(plan: Plan) -> None:
     """
     check_stores(plan)
     dataset = load_data(plan)
-    check_target(dataset, plan.config.task)
+    check_target(dataset, plan.config.task, "task" in plan.config.model_fields_set)
     # The folds before the features: a grouped splitter without data.group leaves the group column among
     # the features, and "data.group is missing" is the fix, not "encode the subject column".
     guarded_folds(plan.splitter, dataset)  # the flow's own split and leakage guard (fold_task.folds_for)
@@ -47,7 +47,7 @@ def load_data(plan: Plan) -> Dataset:
         return plan.data.load()
     except BadInput:
         roles = plan.data.load_roles()
-        check_target(roles, plan.config.task)
+        check_target(roles, plan.config.task, "task" in plan.config.model_fields_set)
         guarded_folds(plan.splitter, roles)
         raise
 

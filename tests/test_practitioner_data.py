@@ -160,6 +160,32 @@ def test_meaningless_targets_and_mismatched_tasks_are_refused_before_work(
     assert result.stderr.startswith(f"error: {field}") and text in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_whole_number_target_with_many_rare_values_is_taken_for_a_count_unless_task_is_set(
+        tmp_path: Path) -> None:
+    """Counts, prices and scores are stored as whole numbers: under the default task each value became a class
+    of its own (161 classes, accuracy 0.01, exit 0). Refused as decimals are, unless the config sets the task;
+    a whole-number target with a few classes (0, 1, 2) stays a classification."""
+    from scribbles.core import BadInput, Dataset
+    from scribbles.core.data import check_target
+
+    data = frame().assign(score=lambda d: (d["rt"] / 10).round().astype(int))
+    assert data["score"].nunique() > 20
+    scores = Dataset(data, "score", ["radiation"], group="g")
+    with pytest.raises(BadInput, match=r"^data.target: column 'score' holds .*set `task: regression`.*set `task: "
+                                       r"classification`$"):
+        check_target(scores, "classification", task_given=False)
+    check_target(scores, "classification", task_given=True)  # the user said so
+    check_target(scores, "regression", task_given=False)
+    check_target(Dataset(data, "y", ["radiation"], group="g"), "classification", task_given=False)
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "data": {"name": "file", "path": "d.csv", "target": "score", "group": "g", "features": ["radiation"]},
+        "split": {"name": "group_kfold", "n_splits": 3}, "model": {"name": "mlp"}, "tracking": []}))
+    refused = run_cli("run", "c.yaml", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: data.target: column 'score' holds"), \
+        refused.stderr
+
+
 def test_one_class_target_is_refused_and_a_constant_feature_warned_once(tmp_path: Path) -> None:
     data = frame()
     data["one"] = "same"
