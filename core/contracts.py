@@ -319,6 +319,13 @@ class Preprocessor(Technique, abc.ABC):
         """The feature columns named in the params, or None for every column of the kinds in ``dtypes``."""
         return getattr(self.params, "columns", None)
 
+    def column_problem(self, kind: str) -> str | None:
+        """Why a column of ``kind`` ("numeric" or "categorical") named in ``columns`` cannot go through this
+        step (one line, with the fix), or None when it can. The default: the kinds in ``dtypes`` only."""
+        if kind in self.dtypes:
+            return None
+        return f"'{self.name}' takes {' and '.join(sorted(self.dtypes))} columns"
+
     def prepare(self) -> None:
         """Import scikit-learn's ``ColumnTransformer`` and ``Pipeline``, which chain the steps (about 0.5 s)."""
         from sklearn.compose import ColumnTransformer  # noqa: F401

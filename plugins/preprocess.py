@@ -52,7 +52,14 @@ class Impute(Preprocessor):
 
     class Params(_Columns):
         strategy: Literal["mean", "median", "most_frequent", "constant"] = "median"
-        fill_value: float = Field(0.0, description="the value for strategy constant")
+        fill_value: float | str | None = Field(
+            None, description="the value for strategy constant; default 0 for numbers, 'missing_value' for text")
+
+    def column_problem(self, kind: str) -> str | None:
+        if kind == "numeric" or self.params.strategy in ("most_frequent", "constant"):
+            return None
+        return (f"impute strategy {self.params.strategy} needs numbers; for text use strategy: most_frequent or "
+                "constant, or leave it to one_hot (a missing value becomes a category of its own)")
 
     def transformer(self) -> Any:
         from sklearn.impute import SimpleImputer
@@ -69,6 +76,9 @@ class OneHot(Preprocessor):
     dtypes: ClassVar[frozenset[str]] = frozenset({"categorical"})
     keeps_columns: ClassVar[bool] = False
     Params = _Columns
+
+    def column_problem(self, kind: str) -> str | None:
+        return None  # numbers that code categories (1, 2, 3) are categories too
 
     def transformer(self) -> Any:
         from sklearn.preprocessing import OneHotEncoder

@@ -296,9 +296,9 @@ CASES = [
          change=_data("files/badtime.csv")),
     Case("data-nan-target", ["data.target: column 'y' in files/nantarget.csv has 2 missing values (e.g. row 3)"],
          change=_data("files/nantarget.csv")),
-    Case("data-text-feature", ["data.features: colour are not numeric", "one_hot"],
+    Case("data-text-feature", ["data.features: colour is not numeric", "one_hot"],
          change=_data("files/text.csv")),
-    Case("data-nan-feature", ["data.features: f1 hold missing values (e.g. row 5)", "impute"],
+    Case("data-nan-feature", ["data.features: f1 has missing values (e.g. row 5)", "impute"],
          change=_data("files/nanfeature.csv")),
     # A shape the message suggests is one of the data's kind: [steps, channels] for sequences, never [4].
     Case("data-shape-mismatch", ["data.shape: [3, 3] holds 9 values but there are 4 features (f0, f1, f2, ...), and "

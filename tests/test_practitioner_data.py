@@ -78,11 +78,41 @@ def test_text_and_missing_features_need_their_steps(tmp_path: Path) -> None:
             "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 1}, "tracking": []}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(base))
     text = run_cli("run", "c.yaml", cwd=tmp_path)
-    assert text.returncode == 2 and "station are not numeric" in text.stderr and "one_hot" in text.stderr
+    assert text.returncode == 2 and "station is not numeric" in text.stderr and "one_hot" in text.stderr
     missing = run_cli("run", "c.yaml", "--set", "preprocess=[{name: one_hot, columns: [station]}, {name: standard}]",
                       cwd=tmp_path)
-    assert missing.returncode == 2 and "wind hold missing values (e.g. row 5)" in missing.stderr
+    assert missing.returncode == 2 and "wind has missing values (e.g. row 5)" in missing.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_text_columns_get_the_fix_that_fits_them() -> None:
+    """Every text column is named in the fix; an identifier and dates are to be left out, not one-hot encoded;
+    a text column's missing values need no imputer once it is encoded; a step that cannot take a text column
+    it names says so before any work (impute median raised inside scikit-learn, mid-run)."""
+    from scribbles.core import BadInput, Dataset, create
+    from scribbles.core.data import check_steps
+
+    data = frame().assign(id=[f"P-{i:05d}" for i in range(120)], visit=pd.date_range("2024-01-01", periods=120)
+                          .strftime("%Y-%m-%d"), site=lambda d: d["station"].where(d.index % 7 != 0))
+
+    def refused(features: list[str], steps: list[dict[str, object]]) -> str:
+        with pytest.raises(BadInput) as caught:
+            check_steps([create("preprocess", s.pop("name"), **s) for s in steps],
+                        Dataset(data, "y", features, group="g"))
+        return str(caught.value)
+
+    line = refused(["radiation", "station", "site", "id", "visit"], [{"name": "standard"}])
+    assert line.startswith("data.features: station, site, id, visit are not numeric; encode station, site with "
+                           "`preprocess: [{name: one_hot, columns: [station, site]}, {name: standard}]`"), line
+    assert "leave out id (a different value on most rows" in line and "leave out visit (dates" in line, line
+    check_steps([create("preprocess", "one_hot", columns=["site"]), create("preprocess", "standard")],
+                Dataset(data, "y", ["radiation", "site"], group="g"))  # the missing values become a category
+    line = refused(["radiation", "site"], [{"name": "impute", "strategy": "median", "columns": ["site"]},
+                                           {"name": "one_hot", "columns": ["site"]}])
+    assert line.startswith("preprocess.0.columns: 'site' holds text; impute strategy median needs numbers"), line
+    empty = data.assign(empty=np.nan)
+    with pytest.raises(BadInput, match=r"^data\.features: empty holds no value on any row; leave it out"):
+        check_steps([create("preprocess", "standard")], Dataset(empty, "y", ["radiation", "empty"], group="g"))
 
 
 def test_one_hot_pipeline_runs_and_its_logged_model_takes_the_raw_columns(tmp_path: Path, prefect_api: str) -> None:

@@ -63,6 +63,11 @@ def check_steps(steps: Sequence[Preprocessor], dataset: Dataset) -> None:
         if gone:
             raise BadInput(f"preprocess.{i}.columns: {gone[0]!r} was already encoded by preprocess.{replaced[gone[0]]} "
                            f"({steps[replaced[gone[0]]].name}); a later step cannot name it. Remove one of the two")
+        for column in named:
+            problem = step.column_problem("numeric" if is_numeric(frame[column]) else "categorical")
+            if problem:
+                kind = "numbers" if is_numeric(frame[column]) else "text"
+                raise BadInput(f"preprocess.{i}.columns: {column!r} holds {kind}; {problem}")
         if not step.keeps_columns:
             replaced.update({c: i for c in named or [c for c in features if not is_numeric(frame[c])]})
         if not step.keeps_columns and dataset.kind != "tabular":
@@ -76,15 +81,59 @@ def check_steps(steps: Sequence[Preprocessor], dataset: Dataset) -> None:
     text = [c for c in features if not is_numeric(frame[c])]
     unencoded = [c for c in text if not covered(c, frozenset({"categorical"}), lambda s: not s.keeps_columns)]
     if unencoded:
-        raise BadInput(f"data.features: {', '.join(unencoded[:5])} are not numeric; encode them with "
-                       f"`preprocess: [{{name: one_hot, columns: [{unencoded[0]}]}}, {{name: standard}}]` or leave "
-                       "them out of data.features")
-    holes = [c for c in features if frame[c].isna().any()]
-    unfilled = [c for c in holes if not covered(c, frozenset({"numeric", "categorical"}), lambda s: s.name == "impute")]
+        raise BadInput(_unencoded(frame, unencoded))
+    # A text column's missing values are a category of their own once it is encoded (one-hot gives them a
+    # column); a numeric column's need an imputer that reaches it.
+    holes = [c for c in features if frame[c].isna().any() and is_numeric(frame[c])]
+    unfilled = [c for c in holes if not covered(c, frozenset({"numeric"}), lambda s: s.name == "impute")]
     if unfilled:
         row = int(frame[unfilled[0]].isna().to_numpy().argmax())
-        raise BadInput(f"data.features: {', '.join(unfilled[:5])} hold missing values (e.g. row {row}); fill them "
-                       f"per fold with `preprocess: [{{name: impute}}, {{name: standard}}]`, or drop those rows")
+        empty = [c for c in unfilled if frame[c].isna().all()]
+        if empty:
+            raise BadInput(f"data.features: {_listed(empty)} {_verb(empty, 'holds', 'hold')} no value on any row; "
+                           f"leave {_verb(empty, 'it', 'them')} out of data.features")
+        raise BadInput(f"data.features: {_listed(unfilled)} {_verb(unfilled, 'has', 'have')} missing values (e.g. "
+                       f"row {row}); fill them per fold with `preprocess: [{{name: impute}}, {{name: standard}}]` "
+                       "(before any one_hot step), or drop those rows")
+
+
+def _listed(columns: list[str], most: int = 5) -> str:
+    return ", ".join(columns[:most]) + (f" and {len(columns) - most} more" if len(columns) > most else "")
+
+
+def _verb(columns: list[str], one: str, many: str) -> str:
+    return one if len(columns) == 1 else many
+
+
+def _unencoded(frame: pd.DataFrame, columns: list[str]) -> str:
+    """Why text ``columns`` cannot be features as they are, and the fix: one-hot for categories; an
+    identifier (a value of its own on most rows) or dates are left out (dates name ``data.time``)."""
+    rows = len(frame)
+    dates = [c for c in columns if _dates(frame[c])]
+    ids = [c for c in columns if c not in dates and rows >= 20 and frame[c].nunique() > rows / 2]
+    categories = [c for c in columns if c not in ids and c not in dates]
+    fixes = []
+    if categories:
+        fixes.append(f"encode {_listed(categories)} with `preprocess: [{{name: one_hot, columns: "
+                     f"[{', '.join(categories)}]}}, {{name: standard}}]`")
+    if ids:
+        fixes.append(f"leave out {_listed(ids)} (a different value on most rows: an identifier, not a feature)")
+    if dates:
+        fixes.append(f"leave out {_listed(dates)} (dates: name one data.time for time splits)")
+    return (f"data.features: {_listed(columns)} {_verb(columns, 'is', 'are')} not numeric; {'; '.join(fixes)}; or "
+            "list the features you want in data.features")
+
+
+def _dates(column: pd.Series) -> bool:
+    """Whether a text column holds dates (its first values parse as dates)."""
+    import warnings
+
+    sample = column.dropna().astype(str).head(20)
+    if sample.empty or not sample.str.contains(r"\d").all():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns when it guesses the format per value
+        return bool(pd.to_datetime(sample, errors="coerce").notna().all())
 
 
 @dataclass
@@ -153,7 +202,10 @@ def column_maps(fitted: Fitted) -> ColumnMaps | None:
             elif kind == "RobustScaler":
                 center, scale = transformer.center_, transformer.scale_
             elif kind == "SimpleImputer":
-                values = np.asarray(transformer.statistics_, dtype=np.float64)
+                try:
+                    values = np.asarray(transformer.statistics_, dtype=np.float64)
+                except (TypeError, ValueError):
+                    return None  # a text column's fill (its most frequent category): only the pipeline maps it
                 for j, v in zip(positions, values, strict=True):
                     if np.isnan(fill[j]):
                         fill[j] = (v - b[j]) / a[j]
