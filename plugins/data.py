@@ -61,12 +61,28 @@ def read_table(raw: bytes, name: str) -> pd.DataFrame:
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(buffer)
-        return pd.read_csv(buffer)
+        frame = pd.read_csv(buffer)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
         kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
         raise BadInput(f"data.path: cannot read {name} as {kind} ({type(exc).__name__}: {reason}); "
                        f"check that it is a valid {kind} file") from None
+    _check_header(raw, name)
+    return frame
+
+
+def _check_header(raw: bytes, name: str) -> None:
+    """BadInput when a CSV header names a column twice: pandas renames the second ``x1`` to ``x1.1``, so a
+    config's ``x1`` silently meant the first and the file's second column trained under a name it lacks."""
+    import csv
+    from collections import Counter
+
+    first = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    header = next(csv.reader([first]), [])
+    twice = [column for column, n in Counter(header).items() if n > 1]
+    if twice:
+        raise BadInput(f"data.path: {name} names the column {twice[0]!r} {Counter(header)[twice[0]]} times in its "
+                       "header; give each column its own name")
 
 
 def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source: str, rev: Any,

@@ -279,6 +279,8 @@ CASES = [
     # -- data files
     Case("data-missing", ["data.path: files/nope.csv does not exist"], change=_data("files/nope.csv")),
     Case("data-empty", ["data.path: empty.csv is empty"], change=_data("files/empty.csv")),
+    Case("data-column-named-twice", ["data.path: twice.csv names the column 'f1' 2 times in its header",
+                                     "give each column its own name"], change=_data("files/twice.csv")),
     Case("data-header-only", ["data.path: files/header.csv has a header but no rows"],
          change=_data("files/header.csv")),
     Case("data-corrupt-parquet", ["data.path: cannot read corrupt.parquet as Parquet", "valid Parquet file"],
@@ -465,6 +467,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
     nan_feature = good.copy()
     nan_feature.loc[5, "f1"] = None
     nan_feature.to_csv(files / "nanfeature.csv", index=False)
+    good.rename(columns={"f2": "f1"}).to_csv(files / "twice.csv", index=False)
     return root
 
 
