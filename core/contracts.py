@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ._docs import first_paragraph
 from .errors import BadInput
 from .markers import FAMILIES as FAMILIES  # re-exported: defined beside the markers, importable here
 
@@ -55,9 +56,8 @@ class Technique:
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the class docstring, shown by ``scribbles plugins``."""
-        doc = (cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        """The first paragraph of the class docstring on one line, shown by ``scribbles plugins``."""
+        return first_paragraph(cls.__doc__ or "")
 
     def prepare(self) -> None:
         """Get ready before the run starts: heavy imports, a store's tables. ``scribbles run`` calls it on

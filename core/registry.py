@@ -27,6 +27,7 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from . import hookspecs
+from ._docs import first_paragraph
 from .config import error_text, truth_for_a_number
 from .errors import ConfigError, PluginError
 from .markers import FAMILIES, HOOK_API_VERSION, PROJECT
@@ -170,7 +171,7 @@ class TechniqueInfo:
         return self._cls
 
     def summary(self) -> str:
-        """The first line of the class docstring, read from the source when the class is not imported."""
+        """The first paragraph of the class docstring, read from the source when the class is not imported."""
         if self._cls is not None:
             return self._cls.summary()
         return _source_summary(self.target)
@@ -186,7 +187,7 @@ def _source(path: Path) -> str:
 
 def _source_summary(target: str) -> str:
     """The summary of built-in class ``module:Class`` read from its module's source (no import): the
-    first line of the class docstring, as ``Technique.summary`` gives it."""
+    first paragraph of the class docstring, as ``Technique.summary`` gives it."""
     module, qualname = target.split(":")
     package, *parts = module.split(".")[1:]  # scribbles.<package>.<parts>: no parent package is imported
     spec = importlib.util.find_spec(f"scribbles.{package}")
@@ -196,9 +197,8 @@ def _source_summary(target: str) -> str:
     path = root.joinpath(*parts).with_suffix(".py")
     if not path.exists():
         path = root.joinpath(*parts, "__init__.py")
-    found = re.search(rf'^class {re.escape(qualname)}\b.*?:\n\s+[rR]?"""\s*(.*?)\s*(?:"""|\n)', _source(path),
-                      re.M | re.S)
-    return found[1] if found else ""
+    found = re.search(rf'^class {re.escape(qualname)}\b.*?:\n\s+[rR]?"""(.*?)"""', _source(path), re.M | re.S)
+    return first_paragraph(found[1]) if found else ""
 
 
 class Registry(pluggy.PluginManager):

@@ -79,6 +79,11 @@ def test_plugins_lists_builtins(project: Path) -> None:
     assert all(r["summary"] and r["provider"] for r in rows)
     table = run_cli("plugins", "--family", "splitter", cwd=project)
     assert "time_series" in table.stdout and "gru" not in table.stdout
+    # A summary is its docstring's first paragraph, and its brackets are text (rich took them for markup).
+    summaries = {r["name"]: r["summary"] for r in rows}
+    assert summaries["one_hot"].endswith("a category unseen in the train rows encodes as all zeros.")
+    models = run_cli("plugins", "--family", "model", cwd=project, env={"COLUMNS": "250"})
+    assert "for images of shape [channels, height, width]." in models.stdout, models.stdout
     assert_user_error(run_cli("plugins", "--family", "optimiser", cwd=project), "unknown family")
 
 

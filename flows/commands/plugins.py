@@ -44,11 +44,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(rows, indent=2))
         return EXIT_OK
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("family", "name", "provider", "summary")
-    for info in infos:
-        table.add_row(info.family, info.name, info.provider, info.summary())
+    for info in infos:  # escaped: "[channels, height, width]" in a summary is text, not rich markup
+        table.add_row(info.family, info.name, escape(info.provider), escape(info.summary()))
     console().print(table)
     return EXIT_OK
 
