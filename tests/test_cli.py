@@ -153,3 +153,25 @@ def _answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_a_metric_undefined_on_a_fold_is_explained_under_its_table() -> None:
+    """ROC AUC of a fold whose valid rows hold one class is nan, and so is its mean: the results say why,
+    instead of a bare `nan ± nan`; balanced accuracy on such a fold prints no scikit-learn warning."""
+    import warnings
+
+    import numpy as np
+    from rich.console import Console
+    from scribbles.core import create
+    from scribbles.flows.commands.run import print_results
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single = create("metric", "balanced_accuracy").compute(np.zeros(4, dtype=int), np.eye(2)[[0, 1, 0, 0]])
+    assert single == 0.75
+    folds = [{"fold": i, "roc_auc": value} for i, value in enumerate([0.8, float("nan"), 0.7])]
+    console = Console(record=True, width=200)
+    print_results(console, {"experiment": "e", "data_version": "abc", "metrics": ["roc_auc"], "folds": folds,
+                            "links": {}})
+    text = console.export_text()
+    assert "note: roc_auc is undefined (nan) on fold 1: it cannot be computed from those valid rows" in text, text

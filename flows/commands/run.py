@@ -202,6 +202,7 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     The gain is how much TTA improves on plain on each fold (positive: better); its spread is the standard
     deviation of those per-fold differences, tighter than the two columns' spreads because folds vary together.
     """
+    import math
     from statistics import fmean
 
     from rich.table import Table
@@ -237,6 +238,11 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         if len(baseline) == len(folds):
             table.add_row("baseline", _spread(baseline), *(["", ""] if labels else []), style="dim")
         out.print(table)
+        undefined = [str(f["fold"]) for f in folds if math.isnan(f[name])]
+        if undefined:
+            out.print(f"[yellow]note:[/] {name} is undefined (nan) on fold{'s' if len(undefined) > 1 else ''} "
+                      f"{', '.join(undefined)}: it cannot be computed from those valid rows (one class only, say), so "
+                      "the mean is nan too; a stratified splitter keeps every class in every fold")
         score = fmean(f[name] for f in folds)
         if len(baseline) == len(folds) and gain(up, fmean(baseline), score) <= 0:
             out.print(f"[yellow]warning:[/] {name} {score:.4f} does not beat the baseline "
