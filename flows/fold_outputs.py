@@ -41,9 +41,10 @@ def write_outputs(base: Path, model: Any, serving: dict[str, Any] | None, exampl
     estimator = model.estimator if isinstance(model, EstimatorModule) else \
         model if not isinstance(model, torch.nn.Module) else None
     frame = example if isinstance(example, pd.DataFrame) else None
-    tensors: dict[str, Any] = {"input_example": torch.as_tensor(np.asarray(example if frame is None else [])),
-                               "y_true": torch.as_tensor(np.asarray(y_true)),
-                               "y_pred": torch.as_tensor(np.asarray(y_pred))}
+    # Copies (np.array): a Parquet file's columns are read-only arrays, which torch warns about on each fold.
+    tensors: dict[str, Any] = {"input_example": torch.as_tensor(np.array(example if frame is None else [])),
+                               "y_true": torch.as_tensor(np.array(y_true)),
+                               "y_pred": torch.as_tensor(np.array(y_pred))}
     if isinstance(model, torch.nn.Module):
         tensors["state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if estimator is not None or fitted is not None:

@@ -407,3 +407,17 @@ def test_preprocess_shorthand_and_a_column_encoded_twice(tmp_path: Path) -> None
 
     config = load_config(tmp_path / "c.yaml", ["preprocess=[impute, one_hot, standard]"])
     assert [s.name for s in resolve(config, REGISTRY).preprocess] == ["impute", "one_hot", "standard"]
+
+
+def test_a_parquet_file_runs_without_warnings(tmp_path: Path, prefect_api: str) -> None:
+    """Parquet columns are read-only arrays: torch warned about them on every fold ("The given NumPy array is
+    not writable"), lines in the user's output."""
+    frame().drop(columns=["station"]).to_parquet(tmp_path / "d.parquet")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "data": {"name": "file", "path": "d.parquet", "target": "y", "group": "g"},
+        "preprocess": [{"name": "impute"}, {"name": "standard"}],
+        "split": {"name": "group_kfold", "n_splits": 2}, "model": {"name": "mlp", "hidden": [4]},
+        "train": {"epochs": 1}}))
+    result = run_cli("run", "c.yaml", cwd=tmp_path, env={"PREFECT_API_URL": prefect_api})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Warning" not in result.stderr, result.stderr
