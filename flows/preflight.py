@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from scribbles.core import BadInput, Dataset, Plan
-from scribbles.core.data import check_steps, check_target, constant_features, guarded_folds
+from scribbles.core.data import check_steps, check_target, constant_features, fold_warnings, guarded_folds
 
 
 def preflight(plan: Plan) -> None:
@@ -25,14 +25,16 @@ def preflight(plan: Plan) -> None:
     check_target(dataset, plan.config.task, "task" in plan.config.model_fields_set)
     # The folds before the features: a grouped splitter without data.group leaves the group column among
     # the features, and "data.group is missing" is the fix, not "encode the subject column".
-    guarded_folds(plan.splitter, dataset)  # the flow's own split and leakage guard (fold_task.folds_for)
+    folds = guarded_folds(plan.splitter, dataset)  # the flow's own split and leakage guard (fold_task.folds_for)
     check_steps(plan.preprocess, dataset)
+    for line in fold_warnings(dataset, folds, plan.config.task):
+        print(f"warning: {line}", file=sys.stderr)
     # Image borders are often constant: a warning there would be noise.
     constant = constant_features(dataset) if dataset.kind == "tabular" else []
     if constant:
         more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
-        print(f"warning: data.features: {', '.join(constant[:5])}{more} hold one value on every row and carry "
-              "no information; leave them out of data.features", file=sys.stderr)
+        print(f"warning: data.features: {', '.join(constant[:5])}{more} hold one value (or none) on every row "
+              "and carry no information; leave them out of data.features", file=sys.stderr)
 
 
 def load_data(plan: Plan) -> Dataset:

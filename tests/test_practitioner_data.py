@@ -421,3 +421,24 @@ def test_a_parquet_file_runs_without_warnings(tmp_path: Path, prefect_api: str) 
     result = run_cli("run", "c.yaml", cwd=tmp_path, env={"PREFECT_API_URL": prefect_api})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stderr, result.stderr
+
+
+def test_folds_that_train_but_mislead_are_warned_before_work() -> None:
+    """A class that only some groups hold is missing from some folds' train rows (the model cannot predict
+    it there), and one huge group makes one fold's valid rows dwarf the others': one warning line each."""
+    from scribbles.core import Dataset, create
+    from scribbles.core.data import fold_warnings, guarded_folds
+
+    data = frame()
+    data.loc[data["g"] == 7, "y"] = 3  # class 3: group 7's rows only
+    dataset = Dataset(data, "y", ["radiation"], group="g")
+    lines = fold_warnings(dataset, guarded_folds(create("splitter", "group_kfold", n_splits=3), dataset))
+    assert len(lines) == 1 and lines[0].startswith("data.target: class '3' is in the valid rows of fold "), lines
+    huge = data.assign(g=np.where(np.arange(len(data)) < 100, 0, np.arange(len(data))))
+    sized = Dataset(huge, "y", ["radiation"], group="g")
+    lines = fold_warnings(sized, guarded_folds(create("splitter", "group_kfold", n_splits=4), sized), "regression")
+    assert lines == ["split: the folds' valid rows range from 6 to 100; the mean over folds weights each fold "
+                     "equally (a group much larger than the others, say)"], lines
+    assert fold_warnings(Dataset(frame(), "y", ["radiation"], group="g"),
+                         guarded_folds(create("splitter", "group_kfold", n_splits=3),
+                                       Dataset(frame(), "y", ["radiation"], group="g"))) == []

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ._names import check_image_names, check_sequence_names, name_cycle
     from ._preprocessing import DEFAULT_STEPS, Fitted, check_steps, column_maps, fit
     from ._repeats import Repeated, with_repeats
-    from ._targets import check_target, constant_features
+    from ._targets import check_target, constant_features, fold_warnings
 
 #: Name -> the private module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "check_folds": "_guard",
     "check_steps": "_preprocessing",
     "check_target": "_targets",
+    "fold_warnings": "_targets",
     "class_codes": "_columns",
     "column_codes": "_columns",
     "column_maps": "_preprocessing",
@@ -86,6 +87,7 @@ __all__ = [
     "check_sequence_names",
     "check_steps",
     "check_target",
+    "fold_warnings",
     "class_codes",
     "column_codes",
     "column_maps",

@@ -8,6 +8,8 @@ column. A constant feature column is harmless but useless: it is reported as a w
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -78,3 +80,30 @@ def constant_features(dataset: Dataset) -> list[str]:
         return []
     values = dataset.frame[dataset.features]
     return [str(c) for c, n in values.nunique(dropna=False).items() if n <= 1]
+
+
+#: Folds whose valid sizes differ by more than this factor get a warning (their mean weights them equally).
+FOLD_SIZE_RATIO = 10
+
+
+def fold_warnings(dataset: Dataset, folds: list[Any], task: str = "classification") -> list[str]:
+    """Warnings (one line each) about folds that train but mislead: a class in a fold's valid rows that its
+    train rows lack (the model cannot predict it there), and valid sizes that differ by more than
+    ``FOLD_SIZE_RATIO`` times (one huge group, say: the mean over folds weights each fold equally)."""
+    lines = []
+    if task == "classification" and folds:
+        y = dataset.frame[dataset.target].to_numpy()
+        missing: dict[str, list[str]] = {}
+        for fold in folds:
+            unseen = set(pd.unique(y[fold.valid])) - set(pd.unique(y[fold.train]))
+            for value in sorted(map(str, unseen)):
+                missing.setdefault(value, []).append(str(fold.index))
+        for value, where in list(missing.items())[:3]:
+            lines.append(f"data.target: class {value!r} is in the valid rows of fold {', '.join(where)} but not in "
+                         "its train rows: the model cannot predict it there (a stratified splitter, e.g. "
+                         "stratified_group_kfold, spreads a class over the folds)")
+    sizes = [len(fold.valid) for fold in folds]
+    if sizes and min(sizes) and max(sizes) > FOLD_SIZE_RATIO * min(sizes):
+        lines.append(f"split: the folds' valid rows range from {min(sizes)} to {max(sizes)}; the mean over folds "
+                     "weights each fold equally (a group much larger than the others, say)")
+    return lines
