@@ -143,8 +143,16 @@ def _code_changes(before: str, now: str) -> str:
         elif name not in new:
             changes.append(f"-{name}")
         elif old[name] != new[name]:
-            changes.append(f"{name} {' -> '.join(differing(old[name], new[name], 20))}")
+            changes.append(f"{name} {_code_value(old[name])} -> {_code_value(new[name])}")
     return "; ".join(changes)
+
+
+def _code_value(value: str) -> str:
+    """A distribution's recorded code as a reason shows it: "1.0 src 1a2b3c4d…" (version whole, hash cut)."""
+    version, _, digest = value.partition(" src ")
+    if digest:
+        return f"{version} src {digest[:8]}…"
+    return value if len(value) <= 24 else value[:24] + "…"
 
 
 def explain(now: Inputs, before: Inputs) -> str:

@@ -103,6 +103,9 @@ def test_explain_shows_what_differs_and_code_version_tracks_the_code_that_trains
     assert edited != clean
     changed = explain(Inputs({}, "d", edited, "{}"), Inputs({}, "d", clean, "{}"))
     assert changed.startswith("code changed (scribbles-keeper ") and "scribbles " not in changed, changed
+    # The version whole and each hash's start, as README shows it (it printed "…c 8699… -> …c e711…").
+    before, after = (json.loads(v)["scribbles-keeper"].split(" src ")[1][:8] for v in (clean, edited))
+    assert changed == f"code changed (scribbles-keeper 0.1.0 src {before}… -> 0.1.0 src {after}…)", changed
 
 
 # ---------------------------------------------------------------- caching across runs
