@@ -80,7 +80,8 @@ def recorded(store: RunStore, run: StoredRun, overrides: list[str], secrets_hint
     notes = [f"data {config['data'].get('path')} at version {version[:12]} from {where}"]
     now = git_commit()
     if commit != now:
-        notes.append(f"the run was made at commit {commit[:12]}, the code here is at {now[:12]}: {code_note}")
+        notes.append(f"the project was at commit {commit[:12]} for the run and is at {now[:12]} now (the data are read "
+                     f"at the run's version): {code_note}")
     return config, notes
 
 

@@ -102,7 +102,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     # Transposed, as MLflow's own compare view: one column per run, so it fits a terminal.
     rows = table_data["runs"]
-    table = Table(title=f"{experiment}: {len(runs)} most recent runs ({store.shown})")
+    table = Table(title=f"{experiment}: {'the most recent run' if len(runs) == 1 else f'{len(runs)} most recent runs'} "
+                        f"({store.shown})")
     table.add_column("")
     for row in rows:
         table.add_column(f"{row['run_id'][:8]}\n{row['run_name'] or ''}", justify="right")
