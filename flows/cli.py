@@ -139,8 +139,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 #: What a failure's advice to resume says instead when the command failed before any run was made.
 NO_RUN_YET = {
-    ", then `scribbles resume RUN_ID` finishes the run": ", then run the command again (no run was made)",
-    "; its runs ended FAILED; finish them with `scribbles resume RUN_ID`": "; no run was made: run the command again",
+    ", then `scribbles resume RUN_ID` finishes the run": ", then run the command again (no run to finish)",
+    "; its runs ended FAILED; finish them with `scribbles resume RUN_ID`": "; no run to finish: run the command again",
 }
 
 

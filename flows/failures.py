@@ -46,4 +46,8 @@ def as_failure(exc: BaseException) -> ScribblesError | None:
             where = cause.filename or "a file"
             return ScribblesError(f"{where}: {cause.strerror or os.strerror(cause.errno or 0)}; free space or fix "
                                   "the disk there, then `scribbles resume RUN_ID` finishes the run")
+        if isinstance(cause, PermissionError):  # a folder made read-only (or immutable) under the run
+            where = cause.filename or "a file"
+            return ScribblesError(f"{where}: {cause.strerror or 'permission denied'}; fix the permissions there, "
+                                  "then `scribbles resume RUN_ID` finishes the run")
     return None

@@ -381,6 +381,46 @@ def test_a_full_mlflow_store_is_one_failed_line(project: Path, prefect_api: str,
     assert set(project.rglob("*.tmp")) <= before
 
 
+def test_an_artifact_folder_that_cannot_be_written_is_one_line(tmp_path: Path, prefect_api: str) -> None:
+    """MLflow keeps a SQLite store's artifacts in ./mlruns. A ./mlruns that cannot take them is exit 2 before any
+    run (it was a traceback, exit 1, and a FAILED parent run); an experiment folder made immutable before a later
+    run is one failed: line with the fix (it was four tracebacks; a folder lost mid-run gives the resume command)."""
+
+    import shutil
+
+    synthetic_frame(rows=60).to_csv(tmp_path / "good.csv", index=False)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "experiment": "artifacts",
+        "data": {"name": "file", "path": "good.csv", "target": "y", "group": "g", "time": "t"},
+        "split": {"name": "kfold", "n_splits": 2}, "model": {"name": "mlp", "hidden": [4]}, "train": {"epochs": 1}}))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    (tmp_path / "mlruns").write_text("not a folder")
+    refused = subprocess.run([SCRIBBLES, "run", "run.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr == f"error: {tmp_path / 'mlruns'}: MLflow keeps the runs' artifacts in this folder, but it " \
+                             "is a file; move it aside\n"
+    assert not (tmp_path / "m.db").exists()
+    (tmp_path / "mlruns").unlink()
+    first = subprocess.run([SCRIBBLES, "run", "run.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (folder,) = [p for p in (tmp_path / "mlruns").iterdir() if p.is_dir() and p.name != "0"]
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("the mid-run case needs chattr +i (root, a file system with attributes)")
+    try:
+        cut = subprocess.run([SCRIBBLES, "run", "run.yaml", "--force"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert cut.returncode == 1, cut.stdout + cut.stderr
+    lines = error_lines(cut.stderr)
+    assert len(lines) == 1 and "Traceback" not in cut.stderr, cut.stderr
+    # The parent run's own folder cannot be made: it ends FAILED before it is named, so the advice is to run again.
+    assert lines[0].startswith(f"failed: {folder}/") and lines[0].endswith(
+        ": Operation not permitted; fix the permissions there, then run the command again (no run to finish)"), lines[0]
+
+
 def test_a_store_that_fails_before_any_run_is_made_says_to_run_again(project: Path, prefect_api: str,
                                                                     tmp_path: Path) -> None:
     """A SQLite store that opens but is not one MLflow can use (tables of another schema): the run fails at

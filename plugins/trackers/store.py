@@ -154,6 +154,8 @@ def check_store(uri: str, field: str = "tracking", must_exist: bool = False) -> 
         raise BadInput(f"{field}: {uri} is a folder store, which MLflow no longer writes to (its file store is in "
                        f"maintenance mode); {_fix(field, 'sqlite:///' + str(path.with_suffix('.db')))}, or set "
                        "MLFLOW_ALLOW_FILE_STORE=true to use the folder anyway")
+    if scheme == "sqlite" and not must_exist:
+        _check_artifact_folder()
     if path.exists():
         if scheme == "sqlite":
             _check_sqlite(path, field)
@@ -266,6 +268,24 @@ def _check_no_log_left(path: Path, field: str) -> None:
                        "deleted or moved without it; SQLite would replay it into a new store): move "
                        f"{'them' if len(left) > 1 else 'it'} beside the store, or delete "
                        f"{'them' if len(left) > 1 else 'it'} to start a new store")
+
+
+def _check_artifact_folder() -> None:
+    """BadInput unless MLflow can write a new experiment's artifacts: a SQLite store keeps them in ./mlruns
+    (MLflow's default artifact root), and a folder it cannot write failed the run at its start with tracebacks."""
+    from scribbles.core import BadInput
+
+    folder = Path.cwd() / "mlruns"
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"{folder}: MLflow keeps the runs' artifacts in this folder, but it is a file; move it aside")
+    probe = folder if folder.is_dir() else Path.cwd()
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{folder}: MLflow keeps the runs' artifacts here and cannot write to it "
+                       f"({exc.strerror or exc}); fix the permissions of {probe}, or run from a folder you can write "
+                       "to") from None
 
 
 def _check_creatable(path: Path, field: str) -> None:
