@@ -21,6 +21,8 @@ def preflight(plan: Plan) -> None:
     line on stderr.
     """
     check_stores(plan)
+    if plan.config.train.dask_address:
+        check_scheduler(plan.config.train.dask_address)
     dataset = load_data(plan)
     check_target(dataset, plan.config.task, "task" in plan.config.model_fields_set)
     # The folds before the features: a grouped splitter without data.group leaves the group column among
@@ -61,3 +63,28 @@ def check_stores(plan: Plan) -> None:
         if store is not None:
             own = tracker.params.model_dump().get("tracking_uri")
             store.check(field=f"tracking.{index}.tracking_uri" if own else "MLFLOW_TRACKING_URI")
+
+
+#: Seconds a Dask scheduler may take to accept a connection (Dask's own client waits 30 s, then tracebacks).
+SCHEDULER_CHECK_SECONDS = 3.0
+
+
+def check_scheduler(address: str) -> None:
+    """BadInput unless something accepts TCP connections at the Dask scheduler ``address`` (``tcp://HOST:PORT``,
+    ``tls://HOST:PORT`` or ``HOST:PORT``; port 8786, Dask's default, when none is given) within a few seconds."""
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError:
+        host = None
+    if parts.scheme not in ("tcp", "tls") or not host:
+        raise BadInput(f"train.dask_address: {address!r} is not a Dask scheduler address; give tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_CHECK_SECONDS).close()
+    except OSError as exc:
+        raise BadInput(f"train.dask_address: no Dask scheduler answers at {address} within "
+                       f"{SCHEDULER_CHECK_SECONDS:.0f} s ({exc.strerror or exc}); start it (`dask scheduler`) or drop "
+                       "train.dask_address to train the folds here") from None

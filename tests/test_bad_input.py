@@ -347,6 +347,11 @@ CASES = [
     Case("tracking-log-left", ["the MLflow store {tmp}/mlflow.db is missing but {tmp}/mlflow.db-wal and "
                                "{tmp}/mlflow.db-shm are still there", "delete them to start a new store"],
          prepare=lambda tmp: _log_left(tmp), env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/mlflow.db"}),
+    Case("dask-scheduler-down", ["train.dask_address: no Dask scheduler answers at tcp://127.0.0.1:9 within 3 s",
+                                 "drop train.dask_address"],
+         change=lambda c: c["train"].update(parallel_folds=2, dask_address="tcp://127.0.0.1:9")),
+    Case("dask-address-not-one", ["train.dask_address: 'http://h:1' is not a Dask scheduler address"],
+         change=lambda c: c["train"].update(parallel_folds=2, dask_address="http://h:1")),
     Case("tracking-server-down", ["the MLflow tracking server http://127.0.0.1:9 did not answer within 3 s"],
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("split-needs-group", ["data.group: splitter 'group_kfold'", "needs data.group"],
