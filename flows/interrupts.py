@@ -47,6 +47,11 @@ _received: KeyboardInterrupt | None = None
 _noting = False
 
 
+def received() -> KeyboardInterrupt | None:
+    """The stop the command received (noted inside ``stops_noted``), even one a library caught; else None."""
+    return _received
+
+
 def _raise(stop: KeyboardInterrupt) -> None:
     global _received
     if _noting:

@@ -444,6 +444,34 @@ def test_serve_on_a_real_prefect_server_runs_on_schedule_and_stops_on_sigterm(
     assert all(r.info.status != "RUNNING" for r in parents_of(store(project), "served"))
 
 
+def test_serve_stopped_while_a_scheduled_run_trains_names_the_resume_command(project: Path, tmp_path: Path) -> None:
+    """Ctrl-C to `scribbles serve` while its run trains: the run ends KILLED in its own process, and serve says
+    how to finish it and exits 130, as `run` does (it printed `stopped serving` and exited 0)."""
+    (project / "exp.yaml").write_text(yaml.safe_dump(config(experiment="served-cut", train={"epochs": 100_000})))
+    home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    with local_server(log=tmp_path / "server.log", env=home) as api:
+        env = {**os.environ, **home, "PREFECT_API_URL": api}
+        # A short interval: the first run is due at once (the next ones, due while it trains, are skipped).
+        process = subprocess.Popen([SCRIBBLES, "serve", "exp.yaml", "--interval", "5"], cwd=project, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not [r for r in parents_of(store(project), "served-cut")
+                       if children(store(project), r.info.run_id)]:  # the run trains its first fold
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "no scheduled run started within 240 s"
+                time.sleep(1)
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+            out, err = process.communicate(timeout=120)
+        finally:
+            stop_process(process)
+    (parent,) = parents_of(store(project), "served-cut")
+    assert store(project).get_run(parent.info.run_id).info.status == "KILLED"
+    assert process.returncode == 130, out + err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(" ")]
+    assert lines[-1] == f"stopped serving; finish the run it stopped with `scribbles resume {parent.info.run_id}`", err
+
+
 def flow_run_states(api: str) -> list[str]:
     """The state type of every flow run the Prefect server at ``api`` knows (Prefect's own client)."""
     from prefect.client.orchestration import get_client

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from typing import Any
 
 from scribbles.core import BadInput
@@ -26,17 +28,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     out.print(f"[bold]scribbles[/] serving [cyan]{config.experiment}[/] {when} (overlap: {args.overlap}); "
               "Ctrl-C or SIGTERM stops. Runs appear in MLflow (`scribbles ui`) and, with a Prefect server, "
               "in the Prefect UI.")
+    from ..interrupts import Terminated, exit_code, received
     from ..lifecycle import sigterm_as_interrupt
     from ..schedule import serve
 
+    since = time.time()
+    stop: KeyboardInterrupt | None = None
     try:
         with sigterm_as_interrupt():
             serve(config, cron=args.cron, interval=args.interval, overlap=args.overlap,
                   allow_dirty=args.allow_dirty, promote=args.promote)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:
+        stop = exc
+    # A scheduled run cut short ends KILLED in its own process (Prefect's runner stops it, and may return
+    # without an exception here): say how to finish it, as `run` does.
+    try:
+        cut = stopped_runs(config.model_dump(mode="json"), args.allow_dirty, since)
+    except Exception:  # a store that cannot be read now: the stop itself went as asked
+        cut = []
+    if cut:
+        stop = stop or received() or KeyboardInterrupt()
+        line = "stopped by SIGTERM" if isinstance(stop, Terminated) else "stopped"
+        print(f"{line} serving; finish the run it stopped with `scribbles resume {cut[0]}`", file=sys.stderr)
+        return exit_code(stop)
     out.print("stopped serving")
     return EXIT_OK
+
+
+def stopped_runs(config: dict[str, Any], allow_dirty: bool, since: float, wait: float = 10.0) -> list[str]:
+    """Ids of this schedule's parent runs started after ``since`` (seconds since the epoch) that a stop cut
+    short: KILLED, or still RUNNING while their process ends them (waited for up to ``wait`` seconds)."""
+    from ..fold_task import plan_for
+
+    plan, _ = plan_for(config, allow_dirty)
+    deadline = time.monotonic() + wait
+    for tracker in plan.trackers:
+        store = tracker.store()
+        if store is None:
+            continue
+        while True:
+            runs = [r for r in store.runs(plan.experiment, record={"schedule": "*"}, limit=20)
+                    if r.is_parent and r.start_time >= since * 1000 and r.status in ("KILLED", "RUNNING")]
+            if not any(r.status == "RUNNING" for r in runs) or time.monotonic() > deadline:
+                return [r.run_id for r in runs]
+            time.sleep(0.5)
+    return []
 
 
 def check_cron(expression: str) -> None:
