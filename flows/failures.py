@@ -33,10 +33,12 @@ def as_failure(exc: BaseException) -> ScribblesError | None:
     for cause in causes(exc):
         module = type(cause).__module__
         if isinstance(cause, sqlite3.Error) or module.startswith(("mlflow", "sqlalchemy")):
+            from .settings import named
             from .stores import default_store
 
+            field = named("MLFLOW_TRACKING_URI")
             return ScribblesError(
-                f"MLFLOW_TRACKING_URI: the MLflow store {default_store().shown} failed ({_first_line(cause)}); "
+                f"{field}: the MLflow store {default_store().shown} failed ({_first_line(cause)}); "
                 "check the free space and permissions there, then `scribbles resume RUN_ID` finishes the run")
         if type(cause).__name__ == "PrefectHTTPStatusError":
             return ScribblesError(

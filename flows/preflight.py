@@ -12,6 +12,8 @@ import sys
 from scribbles.core import BadInput, Dataset, Plan
 from scribbles.core.data import check_steps, check_target, constant_features, fold_warnings, guarded_folds
 
+from .settings import named
+
 
 def preflight(plan: Plan) -> None:
     """Check the stores, load the data, check its target, make every fold through the leakage guard, then
@@ -62,7 +64,7 @@ def check_stores(plan: Plan) -> None:
         store = tracker.store()
         if store is not None:
             own = tracker.params.model_dump().get("tracking_uri")
-            store.check(field=f"tracking.{index}.tracking_uri" if own else "MLFLOW_TRACKING_URI")
+            store.check(field=f"tracking.{index}.tracking_uri" if own else named("MLFLOW_TRACKING_URI"))
 
 
 #: Seconds a Dask scheduler may take to accept a connection (Dask's own client waits 30 s, then tracebacks).

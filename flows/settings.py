@@ -108,14 +108,26 @@ def _is_relative_path(remote: str) -> bool:
     return "://" not in remote and ("/" in remote or remote.startswith(".")) and not Path(remote).is_absolute()
 
 
+#: Environment variable -> the settings entry that set it in this process ("scribbles.toml [mlflow] tracking_uri").
+_APPLIED: dict[str, str] = {}
+
+
 def apply_settings(start: Path | None = None) -> Path | None:
     """Set the environment from the settings file (variables already set win); returns the file used."""
     path = find_settings(start)
     if path is None:
         return None
+    entries = {env: f"{path.name} [{section}] {key}" for (section, key), env in KEYS.items()}
     for env, value in read_settings(path).items():
-        os.environ.setdefault(env, value)
+        if env not in os.environ:
+            os.environ[env] = value
+            _APPLIED[env] = entries[env]
     return path
+
+
+def named(env: str) -> str:
+    """How a message names the setting behind ``env``: the scribbles.toml entry that set it, else ``env``."""
+    return _APPLIED.get(env, env) if os.environ.get(env) else env
 
 
 def current(start: Path | None = None) -> tuple[Path | None, dict[str, Setting]]:

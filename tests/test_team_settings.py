@@ -121,3 +121,20 @@ def test_store_migrate_refuses_bad_targets_before_copying(tmp_path: Path) -> Non
     dead = run_cli("store", "migrate", "--from", f"sqlite:///{tmp_path}/src.db", "--to",
                    f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
     assert dead.returncode == 2 and "start it or fix --to" in dead.stderr, dead.stderr
+
+
+def test_a_store_set_in_the_settings_file_is_blamed_on_its_entry(tmp_path: Path) -> None:
+    """A store from scribbles.toml that cannot be made: the line names the file's entry, not the environment
+    variable the user never set; set in the environment, the variable is named (it wins)."""
+    root = _project(tmp_path / "proj")
+    (root / "run.yaml").write_text("data: {name: dvc, path: data/t.csv, target: y}\n"
+                                   "split: {name: kfold, n_splits: 2}\n")
+    (root / "scribbles.toml").write_text('[mlflow]\ntracking_uri = "sqlite:////proc/nope/mlflow.db"\n')
+    from_file = _cli("run", "run.yaml", cwd=root)
+    assert from_file.returncode == 2, from_file.stderr
+    assert from_file.stderr.startswith("error: scribbles.toml [mlflow] tracking_uri: cannot create the MLflow store "
+                                       "/proc/nope/mlflow.db"), from_file.stderr
+    assert "point that entry (or MLFLOW_TRACKING_URI, which wins) at a writable place" in from_file.stderr
+    from_env = _cli("run", "run.yaml", cwd=root, MLFLOW_TRACKING_URI="sqlite:////proc/other/mlflow.db")
+    assert from_env.returncode == 2 and from_env.stderr.startswith(
+        "error: MLFLOW_TRACKING_URI: cannot create the MLflow store /proc/other/mlflow.db"), from_env.stderr

@@ -204,6 +204,8 @@ def _fix(field: str, what: str = "the store") -> str:
         return f"fix {field} (give {what})"
     if "stores.tsv" in field:
         return "remove that run's line from .scribbles/stores.tsv, or pass --tracking-uri with the store"
+    if "scribbles.toml" in field:
+        return f"point that entry (or MLFLOW_TRACKING_URI, which wins) at {what}"
     return f"point MLFLOW_TRACKING_URI at {what}"
 
 
