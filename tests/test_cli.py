@@ -175,3 +175,13 @@ def test_a_metric_undefined_on_a_fold_is_explained_under_its_table() -> None:
                             "links": {}})
     text = console.export_text()
     assert "note: roc_auc is undefined (nan) on fold 1: it cannot be computed from those valid rows" in text, text
+
+
+def test_the_ui_hint_follows_the_store() -> None:
+    """A tracking server serves its own UI (the hint sent users to `scribbles ui` and port 5000); a local store
+    is opened with `scribbles ui`."""
+    from scribbles.flows.commands.run import _ui_hint
+
+    hint = _ui_hint("http://alice:s3cret@mlflow.lan:5077")
+    assert hint == "Open the MLflow UI at http://alice:***@mlflow.lan:5077 in a browser"
+    assert "ui[/], then browse to http://127.0.0.1:5000" in _ui_hint("sqlite:///mlflow.db")

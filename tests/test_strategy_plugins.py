@@ -67,6 +67,18 @@ def test_layers_that_a_split_batch_changes_are_named() -> None:
     assert batch_split_layers(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Dropout(0.0))) == []
     model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Dropout(0.1), nn.GRU(4, 4, 2, dropout=0.1))
     assert batch_split_layers(model) == ["BatchNorm1d", "Dropout", "GRU(dropout)"]
+    # The warning says what the layers it names do: batch norm alone takes statistics, it draws no masks.
+    import warnings
+
+    from scribbles.core import TrainConfig
+    from scribbles.core.training._launched import warn_batch_split  # the check itself, without a launch
+
+    for name, layers, does in [("norm-only", nn.BatchNorm1d(4), "take batch-norm statistics per worker"),
+                               ("both", model, "draw dropout masks and take batch-norm statistics per worker")]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warn_batch_split(layers, name, TrainConfig(workers=2))
+        assert len(caught) == 1 and f" layers {does}, so its weights" in str(caught[0].message), caught
 
 
 def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, prefect_api: str) -> None:
@@ -90,9 +102,9 @@ def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, p
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     # Dropout with 2 workers breaks "W workers learn what one learns": said once, on one line.
     warned = [line for line in result.stderr.splitlines() if "per worker" in line]
-    assert warned == ["warning: strategy 'allreduce' on 2 workers: the model's Dropout layers draw dropout masks or "
-                      "batch-norm statistics per worker, so its weights differ from one worker's (README: Training "
-                      "strategies)"], result.stderr
+    assert warned == ["warning: strategy 'allreduce' on 2 workers: the model's Dropout layers draw dropout masks "
+                      "per worker, so its weights differ from one worker's (README: Training strategies)"], \
+        result.stderr
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -95,10 +95,13 @@ def warn_batch_split(model: torch.nn.Module, strategy: str, config: TrainConfig)
     layers = tuple(batch_split_layers(model))
     if world > 1 and layers and (strategy, world, layers) not in _WARNED:
         _WARNED.add((strategy, world, layers))
+        norms = [layer for layer in layers if "Norm" in layer]
+        what = " and ".join(part for part in (
+            "draw dropout masks" if len(norms) < len(layers) else "",
+            "take batch-norm statistics" if norms else "") if part)
         warnings.warn(WorldSizeWarning(
-            f"strategy '{strategy}' on {world} workers: the model's {', '.join(layers)} layers draw dropout masks "
-            f"or batch-norm statistics per worker, so its weights differ from one worker's (README: Training "
-            f"strategies)"), stacklevel=2)
+            f"strategy '{strategy}' on {world} workers: the model's {', '.join(layers)} layers {what} per worker, "
+            f"so its weights differ from one worker's (README: Training strategies)"), stacklevel=2)
 
 
 class LaunchedStrategy(Strategy):

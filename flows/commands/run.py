@@ -267,8 +267,17 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
     if "mlflow_run_id" in links:
         out.print(
             f"MLflow parent run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}\n"
-            f"Open the MLflow UI with [bold]{_ui_command()}[/], then browse to http://127.0.0.1:5000"
+            + _ui_hint(links.get("mlflow_tracking_uri", ""))
         )
+
+
+def _ui_hint(uri: str) -> str:
+    """Where to see the run: a tracking server serves its own UI; a local store is opened with `scribbles ui`."""
+    if uri.startswith(("http://", "https://")):
+        from scribbles.core.redact import mask_text
+
+        return f"Open the MLflow UI at {mask_text(uri)} in a browser"
+    return f"Open the MLflow UI with [bold]{_ui_command()}[/], then browse to http://127.0.0.1:5000"
 
 
 def _ui_command() -> str:
