@@ -28,6 +28,7 @@ import faulthandler
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -186,7 +187,17 @@ def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
             return (f"a worker stopped responding: rank {first['rank']} waited more than train.timeout="
                     f"{config.timeout:g}s for the others ({text})")
         return f"rank {first['rank']} failed: {text}"
-    tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+    text = log.read_text(errors="replace") if log.exists() else ""
+    # torchelastic's summary of a worker that died without a Python error (a signal: SIGKILL, out of memory).
+    rank = re.search(r"^\s*rank\s*:\s*(\d+)", text, re.M)
+    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", text, re.M)
+    if rank and code:
+        number = int(code[1])
+        how = f"was killed by {signal.Signals(-number).name}" if number < 0 and -number in signal.valid_signals() \
+            else f"exited with code {number}"
+        return (f"worker rank {rank[1]} {how} after {config.restarts} restart(s) (train.restarts); raise "
+                f"train.restarts, or find what stopped it (out of memory: `dmesg`); launcher log: {log}")
+    tail = text.strip().splitlines()[-5:]
     return "the launcher failed: " + " | ".join(tail)
 
 
