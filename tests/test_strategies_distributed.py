@@ -193,18 +193,16 @@ def test_a_machine_without_the_job_token_cannot_join(tmp_path: Path, monkeypatch
             joiner.kill()
 
 
-def test_a_worker_killed_with_no_restarts_left_is_one_line_with_the_fix(tmp_path: Path) -> None:
-    """torchelastic's summary of a worker that died by a signal (SIGKILL: out of memory, say) is read into one
-    line naming the rank, the signal and train.restarts (it was torchelastic's raw table cut to five lines)."""
-    from scribbles.core import TrainConfig
-    from scribbles.core.training._distributed import _failure  # the launcher's own reading of its log
 
-    (tmp_path / "errors").mkdir()
-    log = tmp_path / "launcher.log"
-    log.write_text("=" * 60 + "\nworker.py FAILED\n" + "-" * 60 + "\nRoot Cause (first observed failure):\n[0]:\n"
-                   "  time      : 2026-12-01_01:03:12\n  host      : here\n  rank      : 1 (local_rank: 1)\n"
-                   "  exitcode  : -9 (pid: 1234)\n  error_file: <N/A>\n"
-                   "  traceback : Signal 9 (SIGKILL) received by PID 1234\n" + "=" * 60 + "\n")
-    assert _failure(tmp_path, TrainConfig(workers=2, restarts=0), log) == (
-        f"worker rank 1 was killed by SIGKILL after 0 restart(s) (train.restarts); raise train.restarts, or find "
-        f"what stopped it (out of memory: `dmesg`); launcher log: {log}")
+def test_a_worker_killed_with_no_restarts_left_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    """SIGKILL on rank 1 (what the out-of-memory killer sends) with train.restarts 0: one line naming the rank,
+    the signal and train.restarts (it was torchelastic's raw table cut to five lines)."""
+    config = TrainConfig(**{**BASE, **LONG, "workers": 2, "timeout": 90, "restarts": 0,
+                            "checkpoint_dir": str(tmp_path / "ck")})
+    thread, box = _fit_in_thread("ddp", config, [])
+    checkpoint = _wait_for("*/checkpoint.pt", tmp_path / "ck", alive=thread, box=box)
+    os.kill(int((checkpoint.parent / "pids" / "1").read_text()), signal.SIGKILL)
+    thread.join(timeout=300)
+    assert isinstance(box.get("error"), TrainingFailed), box
+    assert str(box["error"]).startswith("worker rank 1 was killed by SIGKILL after 0 restart(s) (train.restarts); "
+                                        "raise train.restarts, or find what stopped it"), box["error"]

@@ -71,7 +71,7 @@ def test_layers_that_a_split_batch_changes_are_named() -> None:
     import warnings
 
     from scribbles.core import TrainConfig
-    from scribbles.core.training._launched import warn_batch_split  # the check itself, without a launch
+    from scribbles.core.training import warn_batch_split
 
     for name, layers, does in [("norm-only", nn.BatchNorm1d(4), "take batch-norm statistics per worker"),
                                ("both", model, "draw dropout masks and take batch-norm statistics per worker")]:

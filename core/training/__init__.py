@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     )
     from ._early_stopping import best_epoch, should_stop
     from ._job_token import job_token
-    from ._launched import LaunchedStrategy, batch_split_layers, start_job
+    from ._launched import LaunchedStrategy, batch_split_layers, start_job, warn_batch_split
     from ._loop import train_epoch, train_single
     from ._pretraining import model_builder
     from ._recipe import rebuild
@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "TrainingFailed": "_distributed",
     "atomic_save": "_checkpoint",
     "batch_split_layers": "_launched",
+    "warn_batch_split": "_launched",
     "best_epoch": "_early_stopping",
     "job_token": "_job_token",
     "launcher_command": "_distributed",
@@ -108,6 +109,7 @@ __all__ = [
     "strategy_class",
     "train_epoch",
     "train_single",
+    "warn_batch_split",
     "wire",
     "write_job",
 ]

@@ -179,6 +179,13 @@ def _dump_stacks(job_dir: Path) -> None:
 
 
 def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    killed = _killed(text)
+    if killed:  # the root cause; the other ranks' errors ("connection closed") only follow from it
+        rank, name = killed
+        return (f"worker rank {rank} was killed by {name} after {config.restarts} restart(s) (train.restarts); "
+                f"raise train.restarts, or find what stopped it (out of memory: `dmesg`; launcher log: {log}), "
+                "then `scribbles resume RUN_ID` finishes the run")
     errors = _errors(job_dir)
     if errors:
         first = errors[0]
@@ -187,18 +194,18 @@ def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
             return (f"a worker stopped responding: rank {first['rank']} waited more than train.timeout="
                     f"{config.timeout:g}s for the others ({text})")
         return f"rank {first['rank']} failed: {text}"
-    text = log.read_text(errors="replace") if log.exists() else ""
-    # torchelastic's summary of a worker that died without a Python error (a signal: SIGKILL, out of memory).
-    rank = re.search(r"^\s*rank\s*:\s*(\d+)", text, re.M)
-    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", text, re.M)
-    if rank and code:
-        number = int(code[1])
-        how = f"was killed by {signal.Signals(-number).name}" if number < 0 and -number in signal.valid_signals() \
-            else f"exited with code {number}"
-        return (f"worker rank {rank[1]} {how} after {config.restarts} restart(s) (train.restarts); raise "
-                f"train.restarts, or find what stopped it (out of memory: `dmesg`); launcher log: {log}")
     tail = text.strip().splitlines()[-5:]
     return "the launcher failed: " + " | ".join(tail)
+
+
+def _killed(log_text: str) -> tuple[str, str] | None:
+    """(rank, signal name) of the worker torchelastic's summary gives as the root cause when a signal ended it
+    (SIGKILL: the out-of-memory killer, say); None otherwise."""
+    _, _, root = log_text.rpartition("Root Cause")
+    found = re.search(r"^\s*rank\s*:\s*(\d+).*?^\s*exitcode\s*:\s*(-\d+)", root, re.M | re.S)
+    if found is None or -int(found[2]) not in signal.valid_signals():
+        return None
+    return found[1], signal.Signals(-int(found[2])).name
 
 
 def _not_started(config: TrainConfig, log: Path) -> str:
