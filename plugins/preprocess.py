@@ -56,6 +56,9 @@ class Impute(Preprocessor):
             None, description="the value for strategy constant; default 0 for numbers, 'missing_value' for text")
 
     def column_problem(self, kind: str) -> str | None:
+        fill = self.params.fill_value
+        if kind == "numeric" and self.params.strategy == "constant" and isinstance(fill, str):
+            return f"impute fill_value {fill!r} is text; a numeric column needs a number (or name the text columns)"
         if kind == "numeric" or self.params.strategy in ("most_frequent", "constant"):
             return None
         return (f"impute strategy {self.params.strategy} needs numbers; for text use strategy: most_frequent or "

@@ -110,6 +110,9 @@ def test_text_columns_get_the_fix_that_fits_them() -> None:
     line = refused(["radiation", "site"], [{"name": "impute", "strategy": "median", "columns": ["site"]},
                                            {"name": "one_hot", "columns": ["site"]}])
     assert line.startswith("preprocess.0.columns: 'site' holds text; impute strategy median needs numbers"), line
+    line = refused(["radiation", "site"], [{"name": "impute", "strategy": "constant", "fill_value": "none"},
+                                           {"name": "one_hot", "columns": ["site"]}])
+    assert line.startswith("preprocess.0: 'radiation' holds numbers; impute fill_value 'none' is text"), line
     empty = data.assign(empty=np.nan)
     with pytest.raises(BadInput, match=r"^data\.features: empty holds no value on any row; leave it out"):
         check_steps([create("preprocess", "standard")], Dataset(empty, "y", ["radiation", "empty"], group="g"))

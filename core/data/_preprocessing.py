@@ -63,11 +63,14 @@ def check_steps(steps: Sequence[Preprocessor], dataset: Dataset) -> None:
         if gone:
             raise BadInput(f"preprocess.{i}.columns: {gone[0]!r} was already encoded by preprocess.{replaced[gone[0]]} "
                            f"({steps[replaced[gone[0]]].name}); a later step cannot name it. Remove one of the two")
-        for column in named:
-            problem = step.column_problem("numeric" if is_numeric(frame[column]) else "categorical")
+        kind_of = {c: "numeric" if is_numeric(frame[c]) else "categorical" for c in features}
+        applied = named or [c for c in features if kind_of[c] in step.dtypes and c not in replaced]
+        for column in applied:
+            problem = step.column_problem(kind_of[column])
             if problem:
                 kind = "numbers" if is_numeric(frame[column]) else "text"
-                raise BadInput(f"preprocess.{i}.columns: {column!r} holds {kind}; {problem}")
+                where = f"preprocess.{i}.columns" if named else f"preprocess.{i}"
+                raise BadInput(f"{where}: {column!r} holds {kind}; {problem}")
         if not step.keeps_columns:
             replaced.update({c: i for c in named or [c for c in features if not is_numeric(frame[c])]})
         if not step.keeps_columns and dataset.kind != "tabular":
