@@ -57,7 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def stopped_runs(config: dict[str, Any], allow_dirty: bool, since: float, wait: float = 10.0) -> list[str]:
     """Ids of this schedule's parent runs started after ``since`` (seconds since the epoch) that a stop cut
-    short: KILLED, or still RUNNING while their process ends them (waited for up to ``wait`` seconds)."""
+    short. Each ends KILLED in its own process; one still RUNNING after ``wait`` seconds lost that process
+    (Prefect's runner kills what has not exited when it shuts down), so it is ended KILLED here, its open
+    fold runs with it: a stop leaves no run RUNNING."""
     from ..fold_task import plan_for
 
     plan, _ = plan_for(config, allow_dirty)
@@ -70,8 +72,14 @@ def stopped_runs(config: dict[str, Any], allow_dirty: bool, since: float, wait: 
             runs = [r for r in store.runs(plan.experiment, record={"schedule": "*"}, limit=20)
                     if r.is_parent and r.start_time >= since * 1000 and r.status in ("KILLED", "RUNNING")]
             if not any(r.status == "RUNNING" for r in runs) or time.monotonic() > deadline:
-                return [r.run_id for r in runs]
+                break
             time.sleep(0.5)
+        for run in runs:
+            if run.status == "RUNNING":
+                for fold in store.runs(plan.experiment, parent=run.run_id, status="RUNNING"):
+                    store.end(fold.run_id, "KILLED")
+                store.end(run.run_id, "KILLED")
+        return [r.run_id for r in runs]
     return []
 
 
