@@ -193,6 +193,8 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
             out.append(found[0])
         elif found[1]:  # an identical fold exists but cannot be trusted: say why it is trained again
             out.append(Reuse(key, reason=found[1]))
+        elif run.continues:  # resumed: the fold is trained because the stop came first, whatever ran before
+            out.append(Reuse(key, reason="not finished before the stop"))
         else:
             before = cache.previous_inputs(fold.index)
             out.append(Reuse(key, reason=explain(inputs, before) if before else "first run of this fold"))

@@ -304,6 +304,8 @@ def test_resume_after_sigkill_finishes_the_same_parent_without_retraining(projec
     resumed = run_cli("resume", parent_id, cwd=project, env={"PREFECT_API_URL": prefect_api})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "fold 0 kept: finished before the stop" in resumed.stdout
+    # The folds the stop cut or never reached are trained for that reason (it named an older run's config).
+    assert "fold 2 trained: not finished before the stop" in resumed.stdout, resumed.stdout
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and "accuracy_mean" in parent.data.metrics
     assert parent.data.tags["scribbles.resumed"] == "true"
