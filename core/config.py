@@ -65,7 +65,8 @@ def truth_for_a_number(value: Any, annotation: Any) -> str | None:
 
 
 class EarlyStoppingConfig(_Strict):
-    """Stop a fold's training when its validation loss stops improving (see core/early_stopping.py)."""
+    """Stop a fold's training when its validation loss stops improving
+    (see ``scribbles.core.training.early_stopping``)."""
 
     metric: Literal["valid_loss", "train_loss"] = Field(
         "valid_loss", description="the per-epoch loss watched (lower is better)")
@@ -103,7 +104,7 @@ class TrainConfig(_Strict):
     timeout: float = Field(1800.0, gt=0, description="seconds before a stalled worker fails the run")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(
-        None, ge=1, description="CPU threads per worker; default 1 (see core.training.cpu_threads)"
+        None, ge=1, description="CPU threads per worker; default 1 (why: core/training/_training.py, cpu_threads)"
     )
     parallel_folds: int = Field(1, ge=1, description="folds trained at once, each in a process of its own")
     dask_address: str | None = Field(

@@ -1,6 +1,9 @@
 """The context objects passed to the lifecycle hooks.
 
-Each hook takes one keyword-only context: adding a field here breaks no plugin.
+Each hook takes one keyword-only context: adding a field here breaks no plugin. Every tracker gets the
+same object, in an order nothing relies on, and a tracker may read it later (on a logging thread): what
+a fold or an epoch reports (its metrics, artifacts and history) is therefore read-only. A number of your
+own per fold is a ``Metric`` plugin; a file is the tracker's own to write.
 """
 
 from __future__ import annotations
@@ -10,6 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import Fold
+
+
+class ReadOnlyDict(dict):  # type: ignore[type-arg]
+    """A dict that refuses changes (``TypeError`` naming the field): a context's reported values.
+
+    A dict subclass, not ``MappingProxyType``: trackers serialise these with ``json`` as they are.
+    """
+
+    def __init__(self, values: Any = (), *, field: str = "") -> None:
+        super().__init__(values)
+        self._field = field
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"{self._field or 'this context field'} is read-only: every tracker reads the same "
+                        "values; report a number through a Metric plugin, write a file of your own")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:  # copy and deepcopy give a plain dict back
+        return (dict, (dict(self),))
 
 
 @dataclass
@@ -65,6 +89,9 @@ class EpochContext:
     epoch: int
     metrics: dict[str, float]
 
+    def __post_init__(self) -> None:
+        self.metrics = ReadOnlyDict(self.metrics, field="EpochContext.metrics")
+
 
 @dataclass
 class FoldEndContext:
@@ -90,6 +117,11 @@ class FoldEndContext:
     #: as the stopped run recorded them: trackers draw them without logging them again).
     history: list[dict[str, float]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.metrics = ReadOnlyDict(self.metrics, field="FoldEndContext.metrics")
+        self.artifacts = ReadOnlyDict(self.artifacts, field="FoldEndContext.artifacts")
+        self.history = tuple(ReadOnlyDict(epoch, field="FoldEndContext.history") for epoch in self.history)  # type: ignore[assignment]
+
 
 @dataclass
 class RunEndContext:
@@ -99,6 +131,9 @@ class RunEndContext:
     summary: dict[str, float]
     #: A sweep run's trials, best first: {"trial", "assignment", "summary", "links"} each.
     trials: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.summary = ReadOnlyDict(self.summary, field="RunEndContext.summary")
 
 
 @dataclass

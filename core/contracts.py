@@ -236,8 +236,11 @@ class Splitter(Technique, abc.ABC):
         return SklearnSplitter(self)
 
     def time_gap(self) -> int | str:
-        """The gap the leakage guard enforces between train and valid times."""
-        return getattr(self.params, "gap", 0) or 0
+        """The gap the leakage guard enforces between train and valid times: a ``gap`` field of the
+        params when it has one, else the class's ``gap`` (0: none)."""
+        if hasattr(self.params, "gap"):
+            return self.params.gap or 0
+        return type(self).gap or 0
 
     def get_n_splits(self, dataset: Dataset | None = None) -> int:
         """How many folds ``split(dataset)`` yields (scikit-learn's name).
@@ -332,7 +335,7 @@ class Preprocessor(Technique, abc.ABC):
         from sklearn.pipeline import Pipeline  # noqa: F401
 
 
-#: Where a built module keeps its recipe (core/recipe.py reads it).
+#: Where a built module keeps its recipe (``scribbles.core.training.rebuild`` reads it).
 RECIPE_ATTRIBUTE = "_scribbles_recipe"
 
 
@@ -366,7 +369,7 @@ class Model(Technique, abc.ABC):
 
     family = "model"
     kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "sequence", "image"})
-    #: Named outputs of the built module (see ``scribbles.core.outputs``); a plain tensor is "logits".
+    #: Named outputs of the built module (see ``scribbles.core.evaluation.logits_of``); a plain tensor is "logits".
     outputs: ClassVar[frozenset[str]] = frozenset({"logits"})
     #: The strategy that trains this model when ``train.strategy`` is not given.
     default_strategy: ClassVar[str] = "single"
@@ -385,7 +388,8 @@ class Model(Technique, abc.ABC):
 
     def pretrain(self, module: torch.nn.Module, inputs: torch.Tensor, config: Any) -> bool:
         """Fit ``module`` without labels on a fold's standardised training inputs, before the strategy
-        trains it; return whether anything was done. The default does nothing (see core.pretraining)."""
+        trains it; return whether anything was done. The default does nothing
+        (see ``scribbles.core.training.model_builder``)."""
         return False
 
 

@@ -280,7 +280,7 @@ class Registry(pluggy.PluginManager):
 
     def _collect_one(self, impl: Any, provider: str) -> None:
         try:
-            contributed = list(impl.function() or ())
+            returned = impl.function()
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit included: a plugin never ends the command
@@ -288,6 +288,7 @@ class Registry(pluggy.PluginManager):
                 f"plugin {provider}: scribbles_techniques() raised {type(exc).__name__}: {exc}; "
                 f"fix the plugin or block it with `plugins: {{deny: [{_dist_name(provider)}]}}`"
             ) from exc
+        contributed = _returned_classes(returned, provider)
         # Check every class first so that a plugin contributes all of its techniques or none.
         seen: set[tuple[str, str]] = set()
         for cls in contributed:
@@ -385,8 +386,21 @@ def _describe_validation(exc: ValidationError, cls: type[Technique], where: str)
     return "; ".join(lines)
 
 
+def _returned_classes(returned: Any, provider: str) -> list[Any]:
+    """What a ``scribbles_techniques()`` returned, as a list; a PluginError when it is not a list or tuple
+    of classes (None: a forgotten ``return``; one bare class; a dict or a string)."""
+    if isinstance(returned, list | tuple | set | frozenset):
+        return list(returned)
+    what = "None (no return statement?)" if returned is None else \
+        f"the class {returned.__qualname__} itself" if isinstance(returned, type) else f"a {type(returned).__name__}"
+    raise PluginError(f"plugin {provider}: scribbles_techniques() returned {what}; return a list of technique "
+                      "classes, like `return [MySplitter]`")
+
+
 def technique_problem(cls: Any) -> str | None:
     """What is wrong with a contributed technique class, or None when it fits the contract."""
+    if isinstance(cls, str):
+        return f"scribbles_techniques() must return classes, got the string {cls!r}; return the class, not its name"
     if not isinstance(cls, type):
         return (
             f"scribbles_techniques() must return classes, got the instance {cls!r}; "
@@ -413,6 +427,32 @@ def technique_problem(cls: Any) -> str | None:
     for method in _REQUIRED_METHODS[cls.family]:
         if getattr(cls, method, None) is None or getattr(getattr(cls, method), "__isabstractmethod__", False):
             return f"{label} is a {cls.family} technique but does not implement {method}()"
+    return _hook_method_problem(cls, label)
+
+
+def _hook_method_problem(cls: type, label: str) -> str | None:
+    """A technique's hook method that pluggy would ignore or refuse only once the run registers it (a
+    tracker's): a ``scribbles_*`` name matching no hook, a hook without ``@hookimpl``, an argument the
+    spec does not have. Found when the plugin loads (exit 2), not silently mid-run."""
+    import inspect
+
+    for attr in dir(cls):
+        method = getattr(cls, attr, None)
+        marked = hasattr(method, f"{PROJECT}_impl")
+        if not callable(method) or not (marked or attr.startswith(f"{PROJECT}_")):
+            continue
+        if attr not in HOOK_NAMES:
+            close = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return f"{label}: hook {attr} matches no hook spec; {hint}hooks: {', '.join(HOOK_NAMES)}"
+        if not marked:
+            return (f"{label}.{attr} is not marked as a hook, so it is never called; decorate it with "
+                    "@hookimpl (from scribbles.core import hookimpl)")
+        wanted = set(inspect.signature(getattr(hookspecs, attr)).parameters)
+        extra = [name for name in inspect.signature(method).parameters if name not in wanted | {"self"}]
+        if extra:
+            return (f"{label}.{attr} takes {', '.join(repr(n) for n in extra)}, which the hook does not pass; "
+                    f"its arguments are ({', '.join(sorted(wanted))}), keyword-only by name")
     return None
 
 
@@ -611,6 +651,30 @@ def distributions() -> dict[str, str]:
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         if ep.dist is not None:
             found[ep.dist.metadata["Name"]] = ep.dist.version
+    return found
+
+
+def plugin_packages() -> dict[str, str]:
+    """Top-level package of each installed plugin's entry point -> its distribution's name (not scribbles')."""
+    found = {}
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        package = ep.module.split(".")[0]
+        if ep.dist is not None and package != PROJECT:
+            found[package] = ep.dist.metadata["Name"]
+    return found
+
+
+def raised_in_plugin(exc: BaseException) -> tuple[str, str] | None:
+    """(distribution, "file:line in function") of the innermost frame of ``exc``'s traceback that is an
+    installed plugin's code; None when no plugin's code is on it (the error is scribbles' or a library's)."""
+    import traceback
+
+    packages = plugin_packages()
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if package in packages:
+            found = packages[package], f"{Path(frame.f_code.co_filename).name}:{line} in {frame.f_code.co_name}"
     return found
 
 

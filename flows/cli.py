@@ -133,8 +133,22 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             _stopped(stop)
             return exit_code(stop)
         traceback.print_exc()
-        print("failed: an unexpected error (traceback above); please report it", file=sys.stderr)
+        print(f"failed: {_unexpected(exc)}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _unexpected(exc: BaseException) -> str:
+    """Whose bug an unexpected error is: an installed plugin's (named, with how to block it) or scribbles'."""
+    from scribbles.core.registry import raised_in_plugin
+
+    found = raised_in_plugin(exc)
+    if found is None:
+        return "an unexpected error (traceback above); please report it"
+    dist, where = found
+    text = one_line(exc) or type(exc).__name__
+    text = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+    return (f"plugin {dist} raised {text} ({where}; traceback above); report it to the plugin's authors, "
+            f"or leave it out with `plugins: {{deny: [{dist}]}}`")
 
 
 #: What a failure's advice to resume says instead when the command failed before any run was made.

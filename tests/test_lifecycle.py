@@ -342,3 +342,26 @@ def test_a_stop_that_lands_in_a_finaliser_is_delivered_again(signum: int) -> Non
         Finalised()  # dropped at once: its __del__ runs here
         for _ in range(100):  # the command's own work
             time.sleep(0.05)
+
+
+def test_what_a_fold_reports_is_read_only_for_every_tracker() -> None:
+    """Every tracker gets the same context, in an order nothing relies on, and the MLflow tracker reads it
+    later on its logging thread: a tracker that added to ``ctx.metrics`` changed what the others logged
+    depending on that order and on timing (exit 0). Now the change is refused, naming the field; the
+    flow's own dict (the run's summary) is a separate copy; trackers still serialise it with json."""
+    import json
+
+    from scribbles.core.context import EpochContext, FoldEndContext, RunEndContext
+
+    metrics = {"accuracy": 0.5}
+    ctx = FoldEndContext(None, 0, metrics, artifacts={}, history=[{"train_loss": 1.0}])  # type: ignore[arg-type]
+    for change in (lambda: ctx.metrics.__setitem__("extra", 1.0), lambda: ctx.metrics.update(extra=1.0),
+                   lambda: ctx.artifacts.setdefault("plot", "x.png"), lambda: ctx.history[0].pop("train_loss")):
+        with pytest.raises(TypeError, match=r"FoldEndContext\.(metrics|artifacts|history) is read-only.*Metric"):
+            change()
+    assert metrics == {"accuracy": 0.5} and ctx.metrics is not metrics
+    assert json.loads(json.dumps({"m": ctx.metrics, "h": ctx.history})) == {"m": metrics, "h": [{"train_loss": 1.0}]}
+    with pytest.raises(TypeError, match=r"EpochContext\.metrics is read-only"):
+        EpochContext(None, 0, 1, {"valid_loss": 1.0}).metrics["x"] = 2.0  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"RunEndContext\.summary is read-only"):
+        RunEndContext(None, {"accuracy_mean": 0.5}).summary.clear()  # type: ignore[arg-type]

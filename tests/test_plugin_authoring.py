@@ -222,6 +222,87 @@ def test_a_leaky_plugin_splitter_stops_a_run_before_any_work(
     assert not (tmp_path / "mlflow.db").exists()
 
 
+RAISER = '''
+    from pydantic import BaseModel
+    from scribbles.core import Splitter, hookimpl
+
+    class Raiser(Splitter):
+        """Raises when asked for folds."""
+        name = "raiser"
+
+        class Params(BaseModel):
+            n_splits: int = 2
+
+        def split(self, dataset):
+            raise RuntimeError("boom in split")
+
+    @hookimpl
+    def scribbles_techniques():
+        return [Raiser]
+'''
+
+TRACKER = '''
+    from scribbles.core import Tracker, hookimpl
+
+    class Notes(Tracker):
+        """Keeps notes."""
+        name = "notes"
+
+        @hookimpl
+        def scribbles_fold_ended(self, ctx):
+            pass
+
+    @hookimpl
+    def scribbles_techniques():
+        return {RETURN}
+'''
+
+
+def test_a_plugin_that_raises_mid_command_is_named_as_the_culprit(
+    tmp_path: Path, in_process: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a plugin's own code: its traceback, then one line naming the distribution and the
+    line, with how to leave it out (not "please report it", which blamed scribbles); nothing written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-raiser", RAISER)
+    in_process(site)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    synthetic_frame().to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "raise.yaml").write_text("data: {name: file, path: rows.csv, target: y}\nsplit: {name: raiser}\n")
+    code, out, err = call(["run", "raise.yaml"], capfd)
+    assert code == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("failed: plugin scribbles-raiser raised RuntimeError: boom in split "
+                           "(scribbles_raiser.py:"), last
+    assert "in split; traceback above" in last and "plugins: {deny: [scribbles-raiser]}" in last
+    assert "please report it" not in err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(("returned", "expected"), [
+    ("[Notes]", "Notes: hook scribbles_fold_ended matches no hook spec; did you mean scribbles_fold_end?"),
+    ("None", "scribbles_techniques() returned None (no return statement?); return a list of technique classes"),
+    ("Notes", "scribbles_techniques() returned the class Notes itself; return a list"),
+    ("{'notes': Notes}", "scribbles_techniques() returned a dict; return a list"),
+    ("['notes']", "got the string 'notes'; return the class, not its name"),
+])
+def test_a_tracker_plugin_whose_hooks_would_never_run_is_refused_when_it_loads(
+    returned: str, expected: str, tmp_path: Path, in_process: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt hook method on a tracker (pluggy would register it and never call it) and a
+    ``scribbles_techniques()`` that does not return a list are one problem line naming the plugin."""
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-notes", TRACKER.replace("{RETURN}", returned))
+    in_process(site, SCRIBBLES_STRICT_PLUGINS="1")
+    code, out, err = call(["plugins"], capfd)
+    assert code == 2, out + err
+    assert err.startswith("error: plugin scribbles-notes 0.1.0: ") and expected in err, err
+    assert "Traceback" not in err
+
+
 def test_installed_plugin_is_used_by_a_run(example_site: Path, tmp_path: Path, prefect_api: str,
                                            in_process: Any, capfd: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:

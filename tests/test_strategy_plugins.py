@@ -59,6 +59,29 @@ def test_a_launched_strategy_without_its_torch_strategy_is_refused_before_work()
     create("strategy", "ddp").check(TrainConfig(workers=2), model)  # a built-in names its own
 
 
+def test_a_third_party_launched_strategy_gets_the_device_and_precision_checks() -> None:
+    """The checks live in core's LaunchedStrategy: a plugin strategy is refused a GPU this machine lacks
+    and a classic model as ddp is (it trained on the CPU, exit 0, recording device cuda)."""
+    import torch
+    from scribbles.core import TrainConfig, create
+    from scribbles.core.training import LaunchedStrategy
+
+    class LocalSGD(LaunchedStrategy):
+        """Averages parameters every few steps."""
+
+        name = "local_sgd"
+        torch_strategy = TorchStrategy
+
+    mlp = create("model", "mlp")
+    if not torch.cuda.is_available():
+        for strategy in (LocalSGD(), create("strategy", "ddp")):
+            with pytest.raises(ConfigError, match=r"train\.device: cuda asked for but torch sees no CUDA GPU"):
+                strategy.check(TrainConfig(workers=2, device="cuda"), mlp)
+    with pytest.raises(ConfigError, match=r"train\.strategy: strategy 'local_sgd' trains torch models.*classic"):
+        LocalSGD().check(TrainConfig(workers=2), create("model", "knn"))
+    LocalSGD().check(TrainConfig(workers=2), mlp)
+
+
 def test_layers_that_a_split_batch_changes_are_named() -> None:
     import torch
     from scribbles.core.training import batch_split_layers

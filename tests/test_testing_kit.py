@@ -75,6 +75,16 @@ def test_grouped_splitter_that_leaks_groups_is_stopped() -> None:
     assert any("8 groups of 'g' on both sides" in p for p in found), found
 
 
+def test_a_gap_the_splitter_class_declares_is_enforced_by_the_guard() -> None:
+    def split(self, dataset: Dataset) -> Iterator[Fold]:
+        yield Fold(0, np.arange(0, 20), np.arange(21, 30))  # a gap of 1 row, the class declares 5
+
+    cls = splitter("Blocked", split, frozenset({"time"}))
+    cls.gap = 5
+    found = problems(cls)
+    assert any("leakage guard" in p and "gap" in p for p in found), found
+
+
 def test_time_splitter_that_validates_on_the_past_is_stopped() -> None:
     def split(self, dataset: Dataset) -> Iterator[Fold]:
         yield Fold(0, np.arange(24, 48), np.arange(0, 24))
@@ -83,11 +93,16 @@ def test_time_splitter_that_validates_on_the_past_is_stopped() -> None:
     assert any("train ends at" in p for p in found), found
 
 
-def test_splitter_that_drops_rows_or_changes_its_mind_is_named() -> None:
-    def partial(self, dataset: Dataset) -> Iterator[Fold]:
+def test_splitter_that_leaves_rows_out_passes_but_one_that_changes_its_mind_is_named() -> None:
+    def partial(self, dataset: Dataset) -> Iterator[Fold]:  # a gap or a training window leaves rows out
         yield Fold(0, np.arange(0, 20), np.arange(20, 40))
 
-    assert any("8 of 48 rows are in no fold, e.g. row 40" in p for p in problems(splitter("Partial", partial)))
+    assert problems(splitter("Partial", partial)) == []
+
+    def empty(self, dataset: Dataset) -> Iterator[Fold]:
+        yield Fold(0, np.arange(0, 20), np.arange(0))
+
+    assert any("no fold has a valid row" in p for p in problems(splitter("Empty", empty)))
 
     def shuffled(self, dataset: Dataset) -> Iterator[Fold]:
         order = np.random.permutation(len(dataset))

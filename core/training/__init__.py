@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from . import _early_stopping as early_stopping
     from . import _wire as wire
     from ._checkpoint import CheckpointWarning, atomic_save, run_key
+    from ._checks import check_torch
     from ._distributed import (
         Group,
         TrainingFailed,
@@ -47,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "TrainingFailed": "_distributed",
     "atomic_save": "_checkpoint",
     "batch_split_layers": "_launched",
+    "check_torch": "_checks",
     "warn_batch_split": "_launched",
     "best_epoch": "_early_stopping",
     "job_token": "_job_token",
@@ -89,6 +91,7 @@ __all__ = [
     "atomic_save",
     "batch_split_layers",
     "best_epoch",
+    "check_torch",
     "checkpoint",
     "early_stopping",
     "job_token",

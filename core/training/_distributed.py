@@ -193,7 +193,7 @@ def _failure(job_dir: Path, config: TrainConfig, log: Path) -> str:
         if "timed out" in text.lower() or "timeout" in text.lower():
             return (f"a worker stopped responding: rank {first['rank']} waited more than train.timeout="
                     f"{config.timeout:g}s for the others ({text})")
-        return f"rank {first['rank']} failed: {text}"
+        return f"rank {first['rank']} failed: {text} (its traceback: {log})"
     tail = text.strip().splitlines()[-5:]
     return "the launcher failed: " + " | ".join(tail)
 
@@ -251,8 +251,10 @@ def _supervise(proc: subprocess.Popen[bytes], job_dir: Path, config: TrainConfig
         final = [e for e in _errors(job_dir) if e["type"] in FINAL_ERRORS]
         if final:
             _kill(proc, job_dir)
-            raise (BadInput if final[0]["type"] in ("BadInput", "ConfigError") else TrainingFailed)(
-                f"rank {final[0]['rank']} failed: {final[0]['type']}: {final[0]['message']}")
+            bad_input = final[0]["type"] in ("BadInput", "ConfigError")
+            raise (BadInput if bad_input else TrainingFailed)(
+                f"rank {final[0]['rank']} failed: {final[0]['type']}: {final[0]['message']}"
+                + ("" if bad_input else f" (its traceback: {log})"))
         beats = [p.stat().st_mtime for p in (job_dir / "heartbeats").glob("*")]
         if not beats and reported[0] == 0 and time.monotonic() - started > config.timeout:
             _kill(proc, job_dir)

@@ -21,6 +21,7 @@ from ..config import TrainConfig
 from ..contracts import Model, Strategy, TrainResult
 from ..errors import BadInput, ConfigError, ScribblesWarning
 from ._checkpoint import run_key
+from ._checks import check_torch
 from ._job_token import job_token
 from ._torch_strategy import TorchStrategy
 from ._training import seed_everything
@@ -116,8 +117,10 @@ class LaunchedStrategy(Strategy):
     torch_strategy: ClassVar[type[TorchStrategy] | None] = None
 
     def check(self, config: TrainConfig, model: Model) -> None:
-        """Refuse a missing ``torch_strategy``, a world that leaves a worker without rows, or several
-        machines without a rendezvous."""
+        """Refuse a classic model, a device or precision this machine lacks (``check_torch``), a missing
+        ``torch_strategy``, a world that leaves a worker without rows, or several machines without a
+        rendezvous."""
+        check_torch(self.name, config, model)
         found = type(self).torch_strategy
         if not (isinstance(found, type) and issubclass(found, TorchStrategy)):
             raise ConfigError(f"strategy '{self.name}' ({type(self).__module__}) sets no torch_strategy: name the "
@@ -133,7 +136,8 @@ class LaunchedStrategy(Strategy):
         train_config: TrainConfig,
         callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
     ) -> TrainResult:
-        """Train under the launcher (see ``scribbles.core.training._distributed.launch``); returns the trained model."""
+        """Train under the launcher (torch's elastic launcher; worker failures, stalls and restarts
+        are handled there); returns the trained model."""
         from ._distributed import launch
 
         model, train, valid, folder = start_job(self.name, model_builder, train_data, valid_data, train_config)

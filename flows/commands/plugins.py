@@ -47,11 +47,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("family", "name", "provider", "summary")
+    table = Table("family", "name", "provider")
+    table.add_column("summary", max_width=SUMMARY_WIDTH)  # wrapped: a pipe or a file gets no 800-column rows
     for info in infos:  # escaped: "[channels, height, width]" in a summary is text, not rich markup
         table.add_row(info.family, info.name, escape(info.provider), escape(info.summary()))
     console().print(table)
     return EXIT_OK
+
+
+#: Characters of a summary per line in the table (``--json`` gives it whole).
+SUMMARY_WIDTH = 80
 
 
 def add_parser(verbs: Any) -> None:

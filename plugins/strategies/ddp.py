@@ -11,20 +11,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from scribbles.core import Model, TrainConfig
 from scribbles.core.training import LaunchedStrategy, TorchStrategy
 from torch import nn
 
-from .checks import check_torch
-
 
 class Launched(LaunchedStrategy):
-    """Base of the built-in strategies whose workers the elastic launcher starts."""
-
-    def check(self, config: TrainConfig, model: Model) -> None:
-        """Refuse what this strategy cannot honour, before any work."""
-        check_torch(self.name, config, model)
-        super().check(config, model)
+    """Base of the built-in strategies whose workers the elastic launcher starts (``LaunchedStrategy``'s
+    checks: classic models, device, precision, world size)."""
 
 
 class DDPStrategy(TorchStrategy):

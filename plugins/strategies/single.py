@@ -8,9 +8,7 @@ from typing import Any
 
 import torch
 from scribbles.core import ConfigError, Model, Strategy, TrainConfig, TrainResult
-from scribbles.core.training import start_job, train_single
-
-from .checks import check_torch
+from scribbles.core.training import check_torch, start_job, train_single
 
 
 class Single(Strategy):

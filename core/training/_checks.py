@@ -1,11 +1,18 @@
-"""Checks a torch strategy runs at resolve time, so a config that cannot train fails before any work."""
+"""Checks every torch strategy runs at resolve time, so a config that cannot train fails before any work.
+
+In core, not in the strategy plugins: ``LaunchedStrategy.check`` runs them, so a third-party strategy gets
+the same refusals (a missing GPU, an unsupported precision) as the built-in ones.
+"""
 
 from __future__ import annotations
 
 import warnings
 
 import torch
-from scribbles.core import ConfigError, Model, TrainConfig
+
+from ..config import TrainConfig
+from ..contracts import Model
+from ..errors import ConfigError
 
 CLASSIC = "sklearn"
 
