@@ -51,7 +51,7 @@ class RunContext:
     run_name: str = ""
     #: Files every tracker should keep with the parent run (resolved config, fold report, plots).
     artifacts: dict[str, Path] = field(default_factory=dict)
-    #: Where trackers say the run can be found, e.g. {"mlflow_run_id": "..."}; trackers fill it.
+    #: Where trackers say the run can be found, e.g. {STORE_RUN_ID: "..."} (``core.run_store``); trackers fill it.
     links: dict[str, str] = field(default_factory=dict)
     #: "run", or "sweep" for the run that holds a sweep's trials (it has no folds of its own).
     kind: str = "run"

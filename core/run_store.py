@@ -22,6 +22,11 @@ from typing import Any, Protocol, runtime_checkable
 #: A run's status, as MLflow names them (RUNNING, SCHEDULED, FINISHED, FAILED, KILLED).
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 
+#: The key of ``RunContext.links`` (and ``continues``) a tracker that provides a run store fills with the
+#: run's id in that store: ``resume``, pruning and the results table read it. Its value names the one
+#: store scribbles ships; a tracker for another store fills the same key.
+STORE_RUN_ID = "mlflow_run_id"
+
 #: The artifacts a run store reads back, by their protocol names.
 CONFIG, FOLD_RESULT, FOLD_SCORES = "config", "fold_result", "fold_scores"
 

@@ -14,6 +14,7 @@ from typing import Any
 from scribbles.core.config import ExperimentConfig, parse_config
 from scribbles.core.errors import ScribblesError
 from scribbles.core.redact import mask_log_handlers, masking_errors
+from scribbles.core.run_store import STORE_RUN_ID
 from scribbles.core.sweep import label, trials
 
 from . import fold_task
@@ -76,7 +77,7 @@ def promote_after(result: dict[str, Any], alias: str) -> dict[str, Any]:
     for a run that is simply not better (a scheduled run goes on either way)."""
     from .promote import NotBetter, promote
 
-    run_id = result.get("links", {}).get("mlflow_run_id")
+    run_id = result.get("links", {}).get(STORE_RUN_ID)
     if not run_id:
         return {"promoted": False, "reason": "no MLflow tracker: nothing to register"}
     try:
@@ -119,7 +120,7 @@ def experiment_flow(
         parsed = parse_config(config)
         if parsed.sweep is not None:
             return run_sweep(parsed, allow_dirty, tags, force, resume)
-        continues = {"mlflow_run_id": resume} if resume else None
+        continues = {STORE_RUN_ID: resume} if resume else None
         result = run_one(config, allow_dirty, tags, force, continues)
         if promote:
             result["promotion"] = promote_after(result, promote)

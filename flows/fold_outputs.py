@@ -65,14 +65,21 @@ def write_outputs(base: Path, model: Any, serving: dict[str, Any] | None, exampl
     return base.with_suffix(".pt")
 
 
-def _estimator(path: Path) -> Any:
+def model_modules(registry: Registry) -> tuple[str, ...]:
+    """``TRUSTED_MODULES`` and the module of every installed model technique (a plugin's classic model is
+    code this process already runs, as scribbles' own are), as prefixes of type names."""
+    installed = {info.target.split(":")[0] + "." for info in registry.techniques("model")}
+    return TRUSTED_MODULES + tuple(sorted(installed))
+
+
+def _estimator(path: Path, trusted: tuple[str, ...] = TRUSTED_MODULES) -> Any:
     import skops.io
 
     data = path.read_bytes()
     untrusted = skops.io.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULES)]
+    refused = [t for t in untrusted if not t.startswith(trusted)]
     if refused:
-        raise ValueError(f"{path.name} holds types outside scikit-learn, numpy, scipy and scribbles models: "
+        raise ValueError(f"{path.name} holds types outside scikit-learn, numpy, scipy and installed models: "
                          f"{', '.join(refused)}")
     return skops.io.loads(data, trusted=untrusted)
 
@@ -102,7 +109,7 @@ def read_outputs(path: str | None, registry: Registry) -> dict[str, Any]:
 
 
 def _model(base: Path, meta: dict[str, Any], tensors: dict[str, Any], registry: Registry) -> Any:
-    estimator = _estimator(base.with_suffix(".skops")) if meta.get("estimator") else None
+    estimator = _estimator(base.with_suffix(".skops"), model_modules(registry)) if meta.get("estimator") else None
     if not meta.get("module"):
         return estimator
     if meta.get("recipe") is None:

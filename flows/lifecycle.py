@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scribbles.core import Registry, RunContext, RunEndContext, RunErrorContext, Tracker
-from scribbles.core.run_store import FINISHED
+from scribbles.core.run_store import FINISHED, STORE_RUN_ID
 
 from .interrupts import causes, ended_early_as, interruption, raise_terminated
 
@@ -112,7 +112,7 @@ def _note_store(run: RunContext, plugins: list[Any]) -> None:
     """Note where the run was written (``flows.stores``): ``resume``, ``rerun`` and ``promote`` read it there."""
     from .stores import remember
 
-    run_id = run.links.get("mlflow_run_id", "")
+    run_id = run.links.get(STORE_RUN_ID, "")
     if run_id and (store := next(_stores(plugins), None)) is not None:
         remember(run_id, store.uri)
 
@@ -121,7 +121,7 @@ def _finished(run: RunContext, plugins: list[Any]) -> bool:
     """Whether the run's store already holds it FINISHED: a stop can land after a tracker wrote that status
     and before its end hook returned (``Ending.ended`` still false), and the stop line then named a run that
     `scribbles resume` refuses. The store is the record; a store that cannot be read says no."""
-    run_id = run.links.get("mlflow_run_id")
+    run_id = run.links.get(STORE_RUN_ID)
     if not run_id:
         return False
     with stops_ignored():  # a second Ctrl-C must not cut this read short
@@ -189,8 +189,8 @@ def run_lifecycle(registry: Registry, run: RunContext, plugins: list[Any], hold:
             if status == "KILLED":
                 release_frames(exc)
             # A tracker links a run once it can be resumed (its config recorded): only then is it named.
-            if run.links.get("mlflow_run_id") and resumable(run):
-                ended_early_as(run.links["mlflow_run_id"])
+            if run.links.get(STORE_RUN_ID) and resumable(run):
+                ended_early_as(run.links[STORE_RUN_ID])
             with stops_ignored(), registered(registry, everyone) if not hold else contextlib.nullcontext():
                 registry.hook.scribbles_run_error(ctx=RunErrorContext(run, exc, status))
             raise

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from scribbles.core import RunStore
-from scribbles.core.run_store import KILLED, RUNNING
+from scribbles.core.run_store import KILLED, RUNNING, STORE_RUN_ID
 
 #: The Optuna user attribute holding a trial's MLflow run id (the trial's own run, or the run a repeat repeats).
 MLFLOW_RUN = "scribbles.mlflow_run_id"
@@ -52,8 +52,8 @@ class Reporter:
 
     def started(self, links: dict[str, str]) -> None:
         """The trial's run exists: its MLflow run id goes on the Optuna trial (for resume and the dashboard)."""
-        if links.get("mlflow_run_id"):
-            self.trial.set_user_attr(MLFLOW_RUN, links["mlflow_run_id"])
+        if links.get(STORE_RUN_ID):
+            self.trial.set_user_attr(MLFLOW_RUN, links[STORE_RUN_ID])
 
     def epoch(self, fold: int, epoch: int, values: dict[str, float]) -> None:
         """One epoch of fold ``fold`` finished (per-epoch pruners)."""

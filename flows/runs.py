@@ -41,6 +41,7 @@ from scribbles.core.evaluation import tta_groups
 from scribbles.core.fingerprint import split_fingerprint
 from scribbles.core.plan import flatten
 from scribbles.core.redact import mask_text
+from scribbles.core.run_store import STORE_RUN_ID
 
 from . import fold_task
 from .failures import as_failure
@@ -174,7 +175,7 @@ def decide(plan: Plan, run: RunContext, folds: list[Fold], force: bool) -> list[
     inputs = Inputs(keyed_params(run.params), run.data_version, run.tags[CODE_KEY], run.tags["plugins"])
     store = store_of(plan)
     cache = FoldCache(store, run.experiment) if store is not None else None
-    finished = cache.finished_folds(run.continues["mlflow_run_id"]) if cache and run.continues else {}
+    finished = cache.finished_folds(run.continues[STORE_RUN_ID]) if cache and run.continues else {}
     out = []
     for fold in folds:
         key = inputs.key(fold.index)
@@ -278,8 +279,8 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
         # end and its KILLED are one step (stops held): a stop between them left the trial FINISHED.
         with stops_deferred() if pruned is not None else contextlib.nullcontext():
             ending.end(summary)
-            if pruned is not None and run.links.get("mlflow_run_id") and (store := store_of(plan)) is not None:
-                mark_pruned(store, run.links["mlflow_run_id"], pruned)
+            if pruned is not None and run.links.get(STORE_RUN_ID) and (store := store_of(plan)) is not None:
+                mark_pruned(store, run.links[STORE_RUN_ID], pruned)
     return {
         "experiment": run.experiment,
         "links": dict(run.links),

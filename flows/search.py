@@ -33,6 +33,7 @@ from scribbles.core import RunContext
 from scribbles.core.config import ExperimentConfig, OptunaConfig, RandomRange
 from scribbles.core.errors import ScribblesError
 from scribbles.core.redact import mask_text
+from scribbles.core.run_store import STORE_RUN_ID
 from scribbles.core.sweep import check_search, grid_size, label, representatives, trial_config
 
 from . import fold_task
@@ -218,7 +219,7 @@ def execute(job: TrialJob, study: Any = None) -> dict[str, Any]:
         reporter = Reporter(trial, OptunaConfig(**job.settings).pruner, job.epochs, job.rank_by, job.greater)
         try:
             result = run_one(job.config, job.allow_dirty, job.tags, job.force,
-                             {"mlflow_run_id": job.continues} if job.continues else None, parent=job.sweep,
+                             {STORE_RUN_ID: job.continues} if job.continues else None, parent=job.sweep,
                              run_name=f"trial {job.number}: {label(job.assignment)}", plots=Path(job.plots),
                              reporter=reporter)
         except TrialFailed as failed:  # it fails alone: the other trials still run
@@ -281,11 +282,11 @@ def run_search(parsed: ExperimentConfig, allow_dirty: bool, tags: dict[str, str]
                   "study_storage": mask_text(storage)}
         sweep = sweep_context(parsed, first, dataset, Path(tmp), f"optuna sweep of {budget} trials", record, tags)
         if resume:
-            sweep.continues = {"mlflow_run_id": resume}
+            sweep.continues = {STORE_RUN_ID: resume}
         with run_lifecycle(registry, sweep, first.trackers, hold=False) as ending:
-            run_id = sweep.links.get("mlflow_run_id") or uuid.uuid4().hex
+            run_id = sweep.links.get(STORE_RUN_ID) or uuid.uuid4().hex
             study_name = f"scribbles-{run_id}"
-            if store is not None and sweep.links.get("mlflow_run_id"):
+            if store is not None and sweep.links.get(STORE_RUN_ID):
                 store.set_record(run_id, {"study": study_name})
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(

@@ -370,3 +370,60 @@ def test_new_plugin_scaffold_installs_and_its_tests_pass(
     assert code == 0 and listed(out)[("splitter", "round_robin")] == "scribbles-round-robin 0.1.0"
     code, _, err = call(["new-plugin", "scribbles-round-robin", "--path", "plugins"], capfd)
     assert code == 2 and "already exists" in err
+
+
+CENTROID = '''
+    import numpy as np
+    from pydantic import BaseModel
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from scribbles.core import Model, hookimpl
+
+    class NearestCentroid(ClassifierMixin, BaseEstimator):
+        def fit(self, x, y):
+            self.classes_ = np.unique(y)
+            self.centroids_ = np.stack([x[y == c].mean(0) for c in self.classes_])
+            return self
+
+    class Centroid(Model):
+        """A classic model of a plugin's own."""
+        name = "centroid"
+        default_strategy = "sklearn"
+
+        class Params(BaseModel):
+            pass
+
+        def build(self, spec):
+            return NearestCentroid()
+
+    @hookimpl
+    def scribbles_techniques():
+        return [Centroid]
+'''
+
+
+def test_a_plugin_classic_model_read_back_from_its_fold_task_is_trusted(
+    tmp_path: Path, in_process: Any
+) -> None:
+    """A fitted estimator crosses from the fold task as a skops file, loaded with only trusted types:
+    scikit-learn's, scribbles' models and (new) every installed model technique's module; it refused a
+    plugin's own estimator class, so a third-party classic model's fold model was never kept."""
+    import numpy as np
+    import skops.io
+    from scribbles.core import load_registry
+    from scribbles.flows.fold_outputs import _estimator, model_modules
+
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-centroid", CENTROID)
+    in_process(site)
+    registry = load_registry()
+    assert "scribbles_centroid." in model_modules(registry)
+    import scribbles_centroid
+
+    x, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    path = tmp_path / "fold.skops"
+    path.write_bytes(skops.io.dumps(scribbles_centroid.NearestCentroid().fit(x, y)))
+    with pytest.raises(ValueError, match=r"holds types outside .*scribbles_centroid\.NearestCentroid"):
+        _estimator(path)
+    loaded = _estimator(path, model_modules(registry))
+    assert np.allclose(loaded.centroids_, scribbles_centroid.NearestCentroid().fit(x, y).centroids_)

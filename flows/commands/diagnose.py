@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from scribbles.core import BadInput
+from scribbles.core.run_store import STORE_RUN_ID
 
 from .common import EXIT_OK, console
 
@@ -64,8 +65,8 @@ def print_diagnosis(out: Any, result: dict[str, Any]) -> None:
         out.print(f"baseline valid error {result['baseline_error']:.4f} (a model that ignores the features); "
                   f"the curve ends {beaten} it at {end:.4f}")
     links = result.get("links", {})
-    if "mlflow_run_id" in links:
-        out.print(f"MLflow run {links['mlflow_run_id']} holds the plot (learning_curve.png)")
+    if STORE_RUN_ID in links:
+        out.print(f"MLflow run {links[STORE_RUN_ID]} holds the plot (learning_curve.png)")
 
 
 def add_parser(verbs: Any) -> None:

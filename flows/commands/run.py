@@ -7,6 +7,8 @@ import contextlib
 import gc
 from typing import Any
 
+from scribbles.core.run_store import STORE_RUN_ID
+
 from .common import EXIT_OK, console
 
 
@@ -166,7 +168,7 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
                               if trial.get("transforms") and f"{name}_tta_mean" in summary else "-")
             scores.append(_versus_best(trial, rank) + (" (pruned)" if trial.get("pruned") else ""))
         table.add_row(str(rank), *(str(trial["assignment"][p]) for p in paths), *scores,
-                      trial.get("links", {}).get("mlflow_run_id", "")[:8])
+                      trial.get("links", {}).get(STORE_RUN_ID, "")[:8])
     out.print(table)
     out.print("vs best: = not significantly worse than the best trial (corrected paired t-test on the same "
               "folds, one-sided, alpha 0.05, p two-sided shown); worse: significantly worse; ?: folds differ")
@@ -191,8 +193,8 @@ def print_sweep(out: Any, result: dict[str, Any]) -> None:
     if cached:
         out.print(f"{cached} trial folds reused from earlier identical runs")
     links = result.get("links", {})
-    if "mlflow_run_id" in links:
-        out.print(f"MLflow sweep run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}")
+    if STORE_RUN_ID in links:
+        out.print(f"MLflow sweep run {links[STORE_RUN_ID]} in {links.get('mlflow_tracking_uri', '')}")
 
 
 def print_results(out: Any, result: dict[str, Any]) -> None:
@@ -264,9 +266,9 @@ def print_results(out: Any, result: dict[str, Any]) -> None:
         what = {"cached": "reused", "resumed": "kept"}.get(note["mode"], "trained")
         out.print(f"fold {note['fold']} {what}: {note['reason']}")
     links = result.get("links", {})
-    if "mlflow_run_id" in links:
+    if STORE_RUN_ID in links:
         out.print(
-            f"MLflow parent run {links['mlflow_run_id']} in {links.get('mlflow_tracking_uri', '')}\n"
+            f"MLflow parent run {links[STORE_RUN_ID]} in {links.get('mlflow_tracking_uri', '')}\n"
             + _ui_hint(links.get("mlflow_tracking_uri", ""))
         )
 

@@ -38,6 +38,7 @@ from scribbles.core import (
     stops_deferred,
 )
 from scribbles.core.redact import mask_text
+from scribbles.core.run_store import STORE_RUN_ID
 
 from .names import (
     ARTIFACT_HASH_TAG,
@@ -430,14 +431,14 @@ class MlflowTracker(Tracker):
         """The run that holds a sweep's trials: created and ended here, on the caller's thread (or, for
         ``scribbles resume``, a stopped sweep run reopened)."""
         self._connect(ctx)
-        if ctx.continues.get("mlflow_run_id"):
+        if ctx.continues.get(STORE_RUN_ID):
             with stops_deferred():  # reopened and linked, or left as it was: a stop waits for these writes
-                self.sweep_id = ctx.continues["mlflow_run_id"]
+                self.sweep_id = ctx.continues[STORE_RUN_ID]
                 self.client.update_run(self.sweep_id, status="RUNNING")
                 for key in ("pid", "host"):
                     self.client.set_tag(self.sweep_id, tag(key), ctx.tags.get(key, ""))
                 self.client.set_tag(self.sweep_id, tag("resumed"), "true")
-                ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
+                ctx.links.update({STORE_RUN_ID: self.sweep_id}, mlflow_experiment_id=self.experiment_id,
                                  mlflow_tracking_uri=mask_text(self.client.tracking_uri))
             return
         tags = {**tags_of(ctx.tags), SOURCE_TAG: "scribbles",
@@ -452,7 +453,7 @@ class MlflowTracker(Tracker):
             self._log_params(self.sweep_id, ctx.params)
             for path in ctx.artifacts.values():
                 self.client.log_artifact(self.sweep_id, str(path))
-            ctx.links.update(mlflow_run_id=self.sweep_id, mlflow_experiment_id=self.experiment_id,
+            ctx.links.update({STORE_RUN_ID: self.sweep_id}, mlflow_experiment_id=self.experiment_id,
                              mlflow_tracking_uri=mask_text(self.client.tracking_uri))
 
     def _end_sweep(self, ctx: RunEndContext) -> None:
@@ -465,11 +466,11 @@ class MlflowTracker(Tracker):
         table = [{"rank": rank, "trial": t["trial"], "assignment": t["assignment"], "summary": t["summary"],
                   "not_worse": t.get("not_worse"), "p_vs_best": t.get("p_vs_best"),
                   **({"pruned": t["pruned"]} if t.get("pruned") else {}),
-                  "run_id": t.get("links", {}).get("mlflow_run_id")} for rank, t in enumerate(ctx.trials, 1)]
+                  "run_id": t.get("links", {}).get(STORE_RUN_ID)} for rank, t in enumerate(ctx.trials, 1)]
         self.client.log_dict(self.sweep_id, table, TRIALS_FILE)
         self._log_metrics(self.sweep_id, ctx.summary)
         if ctx.trials:
-            best = ctx.trials[0].get("links", {}).get("mlflow_run_id", "")
+            best = ctx.trials[0].get("links", {}).get(STORE_RUN_ID, "")
             self.client.set_tag(self.sweep_id, tag("best_trial"), best)
         self.client.set_terminated(self.sweep_id, "FINISHED")
 
@@ -477,7 +478,7 @@ class MlflowTracker(Tracker):
         """Reopen a stopped parent run (``scribbles resume``): RUNNING again, stale fold runs ended."""
         from mlflow.entities import RunTag
 
-        self.parent_id = ctx.continues["mlflow_run_id"]
+        self.parent_id = ctx.continues[STORE_RUN_ID]
         self.client.update_run(self.parent_id, status="RUNNING")
         stale = self.client.search_runs(
             [self.experiment_id], f"tags.\"{PARENT_TAG}\" = '{self.parent_id}' and attributes.status != "
@@ -501,7 +502,7 @@ class MlflowTracker(Tracker):
             self._reset()
             self.tmp = Path(tempfile.mkdtemp(prefix="scribbles-mlflow-"))
             self._connect(ctx)
-            if ctx.continues.get("mlflow_run_id"):
+            if ctx.continues.get(STORE_RUN_ID):
                 with stops_deferred():  # reopened and linked, or left as it was
                     self._continue(ctx)
                     self._link(ctx)
@@ -513,8 +514,8 @@ class MlflowTracker(Tracker):
                 SOURCE_TAG: "scribbles",
                 **({COMMIT_TAG: commit.removesuffix("+dirty")} if commit not in ("", "unknown") else {}),
             }
-            if ctx.parent is not None and ctx.parent.links.get("mlflow_run_id"):
-                tags[PARENT_TAG] = ctx.parent.links["mlflow_run_id"]  # a sweep trial
+            if ctx.parent is not None and ctx.parent.links.get(STORE_RUN_ID):
+                tags[PARENT_TAG] = ctx.parent.links[STORE_RUN_ID]  # a sweep trial
             # A stop waits for these three writes (DESIGN: a stop ends every run it opened KILLED, and the
             # line it prints names a run that `scribbles resume` can finish): the run exists in the store only
             # with its id kept here (run_error ends it), its config recorded (what resume reads) and its
@@ -528,7 +529,7 @@ class MlflowTracker(Tracker):
             self._submit(self._log_run_records, ctx)
 
     def _link(self, ctx: RunContext) -> None:
-        ctx.links["mlflow_run_id"] = self.parent_id or ""
+        ctx.links[STORE_RUN_ID] = self.parent_id or ""
         ctx.links["mlflow_experiment_id"] = self.experiment_id
         ctx.links["mlflow_tracking_uri"] = mask_text(self.client.tracking_uri)  # links are printed
 
