@@ -192,11 +192,27 @@ class MaskedStream(io.TextIOBase):
         self.inner = inner
 
     def write(self, text: str) -> int:
-        self.inner.write(mask_text(text))
+        try:
+            self.inner.write(mask_text(text))
+        except BrokenPipeError:
+            self._reader_gone()
         return len(text)
 
     def flush(self) -> None:
-        self.inner.flush()
+        try:
+            self.inner.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """The reader of a pipe went away (``scribbles plugins --json | head``): the output ends there, the
+        command does not (a run still finishes and records its results, and exits with its own code).
+        The stream's descriptor now points at /dev/null, so later writes and the interpreter's final flush
+        do not raise again (Python's advice for SIGPIPE, docs: signal, "Note on SIGPIPE")."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.inner.fileno())
+            os.close(devnull)
 
     def isatty(self) -> bool:
         return not self.inner.closed and self.inner.isatty()

@@ -13,6 +13,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from scribbles.core import BadInput, ScribblesError
@@ -132,22 +133,35 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         if stop is not None:
             _stopped(stop)
             return exit_code(stop)
-        traceback.print_exc()
         print(f"failed: {_unexpected(exc)}", file=sys.stderr)
         return EXIT_FAILED
 
 
+#: Where the traceback of an installed plugin's error is kept (the terminal gets one line).
+PLUGIN_ERROR_LOG = Path(".scribbles") / "plugin-error.log"
+
+
 def _unexpected(exc: BaseException) -> str:
-    """Whose bug an unexpected error is: an installed plugin's (named, with how to block it) or scribbles'."""
+    """Whose bug an unexpected error is, as the ``failed:`` line's text. An installed plugin's: named with
+    its distribution and line and how to leave it out, its traceback (masked) kept in ``PLUGIN_ERROR_LOG``
+    for its authors. Else scribbles': the traceback is printed above, to report."""
     from scribbles.core.registry import raised_in_plugin
 
     found = raised_in_plugin(exc)
     if found is None:
+        traceback.print_exc()
         return "an unexpected error (traceback above); please report it"
     dist, where = found
     text = one_line(exc) or type(exc).__name__
     text = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
-    return (f"plugin {dist} raised {text} ({where}; traceback above); report it to the plugin's authors, "
+    try:
+        PLUGIN_ERROR_LOG.parent.mkdir(parents=True, exist_ok=True)
+        PLUGIN_ERROR_LOG.write_text(mask_text("".join(traceback.format_exception(exc))))
+        kept = f"traceback in {PLUGIN_ERROR_LOG}"
+    except OSError:  # a read-only project: the terminal is the only place left
+        traceback.print_exc()
+        kept = "traceback above"
+    return (f"plugin {dist} raised {text} ({where}; {kept}); report it to the plugin's authors, "
             f"or leave it out with `plugins: {{deny: [{dist}]}}`")
 
 

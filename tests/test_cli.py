@@ -185,3 +185,30 @@ def test_the_ui_hint_follows_the_store() -> None:
     hint = _ui_hint("http://alice:s3cret@mlflow.lan:5077")
     assert hint == "Open the MLflow UI at http://alice:***@mlflow.lan:5077 in a browser"
     assert "ui[/], then browse to http://127.0.0.1:5000" in _ui_hint("sqlite:///mlflow.db")
+
+
+def test_a_reader_that_goes_away_ends_the_output_not_the_command() -> None:
+    """`scribbles plugins --json | head -c 100`: the rest of the output hit a closed pipe, and the command
+    printed a BrokenPipeError traceback and "please report it" (exit 1); a run piped into `head` exited 1
+    with no message after it had finished. The stream now drops what no one reads and the command ends
+    with its own code."""
+    import os
+
+    from scribbles.core.redact import MaskedStream
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    stream = MaskedStream(os.fdopen(write, "w"))
+    stream.write("x" * 200_000)  # more than a pipe holds: the write reaches the closed pipe
+    stream.flush()
+    stream.write("after\n")
+    stream.flush()  # nothing raises: the descriptor now points at /dev/null
+    stream.inner.close()
+
+    process = subprocess.Popen([str(SCRIBBLES), "plugins", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10)
+    process.stdout.close()
+    assert process.wait(60) == 0
+    assert process.stderr.read() == b""
