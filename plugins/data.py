@@ -287,6 +287,15 @@ class FileSource(DataSource):
         return {"path": str(path), "target": dataset.target, "group": dataset.group, "time": dataset.time}
 
 
+def _dvc_root_above(folder: Path) -> Path | None:
+    """The DVC repo (a folder holding ``.dvc``) that ``folder`` lies in below its root; None when ``folder``
+    is a repo's root or in none."""
+    folder = folder.resolve()
+    if (folder / ".dvc").is_dir():
+        return None
+    return next((parent for parent in folder.parents if (parent / ".dvc").is_dir()), None)
+
+
 class DvcSource(DataSource):
     """A file in a DVC repo, optionally at a git rev, read through DVC; its version is DVC's md5."""
 
@@ -299,6 +308,21 @@ class DvcSource(DataSource):
         allow_dirty: bool = Field(
             False, description="read a workspace file that differs from DVC's record; its version is then its own md5"
         )
+
+    def _missing(self, path: str, repo: str) -> str:
+        """Why ``path`` is not in the DVC repo at ``repo``, and the fix: run from the project's root (scribbles
+        run from a subfolder, or from outside any repo), or build or pull the data."""
+        if not self.params.repo:
+            root = _dvc_root_above(Path.cwd())
+            if root is not None:
+                return (f"data.path: {path} is not in the current folder {repo}; a config's paths start where "
+                        f"scribbles runs: run it from the project's root, {root}")
+            if not (Path.cwd() / ".dvc").is_dir():
+                return (f"data.path: {path}: the current folder {repo} is not a DVC repository; run scribbles from "
+                        "your project's root (where `dvc init` was run), or set data.repo")
+        rev = f" at rev {self.params.rev}" if self.params.rev else ""
+        return (f"data.path: {path} is not in the DVC repo at {repo}{rev}; build it (`scribbles data build`) or "
+                "`dvc pull`")
 
     def _read(self) -> tuple[bytes, str, str]:
         """The file's bytes, the md5 DVC records for it, and the md5 of the bytes read."""
@@ -323,13 +347,10 @@ class DvcSource(DataSource):
         except FileNotFoundError:
             outside = "://" not in repo and Path(path).is_absolute() and \
                 not Path(path).resolve().is_relative_to(Path(repo).resolve())
-            raise BadInput(
-                f"data.path: {path} is outside the DVC repo at {repo}; move it into the repo and `dvc add` it, or "
-                "read it without DVC: data.name: file" if outside else
-                f"data.path: {path} is not in the DVC repo at {repo}"
-                + (f" at rev {self.params.rev}" if self.params.rev else "")
-                + "; build it (`scribbles data build`) or `dvc pull`"
-            ) from None
+            if outside:
+                raise BadInput(f"data.path: {path} is outside the DVC repo at {repo}; move it into the repo and "
+                               "`dvc add` it, or read it without DVC: data.name: file") from None
+            raise BadInput(self._missing(path, repo)) from None
         except Exception as exc:  # a remote repo that cannot be cloned (unreachable, no access)
             raise BadInput(f"data.repo: cannot read {path} from {repo} ({type(exc).__name__}: {exc}); "
                            f"check the URL, the network and your access, or use a local repo") from None

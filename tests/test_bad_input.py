@@ -337,6 +337,13 @@ CASES = [
          env={"MLFLOW_TRACKING_URI": "not-a-uri"}),
     Case("tracking-under-proc", ["MLFLOW_TRACKING_URI: cannot create the MLflow store /proc/nope/mlflow.db"],
          env={"MLFLOW_TRACKING_URI": "sqlite:////proc/nope/mlflow.db"}),
+    # A typo in a folder of the store's path made that folder and a fresh, empty store (exit 0).
+    Case("tracking-folder-missing", ["MLFLOW_TRACKING_URI: cannot create the MLflow store {tmp}/runz/mlflow.db (its "
+                                     "folder {tmp}/runz does not exist)", "mkdir -p {tmp}/runz"],
+         env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/runz/mlflow.db"}),
+    Case("tracking-param-folder-missing", ["tracking.0.tracking_uri: cannot create the MLflow store",
+                                           "does not exist"],
+         change=_set("tracking", {"name": "mlflow", "tracking_uri": "sqlite:////nonexistent/dir/m.db"})),
     Case("tracking-store-is-folder", ["the MLflow store {tmp} is not a file"],
          env={"MLFLOW_TRACKING_URI": "sqlite:///{tmp}"}),
     Case("tracking-corrupt-store", ["cannot open the MLflow store", "file is not a database", "move it aside"],
@@ -599,3 +606,28 @@ def test_bad_input_found_after_the_prefect_server_started_stops_it(
     assert started[0].process.poll() is not None
     assert not list(scratch.iterdir())
     assert not (project / "mlflow.db").exists()
+
+
+def test_a_run_from_a_subfolder_or_outside_the_project_says_where_to_run_it(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """A config's paths start where scribbles runs. From a subfolder the message blamed "the DVC repo at
+    .../configs" and told the user to build the data, which `scribbles data build` said was built: a loop.
+    Now it names the project's root; from outside any repo it says the folder is not a DVC repository."""
+    config = tmp_path / "dvc.yaml"
+    config.write_text(yaml.safe_dump({**BASE, "data": {**BASE["data"], "name": "dvc", "path": "data/activity.csv"}}))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sub = project / "sub"
+    sub.mkdir(exist_ok=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for where, expect in ((sub, f"is not in the current folder {sub}; a config's paths start where scribbles runs: "
+                                f"run it from the project's root, {project}"),
+                          (outside, f"the current folder {outside} is not a DVC repository; run scribbles from your "
+                                    "project's root")):
+        monkeypatch.chdir(where)
+        capfd.readouterr()
+        code = cli_main(["run", str(config)])
+        err = capfd.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("error: data.path: data/activity.csv"), err
+        assert expect in err, err
+        assert not (where / "mlflow.db").exists()

@@ -291,12 +291,15 @@ def _check_artifact_folder() -> None:
 
 
 def _check_creatable(path: Path, field: str) -> None:
-    """BadInput unless a file could be created at ``path`` (probed with an invisible temporary file)."""
+    """BadInput unless a file could be created at ``path`` (probed with an invisible temporary file) in a
+    folder that exists: a store path with a typo in a folder name made that folder and a new, empty store,
+    exit 0, so the project's runs seemed gone."""
     from scribbles.core import BadInput
 
     folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(f"{field}: cannot create the MLflow store {path} (its folder {folder} does not exist); "
+                       f"check the path for a typo, or create the folder first (mkdir -p {folder})")
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
