@@ -431,8 +431,13 @@ def _describe(err: Any) -> str:
 
 
 def error_text(err: Any) -> str:
-    """A pydantic error's message without pydantic's "Value error, " (our validators' own words)."""
-    return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    """A pydantic error's message without pydantic's "Value error, " (our validators' own words); a single
+    value where a list goes says how to write the list."""
+    text = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if err.get("type") == "list_type" and isinstance(err.get("input"), str | int | float) and \
+            not isinstance(err.get("input"), bool):
+        text += f"; write a list, like [{err['input']}]"
+    return text
 
 
 def closest(name: str, known: str | list[str]) -> str:

@@ -210,6 +210,8 @@ class Registry(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         #: One line per plugin that failed to load and was left out (non-strict mode).
         self.problems: list[str] = []
+        #: Installed plugin distributions that ``plugins.deny`` kept out (named when a technique is unknown).
+        self.denied: list[str] = []
         self._techniques: dict[tuple[str, str], TechniqueInfo] = {}
         self._providers: dict[int, str] = {}
         # Installed (entry-point) plugins are isolated: one that contributes a broken technique is
@@ -327,7 +329,8 @@ class Registry(pluggy.PluginManager):
             raise ConfigError(f"unknown family '{family}'; families: {', '.join(FAMILIES)}", field)
         info = self._techniques.get((family, name))
         if info is None:
-            raise ConfigError(unknown_name_message(family, name, self.names(family)), field)
+            blocked = f"; plugins.deny leaves out {', '.join(self.denied)}, which may provide it" if self.denied else ""
+            raise ConfigError(unknown_name_message(family, name, self.names(family)) + blocked, field)
         return info.cls
 
     def create(self, family: str, name: str, field: str | None = None, **fields: Any) -> Technique:
@@ -500,10 +503,14 @@ def _load_entry_points(
     problems: list[str] = []
     loaded: list[Any] = []
     denied = {_normalise(d) for d in deny}
+    seen: dict[str, str] = {}
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else ep.value
+        seen[_normalise(dist_name)] = dist_name
         if _normalise(dist_name) in denied:
+            if dist_name not in pm.denied:  # one distribution may have several entry points
+                pm.denied.append(dist_name)
             continue
         provider = f"{dist_name} {dist.version}" if dist is not None else dist_name
         block = f"fix or uninstall it, or block it with `plugins: {{deny: [{dist_name}]}}`"
@@ -538,6 +545,11 @@ def _load_entry_points(
             if strict:
                 raise PluginError(message)
             problems.append(message)
+    for name in sorted(denied - set(seen)):  # a typo in plugins.deny kept nothing out, silently
+        close = difflib.get_close_matches(name, list(seen), n=1)
+        hint = f"did you mean {seen[close[0]]}? " if close else ""
+        problems.append(f"plugins.deny: no installed plugin distribution is called {name!r}; {hint}installed: "
+                        f"{', '.join(sorted(seen.values())) or '(none)'}")
     return problems, loaded
 
 

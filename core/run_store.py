@@ -165,7 +165,7 @@ def find_run(store: RunStore, run_id: str) -> StoredRun:
     """The run ``run_id``; for a fold run, its parent. BadInput when the store has no such scribbles run."""
     from .errors import BadInput
 
-    run = store.get(run_id)
+    run = store.get(run_id) or _by_prefix(store, run_id)
     if run is None:
         raise BadInput(f"RUN_ID: no run {run_id!r} in {store.shown}; `scribbles compare` lists the recent ones "
                        "(--tracking-uri names another store)")
@@ -175,6 +175,24 @@ def find_run(store: RunStore, run_id: str) -> StoredRun:
     if "data_version" not in run.record:
         raise BadInput(f"RUN_ID: run {run_id} was not made by scribbles (it records no data version)")
     return run
+
+
+#: The shortest run id prefix taken for a whole id (tables show 8 characters, as git shows commits).
+MIN_PREFIX = 6
+
+
+def _by_prefix(store: RunStore, prefix: str) -> StoredRun | None:
+    """The one run among the store's most recent whose id starts with ``prefix`` (at least ``MIN_PREFIX`` hex
+    characters); None when none does; BadInput naming them when several do."""
+    from .errors import BadInput
+
+    if len(prefix) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in prefix.lower()):
+        return None
+    found = {run.run_id: run for run in store.runs() if run.run_id.startswith(prefix.lower())}
+    if len(found) > 1:
+        raise BadInput(f"RUN_ID: {prefix!r} starts {len(found)} runs ({', '.join(sorted(found))}); give more of "
+                       "the id")
+    return next(iter(found.values()), None)
 
 
 def stored_record(values: Mapping[str, Any]) -> dict[str, str]:

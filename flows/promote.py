@@ -127,6 +127,14 @@ def promote(run_id: str, alias: str, alpha: float = 0.05, force: bool = False, m
     if not directions or not run.record.get(TAGS["fingerprint"]):
         raise BadInput(f"RUN_ID: run {run.run_id} records no split fingerprint or metrics (made before "
                        "scribbles recorded them); rerun it with `scribbles rerun RUN_ID`")
+    if metric is not None and metric not in directions:
+        # Checked here, not only against a holder: with no model holding the alias the typo was registered.
+        import difflib
+
+        close = difflib.get_close_matches(metric, list(directions), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BadInput(f"--metric: {metric!r} is not a metric run {run.run_id} recorded; {hint}"
+                       f"choose one of {', '.join(directions)}")
     metric = metric or next(iter(directions))
     name = store.experiment_name(run.experiment_id)
     holder = store.alias_holder(name, alias)

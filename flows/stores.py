@@ -60,7 +60,8 @@ def written_to(run_id: str) -> str | None:
     found = None
     for line in path.read_text(errors="replace").splitlines():
         fields = line.split("\t")
-        if len(fields) == 2 and fields[0] == run_id and fields[1]:  # anything else is not a line remember wrote
+        # Anything else is not a line remember wrote. A prefix matches too: tables show 8 characters of an id.
+        if len(fields) == 2 and fields[0].startswith(run_id) and fields[1]:
             found = fields[1]
     return found
 

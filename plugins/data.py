@@ -97,6 +97,13 @@ def make_dataset(frame: pd.DataFrame, params: ColumnParams, version: str, source
     roles = {"target": params.target, "group": params.group, "time": params.time}
     for role, column in roles.items():
         if column is not None and column not in frame.columns:
+            header = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+            other = next((sep for sep in (";", "\t", "|") if sep in header), None)
+            if other is not None:  # the whole header read as one column: not comma-separated
+                shown = {"\t": "tabs"}.get(other, repr(other))
+                raise BadInput(f"data.path: {source} is separated by {shown}, not commas (its header reads as one "
+                               f"column); save it as comma-separated CSV, e.g. pandas.read_csv(path, "
+                               f"sep={other!r}).to_csv(new_path, index=False), or as Parquet")
             raise BadInput(
                 f"data.{role}: column {column!r} is not in {source}; columns: "
                 f"{', '.join(map(str, frame.columns[:12]))}{' ...' if len(frame.columns) > 12 else ''}"

@@ -337,6 +337,12 @@ CASES = [
          env={"MLFLOW_TRACKING_URI": "not-a-uri"}),
     Case("tracking-under-proc", ["MLFLOW_TRACKING_URI: cannot create the MLflow store /proc/nope/mlflow.db"],
          env={"MLFLOW_TRACKING_URI": "sqlite:////proc/nope/mlflow.db"}),
+    # A file separated by semicolons read as one column named by the whole header.
+    Case("csv-semicolons", ["data.path: files/semi.csv is separated by ';', not commas",
+                            "sep=';'"], change=lambda c: c["data"].update(path="files/semi.csv")),
+    # One number where a list goes: pydantic's words alone did not say how to write it.
+    Case("hidden-not-a-list", ["model.hidden: Input should be a valid list; write a list, like [64]"],
+         change=lambda c: c["model"].update(hidden=64)),
     # A typo in a folder of the store's path made that folder and a fresh, empty store (exit 0).
     Case("tracking-folder-missing", ["MLFLOW_TRACKING_URI: cannot create the MLflow store {tmp}/runz/mlflow.db (its "
                                      "folder {tmp}/runz does not exist)", "mkdir -p {tmp}/runz"],
@@ -457,6 +463,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, activity_small) -> Path:
     good.to_csv(files / "good.csv", index=False)
     good.to_json(files / "good.json")
     (files / "empty.csv").write_bytes(b"")
+    good.to_csv(files / "semi.csv", index=False, sep=";")
     good.iloc[:0].to_csv(files / "header.csv", index=False)
     (files / "corrupt.parquet").write_bytes(b"PAR1 this is not really parquet")
     (files / "binary.csv").write_bytes(b"\x00\xff\xfe\x01garbage\x9c\n\x00")

@@ -90,8 +90,11 @@ def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: st
         assert result["p"] == pytest.approx(ours.p, rel=1e-3)  # fold sizes differ by a row at most
         assert result["wilcoxon_p"] == pytest.approx(ours.wilcoxon_p)
         assert result["p_better"] + result["p_equivalent"] + result["p_worse"] == pytest.approx(1.0)
-    text = run_cli("compare", a, b, "--metric", "accuracy", cwd=project, env=env)
+    # The 8 characters of an id that the tables show are enough (they were "no run 'dc3518e3'").
+    text = run_cli("compare", a[:8], b[:8], "--metric", "accuracy", cwd=project, env=env)
     assert text.returncode == 0 and "corrected" in text.stdout and "Wilcoxon" in text.stdout, text.stderr
+    short = run_cli("compare", a[:4], b, cwd=project, env=env)  # too short to be taken for an id
+    assert short.returncode == 2 and f"no run '{a[:4]}'" in short.stderr, short.stderr
 
     refused = run_cli("compare", a, other, cwd=project, env=env)
     assert refused.returncode == 2
@@ -270,6 +273,13 @@ def test_promote_registers_the_fold_ensemble_only_when_better(project: Path, pre
     good = experiment(knn("experiment=promoted"))["links"]["mlflow_run_id"]
     stump = experiment(stump_config())["links"]["mlflow_run_id"]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+    # A --metric typo with no model holding the alias was registered (exit 0): checked against the run first.
+    typo = run_cli("promote", good, "--alias", "champion", "--metric", "acuracy", cwd=project, env=env)
+    assert typo.returncode == 2, typo.stderr
+    assert typo.stderr.startswith("error: --metric: 'acuracy' is not a metric run ") and \
+        "did you mean 'accuracy'?" in typo.stderr, typo.stderr
+    assert client.search_registered_models() == []
 
     first = run_cli("promote", good, "--alias", "champion", "--json", cwd=project, env=env)
     assert first.returncode == 0, first.stderr

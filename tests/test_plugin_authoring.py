@@ -165,6 +165,19 @@ def test_autoload_off_and_deny_list_hide_an_installed_plugin(
     code, out, _ = call(["plugins", "--json", "--config", str(tmp_path / "deny.yaml")], capfd)
     assert code == 0
     assert ("splitter", "every_other") not in listed(out) and ("splitter", "kfold") in listed(out)
+    # A config that uses a denied plugin's technique is told the deny list may be why it is unknown.
+    (tmp_path / "uses.yaml").write_text("data: {name: file, path: x.csv, target: y}\nsplit: {name: every_other}\n"
+                                        "plugins: {deny: [scribbles-every-other]}\n")
+    code, _, err = call(["run", str(tmp_path / "uses.yaml")], capfd)
+    assert code == 2 and "unknown splitter 'every_other'" in err, err
+    assert "plugins.deny leaves out scribbles-every-other, which may provide it" in err, err
+    # A typo in the deny list kept nothing out, silently: now a warning names it and what is installed.
+    (tmp_path / "typo.yaml").write_text("data: {name: file, path: x.csv, target: y}\nsplit: {name: kfold}\n"
+                                        "plugins: {deny: [scribbles-every-othr]}\n")
+    code, out, err = call(["plugins", "--json", "--config", str(tmp_path / "typo.yaml")], capfd)
+    assert code == 0 and ("splitter", "every_other") in listed(out)
+    assert "plugins.deny: no installed plugin distribution is called 'scribbles-every-othr'; did you mean " \
+           "scribbles-every-other?" in err, err
 
     in_process(SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD="1")
     code, out, _ = call(["plugins", "--json"], capfd)
