@@ -328,6 +328,12 @@ def main() -> None:
     title = f"median of {args.repeat} runs of each" if args.repeat > 1 else "one run of each"
     title += f" ({', '.join(args.set)})" if args.set else ""
     print(f"\n{title}:\n{table(median(plains), median(runs))}")
+    if args.repeat > 1:
+        # Each run against the plain script just before it: a machine whose speed drifts (a shared host)
+        # moves both alike, so the median of these ratios is steadier than the ratio of the medians.
+        ratios = [run["total"][0] / base["total"][0] for base, run in zip(plains, runs, strict=True)]
+        print(f"each run / the plain script before it: {', '.join(f'{r:.2f}x' for r in ratios)}; "
+              f"median {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ class EarlyStoppingConfig(_Strict):
 class TrainConfig(_Strict):
     """How to train: the strategy and the options every torch strategy honours."""
 
-    strategy: str | None = Field(None, description="single, ddp, zero, fsdp, sklearn; default by model")
+    strategy: str | dict[str, Any] | None = Field(
+        None, description="single, ddp, zero, fsdp, sklearn, or {name: ..., <its params>}; default by model")
     workers: int = Field(1, ge=1, description="worker processes on each machine")
     nodes: int = Field(1, ge=1, description="machines; the others run `scribbles join HOST:PORT`")
     rdzv_endpoint: str | None = Field(None, description="HOST:PORT of this machine's rendezvous when nodes > 1")

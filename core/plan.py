@@ -155,8 +155,9 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
             f"model '{model.name}' does not take {kind} data; it takes {', '.join(sorted(model.kinds))}",
             "model.name",
         )
-    strategy_name = config.train.strategy or model.default_strategy
-    strategy = registry.create("strategy", strategy_name, field="train.strategy")
+    chosen = config.train.strategy or model.default_strategy
+    strategy = _build(registry, "strategy", dict(chosen) if isinstance(chosen, dict) else {"name": chosen},
+                      "train.strategy")
     _check_outputs(model, loss, "loss.name")
     allowed = model.strategies
     if allowed is not None and strategy.name not in allowed:
@@ -194,7 +195,9 @@ def resolve(config: ExperimentConfig, registry: Registry) -> Plan:
         "preprocess": [_dump(step) for step in preprocess],
         "model": _dump(model),
         "loss": _dump(loss),
-        "train": {**config.train.model_dump(mode="json"), "strategy": strategy.name},
+        # The name alone for a strategy without params: the cache keys of every run made before they existed.
+        "train": {**config.train.model_dump(mode="json"),
+                  "strategy": _dump(strategy) if type(strategy).Params.model_fields else strategy.name},
         "evaluate": {
             "tta": {
                 **config.evaluate.tta.model_dump(mode="json"),

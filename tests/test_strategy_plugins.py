@@ -115,7 +115,8 @@ def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, p
         "data": {"name": "file", "path": "rows.csv", "target": "y"},
         "split": {"name": "shuffle", "n_splits": 1, "test_size": 0.3},  # one fold: one launch
         "model": {"name": "mlp", "hidden": [8], "dropout": 0.2},
-        "train": {"epochs": 1, "batch_size": 8, "strategy": "allreduce", "workers": 2},
+        # With a param: it reaches the workers' TorchStrategy (its step reads self.params.reduce).
+        "train": {"epochs": 1, "batch_size": 8, "strategy": {"name": "allreduce", "reduce": "mean"}, "workers": 2},
     }))
     env = {"PYTHONPATH": _env(site)["PYTHONPATH"], "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0",
            "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -123,6 +124,8 @@ def test_third_party_strategy_runs_through_the_cli(site: Path, tmp_path: Path, p
     assert listed.returncode == 0 and "scribbles-allreduce" in listed.stdout, listed.stdout + listed.stderr
     result = run_cli("run", "exp.yaml", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    typo = run_cli("run", "exp.yaml", "--set", "train.strategy.reduce=median", cwd=tmp_path, env=env)
+    assert typo.returncode == 2 and typo.stderr.startswith("error: train.strategy.reduce: "), typo.stderr
     # Dropout with 2 workers breaks "W workers learn what one learns": said once, on one line.
     warned = [line for line in result.stderr.splitlines() if "per worker" in line]
     assert warned == ["warning: strategy 'allreduce' on 2 workers: the model's Dropout layers draw dropout masks "

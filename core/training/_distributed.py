@@ -379,6 +379,7 @@ def run_job(job_dir: Path, group: Group) -> None:
     loss_fn.load_state_dict(_tensors(files["loss.pt"]))
     data = _tensors(files["data.pt"])
     strategy = strategy_class(spec["strategy"], registry)(group.device, group.rank, group.world, group.writer)
+    strategy.params = strategy_params(spec["strategy"], spec["train"].get("strategy"), registry)
     strategy.setup(model, config)
     saved_bytes = group.fetch(job_dir, "checkpoint.pt")
     saved = checkpoints.load(saved_bytes) if saved_bytes is not None else None
@@ -424,6 +425,13 @@ def strategy_class(name: str, registry: Any) -> type[TorchStrategy]:
                           f"scribbles.core.training.TorchStrategy subclass; subclass "
                           f"scribbles.core.training.LaunchedStrategy and set it", "train.strategy")
     return found
+
+
+def strategy_params(name: str, chosen: Any, registry: Any) -> Any:
+    """The params of strategy ``name`` as ``train.strategy`` gave them (``{name: ..., <params>}``, or just
+    the name: its defaults), validated by the strategy technique's ``Params`` on this machine."""
+    fields = {k: v for k, v in chosen.items() if k != "name"} if isinstance(chosen, dict) else {}
+    return registry.get("strategy", name).Params(**fields)
 
 
 def _tensors(raw: bytes | None) -> Any:

@@ -36,10 +36,13 @@ class TorchStrategy:
     """One process on the CPU or one GPU: the reference the distributed strategies must match.
 
     ``rank``/``world`` place this process in the job; ``writer`` is the rank that writes checkpoints,
-    metrics and the final weights; ``group`` is the process group (None: the default one).
+    metrics and the final weights; ``group`` is the process group (None: the default one). ``params``: in
+    a launched worker, the strategy technique's validated ``Params`` (``train.strategy: {name: ...,
+    <params>}``), set before ``setup``; None where no technique made it.
     """
 
     strategy = "single"
+    params: Any = None
 
     def __init__(self, device: torch.device, rank: int = 0, world: int = 1, writer: int = 0,
                  group: Any = None) -> None:

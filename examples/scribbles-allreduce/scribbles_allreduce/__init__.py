@@ -8,8 +8,10 @@ the training loop, the launcher and checkpointing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field
 from scribbles.core import Technique, hookimpl
 from scribbles.core.training import LaunchedStrategy, TorchStrategy
 
@@ -18,14 +20,18 @@ SCRIBBLES_API_VERSION = 1
 
 
 class AllReduceGradients(TorchStrategy):
-    """Each worker keeps a full replica; gradients are averaged over the workers before the step."""
+    """Each worker keeps a full replica; gradients are averaged (or summed) over the workers before the step.
+
+    ``self.params`` is the ``AllReduce.Params`` that ``train.strategy: {name: allreduce, reduce: sum}`` gave.
+    """
 
     def step(self) -> None:
         if self.world > 1:
             for param in self.model.parameters():
                 if param.grad is not None:
                     dist.all_reduce(param.grad, group=self.group)
-                    param.grad /= self.world
+                    if self.params.reduce == "mean":
+                        param.grad /= self.world
         super().step()
 
 
@@ -34,6 +40,10 @@ class AllReduce(LaunchedStrategy):
 
     name = "allreduce"
     torch_strategy = AllReduceGradients
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        reduce: Literal["mean", "sum"] = Field("mean", description="average the gradients (as DDP), or sum them")
 
 
 @hookimpl
