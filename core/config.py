@@ -359,8 +359,8 @@ def set_path(tree: dict[str, Any], path: str, value: Any, prefix: str = "") -> N
         if depth + 1 == len(parts):
             node[part] = value
             return
-        if isinstance(node[part], str) and takes_a_name(where):
-            node[part] = {"name": node[part]}
+        if isinstance(node[part], str) and (takes_a_name(where) or where == "train.strategy"):
+            node[part] = {"name": node[part]}  # train.strategy too: `--set train.strategy.reduce=sum`
         if not isinstance(node[part], dict | list):
             raise _in_the_way(f"{prefix}{where} is {clip(node[part])}, not a section; set {where} itself", where)
         node = node[part]

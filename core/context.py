@@ -36,6 +36,19 @@ class ReadOnlyDict(dict):  # type: ignore[type-arg]
         return (dict, (dict(self),))
 
 
+class _Reported:
+    """A context whose ``REPORTED`` fields are set once: a tracker that assigned a new dict to
+    ``ctx.metrics`` changed what the trackers after it logged (exit 0), as adding to it did."""
+
+    REPORTED: tuple[str, ...] = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.REPORTED and name in self.__dict__:
+            raise TypeError(f"{type(self).__name__}.{name} is read-only: every tracker reads the same values; "
+                            "report a number through a Metric plugin, write a file of your own")
+        super().__setattr__(name, value)
+
+
 @dataclass
 class RunContext:
     """One experiment run: its name, resolved config, flattened params and lineage tags."""
@@ -81,7 +94,7 @@ class FoldContext:
 
 
 @dataclass
-class EpochContext:
+class EpochContext(_Reported):
     """The end of one training epoch of one fold."""
 
     run: RunContext
@@ -89,12 +102,14 @@ class EpochContext:
     epoch: int
     metrics: dict[str, float]
 
+    REPORTED = ("metrics",)
+
     def __post_init__(self) -> None:
-        self.metrics = ReadOnlyDict(self.metrics, field="EpochContext.metrics")
+        self.__dict__["metrics"] = ReadOnlyDict(self.metrics, field="EpochContext.metrics")
 
 
 @dataclass
-class FoldEndContext:
+class FoldEndContext(_Reported):
     """A fold trained and evaluated: final metrics with and without TTA."""
 
     run: RunContext
@@ -117,14 +132,17 @@ class FoldEndContext:
     #: as the stopped run recorded them: trackers draw them without logging them again).
     history: list[dict[str, float]] = field(default_factory=list)
 
+    REPORTED = ("metrics", "artifacts", "history", "model", "y_true", "y_pred", "classes")
+
     def __post_init__(self) -> None:
-        self.metrics = ReadOnlyDict(self.metrics, field="FoldEndContext.metrics")
-        self.artifacts = ReadOnlyDict(self.artifacts, field="FoldEndContext.artifacts")
-        self.history = tuple(ReadOnlyDict(epoch, field="FoldEndContext.history") for epoch in self.history)  # type: ignore[assignment]
+        self.__dict__["metrics"] = ReadOnlyDict(self.metrics, field="FoldEndContext.metrics")
+        self.__dict__["artifacts"] = ReadOnlyDict(self.artifacts, field="FoldEndContext.artifacts")
+        self.__dict__["history"] = tuple(ReadOnlyDict(epoch, field="FoldEndContext.history")
+                                         for epoch in self.history)
 
 
 @dataclass
-class RunEndContext:
+class RunEndContext(_Reported):
     """The run finished: fold means and standard deviations."""
 
     run: RunContext
@@ -132,8 +150,10 @@ class RunEndContext:
     #: A sweep run's trials, best first: {"trial", "assignment", "summary", "links"} each.
     trials: list[dict[str, Any]] = field(default_factory=list)
 
+    REPORTED = ("summary", "trials")
+
     def __post_init__(self) -> None:
-        self.summary = ReadOnlyDict(self.summary, field="RunEndContext.summary")
+        self.__dict__["summary"] = ReadOnlyDict(self.summary, field="RunEndContext.summary")
 
 
 @dataclass

@@ -698,23 +698,32 @@ def _version(dist: str) -> str:
 
 
 _DEFAULT: Registry | None = None
+#: Problem lines printed already: a command may build a registry for its config more than once.
+_WARNED: set[str] = set()
+
+
+def _warn(registry: Registry) -> Registry:
+    for line in registry.problems:
+        if line not in _WARNED:
+            _WARNED.add(line)
+            print(f"warning: {line}", file=sys.stderr)
+    return registry
 
 
 def default_registry() -> Registry:
     """The process-wide registry with default discovery (built on first use)."""
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = load_registry()
-        for line in _DEFAULT.problems:
-            print(f"warning: {line}", file=sys.stderr)
+        _DEFAULT = _warn(load_registry())
     return _DEFAULT
 
 
 def registry_for(config: Any) -> Registry:
     """The registry for an experiment config: the default one, or a fresh one when
-    ``config.plugins.deny`` keeps some plugin distributions out."""
+    ``config.plugins.deny`` keeps some plugin distributions out (its problems printed too: a misspelt
+    name in the deny list, say)."""
     deny = config.plugins.deny
-    return load_registry(deny=deny) if deny else default_registry()
+    return _warn(load_registry(deny=deny)) if deny else default_registry()
 
 
 def create(family: str, name: str, **fields: Any) -> Technique:

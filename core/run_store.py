@@ -117,10 +117,11 @@ class RunStore(Protocol):
         ...
 
     def runs(self, experiment: str | None = None, *, parent: str | None = None, status: str | None = None,
-             record: Mapping[str, str] | None = None, limit: int = 1000) -> list[StoredRun]:
+             record: Mapping[str, str] | None = None, limit: int = 1000, id_prefix: str | None = None
+             ) -> list[StoredRun]:
         """Active runs, newest first: of experiment ``experiment`` (a name; None: every experiment), children
         of run ``parent``, with status ``status``, whose record holds every item of ``record`` ("*": any
-        value)."""
+        value), whose id starts with ``id_prefix`` (lower-case hex; searched in the whole store)."""
         ...
 
     def artifact(self, run_id: str, name: str) -> bytes | None:
@@ -186,9 +187,12 @@ def _by_prefix(store: RunStore, prefix: str) -> StoredRun | None:
     characters); None when none does; BadInput naming them when several do."""
     from .errors import BadInput
 
-    if len(prefix) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in prefix.lower()):
+    if any(c not in "0123456789abcdef" for c in prefix.lower()):
         return None
-    found = {run.run_id: run for run in store.runs() if run.run_id.startswith(prefix.lower())}
+    if len(prefix) < MIN_PREFIX:
+        raise BadInput(f"RUN_ID: no run {prefix!r} in {store.shown}; a shortened id needs at least {MIN_PREFIX} "
+                       "characters (tables show 8)")
+    found = {run.run_id: run for run in store.runs(id_prefix=prefix.lower(), limit=10)}
     if len(found) > 1:
         raise BadInput(f"RUN_ID: {prefix!r} starts {len(found)} runs ({', '.join(sorted(found))}); give more of "
                        "the id")

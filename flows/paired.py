@@ -88,7 +88,11 @@ def paired(store: RunStore, run_a: StoredRun, run_b: StoredRun, metrics: list[st
     chosen = metrics or available
     for name in chosen:
         if name not in available:
-            raise BadInput(f"--metric: {name!r} is not recorded on every fold of both runs; "
+            import difflib
+
+            close = difflib.get_close_matches(name, available, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BadInput(f"--metric: {name!r} is not recorded on every fold of both runs; {hint}"
                            f"choose one of {', '.join(available)}")
     folds = sorted(a.metrics)
     n_train = float(np.mean([a.train_rows[i] for i in folds]))

@@ -49,13 +49,23 @@ class HideUserErrors(logging.Filter):
     """
 
     NAMES = ("ScribblesError(", "BadInput(", "ConfigError(", "PluginError(", "LeakageError(")
+    #: "Type: message" of errors raised in an installed plugin's code: the command reports each in one
+    #: line naming the plugin (its traceback kept in a file), so Prefect's later lines about it go too.
+    plugin_errors: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         from scribbles.core import ScribblesError
+        from scribbles.core.registry import raised_in_plugin
 
         if record.exc_info and _caused_by(record.exc_info[1], (ScribblesError, KeyboardInterrupt)):
             return False
+        if record.exc_info and record.exc_info[1] is not None and raised_in_plugin(record.exc_info[1]):
+            error = record.exc_info[1]
+            self.plugin_errors.add(f"{type(error).__name__}: {error}")
+            return False
         message = record.getMessage()
+        if any(error in message for error in self.plugin_errors):
+            return False
         if "aborted by an interrupt signal" in message or "aborted by a termination signal" in message:
             return False  # Ctrl-C or SIGTERM: the command says "stopped" itself, and the runs end KILLED
         # Prefect words it "...Failed('Task run encountered an exception BadInput: ...')".

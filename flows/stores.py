@@ -79,6 +79,22 @@ def noted_stores() -> list[str]:
     return list(found)
 
 
+def same_place(first: str, second: str) -> bool:
+    """Whether two tracking URIs name one store: SQLite and folder stores by their resolved file path
+    (``sqlite:///mlflow.db`` and ``sqlite:////abs/path/mlflow.db`` can be one file), servers by URL."""
+    def place(uri: str) -> str:
+        scheme, sep, rest = uri.partition("://")
+        if not sep:
+            return str(Path(uri).resolve())
+        if scheme.lower().split("+")[0] == "sqlite" and rest.startswith("/"):
+            return str(Path(rest[1:] or ".").resolve())
+        if scheme.lower() == "file":
+            return str(Path(rest).resolve())
+        return uri.rstrip("/")
+
+    return place(first) == place(second)
+
+
 def default_store(uri: str | None = None) -> RunStore:
     """The default tracker's store at ``uri`` (None: ``MLFLOW_TRACKING_URI``, else ./mlflow.db); unchecked."""
     tracker = default_registry().create("tracker", DEFAULT_TRACKER, field="tracking", tracking_uri=uri)

@@ -190,3 +190,15 @@ def test_set_reaches_a_sweep_key_that_is_itself_a_dotted_path() -> None:
     assert config.sweep.space["train.lr"].low == 0.0001 and config.sweep.space["train.lr"].high == 0.1
     config = load_config(REPO / "configs" / "activity.yaml", ["sweep.grid.model.hidden=[8, 16]"])
     assert config.sweep.grid == {"model.hidden": [8, 16]}
+
+
+def test_set_below_a_strategy_given_by_name_makes_its_section(tmp_path: Path) -> None:
+    """`--set train.strategy.reduce=sum` on `train: {strategy: ddp}` makes `{name: ddp, reduce: sum}`, as
+    `--set split.n_splits=3` does for `split: kfold` (it was "train.strategy is 'ddp', not a section");
+    the strategy then checks the field (ddp has none)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("data: {name: file, path: x.csv, target: y}\nsplit: kfold\ntrain: {strategy: ddp, workers: 2}\n")
+    config = load_config(str(path), ["train.strategy.bucket=4"])
+    assert config.train.strategy == {"name": "ddp", "bucket": 4}
+    with pytest.raises(ConfigError, match=r"train\.strategy\.bucket: unknown field for strategy 'ddp'"):
+        resolve(config, default_registry())

@@ -95,6 +95,7 @@ def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: st
     assert text.returncode == 0 and "corrected" in text.stdout and "Wilcoxon" in text.stdout, text.stderr
     short = run_cli("compare", a[:4], b, cwd=project, env=env)  # too short to be taken for an id
     assert short.returncode == 2 and f"no run '{a[:4]}'" in short.stderr, short.stderr
+    assert "a shortened id needs at least 6 characters" in short.stderr, short.stderr
 
     refused = run_cli("compare", a, other, cwd=project, env=env)
     assert refused.returncode == 2
@@ -102,6 +103,8 @@ def test_compare_pairs_two_runs_on_the_same_folds(project: Path, prefect_api: st
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     unknown = run_cli("compare", a, b, "--metric", "auc", cwd=project, env=env)
     assert unknown.returncode == 2 and "--metric: 'auc'" in unknown.stderr and "accuracy" in unknown.stderr
+    typo = run_cli("compare", a, b, "--metric", "acuracy", cwd=project, env=env)
+    assert typo.returncode == 2 and "did you mean 'accuracy'?" in typo.stderr, typo.stderr
     negative = run_cli("compare", a, b, "--rope", "-1", cwd=project, env=env)
     assert negative.returncode == 2 and "--rope" in negative.stderr
     recent = json.loads(run_cli("compare", "--experiment", "evidence", "--json", cwd=project, env=env).stdout)

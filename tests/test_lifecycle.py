@@ -361,7 +361,13 @@ def test_what_a_fold_reports_is_read_only_for_every_tracker() -> None:
             change()
     assert metrics == {"accuracy": 0.5} and ctx.metrics is not metrics
     assert json.loads(json.dumps({"m": ctx.metrics, "h": ctx.history})) == {"m": metrics, "h": [{"train_loss": 1.0}]}
+    # Assigning a new dict to the field changed what the trackers after it logged, as adding to it did.
+    with pytest.raises(TypeError, match=r"FoldEndContext\.metrics is read-only"):
+        ctx.metrics = {**ctx.metrics, "accuracy": 0.999}
+    ctx.reuse = "cached"  # what is not reported stays as dataclasses have it
     with pytest.raises(TypeError, match=r"EpochContext\.metrics is read-only"):
         EpochContext(None, 0, 1, {"valid_loss": 1.0}).metrics["x"] = 2.0  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"RunEndContext\.summary is read-only"):
         RunEndContext(None, {"accuracy_mean": 0.5}).summary.clear()  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"RunEndContext\.summary is read-only"):
+        RunEndContext(None, {"accuracy_mean": 0.5}).summary = {"accuracy_mean": 0.999}  # type: ignore[arg-type]

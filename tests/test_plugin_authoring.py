@@ -444,3 +444,46 @@ def test_a_plugin_classic_model_read_back_from_its_fold_task_is_trusted(
         _estimator(path)
     loaded = _estimator(path, model_modules(registry))
     assert np.allclose(loaded.centroids_, scribbles_centroid.NearestCentroid().fit(x, y).centroids_)
+
+
+MEDDLER = '''
+    from scribbles.core import Tracker, hookimpl
+
+    class Meddler(Tracker):
+        """Changes what a fold reports."""
+        name = "meddler"
+
+        @hookimpl
+        def scribbles_fold_end(self, ctx):
+            ctx.metrics = {**ctx.metrics, "accuracy": 0.999}
+
+    @hookimpl
+    def scribbles_techniques():
+        return [Meddler]
+'''
+
+
+def test_a_tracker_that_changes_what_a_fold_reports_fails_the_run_in_one_line(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    """A tracker that assigned ctx.metrics made the MLflow fold runs record accuracy 0.999 (exit 0). Now the
+    change is refused: the run fails, one `failed:` line names the plugin (Prefect's own traceback of the
+    error is not printed), and no MLflow run is left RUNNING or records the changed value."""
+    import sqlite3
+
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-meddler", MEDDLER)
+    synthetic_frame(rows=48).to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "meddle.yaml").write_text(
+        "data: {name: file, path: rows.csv, target: y, group: g, time: t}\nsplit: {name: kfold, n_splits: 2}\n"
+        "model: {name: mlp, hidden: [4]}\ntrain: {epochs: 1, batch_size: 16}\ntracking: [mlflow, meddler]\n")
+    result = run_cli("run", "meddle.yaml", cwd=tmp_path, env=plugin_env(site, PREFECT_API_URL=prefect_api))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert lines[0].startswith("failed: plugin scribbles-meddler raised TypeError: FoldEndContext.metrics is "
+                               "read-only"), lines[0]
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM metrics WHERE value = 0.999").fetchone() == (0,)

@@ -113,6 +113,10 @@ def test_store_migrate_refuses_bad_targets_before_copying(tmp_path: Path) -> Non
     same = run_cli("store", "migrate", "--from", f"sqlite:///{tmp_path}/a.db", "--to", f"sqlite:///{tmp_path}/a.db",
                    cwd=tmp_path)
     assert same.returncode == 2 and "is the store being migrated" in same.stderr
+    # The same file by a relative path: every run was copied into its own store, again on each call.
+    relative = run_cli("store", "migrate", "--from", f"sqlite:///{tmp_path}/a.db", "--to", "sqlite:///a.db",
+                       cwd=tmp_path)
+    assert relative.returncode == 2 and "is the store being migrated" in relative.stderr, relative.stderr
     missing = run_cli("store", "migrate", "--from", f"sqlite:///{tmp_path}/none.db", "--to",
                       f"sqlite:///{tmp_path}/b.db", cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("error: --from: there is no MLflow store")

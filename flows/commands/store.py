@@ -14,10 +14,10 @@ def cmd_store(args: argparse.Namespace) -> int:
     """Copy every experiment and run of the project's store (or --from) into the store at --to."""
     from scribbles.core.redact import mask_text
 
-    from ..stores import default_store
+    from ..stores import default_store, same_place
 
     source = default_store(args.source)
-    if source.uri.rstrip("/") == args.to.rstrip("/"):
+    if same_place(source.uri, args.to):  # a relative path to the same file copied every run into itself
         raise BadInput(f"--to: {mask_text(args.to)} is the store being migrated; give the team's server, e.g. "
                        "--to http://mlflow.team.lan:5000")
     source.check(must_exist=True, field="--from")

@@ -135,11 +135,14 @@ class MlflowRunStore:
         return [found.experiment_id] if found is not None else []
 
     def runs(self, experiment: str | None = None, *, parent: str | None = None, status: str | None = None,
-             record: Mapping[str, str] | None = None, limit: int = 1000) -> list[StoredRun]:
+             record: Mapping[str, str] | None = None, limit: int = 1000, id_prefix: str | None = None
+             ) -> list[StoredRun]:
         ids = self._experiment_ids(experiment)
         if not ids:
             return []
         terms = [f"attributes.status = '{_quoted(status)}'"] if status else []
+        if id_prefix:
+            terms.append(f"attributes.run_id LIKE '{_quoted(id_prefix)}%'")
         if parent is not None:
             terms.append(f"tags.\"{PARENT_TAG}\" = '{_quoted(parent)}'")
         for key, value in (record or {}).items():
