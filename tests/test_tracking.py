@@ -550,6 +550,7 @@ def test_verbs_read_a_run_in_the_store_its_config_named(tmp_path: Path, activity
     default store is created."""
     root = make_dvc_project(tmp_path / "proj", {"activity.csv": activity_small})
     own = root / "elsewhere" / "own.db"
+    own.parent.mkdir()  # a store's folder must exist: a typo in it made a new, empty store
     config = yaml.safe_load((REPO / "configs" / "activity.yaml").read_text())
     config["tracking"] = [{"name": "mlflow", "tracking_uri": f"sqlite:///{own}"}]
     config["experiment"] = "own-store"

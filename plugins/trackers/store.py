@@ -206,6 +206,8 @@ def _fix(field: str, what: str = "the store") -> str:
         return "remove that run's line from .scribbles/stores.tsv, or pass --tracking-uri with the store"
     if "scribbles.toml" in field:
         return f"point that entry (or MLFLOW_TRACKING_URI, which wins) at {what}"
+    if field.startswith("tracking."):  # a config's own tracking_uri
+        return f"point {field} at {what}"
     return f"point MLFLOW_TRACKING_URI at {what}"
 
 
@@ -299,7 +301,8 @@ def _check_creatable(path: Path, field: str) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise BadInput(f"{field}: cannot create the MLflow store {path} (its folder {folder} does not exist); "
-                       f"check the path for a typo, or create the folder first (mkdir -p {folder})")
+                       f"check the path for a typo and create the folder first (mkdir -p {folder}), or "
+                       f"{_fix(field, 'a writable place')}")
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
