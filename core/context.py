@@ -15,6 +15,12 @@ from typing import Any
 from .contracts import Fold
 
 
+def _read_only(field: str) -> TypeError:
+    """The error for a change to a reported field (``FoldEndContext.metrics``, ...), with the fix."""
+    return TypeError(f"{field} is read-only: every tracker reads the same values; report a number through a "
+                     "Metric plugin, write a file of your own")
+
+
 class ReadOnlyDict(dict):  # type: ignore[type-arg]
     """A dict that refuses changes (``TypeError`` naming the field): a context's reported values.
 
@@ -26,8 +32,7 @@ class ReadOnlyDict(dict):  # type: ignore[type-arg]
         self._field = field
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"{self._field or 'this context field'} is read-only: every tracker reads the same "
-                        "values; report a number through a Metric plugin, write a file of your own")
+        raise _read_only(self._field or "this context field")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
     __ior__ = _refuse  # type: ignore[assignment]
@@ -44,8 +49,7 @@ class _Reported:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self.REPORTED and name in self.__dict__:
-            raise TypeError(f"{type(self).__name__}.{name} is read-only: every tracker reads the same values; "
-                            "report a number through a Metric plugin, write a file of your own")
+            raise _read_only(f"{type(self).__name__}.{name}")
         super().__setattr__(name, value)
 
 
