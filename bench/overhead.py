@@ -19,14 +19,15 @@ load, so the import order is the CLI's):
   imports, each technique's ``prepare``: MLflow's import and store, torch's lazy imports) runs in that
   time, beside the server's own start, and the wait for the server after it is shown apart;
 * data load and folds: ``fold_task.dataset_for`` and ``folds_for``;
-* training and evaluation: ``runs.run_job`` less the data above;
+* training and evaluation: ``runs.run_job`` less the data above; with a fold worker (flows/fold_worker.py,
+  which trains beside the flow from the run's start), the flow's wait for its results;
 * logging and plots: the MLflow tracker's hooks (their time in the flow's thread; ``run_end`` waits for
   the tracker's background writes and draws the plots) and the flow's fold timeline plot;
 * Prefect server stop: ``temporary_api`` after its block;
 * the rest: the process's time less the parts above (Prefect flow and task runs, results, exit).
 
-CPU seconds of a part are the process's own (every thread); the Prefect server, a child process that
-runs beside the run, has a CPU line of its own (with the few git and DVC commands the run starts).
+CPU seconds of a part are the process's own (every thread); the child processes that run beside it (the
+fold worker, the Prefect server, the few git and DVC commands the run starts) have a CPU line of their own.
 
 Run from the repository (``scribbles data build`` first, or this script builds the demo data)::
 
@@ -62,7 +63,7 @@ STARTED = time.perf_counter(), time.process_time()  # a child's clock starts her
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/activity.yaml"
 Clock = tuple[float, float]  # (wall seconds, CPU seconds)
-SERVER_CPU = "Prefect server process (CPU beside the run; git, DVC)"
+SERVER_CPU = "child processes (CPU beside the run: fold worker, Prefect server, git, DVC)"
 REST = "the rest (Prefect flow and tasks, results, exit)"
 IMPORTS = "imports, config and checks"
 ROWS = (IMPORTS, "Prefect server start", "data load and folds", "training and evaluation",
@@ -227,6 +228,8 @@ def orchestrated(sets: list[str]) -> dict[str, Clock]:
         "scribbles.flows.fold_task": lambda m: [timers.wrap(m, f, "data load and folds")
                                                 for f in ("dataset_for", "folds_for")],
         "scribbles.flows.runs": lambda m: timers.wrap(m, "run_job", "fold tasks"),
+        # With a fold worker (flows/fold_worker.py) the flow waits for its results instead of training.
+        "scribbles.flows.fold_worker": lambda m: timers.wrap(m, "result_for", "fold tasks"),
         "scribbles.flows.plots": lambda m: timers.wrap(m, "fold_timeline", "logging and plots"),
         "scribbles.plugins.trackers.mlflow_tracker": tracker,
     }))

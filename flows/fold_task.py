@@ -178,6 +178,11 @@ def live_epochs(out: str, callback: Callable[[int, int, dict[str, float]], None]
         _LIVE.pop(out, None)
 
 
+def live_callback(out: str) -> Callable[[int, int, dict[str, float]], None] | None:
+    """The epoch callback of the run whose jobs write to ``out`` (``live_epochs``), or None."""
+    return _LIVE.get(out)
+
+
 def run_job(job: FoldJob) -> FoldResult:
     """Train on the fold's train rows, then evaluate its valid rows with and without TTA."""
     start = time.perf_counter()

@@ -43,7 +43,7 @@ from scribbles.core.plan import flatten
 from scribbles.core.redact import mask_text
 from scribbles.core.run_store import STORE_RUN_ID
 
-from . import fold_task
+from . import fold_task, fold_worker
 from .failures import as_failure
 from .fold_cache import CODE_KEY, FoldCache, Inputs, Reuse, code_version, explain, keyed_params
 from .fold_outputs import read_outputs
@@ -85,8 +85,10 @@ def make_folds(config: dict[str, Any], allow_dirty: bool) -> int:
 
 @task(name="train-fold", cache_policy=NO_CACHE)
 def train_fold(job: FoldJob) -> FoldResult:
-    """Train one fold and evaluate it with and without TTA (see ``fold_task.run_job``)."""
-    return run_job(job)
+    """Train one fold and evaluate it with and without TTA (see ``fold_task.run_job``): the run's fold
+    worker's result when it trained the fold (``fold_worker``), else trained here."""
+    result = fold_worker.result_for(job, fold_task.live_callback(job.out))
+    return result if result is not None else run_job(job)
 
 
 def summarise(metrics: list[dict[str, float]]) -> dict[str, float]:
@@ -257,6 +259,7 @@ def _run_folds(plan: Plan, registry: Registry, run: RunContext, dataset: Dataset
                     start(fold, reuse)
                     finish(fold, reuse, _reused(fold, reuse))
             if runner is None:
+                fold_worker.decided([fold.index for fold, _, _ in to_train])
                 with fold_task.live_epochs(job.out, epoch):
                     for fold, reuse, fold_job in to_train:
                         start(fold, reuse)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+from pathlib import Path
 from typing import Any
 
 from scribbles.core.run_store import STORE_RUN_ID
@@ -70,12 +71,13 @@ def check_sweep(config: Any, plan: Any) -> None:
         check_storage(os.environ[STUDY_ENV], STUDY_ENV)
 
 
-def warm_up(config: dict[str, Any], allow_dirty: bool) -> None:
+def warm_up(config: dict[str, Any], allow_dirty: bool, trained_beside: bool = False) -> None:
     """What the run needs first, done while the temporary Prefect server starts (``orchestrated``'s
     ``prepare``): the flow's modules (Prefect's among them), and each technique's ``prepare()`` (the MLflow
     tracker imports MLflow and makes its store ready; the single strategy imports what torch's optimizers
     load on first use). Seconds that otherwise came after the server's start, or in the first fold, with
-    garbage collection on (bench/overhead.py).
+    garbage collection on (bench/overhead.py). With ``trained_beside`` (a fold worker trains the folds)
+    the strategy's ``prepare`` is left to the worker.
     """
     # Prefect's engines: it imports them at the first flow and task call.
     import prefect.flow_engine
@@ -87,6 +89,8 @@ def warm_up(config: dict[str, Any], allow_dirty: bool) -> None:
 
     plan, _ = plan_for(config, allow_dirty)  # the plan checked_config resolved and remembered
     for technique in plan.techniques():
+        if trained_beside and technique is plan.strategy:
+            continue
         with contextlib.suppress(Exception):  # best effort: what fails here fails again where it is needed
             technique.prepare()
     prepare_plots()  # the fold timeline's imports (about 0.4 s, on the flow's thread at the run's start)
@@ -94,6 +98,15 @@ def warm_up(config: dict[str, Any], allow_dirty: bool) -> None:
     # garbage collector's full passes, which went over it again and again as it grew (seconds of CPU).
     gc.freeze()
     gc.enable()
+
+
+def in_process(config: dict[str, Any], allow_dirty: bool) -> bool:
+    """Whether the checked config's strategy trains in the calling process (not one that launches workers)."""
+    from scribbles.core.training import LaunchedStrategy
+
+    from ..fold_task import plan_for
+
+    return not isinstance(plan_for(config, allow_dirty)[0].strategy, LaunchedStrategy)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,12 +118,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     (``warm_up``) instead of before them. A config that does not parse never starts it; bad input
     found after that stops it (exit 2, nothing left: its output was a temporary file).
     """
+    from ..fold_worker import beside
     from ..prefect_server import orchestrated, started_early
 
     config = parsed_config(args)
     gc.disable()  # until warm_up ends: the imports make objects that live on, few cycles
     try:
-        with started_early() as server:
+        with started_early() as server, \
+                beside(config, args.allow_dirty, getattr(args, "process_ends", False),
+                       server.process.pid if server is not None else None) as worker:
             config = checked_config(args, config)
             out = console()
             out.print(f"[bold]scribbles[/] running [cyan]{config.experiment}[/] from {args.config}")
@@ -118,7 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             from ..progress import ConsoleProgress
 
             data = config.model_dump(mode="json")
-            with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty), started=server), \
+            if worker is not None:
+                worker.prepare(data, args.allow_dirty, str(Path.cwd()), in_process(data, args.allow_dirty))
+            beside_ = worker is not None and not worker.failed
+            with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty, beside_), started=server), \
                     observing(ConsoleProgress()):
                 from ..experiment import experiment
 
