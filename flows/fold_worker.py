@@ -46,6 +46,9 @@ ENV = "SCRIBBLES_FOLD_WORKER"
 #: its start costs a few seconds of CPU (torch's imports), which a short run's training does not repay.
 MIN_EPOCHS = 20
 
+#: A worker's folder in the system's temporary folder: this, the command's pid, a dash, a random part.
+PREFIX = "scribbles-fold-worker-"
+
 #: The worker of this process's run, while ``beside`` holds it.
 _CURRENT: FoldWorker | None = None
 
@@ -68,7 +71,8 @@ class FoldWorker:
     def __init__(self, config: dict[str, Any], allow_dirty: bool) -> None:
         from .prefect_server import tied_to_this_process
 
-        self.folder = Path(tempfile.mkdtemp(prefix="scribbles-fold-worker-"))
+        _remove_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.job: dict[str, Any] | None = None
         self.data_version: str | None = None
         self.failed = False
@@ -190,6 +194,25 @@ class FoldWorker:
         stop(self.process, grace=5.0)
         if not keep_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_orphans() -> None:
+    """Remove the worker folders of commands that are gone: one killed by SIGKILL could not remove its own
+    (its folds' outputs, megabytes a run)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process (a pid too large for one, too)
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True
 
 
 def _rewarn(warning: list[Any]) -> None:

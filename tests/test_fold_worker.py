@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def test_a_run_trained_by_its_worker_records_what_the_command_s_process_would(
     projects: dict[str, Path], prefect_api: str
 ) -> None:
     """Same table, same final metrics and the same per-epoch valid_loss curve (every epoch logged) for
-    each fold; then the worker's project runs again and reuses every fold."""
+    each fold; then the worker's project runs again and reuses every fold (and a dead command's worker
+    folder is removed)."""
     worker = run(projects["worker"], prefect_api, "1")
     inline = run(projects["inline"], prefect_api, "0")
     for result in (worker, inline):
@@ -84,8 +86,12 @@ def test_a_run_trained_by_its_worker_records_what_the_command_s_process_would(
     assert set(trained) == {"0", "1", "2"} and trained == reference
     assert all(len([p for p in points if isinstance(p[0], int)]) == 3 for points in trained.values())
 
+    # A folder left by a worker whose command was killed (SIGKILL: nothing could remove it) goes at the next start.
+    orphan = Path(tempfile.gettempdir()) / "scribbles-fold-worker-2147483000-test"
+    (orphan / "out").mkdir(parents=True, exist_ok=True)
     again = run(projects["worker"], prefect_api, "1")
     assert again.returncode == 0, again.stderr[-2000:]
+    assert not orphan.exists()
     assert sum(f"fold {i} reused" in again.stdout for i in range(3)) == 3, again.stdout
     assert table(again.stdout) == table(worker.stdout)
 
