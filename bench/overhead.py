@@ -4,9 +4,12 @@ Each side runs in a process of its own, as a user runs it, and is timed from its
 (imports, the interpreter's exit and every child process included): the wall seconds the user waits,
 and the CPU seconds of the process and its children. The plain script (the baseline) does the work of
 the run with no orchestration: it reads data/activity.csv with the ``file`` data technique (no DVC),
-makes the same 5 group folds, trains the same GRU for the same 8 epochs with ``train_single`` (seeded
-as the strategy seeds it) and scores each fold's valid rows with the same TTA and metrics; no Prefect,
-no MLflow, no plots, no files. The orchestrated run is the CLI's own entry point (``scribbles run CONFIG
+makes the same 5 group folds, standardises each fold's inputs as the run does (its default
+preprocessing: scikit-learn's StandardScaler fitted on the fold's train rows), trains the same GRU for
+the same 8 epochs with ``train_single`` (seeded as the strategy seeds it) and scores each fold's valid
+rows with the same TTA and metrics; no Prefect, no MLflow, no plots, no files. Both sides must score
+every fold the same (checked after each pair: else the baseline is not the run's work and the script
+stops). The orchestrated run is the CLI's own entry point (``scribbles run CONFIG
 --force``), with a temporary Prefect server of its own and MLflow in a SQLite store: by default a new one
 (a project's first run: the store is made, as a copy of the empty tables MLflow made once on this
 machine, see README), with ``--store kept`` one that an untimed run made first (every later run).
@@ -66,6 +69,9 @@ Clock = tuple[float, float]  # (wall seconds, CPU seconds)
 SERVER_CPU = "child processes (fold worker, Prefect server, git, DVC)"
 REST = "the rest (Prefect flow and tasks, results, exit)"
 IMPORTS = "imports, config and checks"
+#: The accuracy of each fold, as the side in this (child) process scored it: both sides train the same
+#: model on the same folds with the same seeds, so they must agree (checked after each pair).
+SCORES: list[float] = []
 ROWS = (IMPORTS, "Prefect server start", "data load and folds", "training and evaluation",
         "logging and plots", "Prefect server stop", REST)
 
@@ -92,7 +98,7 @@ def plain(sets: list[str]) -> dict[str, Clock]:
     import pandas  # noqa: F401
     import torch  # noqa: F401
     from scribbles.core import TrainConfig, create, load_config
-    from scribbles.core.data import fold_inputs, targets
+    from scribbles.core.data import DEFAULT_STEPS, fold_inputs, targets
     from scribbles.core.evaluation import evaluate_groups, tta_groups, tta_metrics
     from scribbles.core.training import seed_everything, train_single
 
@@ -105,13 +111,18 @@ def plain(sets: list[str]) -> dict[str, Clock]:
     folds = list(create("splitter", "group_kfold", n_splits=5).split(dataset))
     loaded = since(started)
     training = now()
+    # The run's preprocessing (none given: scribbles' default, per-channel standardisation with
+    # scikit-learn's StandardScaler fitted on each fold's train rows), as a plain script would write it.
+    steps = [dict(step) if isinstance(step, dict) else {"name": step}
+             for step in (DEFAULT_STEPS if config.preprocess is None else config.preprocess)]
+    preprocess = [create("preprocess", step.pop("name"), **step) for step in steps]
     train = config.train
     train_config = TrainConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, seed=train.seed)
     tta = tta_groups([create("tta", "time_shift", shifts=[-2, 2])])
     metrics = [create("metric", "accuracy"), create("metric", "f1_macro")]
     scores = []
     for fold in folds:
-        inputs = fold_inputs([], dataset, fold.train, fold.valid, "classification")
+        inputs = fold_inputs(preprocess, dataset, fold.train, fold.valid, "classification")
         seed_everything(train_config.seed)  # as the strategy does before it builds the model
         model = create("model", "gru", hidden=48).build(inputs.spec)
         loss = create("loss", "cross_entropy").build(inputs.spec)
@@ -121,7 +132,7 @@ def plain(sets: list[str]) -> dict[str, Clock]:
         found = tta_metrics(metrics, targets(dataset, fold.valid, "classification"), probs, result.model,
                             inputs.valid[0])
         scores.append(found["accuracy"])
-    print(f"plain accuracy by fold: {', '.join(f'{s:.3f}' for s in scores)}")
+    SCORES.extend(scores)
     return {IMPORTS: imported, "data load and folds": loaded, "training and evaluation": since(training)}
 
 
@@ -212,6 +223,14 @@ def orchestrated(sets: list[str]) -> dict[str, Clock]:
                 checked.append(since(STARTED))  # from the process's start: imports, config and checks
 
         module.checked_config = timed
+        shown = module.print_results
+
+        @functools.wraps(shown)
+        def scored(out: object, result: dict[str, Any]) -> None:
+            SCORES.extend(fold["accuracy"] for fold in result["folds"])
+            shown(out, result)
+
+        module.print_results = scored
         if hasattr(module, "warm_up"):  # the CLI before the warm-up beside the server's start has none
             timers.wrap(module, "warm_up", "warm-up")
 
@@ -249,8 +268,9 @@ def orchestrated(sets: list[str]) -> dict[str, Clock]:
     return parts
 
 
-def in_child(side: str, sets: list[str], store: Path | None = None) -> dict[str, Clock]:
-    """Run ``side`` (plain or run) in a process of its own; its parts, and its total as ``total``.
+def in_child(side: str, sets: list[str], store: Path | None = None) -> tuple[dict[str, Clock], list[float]]:
+    """Run ``side`` (plain or run) in a process of its own; its parts (its total as ``total``) and the
+    accuracy of each fold.
 
     ``store``: the MLflow store the run writes to; None for a new one in a temporary folder.
     """
@@ -263,9 +283,10 @@ def in_child(side: str, sets: list[str], store: Path | None = None) -> dict[str,
         subprocess.run([sys.executable, __file__, "--side", side, "--out", str(out),
                         *[arg for item in sets for arg in ("--set", item)]], check=True, cwd=REPO, env=env)
         total = time.perf_counter() - wall, children_cpu() - cpu
-        parts = {name: tuple(value) for name, value in json.loads(out.read_text()).items()}
+        written = json.loads(out.read_text())
+    parts = {name: tuple(value) for name, value in written["parts"].items()}
     parts["total"] = total
-    return parts  # type: ignore[return-value]
+    return parts, written["scores"]  # type: ignore[return-value]
 
 
 def table(plain_parts: dict[str, Clock], run_parts: dict[str, Clock]) -> str:
@@ -313,7 +334,7 @@ def main() -> None:
     os.chdir(REPO)
     if args.side:  # one side, in this (child) process
         parts = plain(args.set) if args.side == "plain" else orchestrated(args.set)
-        Path(args.out).write_text(json.dumps(parts))
+        Path(args.out).write_text(json.dumps({"parts": parts, "scores": SCORES}))
         return
     if not (REPO / "data" / "activity.csv").exists():
         subprocess.run([str(Path(sys.executable).with_name("scribbles")), "data", "build"], check=True, cwd=REPO)
@@ -324,8 +345,16 @@ def main() -> None:
             store = Path(kept) / "mlflow.db"
             in_child("run", [*args.set, "train.epochs=1"], store)
         for number in range(args.repeat):
-            plains.append(in_child("plain", args.set))
-            runs.append(in_child("run", args.set, store))
+            base, base_scores = in_child("plain", args.set)
+            run, run_scores = in_child("run", args.set, store)
+            plains.append(base)
+            runs.append(run)
+            same = len(base_scores) == len(run_scores) and all(
+                abs(a - b) < 1e-9 for a, b in zip(base_scores, run_scores, strict=True))
+            print(f"accuracy by fold, plain: {', '.join(f'{s:.4f}' for s in base_scores)}; run: "
+                  f"{', '.join(f'{s:.4f}' for s in run_scores)}", flush=True)
+            if not same:  # then the baseline does not do the run's work, and the ratio means nothing
+                sys.exit("the plain script and the run scored differently: the baseline is not the run's work")
             if args.repeat > 1:
                 print(f"\nrun {number + 1} of {args.repeat}:\n{table(plains[-1], runs[-1])}", flush=True)
     title = f"median of {args.repeat} runs of each" if args.repeat > 1 else "one run of each"

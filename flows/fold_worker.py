@@ -39,6 +39,8 @@ from typing import IO, Any
 
 from scribbles.core.errors import ScribblesWarning
 
+from .processes import alive, lower_priority
+
 #: ``0``: every fold trains in the command's own process; ``1``: a worker whenever the run can use one;
 #: unset (or anything else): a worker for runs of at least ``MIN_EPOCHS`` epochs in all.
 ENV = "SCRIBBLES_FOLD_WORKER"
@@ -68,21 +70,21 @@ def wanted(config: Any) -> bool:
 class FoldWorker:
     """The command's side of the worker process: start it, hand it the checked config, take its folds."""
 
-    def __init__(self, config: dict[str, Any], allow_dirty: bool) -> None:
-        from .prefect_server import tied_to_this_process
-
+    def __init__(self, config: dict[str, Any], allow_dirty: bool, lower_own_priority: bool = False) -> None:
+        """Start the worker with ``config`` as parsed (see ``beside``). ``lower_own_priority``: this process
+        ends with the command, and ``prepare`` may lower its CPU priority."""
         _remove_orphans()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.job: dict[str, Any] | None = None
         self.data_version: str | None = None
         self.failed = False
-        #: Whether ``prepare`` may lower this process's CPU priority: only when it ends with the command.
-        self.lower_own_priority = False
+        self.lower_own_priority = lower_own_priority
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._early: dict[int, list[dict[str, Any]]] = {}  # events of folds the flow has not asked for yet
         with open(self.folder / "worker.log", "wb") as log:
+            # The command's pid as an argument: the worker has the kernel end it when the command ends.
             self.process = subprocess.Popen(
-                tied_to_this_process([sys.executable, "-m", __name__]), stdin=subprocess.PIPE,
+                [sys.executable, "-m", __name__, str(os.getpid())], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, start_new_session=True,
             )
         threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True, name="fold-worker").start()
@@ -122,6 +124,11 @@ class FoldWorker:
         if not self.failed and self.lower_own_priority:
             with contextlib.suppress(OSError):
                 os.nice(5)  # this thread, and the threads it starts from now on (per thread on Linux)
+
+    @property
+    def active(self) -> bool:
+        """Whether the worker may still train folds: it has not failed, died or been stopped."""
+        return not self.failed
 
     def decided(self, folds: list[int]) -> None:
         """The folds the flow trains (the others are reused): the worker trains only those from now on."""
@@ -201,18 +208,8 @@ def _remove_orphans() -> None:
     (its folds' outputs, megabytes a run)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
         pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # no such process (a pid too large for one, too)
-        return False
-    except PermissionError:
-        return True  # another user's process: not ours to judge
-    return True
 
 
 def _rewarn(warning: list[Any]) -> None:
@@ -228,16 +225,16 @@ def beside(config: Any, allow_dirty: bool, process_ends: bool, server: int | Non
     """A fold worker for the block when ``config`` (parsed) wants one (``wanted``), else None; it is stopped
     and its folder removed on every way out. ``process_ends``: this process ends with the command, and may
     lower its own CPU priority for the worker (see ``FoldWorker.prepare``). ``server``: the pid of the
-    temporary Prefect server starting beside the run, given a low CPU priority (nice 10) beside a worker:
-    the flow needs it only after the checks and imports, the worker's imports are on the run's critical path.
+    temporary Prefect server starting beside the run, given the lowest CPU priority (nice 19, its session's
+    too: ``processes.lower_priority``) beside a worker: the worker's imports, data and first fold are the
+    run's critical path, and the flow needs the server only once the worker's results come. Measured on
+    2 cores: the worker's imports and warm-up had 2.3 s of CPU in 3.1 s at nice 10, when the server's
+    session took its share; in 2.3 s with the session lowered.
     """
     global _CURRENT
-    worker = FoldWorker(config.model_dump(mode="json"), allow_dirty) if wanted(config) else None
-    if worker is not None:
-        worker.lower_own_priority = process_ends
-        if server is not None:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, server, max(os.getpriority(os.PRIO_PROCESS, server), 10))
+    worker = FoldWorker(config.model_dump(mode="json"), allow_dirty, process_ends) if wanted(config) else None
+    if worker is not None and server is not None:
+        lower_priority(server, 19)
     _CURRENT = worker
     try:
         yield worker
@@ -260,20 +257,20 @@ def result_for(job: Any, live: Callable[[int, int, dict[str, float]], None] | No
 
 def decided(folds: list[int]) -> None:
     """Tell this run's worker (if any) which folds the flow trains."""
-    if _CURRENT is not None and not _CURRENT.failed:
+    if _CURRENT is not None and _CURRENT.active:
         _CURRENT.decided(folds)
 
 
 # The worker process ---------------------------------------------------------------------------------------
 
 
-def _serve() -> None:
-    """The worker's own process: imports now, then trains what ``prepare`` describes, fold by fold."""
+def _serve(parent: int) -> None:
+    """The worker's own process, started by process ``parent`` (the command): imports now, then trains
+    what ``prepare`` describes, fold by fold."""
     import gc
 
     from .prefect_server import _die_with, _watch_parent
 
-    parent = os.getppid()
     _die_with(parent)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     wire = os.fdopen(os.dup(1), "w", buffering=1)
@@ -364,4 +361,4 @@ class _Lines:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(int(sys.argv[1]))

@@ -9,6 +9,7 @@ from typing import Any
 
 from scribbles.core import BadInput, StoredRun
 
+from .processes import alive
 from .records import find_run
 from .rerun import recorded
 from .stores import open_store
@@ -23,17 +24,6 @@ class Resume:
     notes: list[str] = field(default_factory=list)
     #: The store the run was written to: the resumed run goes on there.
     tracking_uri: str = ""
-
-
-def alive(pid: int) -> bool:
-    """True when process ``pid`` exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def check_stopped(run: StoredRun) -> None:

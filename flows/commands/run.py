@@ -136,8 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             data = config.model_dump(mode="json")
             if worker is not None:
                 worker.prepare(data, args.allow_dirty, str(Path.cwd()), in_process(data, args.allow_dirty))
-            beside_ = worker is not None and not worker.failed
-            with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty, beside_), started=server), \
+            trained_beside = worker is not None and worker.active
+            with orchestrated(prepare=lambda: warm_up(data, args.allow_dirty, trained_beside), started=server), \
                     observing(ConsoleProgress()):
                 from ..experiment import experiment
 

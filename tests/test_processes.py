@@ -1,0 +1,46 @@
+"""flows/processes.py on real processes: liveness, and a lower CPU priority that autogroup scheduling honours."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from scribbles.flows.processes import alive, lower_priority
+
+
+def _autogroup(pid: int) -> str | None:
+    path = Path(f"/proc/{pid}/autogroup")
+    return path.read_text().split()[-1] if path.exists() else None
+
+
+def test_alive_tells_a_live_process_from_a_gone_one() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not alive(child.pid)
+    assert not alive(2**40)  # no process could have it (os.kill raises OverflowError)
+    assert alive(os.getpid())
+
+
+def test_lower_priority_lowers_a_session_leader_and_leaves_a_shared_session_alone() -> None:
+    own = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    shared = subprocess.Popen(["sleep", "30"])
+    ours = _autogroup(os.getpid())
+    try:
+        lower_priority(own.pid, 19)
+        lower_priority(shared.pid, 7)
+        assert os.getpriority(os.PRIO_PROCESS, own.pid) == 19
+        assert os.getpriority(os.PRIO_PROCESS, shared.pid) == 7
+        lower_priority(own.pid, 5)  # never raised again
+        assert os.getpriority(os.PRIO_PROCESS, own.pid) == 19
+        if ours is not None:  # a kernel with autogroup scheduling: the session's nice counts first
+            assert _autogroup(own.pid) == "19"
+            assert _autogroup(shared.pid) == ours == _autogroup(os.getpid())  # this session is not changed
+    finally:
+        for child in (own, shared):
+            child.kill()
+            child.wait()
