@@ -225,16 +225,15 @@ def beside(config: Any, allow_dirty: bool, process_ends: bool, server: int | Non
     """A fold worker for the block when ``config`` (parsed) wants one (``wanted``), else None; it is stopped
     and its folder removed on every way out. ``process_ends``: this process ends with the command, and may
     lower its own CPU priority for the worker (see ``FoldWorker.prepare``). ``server``: the pid of the
-    temporary Prefect server starting beside the run, given the lowest CPU priority (nice 19, its session's
-    too: ``processes.lower_priority``) beside a worker: the worker's imports, data and first fold are the
-    run's critical path, and the flow needs the server only once the worker's results come. Measured on
-    2 cores: the worker's imports and warm-up had 2.3 s of CPU in 3.1 s at nice 10, when the server's
-    session took its share; in 2.3 s with the session lowered.
+    temporary Prefect server starting beside the run, given the lowest CPU priority (its session's nice 19:
+    ``processes.lower_priority``) beside a worker until the flow waits for it: the worker's imports, data
+    and first fold are the run's critical path. Measured on 2 cores: the worker's imports and warm-up had
+    2.3 s of CPU in 3.1 s when the server's session took its share (at nice 10); in 2.3 s with it lowered.
     """
     global _CURRENT
     worker = FoldWorker(config.model_dump(mode="json"), allow_dirty, process_ends) if wanted(config) else None
     if worker is not None and server is not None:
-        lower_priority(server, 19)
+        lower_priority(server, 19, process_nice=10)  # set back when the flow waits for it (temporary_api)
     _CURRENT = worker
     try:
         yield worker

@@ -34,6 +34,8 @@ from typing import Any
 
 from scribbles.core import BadInput, ScribblesError, stops_deferred
 
+from .processes import restore_priority
+
 DEFAULT_PORT = 4200
 
 
@@ -237,6 +239,7 @@ def temporary_api(log: Path | None = None, prepare: Callable[[], None] | None = 
     try:
         if prepare is not None:
             prepare()
+        restore_priority(server.process.pid)  # a fold worker's run lowered it while the command checked
         _wait_healthy(server.process, server.url, log,
                       float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120)))
         os.environ["PREFECT_API_URL"] = server.url

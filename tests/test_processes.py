@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from scribbles.flows.processes import alive, lower_priority
+from scribbles.flows.processes import alive, lower_priority, restore_priority
 
 
 def _autogroup(pid: int) -> str | None:
@@ -26,20 +26,24 @@ def test_alive_tells_a_live_process_from_a_gone_one() -> None:
     assert alive(os.getpid())
 
 
-def test_lower_priority_lowers_a_session_leader_and_leaves_a_shared_session_alone() -> None:
+def test_lower_priority_lowers_a_session_until_restored_and_leaves_a_shared_session_alone() -> None:
     own = subprocess.Popen(["sleep", "30"], start_new_session=True)
     shared = subprocess.Popen(["sleep", "30"])
     ours = _autogroup(os.getpid())
     try:
-        lower_priority(own.pid, 19)
+        lower_priority(own.pid, 19, process_nice=10)
         lower_priority(shared.pid, 7)
-        assert os.getpriority(os.PRIO_PROCESS, own.pid) == 19
-        assert os.getpriority(os.PRIO_PROCESS, shared.pid) == 7
-        lower_priority(own.pid, 5)  # never raised again
-        assert os.getpriority(os.PRIO_PROCESS, own.pid) == 19
-        if ours is not None:  # a kernel with autogroup scheduling: the session's nice counts first
-            assert _autogroup(own.pid) == "19"
-            assert _autogroup(shared.pid) == ours == _autogroup(os.getpid())  # this session is not changed
+        lower_priority(own.pid, 5)  # never raised here
+        if ours is None:  # no autogroup scheduling: the process's own nice, which cannot be set back
+            assert os.getpriority(os.PRIO_PROCESS, own.pid) == 10
+            assert os.getpriority(os.PRIO_PROCESS, shared.pid) == 7
+            return
+        assert _autogroup(own.pid) == "19"
+        assert os.getpriority(os.PRIO_PROCESS, own.pid) == 0  # the session's nice only: it can be set back
+        assert _autogroup(shared.pid) == ours == _autogroup(os.getpid())  # this session is not changed
+        assert os.getpriority(os.PRIO_PROCESS, shared.pid) == 7  # its own nice: it competes within this session
+        restore_priority(own.pid)
+        assert _autogroup(own.pid) == "0"
     finally:
         for child in (own, shared):
             child.kill()
