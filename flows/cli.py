@@ -14,7 +14,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from scribbles.core import BadInput, ScribblesError
 from scribbles.core.errors import ScribblesWarning
@@ -81,6 +81,27 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
 _python_format = warnings.formatwarning
 
 
+def _shown_once(show: Callable[..., None]) -> Callable[..., None]:
+    """``show`` (``warnings.showwarning``) for each warning once per command: the same category, text and
+    line again is not shown.
+
+    Python shows a warning once per line per process until any ``warnings.catch_warnings()`` block ends,
+    which forgets what was shown. The libraries a run calls open such blocks in every fold (and MLflow's in
+    the tracker's thread, at moments that vary), so a plugin's warning showed once per fold, or five
+    times in one run and six in the next, and another number when a fold worker trained the folds.
+    """
+    seen: set[tuple[str, str, str, int]] = set()
+
+    def once(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             *rest: Any, **more: Any) -> None:
+        key = (category.__name__, str(message), filename, lineno)
+        if key not in seen:
+            seen.add(key)
+            show(message, category, filename, lineno, *rest, **more)
+
+    return once
+
+
 def run_cli(argv: Sequence[str] | None = None, process_ends: bool = False) -> int:
     """Parse ``argv``, run the verb, and turn errors into exit codes and one-line messages.
 
@@ -96,6 +117,8 @@ def run_cli(argv: Sequence[str] | None = None, process_ends: bool = False) -> in
         return EXIT_BAD_INPUT
     configure_prefect()
     warnings.formatwarning = _format_warning
+    shown = warnings.showwarning
+    warnings.showwarning = _shown_once(shown)
     args = build_parser().parse_args(argv)
     if args.strict:
         os.environ[STRICT_ENV] = "1"  # also reaches the processes a run starts (DDP workers)
@@ -108,6 +131,7 @@ def run_cli(argv: Sequence[str] | None = None, process_ends: bool = False) -> in
             return _run(func, args)
     finally:
         warnings.formatwarning = _python_format
+        warnings.showwarning = shown
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -213,11 +213,19 @@ def _remove_orphans() -> None:
 
 
 def _rewarn(warning: list[Any]) -> None:
-    """A warning the worker's training gave, given again here as if training ran in this process."""
+    """A warning the worker's training showed, shown here as training in this process would show it.
+
+    The worker's filters (the same environment and ``-W`` options, the same modules' filters) decided
+    already that it shows: it is shown, not warned again. Warned again, it went through this process's
+    filters, which another thread's ``warnings.catch_warnings()`` (MLflow's, while the tracker logs the
+    last fold's model) can set to ignore for a moment: a plugin's warning then showed 4 or 5 times in a
+    run where training in this process showed it 6, a different count each run.
+    """
     name, message, filename, lineno = warning
-    category = {cls.__name__: cls for cls in (UserWarning, RuntimeWarning, FutureWarning, DeprecationWarning,
-                                              ScribblesWarning)}.get(name, UserWarning)
-    warnings.warn_explicit(message, category, filename, lineno)
+    known = {cls.__name__: cls for cls in (UserWarning, RuntimeWarning, FutureWarning, DeprecationWarning,
+                                           ScribblesWarning)}
+    category = known.get(name) or type(name, (UserWarning,), {})  # a plugin's own class: its name shown
+    warnings.showwarning(message, category, filename, lineno)
 
 
 @contextlib.contextmanager

@@ -216,3 +216,55 @@ def test_a_plugin_error_in_training_reads_the_same_with_a_worker_as_without(
         assert ("parent", "FAILED") in statuses and "RUNNING" not in str(statuses), statuses
         lines[worker] = err[0], statuses
     assert lines["1"] == lines["0"]
+
+
+WARNER = '''
+    import warnings
+
+    import torch
+    from pydantic import BaseModel
+    from scribbles.core import Model, hookimpl
+
+    class Warny(torch.nn.Module):
+        def __init__(self, inputs, classes):
+            super().__init__()
+            self.linear = torch.nn.Linear(inputs, classes)
+
+        def forward(self, x):
+            if self.training:  # only where folds train: with a worker, in the worker's process alone
+                warnings.warn("warner: trained on a batch")
+            return self.linear(x.flatten(1))
+
+    class Warner(Model):
+        """Warns on every training batch."""
+        name = "warner"
+
+        class Params(BaseModel):
+            pass
+
+        def build(self, spec):
+            return Warny(int(torch.tensor(spec.input_shape).prod()), spec.n_classes)
+
+    @hookimpl
+    def scribbles_techniques():
+        return [Warner]
+'''
+
+
+def test_a_plugin_warning_shows_once_with_a_worker_and_without(
+    tmp_path: Path, activity_small: Any, prefect_api: str
+) -> None:
+    """A technique's warning raised on every training batch of every fold shows once in the command's
+    output, whether the folds train in a worker (which sends it to the command) or in the command's
+    process (where the libraries' ``catch_warnings`` blocks made Python show it again fold after fold, a
+    number that varied from run to run)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_dist(site, "scribbles-warner", WARNER)
+    for worker in ("1", "0"):
+        root = make_dvc_project(tmp_path / f"warn{worker}", {"activity.csv": activity_small})
+        (root / "run.yaml").write_text(CONFIG.replace("{name: gru, hidden: 8}", "{name: warner}"))
+        result = run(root, prefect_api, worker, env={"PYTHONPATH": str(site), "SCRIBBLES_DISABLE_PLUGIN_AUTOLOAD": "0"})
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert result.stderr.count("UserWarning: warner: trained on a batch") == 1, (worker, result.stderr)
+        assert "scribbles_warner.py" in result.stderr  # where the plugin warned, as Python shows it
