@@ -36,11 +36,11 @@ def lower_priority(pid: int, nice: int, process_nice: int | None = None) -> None
     process's own nice is lowered instead, to ``process_nice`` (default ``nice``), which an unprivileged
     process cannot set back: pass a milder one.
     """
-    group = Path(f"/proc/{pid}/autogroup")  # "/autogroup-42 nice 0"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        if os.getsid(pid) == pid:
-            if int(group.read_text().split()[-1]) < nice:
-                group.write_text(str(nice))
+    session = _session_nice(pid)
+    if session is not None:
+        with contextlib.suppress(OSError):  # a session we may not change: its process's own nice below
+            if session < nice:
+                Path(f"/proc/{pid}/autogroup").write_text(str(nice))
             return
     with contextlib.suppress(OSError):
         wanted = nice if process_nice is None else process_nice
@@ -50,7 +50,19 @@ def lower_priority(pid: int, nice: int, process_nice: int | None = None) -> None
 def restore_priority(pid: int) -> None:
     """Set the session nice of ``pid``'s session back to 0 when ``lower_priority`` lowered it: from here on
     the process is waited for, and at nice 19 beside busy processes it could take minutes to start."""
-    group = Path(f"/proc/{pid}/autogroup")
+    if (_session_nice(pid) or 0) > 0:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text("0")
+
+
+def _session_nice(pid: int) -> int | None:
+    """The nice of the session that ``pid`` leads, or None when it leads none or autogroup does not apply.
+
+    ``/proc/PID/autogroup`` reads "/autogroup-42 nice 0"; it is empty for a process in the kernel's default
+    group (autogroup off, or a container's processes, as on a CI machine) and absent on kernels built without
+    it.
+    """
     with contextlib.suppress(OSError, ValueError, IndexError):
-        if os.getsid(pid) == pid and int(group.read_text().split()[-1]) > 0:
-            group.write_text("0")
+        if os.getsid(pid) == pid:
+            return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    return None
