@@ -22,6 +22,7 @@ Set ``SCRIBBLES_FOLD_WORKER=0`` to train every fold in the command's process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -73,11 +74,10 @@ class FoldWorker:
     def __init__(self, config: dict[str, Any], allow_dirty: bool, lower_own_priority: bool = False) -> None:
         """Start the worker with ``config`` as parsed (see ``beside``). ``lower_own_priority``: this process
         ends with the command, and ``prepare`` may lower its CPU priority."""
-        _remove_orphans()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.job: dict[str, Any] | None = None
         self.data_version: str | None = None
-        self.failed = False
+        self._failed = False
         self.lower_own_priority = lower_own_priority
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._early: dict[int, list[dict[str, Any]]] = {}  # events of folds the flow has not asked for yet
@@ -105,7 +105,7 @@ class FoldWorker:
             self.process.stdin.write(json.dumps(message).encode() + b"\n")
             self.process.stdin.flush()
         except (OSError, ValueError):
-            self.failed = True
+            self._failed = True
 
     def prepare(self, config: dict[str, Any], allow_dirty: bool, root: str, in_process: bool) -> None:
         """Hand the worker the checked config: it loads the data and trains fold 0 on. ``in_process``
@@ -121,14 +121,14 @@ class FoldWorker:
             return
         self.job = {"config": config, "allow_dirty": allow_dirty, "root": root, "out": str(self.folder / "out")}
         self._send({"prepare": self.job})
-        if not self.failed and self.lower_own_priority:
+        if not self._failed and self.lower_own_priority:
             with contextlib.suppress(OSError):
                 os.nice(5)  # this thread, and the threads it starts from now on (per thread on Linux)
 
     @property
     def active(self) -> bool:
         """Whether the worker may still train folds: it has not failed, died or been stopped."""
-        return not self.failed
+        return not self._failed
 
     def decided(self, folds: list[int]) -> None:
         """The folds the flow trains (the others are reused): the worker trains only those from now on."""
@@ -136,7 +136,7 @@ class FoldWorker:
 
     def serves(self, job: Any) -> bool:
         """Whether the worker trains ``job``'s fold: the same config, data version and project folder."""
-        return (not self.failed and self.job is not None and job.config == self.job["config"]
+        return (not self._failed and self.job is not None and job.config == self.job["config"]
                 and job.allow_dirty == self.job["allow_dirty"] and job.root == self.job["root"]
                 and self.data_version in (None, job.data_version))
 
@@ -186,13 +186,13 @@ class FoldWorker:
                     return None
 
     def _give_up(self) -> None:
-        self.failed = True
+        self._failed = True
         self.close(keep_folder=True)
         return None
 
     def close(self, keep_folder: bool = False) -> None:
         """Stop the worker (at once: what it trains now is not needed) and, unless kept, remove its folder."""
-        self.failed = True
+        self._failed = True
         from .prefect_server import stop
 
         if self.process.stdin is not None:
@@ -201,6 +201,7 @@ class FoldWorker:
         stop(self.process, grace=5.0)
         if not keep_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+        _remove_orphans()  # here, not as the worker starts: the run is over and waits for nothing of it
 
 
 def _remove_orphans() -> None:
@@ -222,10 +223,16 @@ def _rewarn(warning: list[Any]) -> None:
     run where training in this process showed it 6, a different count each run.
     """
     name, message, filename, lineno = warning
+    warnings.showwarning(message, _category(name), filename, lineno)
+
+
+@functools.cache
+def _category(name: str) -> type[Warning]:
+    """The warning class called ``name``: a built-in or scribbles' own, else a stand-in ``UserWarning``
+    subclass of that name (a plugin's own class, which this process may not import), made once."""
     known = {cls.__name__: cls for cls in (UserWarning, RuntimeWarning, FutureWarning, DeprecationWarning,
                                            ScribblesWarning)}
-    category = known.get(name) or type(name, (UserWarning,), {})  # a plugin's own class: its name shown
-    warnings.showwarning(message, category, filename, lineno)
+    return known.get(name) or type(name, (UserWarning,), {})
 
 
 @contextlib.contextmanager

@@ -86,7 +86,7 @@ def test_a_run_trained_by_its_worker_records_what_the_command_s_process_would(
     assert set(trained) == {"0", "1", "2"} and trained == reference
     assert all(len([p for p in points if isinstance(p[0], int)]) == 3 for points in trained.values())
 
-    # A folder left by a worker whose command was killed (SIGKILL: nothing could remove it) goes at the next start.
+    # A folder left by a worker whose command was killed (SIGKILL: nothing could remove it) goes with the next worker.
     orphan = Path(tempfile.gettempdir()) / "scribbles-fold-worker-2147483000-test"
     (orphan / "out").mkdir(parents=True, exist_ok=True)
     again = run(projects["worker"], prefect_api, "1")
@@ -161,35 +161,45 @@ def test_a_worker_that_dies_costs_only_time_and_none_outlives_its_command(
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
 
 
-BOOM = '''
+def _model_plugin(name: str, forward_check: str) -> str:
+    """A model plugin's source: model ``name``, a linear layer whose ``forward`` first runs ``forward_check``
+    (one statement, indented for the method's body)."""
+    return f'''
+    import warnings
+
     import torch
     from pydantic import BaseModel
     from scribbles.core import Model, hookimpl
 
-    class Boom(torch.nn.Module):
+    class Net(torch.nn.Module):
         def __init__(self, inputs, classes):
             super().__init__()
             self.linear = torch.nn.Linear(inputs, classes)
 
         def forward(self, x):
-            if not self.training:  # the first validation, in fold 0, wherever it trains
-                raise RuntimeError("boom in forward")
+{forward_check}
             return self.linear(x.flatten(1))
 
-    class Boomer(Model):
-        """Fails when it is validated."""
-        name = "boomer"
+    class Technique(Model):
+        """A linear model for the fold worker's tests."""
+        name = "{name}"
 
         class Params(BaseModel):
             pass
 
         def build(self, spec):
-            return Boom(int(torch.tensor(spec.input_shape).prod()), spec.n_classes)
+            return Net(int(torch.tensor(spec.input_shape).prod()), spec.n_classes)
 
     @hookimpl
     def scribbles_techniques():
-        return [Boomer]
+        return [Technique]
 '''
+
+
+# fails at its first validation, in fold 0, wherever it trains
+BOOM = _model_plugin("boomer", """\
+            if not self.training:
+                raise RuntimeError("boom in forward")""")
 
 
 def test_a_plugin_error_in_training_reads_the_same_with_a_worker_as_without(
@@ -218,37 +228,10 @@ def test_a_plugin_error_in_training_reads_the_same_with_a_worker_as_without(
     assert lines["1"] == lines["0"]
 
 
-WARNER = '''
-    import warnings
-
-    import torch
-    from pydantic import BaseModel
-    from scribbles.core import Model, hookimpl
-
-    class Warny(torch.nn.Module):
-        def __init__(self, inputs, classes):
-            super().__init__()
-            self.linear = torch.nn.Linear(inputs, classes)
-
-        def forward(self, x):
-            if self.training:  # only where folds train: with a worker, in the worker's process alone
-                warnings.warn("warner: trained on a batch")
-            return self.linear(x.flatten(1))
-
-    class Warner(Model):
-        """Warns on every training batch."""
-        name = "warner"
-
-        class Params(BaseModel):
-            pass
-
-        def build(self, spec):
-            return Warny(int(torch.tensor(spec.input_shape).prod()), spec.n_classes)
-
-    @hookimpl
-    def scribbles_techniques():
-        return [Warner]
-'''
+# warns on every training batch: with a worker, in the worker's process alone
+WARNER = _model_plugin("warner", """\
+            if self.training:
+                warnings.warn("warner: trained on a batch")""")
 
 
 def test_a_plugin_warning_shows_once_with_a_worker_and_without(
